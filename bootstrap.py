@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Sets up a virtualenv in .venv with Waypost and its test extras, then runs a command in it.
+
+    python3 bootstrap.py test [pytest args]   # the test suite (README "Test")
+    python3 bootstrap.py waypost ARGS...      # any waypost command
+
+Needs only Python 3.11+. Reinstalls when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".waypost-installed"
+
+
+def ensure_environment() -> Path:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Waypost needs Python 3.11 or newer, this is {sys.version.split()[0]}")
+    python = VENV / "bin" / "python"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if python.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return python
+    if not python.exists():
+        print(f"bootstrap: creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    print("bootstrap: installing waypost with its test extras", flush=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-e", f"{ROOT}[test]"],
+        check=True,
+    )
+    STAMP.write_text(wanted)
+    return python
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"test", "waypost"}:
+        sys.exit(__doc__)
+    python = ensure_environment()
+    command, rest = sys.argv[1], sys.argv[2:]
+    if command == "test":
+        argv = [str(python), "-m", "pytest", *rest]
+    else:
+        argv = [str(VENV / "bin" / "waypost"), *rest]
+    os.chdir(ROOT)
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Shared fixtures: one embedded PostgreSQL per session, a fresh migrated database per test,
+the web app under uvicorn on 127.0.0.1, and worker subprocesses."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from psycopg.rows import dict_row
+
+from tests import payloads
+from waypost import embedded_pg
+from waypost.schema import migrate
+from waypost.settings import Settings
+from webhook.app import create_app
+
+APP_SECRET = "test-app-secret"
+VERIFY_TOKEN = "test-verify-token"
+TEMPLATE = "waypost_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded_pg.EmbeddedPostgres]:
+    server = embedded_pg.start(tmp_path_factory.mktemp("pg") / "data", delete_on_exit=True)
+    migrate(server.create_database(TEMPLATE))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(pg: embedded_pg.EmbeddedPostgres) -> str:
+    """A database of its own for each test, cloned from the migrated template."""
+    return pg.create_database(f"test_{os.getpid()}_{next(_counter)}", template=TEMPLATE)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        whatsapp_app_secret=APP_SECRET,
+        whatsapp_verify_token=VERIFY_TOKEN,
+        db_pool_min_size=1,
+        db_pool_max_size=8,
+    )
+
+
+class WebServer:
+    """The real app under uvicorn on 127.0.0.1, in a thread of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> WebServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("web app did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[WebServer]:
+    with WebServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def client(web: WebServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=web.url, timeout=10) as http:
+        yield http
+
+
+def post_webhook(client: httpx.Client, body: bytes, secret: str | None = APP_SECRET,
+                 **headers: str | bytes) -> httpx.Response:
+    sent: dict[str, str | bytes] = {"Content-Type": "application/json", **headers}
+    if secret is not None:
+        sent["X-Hub-Signature-256"] = payloads.sign(secret, body)
+    return client.post("/api/webhooks/whatsapp", content=body, headers=sent)
+
+
+def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYPOST_", "WHATSAPP_"))}
+    env.update({
+        "DATABASE_URL": settings.require_database_url(),
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    })
+    return env
+
+
+def run_waypost(settings: Settings, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waypost.cli", *args], env=waypost_env(settings, **extra_env),
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+class WorkerProcess:
+    """`waypost worker` in a subprocess, its output collected to a file."""
+
+    def __init__(self, settings: Settings, log_path: Path, **extra_env: str) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "waypost.cli", "worker"],
+            env=waypost_env(settings, **extra_env), stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.database_url = settings.require_database_url()
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        """Ready once it has registered in procrastinate_workers (its LISTEN is set up by then)."""
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.output()}")
+                listening = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
+                    " AND datname = current_database()").fetchone()
+                if listening and listening[0]:
+                    return
+                time.sleep(0.05)
+        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator:
+    workers: list[WorkerProcess] = []
+
+    def start(**extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker{len(workers)}.log", **extra_env)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

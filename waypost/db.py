@@ -1,0 +1,35 @@
+"""Database connections: one psycopg async pool per process, shared by our queries and procrastinate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from waypost.settings import Settings
+
+# Detect half-open connections (network faults, a restarted server) within seconds rather than
+# the kernel's two hours; procrastinate's LISTEN connection inherits these through the pool's conninfo.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def pool_kwargs(settings: Settings) -> dict[str, Any]:
+    """Arguments for an AsyncConnectionPool (also used by procrastinate's connector)."""
+    return {
+        "conninfo": settings.require_database_url(),
+        "min_size": settings.db_pool_min_size,
+        "max_size": settings.db_pool_max_size,
+        "kwargs": {**KEEPALIVES, "row_factory": dict_row, "autocommit": True},
+        "check": AsyncConnectionPool.check_connection,
+    }
+
+
+def create_pool(settings: Settings, name: str = "waypost") -> AsyncConnectionPool:
+    """An unopened pool; open it with `await pool.open(wait=True)` or `async with`."""
+    return AsyncConnectionPool(**pool_kwargs(settings), name=name, open=False)

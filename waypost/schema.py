@@ -1,0 +1,210 @@
+"""Schema management: apply migrations with yoyo, and verify the database is what the code expects."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+from yoyo import get_backend, read_migrations
+
+from waypost.sql import MIGRATIONS_DIR, query
+
+logger = logging.getLogger(__name__)
+
+# What the code reads and writes. A test checks this against a freshly migrated database.
+EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "conversations": (
+        "id", "phone_number_id", "wa_id", "contact_name", "ai_enabled", "last_inbound_at",
+        "deleted_at", "created_at", "updated_at",
+    ),
+    "messages": (
+        "id", "conversation_id", "direction", "author", "wa_message_id", "idempotency_key", "type",
+        "body", "payload", "status", "error", "contact_sent_at", "created_at", "sent_at",
+        "delivered_at", "read_at", "failed_at", "updated_at",
+    ),
+    "outbound_jobs": (
+        "id", "inbound_message_id", "conversation_id", "status", "attempts", "last_error",
+        "skip_reason", "request_id", "procrastinate_job_id", "created_at", "started_at",
+        "finished_at", "updated_at",
+    ),
+    "webhook_events": (
+        "id", "request_id", "received_at", "body", "signature", "processed_at", "error",
+    ),
+    "message_statuses": (
+        "id", "wa_message_id", "status", "status_at", "recipient_id", "biz_opaque_callback_data",
+        "errors", "payload", "message_id", "received_at",
+    ),
+    "notifications": (
+        "id", "conversation_id", "message_id", "kind", "body", "created_at", "read_at",
+        "snoozed_until",
+    ),
+    "procrastinate_jobs": (
+        "id", "queue_name", "task_name", "lock", "args", "status", "scheduled_at", "attempts",
+        "worker_id",
+    ),
+    "procrastinate_workers": ("id", "last_heartbeat"),
+}
+EXPECTED_FUNCTIONS: tuple[str, ...] = (
+    "waypost_status_rank_v1",
+    "waypost_advance_message_status_v1",
+    "waypost_ingest_inbound_message_v1",
+    "waypost_apply_message_status_v1",
+    "procrastinate_defer_jobs_v1",
+    "procrastinate_fetch_job_v2",
+    "procrastinate_finish_job_v1",
+    "procrastinate_retry_job_v2",
+)
+# The unique indexes that enforce idempotency: losing one would silently allow duplicates.
+EXPECTED_INDEXES: tuple[str, ...] = (
+    "conversations_live_contact_key",
+    "messages_wa_message_id_key",
+    "messages_idempotency_key_key",
+    "outbound_jobs_inbound_message_id_key",
+    "message_statuses_wa_message_id_status_key",
+)
+# procrastinate's own files are copied verbatim and cannot be re-run; ours are written re-runnable.
+THIRD_PARTY_MARK = "_procrastinate_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    ok: bool
+    label: str
+
+    def line(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.label}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemaReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def problems(self) -> list[str]:
+        return [check.label for check in self.checks if not check.ok]
+
+    def render(self) -> str:
+        verdict = "Schema verification PASSED" if self.ok else "Schema verification FAILED"
+        return "\n".join([*(check.line() for check in self.checks), verdict])
+
+
+def migration_ids() -> list[str]:
+    return [migration.id for migration in read_migrations(str(MIGRATIONS_DIR))]
+
+
+def build_report(
+    applied: set[str], columns: set[tuple[str, str]], functions: set[str], indexes: set[str]
+) -> SchemaReport:
+    checks = [
+        Check(mid in applied, f"migration {mid} {'applied' if mid in applied else 'NOT applied'}")
+        for mid in migration_ids()
+    ]
+    tables = {table for table, _ in columns}
+    for table, expected in EXPECTED_COLUMNS.items():
+        if table not in tables:
+            checks.append(Check(False, f"table {table} missing"))
+            continue
+        missing = [column for column in expected if (table, column) not in columns]
+        label = f"table {table}: " + (
+            f"missing column(s) {', '.join(f'{table}.{c}' for c in missing)}"
+            if missing else f"{len(expected)} columns present"
+        )
+        checks.append(Check(not missing, label))
+    checks += [
+        Check(name in functions, f"function {name}{'' if name in functions else ' missing'}")
+        for name in EXPECTED_FUNCTIONS
+    ]
+    checks += [
+        Check(name in indexes, f"unique index {name}{'' if name in indexes else ' missing'}")
+        for name in EXPECTED_INDEXES
+    ]
+    return SchemaReport(tuple(checks))
+
+
+async def verify_async(conn: psycopg.AsyncConnection) -> SchemaReport:
+    """Compare the database behind `conn` with what this code expects (read-only)."""
+
+    async def rows(name: str) -> list[tuple[Any, ...]]:
+        async with conn.cursor(row_factory=tuple_row) as cursor:
+            await cursor.execute(query(name))
+            return await cursor.fetchall()
+
+    has_yoyo = (await rows("schema_yoyo_table_exists"))[0][0]
+    applied = {r[0] for r in await rows("schema_applied_migrations")} if has_yoyo else set()
+    return build_report(
+        applied,
+        {(r[0], r[1]) for r in await rows("schema_columns")},
+        {r[0] for r in await rows("schema_functions")},
+        {r[0] for r in await rows("schema_indexes")},
+    )
+
+
+class SchemaMismatchError(RuntimeError):
+    """The database does not match this code (code DB_MISMATCH)."""
+
+    code = "DB_MISMATCH"
+
+    def __init__(self, report: SchemaReport) -> None:
+        self.report = report
+        super().__init__(
+            "DB_MISMATCH: the database schema does not match this version of Waypost: "
+            + "; ".join(report.problems)
+            + ". Run `waypost migrate`, then `waypost verify-schema`."
+        )
+
+
+async def ensure_schema(pool: AsyncConnectionPool) -> SchemaReport:
+    async with pool.connection() as conn:
+        report = await verify_async(conn)
+    if not report.ok:
+        raise SchemaMismatchError(report)
+    return report
+
+
+def yoyo_url(database_url: str) -> str:
+    """yoyo names its psycopg 3 backend in the URL scheme: postgresql+psycopg://."""
+    parts = urlsplit(database_url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
+    return urlunsplit(parts._replace(scheme="postgresql+psycopg"))
+
+
+def migrate(database_url: str) -> list[str]:
+    """Apply pending migrations; re-run Waypost's own if objects they create have gone missing.
+
+    Returns the ids of the migrations applied or re-run. Holds yoyo's lock, so two deploys
+    running at once apply each migration once.
+    """
+    backend = get_backend(yoyo_url(database_url))
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+        done = [m.id for m in pending]
+        if not verify(database_url).ok:
+            for migration in migrations:
+                if THIRD_PARTY_MARK not in migration.id and migration.id not in done:
+                    logger.warning("re-running %s to repair schema drift", migration.id)
+                    backend.apply_one(migration, mark=False)
+                    done.append(migration.id)
+    return done
+
+
+def verify(database_url: str) -> SchemaReport:
+    """verify_async on a connection of its own, for the CLI."""
+
+    async def run() -> SchemaReport:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            return await verify_async(conn)
+
+    return asyncio.run(run())

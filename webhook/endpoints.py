@@ -1,0 +1,131 @@
+"""HTTP endpoints. Each one reads its dependencies from `request.app.state.waypost`."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from waypost.logs import request_id_var
+from webhook import ingest, payload, signature
+from webhook.middleware import SCHEMA_ERRORS, db_mismatch_response, db_unavailable_response
+from webhook.state import AppState
+
+logger = logging.getLogger(__name__)
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.waypost  # type: ignore[no-any-return]
+
+
+def _error(status_code: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"ok": False, "code": code, "error": message, "request_id": request_id_var.get()},
+        status_code=status_code,
+    )
+
+
+async def verify_subscription(request: Request) -> Response:
+    """Meta's handshake: echo hub.challenge when the verify token matches."""
+    params = request.query_params
+    token = _state(request).settings.whatsapp_verify_token
+    if (
+        token is None
+        or params.get("hub.mode") != "subscribe"
+        or not signature.tokens_equal(params.get("hub.verify_token"), token.get_secret_value())
+    ):
+        logger.warning("webhook verification refused")
+        return PlainTextResponse("Forbidden", status_code=403)
+    challenge = params.get("hub.challenge")
+    if not challenge:
+        return PlainTextResponse("hub.challenge is missing", status_code=400)
+    logger.info("webhook verification accepted")
+    return PlainTextResponse(challenge)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive_webhook(request: Request) -> Response:
+    started = time.perf_counter()
+    state = _state(request)
+    settings = state.settings
+    request_id = request_id_var.get()
+
+    body = await _read_body(request, settings.max_body_bytes)
+    if body is None:
+        message = f"body is larger than the {settings.max_body_bytes} byte limit"
+        await ingest.journal(state.pool, request_id, None, "not_checked", message)
+        logger.warning("webhook refused: %s", message)
+        return _error(413, "BODY_TOO_LARGE", message)
+
+    verdict: signature.Verdict = "not_checked"
+    if settings.whatsapp_app_secret is not None:
+        verdict = signature.check(
+            settings.whatsapp_app_secret.get_secret_value(), body,
+            request.headers.get("x-hub-signature-256"),
+        )
+    elif not settings.dangerously_skip_signature_check:  # settings are checked at startup
+        raise RuntimeError("no app secret and signature checks not disabled")
+    bad_signature = verdict in ("missing", "invalid")
+    event_id = await ingest.journal(
+        state.pool, request_id, body, verdict,
+        f"signature {verdict}" if bad_signature else None,
+    )
+    if bad_signature:
+        logger.warning("webhook refused: signature %s (event %s)", verdict, event_id)
+        return _error(401 if verdict == "missing" else 403, "BAD_SIGNATURE",
+                      f"X-Hub-Signature-256 is {verdict}")
+
+    try:
+        batch = payload.parse(body)
+    except payload.PayloadError as exc:
+        await ingest.record_error(state.pool, event_id, str(exc))
+        logger.warning("webhook refused: %s (event %s)", exc, event_id)
+        return _error(400, "BAD_PAYLOAD", str(exc))
+
+    try:
+        result = await ingest.process(state.pool, event_id, batch, request_id)
+    except SCHEMA_ERRORS:
+        raise  # the guard middleware answers DB_MISMATCH
+    except Exception as exc:
+        # 500 makes Meta deliver again; the journal row says why this attempt failed.
+        logger.exception("webhook processing failed (event %s)", event_id)
+        await ingest.record_error(state.pool, event_id, f"{type(exc).__name__}: {exc}")
+        return _error(500, "PROCESSING_FAILED", "the webhook could not be stored; it will be retried")
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    logger.info(
+        "webhook event %s stored: %s ignored=%s elapsed_ms=%.1f",
+        event_id, result.summary(), len(batch.ignored_changes), elapsed_ms,
+    )
+    return JSONResponse({"ok": True, "request_id": request_id, **result.summary()})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        report = await _state(request).schema.refresh()
+    except psycopg.OperationalError:
+        return db_unavailable_response()
+    if not report.ok:
+        response = db_mismatch_response(report.problems)
+        response.status_code = 503
+        return response
+    return JSONResponse({"ok": True, "schema": "ok"})

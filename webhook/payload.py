@@ -1,0 +1,222 @@
+"""Validates a WhatsApp Cloud API webhook body and flattens it into the items Waypost stores.
+
+Every entry x change x messages[]/statuses[]/errors[] is kept: batches are normal. Unknown fields
+and unknown message types pass through into `payload`; only a shape we cannot store is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Types whose text deserves an answer. Reactions, system notices and unsupported types do not.
+REPLY_TYPES = frozenset({"text", "interactive", "button", "image", "video", "document"})
+
+
+class PayloadError(ValueError):
+    """The body is not JSON, or not a WhatsApp webhook we can store (HTTP 400)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+def _unix_seconds(value: str) -> str:
+    if not value.isdigit():
+        raise ValueError("must be Unix seconds as a string of digits")
+    return value
+
+
+class Profile(_Model):
+    name: str | None = None
+
+
+class Contact(_Model):
+    wa_id: str | None = None
+    profile: Profile | None = None
+
+
+class Message(_Model):
+    id: str = Field(min_length=1)
+    from_: str = Field(alias="from", min_length=1)
+    timestamp: str
+    type: str = Field(min_length=1)
+
+    _check_timestamp = field_validator("timestamp")(_unix_seconds)
+
+
+class Status(_Model):
+    id: str = Field(min_length=1)
+    status: str = Field(min_length=1)
+    timestamp: str
+    recipient_id: str | None = None
+    biz_opaque_callback_data: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+    _check_timestamp = field_validator("timestamp")(_unix_seconds)
+
+
+class Metadata(_Model):
+    phone_number_id: str = Field(min_length=1)
+
+
+class Value(_Model):
+    metadata: Metadata
+    contacts: list[Contact] = []
+    messages: list[Message] = []
+    statuses: list[Status] = []
+    errors: list[dict[str, Any]] = []
+
+
+class Change(_Model):
+    field: str
+    value: dict[str, Any]
+
+
+class Entry(_Model):
+    id: str | None = None
+    changes: list[Change]
+
+
+class Envelope(_Model):
+    object: str
+    entry: list[Entry]
+
+
+@dataclasses.dataclass(frozen=True)
+class InboundMessage:
+    phone_number_id: str
+    wa_id: str
+    contact_name: str | None
+    wa_message_id: str
+    type: str
+    body: str | None
+    contact_sent_at: dt.datetime
+    payload: dict[str, Any]
+
+    @property
+    def needs_reply(self) -> bool:
+        return self.type in REPLY_TYPES and bool(self.body and self.body.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusUpdate:
+    phone_number_id: str
+    wa_message_id: str
+    status: str
+    status_at: dt.datetime
+    recipient_id: str | None
+    callback_data: str | None
+    errors: list[dict[str, Any]] | None
+    payload: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlatformError:
+    phone_number_id: str
+    error: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Batch:
+    messages: list[InboundMessage] = dataclasses.field(default_factory=list)
+    statuses: list[StatusUpdate] = dataclasses.field(default_factory=list)
+    errors: list[PlatformError] = dataclasses.field(default_factory=list)
+    ignored_changes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{prefix}{where}: {item['msg']}" if where else item["msg"])
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _time(unix_seconds: str) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(unix_seconds), tz=dt.UTC)
+
+
+def message_body(message: Message) -> str | None:
+    """The human-readable text of a message, whatever its type."""
+    content = getattr(message, message.type, None)
+    if not isinstance(content, dict):
+        return None
+    if message.type == "text":
+        return content.get("body")
+    if message.type == "interactive":
+        reply = content.get("button_reply") or content.get("list_reply") or {}
+        return reply.get("title")
+    if message.type == "button":
+        return content.get("text")
+    if message.type == "reaction":
+        return content.get("emoji")
+    if message.type == "location":
+        return content.get("name") or content.get("address")
+    if message.type == "system":
+        return content.get("body")
+    return content.get("caption")
+
+
+def _contact_name(contacts: list[Contact], wa_id: str) -> str | None:
+    matching = [c for c in contacts if c.wa_id == wa_id] or (contacts if len(contacts) == 1 else [])
+    profile = matching[0].profile if matching else None
+    return profile.name if profile else None
+
+
+def parse(body: bytes) -> Batch:
+    try:
+        envelope = Envelope.model_validate_json(body)
+    except ValidationError as exc:
+        if any(item["type"] == "json_invalid" for item in exc.errors()):
+            raise PayloadError(f"body is not valid JSON: {exc.errors()[0]['msg']}") from None
+        raise PayloadError(f"not a WhatsApp webhook: {_describe(exc)}") from None
+    if envelope.object != "whatsapp_business_account":
+        raise PayloadError(
+            f"object is {envelope.object!r}, expected 'whatsapp_business_account'"
+        )
+
+    batch = Batch()
+    for e, entry in enumerate(envelope.entry):
+        for c, change in enumerate(entry.changes):
+            where = f"entry.{e}.changes.{c}"
+            if change.field != "messages":
+                batch.ignored_changes.append(f"{where}: field {change.field!r}")
+                continue
+            try:
+                value = Value.model_validate(change.value)
+            except ValidationError as exc:
+                raise PayloadError(f"not a WhatsApp webhook: {_describe(exc, where + '.value.')}") from None
+            _flatten(value, batch)
+    return batch
+
+
+def _flatten(value: Value, batch: Batch) -> None:
+    phone_number_id = value.metadata.phone_number_id
+    for message in value.messages:
+        batch.messages.append(InboundMessage(
+            phone_number_id=phone_number_id,
+            wa_id=message.from_,
+            contact_name=_contact_name(value.contacts, message.from_),
+            wa_message_id=message.id,
+            type=message.type,
+            body=message_body(message),
+            contact_sent_at=_time(message.timestamp),
+            payload=message.model_dump(by_alias=True, exclude_unset=True),
+        ))
+    for status in value.statuses:
+        batch.statuses.append(StatusUpdate(
+            phone_number_id=phone_number_id,
+            wa_message_id=status.id,
+            status=status.status,
+            status_at=_time(status.timestamp),
+            recipient_id=status.recipient_id,
+            callback_data=status.biz_opaque_callback_data,
+            errors=status.errors,
+            payload=status.model_dump(by_alias=True, exclude_unset=True),
+        ))
+    batch.errors.extend(PlatformError(phone_number_id, error) for error in value.errors)

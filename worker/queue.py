@@ -1,0 +1,65 @@
+"""The procrastinate App: Waypost's job queue, shared by the webhook (to defer) and the worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import procrastinate
+from procrastinate.app import WorkerOptions
+from psycopg_pool import AsyncConnectionPool
+from typing_extensions import Unpack
+
+from waypost.db import create_pool
+from waypost.schema import ensure_schema
+from waypost.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+REPLY_QUEUE = "replies"
+MAINTENANCE_QUEUE = "maintenance"
+
+
+def worker_options(settings: Settings) -> WorkerOptions:
+    # A low polling interval bounds the two waits procrastinate leaves to polling: a same-lock job
+    # after its predecessor finishes, and a NOTIFY lost during an empty fetch (reference file).
+    return {
+        "concurrency": settings.worker_concurrency,
+        "fetch_job_polling_interval": settings.worker_poll_interval,
+        "name": "waypost-worker",
+    }
+
+
+def _pool_from_environment(**procrastinate_args: Any) -> AsyncConnectionPool:
+    """Used when the app is opened without a pool, as `procrastinate --app=worker.app worker` does."""
+    pool = create_pool(load_settings(), name="waypost-procrastinate")
+    # procrastinate passes open=False and its connection check, which create_pool sets already.
+    procrastinate_args.pop("open", None)
+    procrastinate_args.pop("check", None)
+    if procrastinate_args:
+        raise TypeError(f"unexpected pool arguments {sorted(procrastinate_args)}")
+    return pool
+
+
+class WaypostApp(procrastinate.App):
+    async def run_worker_async(self, **kwargs: Unpack[WorkerOptions]) -> None:
+        # Refuse to take jobs on a database whose schema does not match this code.
+        connector = self.connector
+        assert isinstance(connector, procrastinate.PsycopgConnector)
+        await ensure_schema(connector.pool)
+        await super().run_worker_async(**kwargs)
+
+
+app = WaypostApp(
+    connector=procrastinate.PsycopgConnector(pool_factory=_pool_from_environment),
+    import_paths=["worker.reply"],
+    worker_defaults=worker_options(Settings.model_construct()),
+)
+
+
+async def open_app(settings: Settings) -> AsyncConnectionPool:
+    """Open `app` on a pool of our own, which our queries share; the caller closes both."""
+    pool = create_pool(settings, name="waypost-worker")
+    await pool.open(wait=True)
+    await app.open_async(pool=pool)
+    return pool
