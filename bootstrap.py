@@ -22,7 +22,7 @@ STAMP = VENV / ".waypost-installed"
 
 
 def ensure_environment() -> Path:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (bootstrap runs under whatever python3 is on PATH)
         sys.exit(f"Waypost needs Python 3.11 or newer, this is {sys.version.split()[0]}")
     python = VENV / "bin" / "python"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
@@ -33,8 +33,7 @@ def ensure_environment() -> Path:
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     print("bootstrap: installing waypost with its test extras", flush=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-e", f"{ROOT}[test]"],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f"{ROOT}[test]"],
         check=True,
     )
     STAMP.write_text(wanted)

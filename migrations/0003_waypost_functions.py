@@ -14,12 +14,8 @@ __depends__ = {"0002_waypost_tables"}
 FUNCTIONS = (
     ("waypost_status_rank_v1", "text"),
     ("waypost_advance_message_status_v1", "bigint, text, timestamptz, jsonb"),
-    ("waypost_ingest_inbound_message_v1",
-     "text, text, text, text, text, text, jsonb, timestamptz, boolean, text"),
+    ("waypost_ingest_inbound_message_v1", "text, text, text, text, text, text, jsonb, timestamptz, boolean, text"),
     ("waypost_apply_message_status_v1", "text, text, timestamptz, text, text, jsonb, jsonb"),
 )
 
-steps = [
-    step(function_source(name), f"DROP FUNCTION IF EXISTS {name}({args})")
-    for name, args in FUNCTIONS
-]
+steps = [step(function_source(name), f"DROP FUNCTION IF EXISTS {name}({args})") for name, args in FUNCTIONS]

@@ -65,9 +65,7 @@ class WebServer:
     """The real app under uvicorn on 127.0.0.1, in a thread of this process."""
 
     def __init__(self, settings: Settings) -> None:
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on"
-        )
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -99,8 +97,9 @@ def client(web: WebServer) -> Iterator[httpx.Client]:
         yield http
 
 
-def post_webhook(client: httpx.Client, body: bytes, secret: str | None = APP_SECRET,
-                 **headers: str | bytes) -> httpx.Response:
+def post_webhook(
+    client: httpx.Client, body: bytes, secret: str | None = APP_SECRET, **headers: str | bytes
+) -> httpx.Response:
     sent: dict[str, str | bytes] = {"Content-Type": "application/json", **headers}
     if secret is not None:
         sent["X-Hub-Signature-256"] = payloads.sign(secret, body)
@@ -109,20 +108,25 @@ def post_webhook(client: httpx.Client, body: bytes, secret: str | None = APP_SEC
 
 def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYPOST_", "WHATSAPP_"))}
-    env.update({
-        "DATABASE_URL": settings.require_database_url(),
-        "WHATSAPP_APP_SECRET": APP_SECRET,
-        "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    })
+    env.update(
+        {
+            "DATABASE_URL": settings.require_database_url(),
+            "WHATSAPP_APP_SECRET": APP_SECRET,
+            "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
     return env
 
 
 def run_waypost(settings: Settings, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "waypost.cli", *args], env=waypost_env(settings, **extra_env),
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "waypost.cli", *args],
+        env=waypost_env(settings, **extra_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -134,7 +138,9 @@ class WorkerProcess:
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "waypost.cli", "worker"],
-            env=waypost_env(settings, **extra_env), stdout=self._log, stderr=subprocess.STDOUT,
+            env=waypost_env(settings, **extra_env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.database_url = settings.require_database_url()
 
@@ -147,7 +153,8 @@ class WorkerProcess:
                     raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.output()}")
                 listening = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
-                    " AND datname = current_database()").fetchone()
+                    " AND datname = current_database()"
+                ).fetchone()
                 if listening and listening[0]:
                     return
                 time.sleep(0.05)

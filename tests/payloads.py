@@ -15,24 +15,30 @@ _ids = itertools.count(1)
 # Meta's documented inbound text example (reference A3), byte for byte in structure.
 DOCUMENTED_INBOUND = {
     "object": "whatsapp_business_account",
-    "entry": [{
-        "id": "102290129340398",
-        "changes": [{
-            "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
-                "messages": [{
-                    "from": "16505551234",
-                    "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
-                    "timestamp": "1749416383",
-                    "type": "text",
-                    "text": {"body": "Does it come in another color?"},
-                }],
-            },
-            "field": "messages",
-        }],
-    }],
+    "entry": [
+        {
+            "id": "102290129340398",
+            "changes": [
+                {
+                    "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+                        "messages": [
+                            {
+                                "from": "16505551234",
+                                "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=",
+                                "timestamp": "1749416383",
+                                "type": "text",
+                                "text": {"body": "Does it come in another color?"},
+                            }
+                        ],
+                    },
+                    "field": "messages",
+                }
+            ],
+        }
+    ],
 }
 
 
@@ -40,22 +46,35 @@ def new_wamid() -> str:
     return f"wamid.test{next(_ids):08d}"
 
 
-def text_message(body: str, *, wa_id: str = "16505551234", wamid: str | None = None,
-                 timestamp: int | None = None) -> dict[str, Any]:
-    return {"from": wa_id, "id": wamid or new_wamid(), "timestamp": str(timestamp or int(time.time())),
-            "type": "text", "text": {"body": body}}
+def text_message(
+    body: str, *, wa_id: str = "16505551234", wamid: str | None = None, timestamp: int | None = None
+) -> dict[str, Any]:
+    return {
+        "from": wa_id,
+        "id": wamid or new_wamid(),
+        "timestamp": str(timestamp or int(time.time())),
+        "type": "text",
+        "text": {"body": body},
+    }
 
 
-def change(messages: list[dict[str, Any]] | None = None, statuses: list[dict[str, Any]] | None = None,
-           *, phone_number_id: str = PHONE_NUMBER_ID,
-           contacts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def change(
+    messages: list[dict[str, Any]] | None = None,
+    statuses: list[dict[str, Any]] | None = None,
+    *,
+    phone_number_id: str = PHONE_NUMBER_ID,
+    contacts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     value: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
     }
     if messages is not None:
-        value["contacts"] = contacts if contacts is not None else [
-            {"profile": {"name": f"Contact {m['from']}"}, "wa_id": m["from"]} for m in messages]
+        value["contacts"] = (
+            contacts
+            if contacts is not None
+            else [{"profile": {"name": f"Contact {m['from']}"}, "wa_id": m["from"]} for m in messages]
+        )
         value["messages"] = messages
     if statuses is not None:
         value["statuses"] = statuses
@@ -63,18 +82,30 @@ def change(messages: list[dict[str, Any]] | None = None, statuses: list[dict[str
 
 
 def envelope(*entries: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"object": "whatsapp_business_account",
-            "entry": [{"id": "102290129340398", "changes": changes} for changes in entries]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": changes} for changes in entries],
+    }
 
 
 def inbound(*messages: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     return envelope([change(list(messages), **kwargs)])
 
 
-def status(wamid: str, value: str, *, timestamp: int | None = None, callback: str | None = None,
-           errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    item: dict[str, Any] = {"id": wamid, "status": value, "timestamp": str(timestamp or int(time.time())),
-                            "recipient_id": "16505551234"}
+def status(
+    wamid: str,
+    value: str,
+    *,
+    timestamp: int | None = None,
+    callback: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": wamid,
+        "status": value,
+        "timestamp": str(timestamp or int(time.time())),
+        "recipient_id": "16505551234",
+    }
     if callback is not None:
         item["biz_opaque_callback_data"] = callback
     if errors is not None:

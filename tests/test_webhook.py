@@ -24,9 +24,11 @@ def count(db: psycopg.Connection, table: str) -> int:
 
 # --- Meta's verification handshake -------------------------------------------------------------
 
+
 def test_handshake_echoes_challenge_as_plain_text(client: httpx.Client) -> None:
-    response = client.get(HOOK, params={
-        "hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"})
+    response = client.get(
+        HOOK, params={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"}
+    )
     assert response.status_code == 200
     assert response.text == "1158201444"
     assert response.headers["content-type"].startswith("text/plain")
@@ -44,6 +46,7 @@ def test_handshake_refuses_wrong_token_or_mode(client: httpx.Client) -> None:
 
 
 # --- signatures ----------------------------------------------------------------------------------
+
 
 def test_signed_post_is_accepted(client: httpx.Client, db: psycopg.Connection) -> None:
     response = post_webhook(client, payloads.dumps(payloads.DOCUMENTED_INBOUND))
@@ -73,13 +76,15 @@ def test_mismatched_signature_is_403(client: httpx.Client, db: psycopg.Connectio
 def test_signature_covers_raw_non_ascii_bytes(client: httpx.Client, db: psycopg.Connection) -> None:
     # Sent unescaped: re-serialising the parsed JSON would give other bytes and fail the check.
     message = payloads.text_message("¿Lo tienen en azul? äöå 🙂", wa_id="34600000001")
-    body = payloads.dumps(payloads.inbound(message, contacts=[
-        {"profile": {"name": "Zoë Ñúñez"}, "wa_id": "34600000001"}]))
+    body = payloads.dumps(
+        payloads.inbound(message, contacts=[{"profile": {"name": "Zoë Ñúñez"}, "wa_id": "34600000001"}])
+    )
     assert "🙂".encode() in body
     response = post_webhook(client, body)
     assert response.status_code == 200, response.text
-    row = db.execute("SELECT m.body, c.contact_name FROM messages m "
-                     "JOIN conversations c ON c.id = m.conversation_id").fetchone()
+    row = db.execute(
+        "SELECT m.body, c.contact_name FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+    ).fetchone()
     assert row == {"body": "¿Lo tienen en azul? äöå 🙂", "contact_name": "Zoë Ñúñez"}
     # Escaped form of the same JSON has its own valid signature too.
     escaped = json.dumps(payloads.inbound(payloads.text_message("é"))).encode()
@@ -88,8 +93,8 @@ def test_signature_covers_raw_non_ascii_bytes(client: httpx.Client, db: psycopg.
 
 # --- size and shape ------------------------------------------------------------------------------
 
-def test_oversize_body_is_413_and_journaled(client: httpx.Client, db: psycopg.Connection,
-                                            settings) -> None:
+
+def test_oversize_body_is_413_and_journaled(client: httpx.Client, db: psycopg.Connection, settings) -> None:
     body = b'{"object": "' + b"x" * settings.max_body_bytes + b'"}'
     response = post_webhook(client, body)
     assert response.status_code == 413
@@ -97,8 +102,7 @@ def test_oversize_body_is_413_and_journaled(client: httpx.Client, db: psycopg.Co
     assert event["body"] is None and "larger than" in event["error"]
 
 
-def test_invalid_json_is_400_and_the_journal_keeps_body_and_error(
-        client: httpx.Client, db: psycopg.Connection) -> None:
+def test_invalid_json_is_400_and_the_journal_keeps_body_and_error(client: httpx.Client, db: psycopg.Connection) -> None:
     body = b'{"object": "whatsapp_business_account", "entry": [}'
     response = post_webhook(client, body)
     assert response.status_code == 400
@@ -122,10 +126,9 @@ def test_wrong_shape_is_400_naming_the_field(client: httpx.Client, db: psycopg.C
 
 # --- ingest ----------------------------------------------------------------------------------------
 
-def test_documented_example_is_stored_with_conversation_and_job(
-        client: httpx.Client, db: psycopg.Connection) -> None:
-    response = post_webhook(client, payloads.dumps(payloads.DOCUMENTED_INBOUND),
-                            **{"X-Request-ID": "req-documented-1"})
+
+def test_documented_example_is_stored_with_conversation_and_job(client: httpx.Client, db: psycopg.Connection) -> None:
+    response = post_webhook(client, payloads.dumps(payloads.DOCUMENTED_INBOUND), **{"X-Request-ID": "req-documented-1"})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "req-documented-1"
     assert response.json()["messages"] == 1 and response.json()["jobs"] == 1
@@ -140,7 +143,11 @@ def test_documented_example_is_stored_with_conversation_and_job(
     message = db.execute("SELECT * FROM messages").fetchone()
     assert message["wa_message_id"] == "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA="
     assert (message["direction"], message["author"], message["type"], message["status"]) == (
-        "inbound", "contact", "text", "received")
+        "inbound",
+        "contact",
+        "text",
+        "received",
+    )
     assert message["body"] == "Does it come in another color?"
     assert int(message["contact_sent_at"].timestamp()) == 1749416383
     assert message["payload"]["text"] == {"body": "Does it come in another color?"}
@@ -149,8 +156,7 @@ def test_documented_example_is_stored_with_conversation_and_job(
     assert job["inbound_message_id"] == message["id"]
     assert job["conversation_id"] == conversation["id"]
     assert job["request_id"] == "req-documented-1"
-    queued = db.execute("SELECT * FROM procrastinate_jobs WHERE id = %s",
-                        [job["procrastinate_job_id"]]).fetchone()
+    queued = db.execute("SELECT * FROM procrastinate_jobs WHERE id = %s", [job["procrastinate_job_id"]]).fetchone()
     assert queued["task_name"] == "send_reply" and queued["queue_name"] == "replies"
     assert queued["lock"] == f"conversation:{conversation['id']}"
     assert queued["args"] == {"outbound_job_id": job["id"], "request_id": "req-documented-1"}
@@ -159,8 +165,9 @@ def test_documented_example_is_stored_with_conversation_and_job(
 
 
 def test_generated_request_id_is_returned_and_stored(client: httpx.Client, db: psycopg.Connection) -> None:
-    response = post_webhook(client, payloads.dumps(payloads.inbound(payloads.text_message("hi"))),
-                            **{"X-Request-ID": "bad id with spaces"})
+    response = post_webhook(
+        client, payloads.dumps(payloads.inbound(payloads.text_message("hi"))), **{"X-Request-ID": "bad id with spaces"}
+    )
     request_id = response.headers["x-request-id"]
     assert request_id != "bad id with spaces" and len(request_id) == 32
     assert journal(db)[0]["request_id"] == request_id
@@ -168,10 +175,8 @@ def test_generated_request_id_is_returned_and_stored(client: httpx.Client, db: p
 
 
 def test_batch_of_three_messages_in_two_entries(client: httpx.Client, db: psycopg.Connection) -> None:
-    first = payloads.change([payloads.text_message("one", wa_id="111"),
-                             payloads.text_message("two", wa_id="222")])
-    second = payloads.change([payloads.text_message("three", wa_id="111")],
-                             phone_number_id="999000999")
+    first = payloads.change([payloads.text_message("one", wa_id="111"), payloads.text_message("two", wa_id="222")])
+    second = payloads.change([payloads.text_message("three", wa_id="111")], phone_number_id="999000999")
     response = post_webhook(client, payloads.dumps(payloads.envelope([first], [second])))
     assert response.status_code == 200
     assert response.json()["messages"] == 3
@@ -182,8 +187,7 @@ def test_batch_of_three_messages_in_two_entries(client: httpx.Client, db: psycop
     assert count(db, "conversations") == 3
 
 
-def test_redelivery_creates_nothing_new_and_still_answers_200(
-        client: httpx.Client, db: psycopg.Connection) -> None:
+def test_redelivery_creates_nothing_new_and_still_answers_200(client: httpx.Client, db: psycopg.Connection) -> None:
     body = payloads.dumps(payloads.DOCUMENTED_INBOUND)
     first, again = post_webhook(client, body), post_webhook(client, body)
     assert (first.status_code, again.status_code) == (200, 200)
@@ -192,10 +196,8 @@ def test_redelivery_creates_nothing_new_and_still_answers_200(
     assert len(journal(db)) == 2  # every delivery is journaled
 
 
-def test_concurrent_duplicate_deliveries_give_one_message_and_one_job(
-        web, db: psycopg.Connection) -> None:
-    bodies = [payloads.dumps(payloads.inbound(payloads.text_message(f"m{i}", wa_id=f"4477{i}")))
-              for i in range(5)]
+def test_concurrent_duplicate_deliveries_give_one_message_and_one_job(web, db: psycopg.Connection) -> None:
+    bodies = [payloads.dumps(payloads.inbound(payloads.text_message(f"m{i}", wa_id=f"4477{i}"))) for i in range(5)]
 
     def deliver(body: bytes) -> int:
         with httpx.Client(base_url=web.url, timeout=10) as http:
@@ -208,12 +210,22 @@ def test_concurrent_duplicate_deliveries_give_one_message_and_one_job(
     assert count(db, "conversations") == 5
 
 
-def test_unknown_types_and_fields_are_stored_without_a_reply(
-        client: httpx.Client, db: psycopg.Connection) -> None:
-    hologram = {"from": "16505551234", "id": payloads.new_wamid(), "timestamp": "1749416390",
-                "type": "hologram", "hologram": {"frames": 3}, "brand_new_field": {"x": 1}}
-    unsupported = {"from": "16505551234", "id": payloads.new_wamid(), "timestamp": "1749416391",
-                   "type": "unsupported", "errors": [{"code": 131051, "title": "Unsupported"}]}
+def test_unknown_types_and_fields_are_stored_without_a_reply(client: httpx.Client, db: psycopg.Connection) -> None:
+    hologram = {
+        "from": "16505551234",
+        "id": payloads.new_wamid(),
+        "timestamp": "1749416390",
+        "type": "hologram",
+        "hologram": {"frames": 3},
+        "brand_new_field": {"x": 1},
+    }
+    unsupported = {
+        "from": "16505551234",
+        "id": payloads.new_wamid(),
+        "timestamp": "1749416391",
+        "type": "unsupported",
+        "errors": [{"code": 131051, "title": "Unsupported"}],
+    }
     payload = payloads.inbound(hologram, unsupported)
     payload["entry"][0]["changes"][0]["value"]["surprise"] = True
     payload["entry"][0]["changes"].append({"field": "account_update", "value": {"event": "X"}})
@@ -234,8 +246,7 @@ def test_platform_errors_become_notifications(client: httpx.Client, db: psycopg.
     assert note["kind"] == "platform_error" and "131000" in note["body"]
 
 
-def test_a_message_from_a_deleted_conversation_starts_a_new_one(
-        client: httpx.Client, db: psycopg.Connection) -> None:
+def test_a_message_from_a_deleted_conversation_starts_a_new_one(client: httpx.Client, db: psycopg.Connection) -> None:
     post_webhook(client, payloads.dumps(payloads.inbound(payloads.text_message("first"))))
     db.execute("UPDATE conversations SET deleted_at = now()")
     post_webhook(client, payloads.dumps(payloads.inbound(payloads.text_message("again"))))

@@ -59,16 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waypost", description="WhatsApp auto-reply service")
     parser.add_argument("--version", action="version", version=f"waypost {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply migrations (yoyo), repair drift, verify").set_defaults(
-        func=cmd_migrate)
-    sub.add_parser("verify-schema", help="check the database matches this code").set_defaults(
-        func=cmd_verify_schema)
+    sub.add_parser("migrate", help="apply migrations (yoyo), repair drift, verify").set_defaults(func=cmd_migrate)
+    sub.add_parser("verify-schema", help="check the database matches this code").set_defaults(func=cmd_verify_schema)
     serve = sub.add_parser("serve", help="run the web app (webhook, health checks)")
     serve.add_argument("--host", help="bind address (default WAYPOST_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default WAYPOST_PORT or 8000)")
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser("worker", help="run a procrastinate worker for the reply queue").set_defaults(
-        func=cmd_worker)
+    sub.add_parser("worker", help="run a procrastinate worker for the reply queue").set_defaults(func=cmd_worker)
     return parser
 
 

@@ -25,7 +25,9 @@ def pool_kwargs(settings: Settings) -> dict[str, Any]:
         "conninfo": settings.require_database_url(),
         "min_size": settings.db_pool_min_size,
         "max_size": settings.db_pool_max_size,
-        "kwargs": {**KEEPALIVES, "row_factory": dict_row, "autocommit": True},
+        # No autocommit here: procrastinate adds its own for the LISTEN connection. A pool block
+        # commits on exit, and conn.transaction() scopes anything that must be atomic.
+        "kwargs": {**KEEPALIVES, "row_factory": dict_row},
         "check": AsyncConnectionPool.check_connection,
     }
 

@@ -20,32 +20,91 @@ logger = logging.getLogger(__name__)
 # What the code reads and writes. A test checks this against a freshly migrated database.
 EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "conversations": (
-        "id", "phone_number_id", "wa_id", "contact_name", "ai_enabled", "last_inbound_at",
-        "deleted_at", "created_at", "updated_at",
+        "id",
+        "phone_number_id",
+        "wa_id",
+        "contact_name",
+        "ai_enabled",
+        "last_inbound_at",
+        "deleted_at",
+        "created_at",
+        "updated_at",
     ),
     "messages": (
-        "id", "conversation_id", "direction", "author", "wa_message_id", "idempotency_key", "type",
-        "body", "payload", "status", "error", "contact_sent_at", "created_at", "sent_at",
-        "delivered_at", "read_at", "failed_at", "updated_at",
+        "id",
+        "conversation_id",
+        "direction",
+        "author",
+        "wa_message_id",
+        "idempotency_key",
+        "type",
+        "body",
+        "payload",
+        "status",
+        "error",
+        "contact_sent_at",
+        "created_at",
+        "sent_at",
+        "delivered_at",
+        "read_at",
+        "failed_at",
+        "updated_at",
     ),
     "outbound_jobs": (
-        "id", "inbound_message_id", "conversation_id", "status", "attempts", "last_error",
-        "skip_reason", "request_id", "procrastinate_job_id", "created_at", "started_at",
-        "finished_at", "updated_at",
+        "id",
+        "inbound_message_id",
+        "conversation_id",
+        "status",
+        "attempts",
+        "last_error",
+        "skip_reason",
+        "request_id",
+        "procrastinate_job_id",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
     ),
     "webhook_events": (
-        "id", "request_id", "received_at", "body", "signature", "processed_at", "error",
+        "id",
+        "request_id",
+        "received_at",
+        "body",
+        "signature",
+        "processed_at",
+        "error",
     ),
     "message_statuses": (
-        "id", "wa_message_id", "status", "status_at", "recipient_id", "biz_opaque_callback_data",
-        "errors", "payload", "message_id", "received_at",
+        "id",
+        "wa_message_id",
+        "status",
+        "status_at",
+        "recipient_id",
+        "biz_opaque_callback_data",
+        "errors",
+        "payload",
+        "message_id",
+        "received_at",
     ),
     "notifications": (
-        "id", "conversation_id", "message_id", "kind", "body", "created_at", "read_at",
+        "id",
+        "conversation_id",
+        "message_id",
+        "kind",
+        "body",
+        "created_at",
+        "read_at",
         "snoozed_until",
     ),
     "procrastinate_jobs": (
-        "id", "queue_name", "task_name", "lock", "args", "status", "scheduled_at", "attempts",
+        "id",
+        "queue_name",
+        "task_name",
+        "lock",
+        "args",
+        "status",
+        "scheduled_at",
+        "attempts",
         "worker_id",
     ),
     "procrastinate_workers": ("id", "last_heartbeat"),
@@ -117,7 +176,8 @@ def build_report(
         missing = [column for column in expected if (table, column) not in columns]
         label = f"table {table}: " + (
             f"missing column(s) {', '.join(f'{table}.{c}' for c in missing)}"
-            if missing else f"{len(expected)} columns present"
+            if missing
+            else f"{len(expected)} columns present"
         )
         checks.append(Check(not missing, label))
     checks += [
@@ -185,9 +245,8 @@ def migrate(database_url: str) -> list[str]:
     Returns the ids of the migrations applied or re-run. Holds yoyo's lock, so two deploys
     running at once apply each migration once.
     """
-    backend = get_backend(yoyo_url(database_url))
     migrations = read_migrations(str(MIGRATIONS_DIR))
-    with backend.lock():
+    with get_backend(yoyo_url(database_url)) as backend, backend.lock():
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
         done = [m.id for m in pending]

@@ -22,9 +22,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
     whatsapp_app_secret: SecretStr | None = Field(None, validation_alias=_env("WHATSAPP_APP_SECRET"))
-    whatsapp_verify_token: SecretStr | None = Field(
-        None, validation_alias=_env("WHATSAPP_VERIFY_TOKEN")
-    )
+    whatsapp_verify_token: SecretStr | None = Field(None, validation_alias=_env("WHATSAPP_VERIFY_TOKEN"))
     # Loudly named on purpose: only for local development against unsigned traffic.
     dangerously_skip_signature_check: bool = Field(
         False, validation_alias=_env("WAYPOST_DANGEROUSLY_SKIP_SIGNATURE_CHECK")
@@ -34,13 +32,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("WAYPOST_PORT"))
     db_pool_min_size: int = Field(2, ge=1, validation_alias=_env("WAYPOST_DB_POOL_MIN_SIZE"))
     db_pool_max_size: int = Field(10, ge=1, validation_alias=_env("WAYPOST_DB_POOL_MAX_SIZE"))
-    schema_check_interval: float = Field(
-        30.0, gt=0, validation_alias=_env("WAYPOST_SCHEMA_CHECK_INTERVAL")
-    )
+    schema_check_interval: float = Field(30.0, gt=0, validation_alias=_env("WAYPOST_SCHEMA_CHECK_INTERVAL"))
     worker_concurrency: int = Field(10, ge=1, validation_alias=_env("WAYPOST_WORKER_CONCURRENCY"))
-    worker_poll_interval: float = Field(
-        1.0, gt=0, validation_alias=_env("WAYPOST_WORKER_POLL_INTERVAL")
-    )
+    worker_poll_interval: float = Field(1.0, gt=0, validation_alias=_env("WAYPOST_WORKER_POLL_INTERVAL"))
     log_level: str = Field("INFO", validation_alias=_env("WAYPOST_LOG_LEVEL"))
 
     def require_database_url(self) -> str:

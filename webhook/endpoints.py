@@ -76,20 +76,23 @@ async def receive_webhook(request: Request) -> Response:
     verdict: signature.Verdict = "not_checked"
     if settings.whatsapp_app_secret is not None:
         verdict = signature.check(
-            settings.whatsapp_app_secret.get_secret_value(), body,
+            settings.whatsapp_app_secret.get_secret_value(),
+            body,
             request.headers.get("x-hub-signature-256"),
         )
     elif not settings.dangerously_skip_signature_check:  # settings are checked at startup
         raise RuntimeError("no app secret and signature checks not disabled")
     bad_signature = verdict in ("missing", "invalid")
     event_id = await ingest.journal(
-        state.pool, request_id, body, verdict,
+        state.pool,
+        request_id,
+        body,
+        verdict,
         f"signature {verdict}" if bad_signature else None,
     )
     if bad_signature:
         logger.warning("webhook refused: signature %s (event %s)", verdict, event_id)
-        return _error(401 if verdict == "missing" else 403, "BAD_SIGNATURE",
-                      f"X-Hub-Signature-256 is {verdict}")
+        return _error(401 if verdict == "missing" else 403, "BAD_SIGNATURE", f"X-Hub-Signature-256 is {verdict}")
 
     try:
         batch = payload.parse(body)
@@ -100,7 +103,8 @@ async def receive_webhook(request: Request) -> Response:
 
     try:
         result = await ingest.process(state.pool, event_id, batch, request_id)
-    except SCHEMA_ERRORS:
+    except SCHEMA_ERRORS as exc:
+        await ingest.record_error(state.pool, event_id, f"DB_MISMATCH: {exc}")
         raise  # the guard middleware answers DB_MISMATCH
     except Exception as exc:
         # 500 makes Meta deliver again; the journal row says why this attempt failed.
@@ -110,7 +114,10 @@ async def receive_webhook(request: Request) -> Response:
     elapsed_ms = (time.perf_counter() - started) * 1000
     logger.info(
         "webhook event %s stored: %s ignored=%s elapsed_ms=%.1f",
-        event_id, result.summary(), len(batch.ignored_changes), elapsed_ms,
+        event_id,
+        result.summary(),
+        len(batch.ignored_changes),
+        elapsed_ms,
     )
     return JSONResponse({"ok": True, "request_id": request_id, **result.summary()})
 

@@ -36,7 +36,10 @@ class IngestResult:
 
 
 async def journal(
-    pool: AsyncConnectionPool, request_id: str, body: bytes | None, signature: Verdict,
+    pool: AsyncConnectionPool,
+    request_id: str,
+    body: bytes | None,
+    signature: Verdict,
     error: str | None = None,
 ) -> int:
     """Commit the raw body on its own, so it survives whatever happens next."""
@@ -61,33 +64,39 @@ def _lock_order(message: InboundMessage) -> tuple[str, str, float]:
     return (message.phone_number_id, message.wa_id, message.contact_sent_at.timestamp())
 
 
-async def process(
-    pool: AsyncConnectionPool, event_id: int, batch: Batch, request_id: str
-) -> IngestResult:
+async def process(pool: AsyncConnectionPool, event_id: int, batch: Batch, request_id: str) -> IngestResult:
     result = IngestResult()
     async with pool.connection() as conn, conn.transaction():
         for message in sorted(batch.messages, key=_lock_order):
             await _ingest_message(conn, message, request_id, result)
         for status in sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status)):
-            cursor = await conn.execute(query("apply_message_status"), {
-                "wa_message_id": status.wa_message_id, "status": status.status,
-                "status_at": status.status_at, "recipient_id": status.recipient_id,
-                "callback_data": status.callback_data,
-                "errors": Jsonb(status.errors) if status.errors is not None else None,
-                "payload": Jsonb(status.payload),
-            })
+            cursor = await conn.execute(
+                query("apply_message_status"),
+                {
+                    "wa_message_id": status.wa_message_id,
+                    "status": status.status,
+                    "status_at": status.status_at,
+                    "recipient_id": status.recipient_id,
+                    "callback_data": status.callback_data,
+                    "errors": Jsonb(status.errors) if status.errors is not None else None,
+                    "payload": Jsonb(status.payload),
+                },
+            )
             row = await cursor.fetchone()
             assert row is not None
             result.statuses[row["outcome"]] += 1
-            logger.info(
-                "status %s for %s: %s", status.status, status.wa_message_id, row["outcome"]
-            )
+            logger.info("status %s for %s: %s", status.status, status.wa_message_id, row["outcome"])
         for platform_error in batch.errors:
-            await conn.execute(query("notification_insert"), {
-                "conversation_id": None, "message_id": None, "kind": "platform_error",
-                "body": f"WhatsApp reported an error for number {platform_error.phone_number_id}: "
-                        + json.dumps(platform_error.error, ensure_ascii=False),
-            })
+            await conn.execute(
+                query("notification_insert"),
+                {
+                    "conversation_id": None,
+                    "message_id": None,
+                    "kind": "platform_error",
+                    "body": f"WhatsApp reported an error for number {platform_error.phone_number_id}: "
+                    + json.dumps(platform_error.error, ensure_ascii=False),
+                },
+            )
         await conn.execute(query("webhook_event_processed"), {"id": event_id})
     return result
 
@@ -95,13 +104,21 @@ async def process(
 async def _ingest_message(
     conn: AsyncConnection, message: InboundMessage, request_id: str, result: IngestResult
 ) -> None:
-    cursor = await conn.execute(query("ingest_inbound_message"), {
-        "phone_number_id": message.phone_number_id, "wa_id": message.wa_id,
-        "contact_name": message.contact_name, "wa_message_id": message.wa_message_id,
-        "type": message.type, "body": message.body, "payload": Jsonb(message.payload),
-        "contact_sent_at": message.contact_sent_at, "needs_reply": message.needs_reply,
-        "request_id": request_id,
-    })
+    cursor = await conn.execute(
+        query("ingest_inbound_message"),
+        {
+            "phone_number_id": message.phone_number_id,
+            "wa_id": message.wa_id,
+            "contact_name": message.contact_name,
+            "wa_message_id": message.wa_message_id,
+            "type": message.type,
+            "body": message.body,
+            "payload": Jsonb(message.payload),
+            "contact_sent_at": message.contact_sent_at,
+            "needs_reply": message.needs_reply,
+            "request_id": request_id,
+        },
+    )
     row = await cursor.fetchone()
     assert row is not None
     if not row["created"]:
@@ -118,11 +135,17 @@ async def _ingest_message(
     procrastinate_job_id = await send_reply.configure(
         connection=conn, lock=conversation_lock(row["conversation_id"])
     ).defer_async(outbound_job_id=outbound_job_id, request_id=request_id)
-    await conn.execute(query("outbound_job_set_procrastinate_id"), {
-        "outbound_job_id": outbound_job_id, "procrastinate_job_id": procrastinate_job_id,
-    })
+    await conn.execute(
+        query("outbound_job_set_procrastinate_id"),
+        {
+            "outbound_job_id": outbound_job_id,
+            "procrastinate_job_id": procrastinate_job_id,
+        },
+    )
     result.jobs += 1
     logger.info(
         "stored message %s, outbound job %s deferred as procrastinate job %s",
-        message.wa_message_id, outbound_job_id, procrastinate_job_id,
+        message.wa_message_id,
+        outbound_job_id,
+        procrastinate_job_id,
     )

@@ -46,25 +46,36 @@ class RequestIdMiddleware:
 
 def db_mismatch_response(problems: list[str]) -> JSONResponse:
     return JSONResponse(
-        {"ok": False, "code": "DB_MISMATCH",
-         "error": "the database schema does not match this version of Waypost; "
-                  "run `waypost migrate`", "problems": problems,
-         "request_id": request_id_var.get()},
+        {
+            "ok": False,
+            "code": "DB_MISMATCH",
+            "error": "the database schema does not match this version of Waypost; run `waypost migrate`",
+            "problems": problems,
+            "request_id": request_id_var.get(),
+        },
         status_code=500,
     )
 
 
 def db_unavailable_response() -> JSONResponse:
     return JSONResponse(
-        {"ok": False, "code": "DB_UNAVAILABLE", "error": "the database cannot be reached",
-         "request_id": request_id_var.get()},
+        {
+            "ok": False,
+            "code": "DB_UNAVAILABLE",
+            "error": "the database cannot be reached",
+            "request_id": request_id_var.get(),
+        },
         status_code=503,
     )
 
 
 # Errors that mean the schema moved under a running app, not that the request was bad.
-SCHEMA_ERRORS = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
-                 psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedObject)
+SCHEMA_ERRORS = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.UndefinedObject,
+)
 
 
 class SchemaGuardMiddleware:
@@ -92,5 +103,4 @@ class SchemaGuardMiddleware:
         except SCHEMA_ERRORS:
             logger.exception("query failed on a missing schema object; re-checking the schema")
             report = await state.schema.refresh()
-            await db_mismatch_response(report.problems or ["a query hit a missing object"])(
-                scope, receive, send)
+            await db_mismatch_response(report.problems or ["a query hit a missing object"])(scope, receive, send)

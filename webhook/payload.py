@@ -137,6 +137,17 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def _scrub(value: Any) -> Any:
+    """Replace NUL characters, which PostgreSQL text and jsonb cannot hold (the journal keeps them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def _time(unix_seconds: str) -> dt.datetime:
     return dt.datetime.fromtimestamp(int(unix_seconds), tz=dt.UTC)
 
@@ -176,9 +187,7 @@ def parse(body: bytes) -> Batch:
             raise PayloadError(f"body is not valid JSON: {exc.errors()[0]['msg']}") from None
         raise PayloadError(f"not a WhatsApp webhook: {_describe(exc)}") from None
     if envelope.object != "whatsapp_business_account":
-        raise PayloadError(
-            f"object is {envelope.object!r}, expected 'whatsapp_business_account'"
-        )
+        raise PayloadError(f"object is {envelope.object!r}, expected 'whatsapp_business_account'")
 
     batch = Batch()
     for e, entry in enumerate(envelope.entry):
@@ -188,7 +197,7 @@ def parse(body: bytes) -> Batch:
                 batch.ignored_changes.append(f"{where}: field {change.field!r}")
                 continue
             try:
-                value = Value.model_validate(change.value)
+                value = Value.model_validate(_scrub(change.value))
             except ValidationError as exc:
                 raise PayloadError(f"not a WhatsApp webhook: {_describe(exc, where + '.value.')}") from None
             _flatten(value, batch)
@@ -198,25 +207,29 @@ def parse(body: bytes) -> Batch:
 def _flatten(value: Value, batch: Batch) -> None:
     phone_number_id = value.metadata.phone_number_id
     for message in value.messages:
-        batch.messages.append(InboundMessage(
-            phone_number_id=phone_number_id,
-            wa_id=message.from_,
-            contact_name=_contact_name(value.contacts, message.from_),
-            wa_message_id=message.id,
-            type=message.type,
-            body=message_body(message),
-            contact_sent_at=_time(message.timestamp),
-            payload=message.model_dump(by_alias=True, exclude_unset=True),
-        ))
+        batch.messages.append(
+            InboundMessage(
+                phone_number_id=phone_number_id,
+                wa_id=message.from_,
+                contact_name=_contact_name(value.contacts, message.from_),
+                wa_message_id=message.id,
+                type=message.type,
+                body=message_body(message),
+                contact_sent_at=_time(message.timestamp),
+                payload=message.model_dump(by_alias=True, exclude_unset=True),
+            )
+        )
     for status in value.statuses:
-        batch.statuses.append(StatusUpdate(
-            phone_number_id=phone_number_id,
-            wa_message_id=status.id,
-            status=status.status,
-            status_at=_time(status.timestamp),
-            recipient_id=status.recipient_id,
-            callback_data=status.biz_opaque_callback_data,
-            errors=status.errors,
-            payload=status.model_dump(by_alias=True, exclude_unset=True),
-        ))
+        batch.statuses.append(
+            StatusUpdate(
+                phone_number_id=phone_number_id,
+                wa_message_id=status.id,
+                status=status.status,
+                status_at=_time(status.timestamp),
+                recipient_id=status.recipient_id,
+                callback_data=status.biz_opaque_callback_data,
+                errors=status.errors,
+                payload=status.model_dump(by_alias=True, exclude_unset=True),
+            )
+        )
     batch.errors.extend(PlatformError(phone_number_id, error) for error in value.errors)

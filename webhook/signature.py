@@ -24,6 +24,4 @@ def check(secret: str, body: bytes, header: str | None) -> Verdict:
 
 
 def tokens_equal(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(
-        given.encode("utf-8", "replace"), expected.encode("utf-8")
-    )
+    return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))

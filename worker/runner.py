@@ -16,7 +16,8 @@ async def run_worker(settings: Settings) -> None:
         options = worker_options(settings)
         logger.info(
             "worker starting concurrency=%s poll_interval=%ss",
-            options["concurrency"], options["fetch_job_polling_interval"],
+            options["concurrency"],
+            options["fetch_job_polling_interval"],
         )
         await app.run_worker_async(**options)
     finally:

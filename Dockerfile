@@ -1,0 +1,18 @@
+# Waypost: one image for the web app, the worker and the migrate step.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN useradd --create-home --uid 10001 waypost
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY waypost ./waypost
+COPY webhook ./webhook
+COPY worker ./worker
+COPY sql ./sql
+COPY migrations ./migrations
+# The package only: no dev or test extras in the image.
+RUN pip install . && rm -rf /app/*
+USER waypost
+ENV WAYPOST_HOST=0.0.0.0 WAYPOST_PORT=8000
+EXPOSE 8000
+CMD ["waypost", "serve"]
