@@ -30,14 +30,19 @@ UPDATE outbound_jobs
    SET status = 'running', attempts = attempts + 1, started_at = clock_timestamp(),
        updated_at = clock_timestamp()
  WHERE id = %(outbound_job_id)s AND status IN ('pending', 'running')
-RETURNING id, conversation_id, inbound_message_id, request_id, attempts
+RETURNING id, conversation_id, inbound_message_id, request_id, attempts, created_at
 
 -- outbound_job_finish --
 -- Close an outbound job as done, failed or skipped
 UPDATE outbound_jobs
    SET status = %(status)s, last_error = %(last_error)s, skip_reason = %(skip_reason)s,
        finished_at = clock_timestamp(), updated_at = clock_timestamp()
- WHERE id = %(outbound_job_id)s AND status = 'running'
+ WHERE id = %(outbound_job_id)s AND status IN ('pending', 'running')
+
+-- outbound_job_note --
+-- Record why a still-open outbound job is not finished yet
+UPDATE outbound_jobs SET last_error = %(last_error)s, updated_at = clock_timestamp()
+ WHERE id = %(outbound_job_id)s AND status IN ('pending', 'running')
 
 -- outbound_job_set_procrastinate_id --
 -- Link an outbound job to the procrastinate job deferred for it
@@ -66,8 +71,8 @@ SELECT message_id, conversation_id, created, outbound_job_id
       %(payload)s, %(contact_sent_at)s, %(needs_reply)s, %(request_id)s)
 
 -- apply_message_status --
--- Record and apply one status webhook item (see waypost_apply_message_status_v1)
-SELECT waypost_apply_message_status_v1(
+-- Record and apply one status webhook item (see waypost_apply_message_status_v2)
+SELECT waypost_apply_message_status_v2(
     %(wa_message_id)s, %(status)s, %(status_at)s, %(recipient_id)s, %(callback_data)s,
     %(errors)s, %(payload)s) AS outcome
 
@@ -75,3 +80,80 @@ SELECT waypost_apply_message_status_v1(
 -- Tell the operators about something that needs a person
 INSERT INTO notifications (conversation_id, message_id, kind, body)
 VALUES (%(conversation_id)s, %(message_id)s, %(kind)s, %(body)s)
+
+-- reply_load_conversation --
+-- The conversation a reply job answers in
+SELECT id, phone_number_id, wa_id, contact_name, ai_enabled, deleted_at, last_inbound_at
+  FROM conversations WHERE id = %(conversation_id)s
+
+-- reply_load_message --
+-- The inbound message a reply job answers
+SELECT id, wa_message_id, type, body, contact_sent_at FROM messages WHERE id = %(message_id)s
+
+-- reply_history --
+-- The last messages of a conversation with text, up to and including the one answered, newest first
+SELECT author, body FROM messages
+ WHERE conversation_id = %(conversation_id)s AND id <= %(message_id)s AND body IS NOT NULL
+   AND status <> 'failed'
+ ORDER BY id DESC LIMIT %(limit)s
+
+-- reply_find_send --
+-- The outbound message of an idempotency key, if a send was ever claimed for it
+SELECT id, status, body FROM messages WHERE idempotency_key = %(idempotency_key)s
+
+-- claim_send --
+-- Claim the send of an idempotency key (see waypost_claim_send_v1)
+SELECT message_id, outcome, body, send_attempts
+  FROM waypost_claim_send_v1(%(conversation_id)s, %(idempotency_key)s, %(author)s, %(body)s,
+                             %(reply_to_message_id)s, make_interval(secs => %(stale_after)s),
+                             make_interval(secs => %(grace)s))
+
+-- record_send --
+-- Record an accepted send and close its job (see waypost_record_send_v1)
+SELECT waypost_record_send_v1(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
+
+-- fail_send --
+-- Record a send that cannot succeed (see waypost_fail_send_v1)
+SELECT waypost_fail_send_v1(%(message_id)s, %(errors)s, %(reason)s)
+
+-- release_send --
+-- A definite failure ended the attempt: the message stays 'sending', free for the next attempt
+UPDATE messages SET sending_since = NULL, error = %(errors)s, updated_at = clock_timestamp()
+ WHERE id = %(message_id)s AND status = 'sending'
+
+-- mark_send_unknown --
+-- The attempt may have been accepted: wait for a status webhook (or the grace period)
+UPDATE messages SET status = 'unknown', updated_at = clock_timestamp()
+ WHERE id = %(message_id)s AND status = 'sending'
+
+-- sweep_orphan_outbound_jobs --
+-- Open outbound jobs with no live procrastinate job, except those whose send is in flight or
+-- awaiting a status webhook within the grace period. SKIP LOCKED: concurrent sweeps split the work.
+SELECT j.id, j.conversation_id, j.request_id, j.attempts
+  FROM outbound_jobs j
+  LEFT JOIN procrastinate_jobs q ON q.id = j.procrastinate_job_id
+  LEFT JOIN messages m ON m.reply_to_message_id = j.inbound_message_id AND m.direction = 'outbound'
+ WHERE j.status IN ('pending', 'running')
+   AND (q.id IS NULL OR q.status NOT IN ('todo', 'doing'))
+   AND j.updated_at < clock_timestamp() - make_interval(secs => %(min_age)s)
+   AND NOT (m.status IN ('sending', 'unknown') AND m.sending_since IS NOT NULL
+            AND m.sending_since >= clock_timestamp() - make_interval(secs => %(stale_after)s + %(grace)s))
+ ORDER BY j.id
+ LIMIT 500
+   FOR UPDATE OF j SKIP LOCKED
+
+-- sweep_give_up_outbound_job --
+-- An outbound job out of attempts: failed, and the operator told
+WITH failed AS (
+    UPDATE outbound_jobs
+       SET status = 'failed', last_error = %(reason)s, finished_at = clock_timestamp(),
+           updated_at = clock_timestamp()
+     WHERE id = %(outbound_job_id)s AND status IN ('pending', 'running')
+    RETURNING conversation_id
+)
+INSERT INTO notifications (conversation_id, kind, body)
+SELECT conversation_id, 'reply_failed', %(reason)s FROM failed
+
+-- sweep_delete_old_webhook_events --
+-- Journal rows past the retention period
+DELETE FROM webhook_events WHERE received_at < clock_timestamp() - make_interval(secs => %(seconds)s)

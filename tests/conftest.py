@@ -17,14 +17,19 @@ import psycopg
 import pytest
 import uvicorn
 from psycopg.rows import dict_row
+from pydantic import SecretStr
+from starlette.types import ASGIApp
 
 from tests import payloads
 from waypost import embedded_pg
+from waypost.fake_graph import FakeGraph
 from waypost.schema import migrate
 from waypost.settings import Settings
 from webhook.app import create_app
 
 APP_SECRET = "test-app-secret"
+ACCESS_TOKEN = "test-access-token"
+CRON_SECRET = "test-cron-secret"
 VERIFY_TOKEN = "test-verify-token"
 TEMPLATE = "waypost_template"
 _counter = itertools.count()
@@ -51,30 +56,45 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def fake_graph() -> Iterator[FakeGraph]:
+    fake = FakeGraph(access_token=ACCESS_TOKEN, app_secret=APP_SECRET)
+    with ServerThread(fake.app) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture
+def settings(database_url: str, fake_graph: FakeGraph) -> Settings:
     return Settings(
         database_url=database_url,
         whatsapp_app_secret=APP_SECRET,
         whatsapp_verify_token=VERIFY_TOKEN,
+        whatsapp_access_token=ACCESS_TOKEN,
+        whatsapp_api_base=fake_graph.url,
+        cron_secret=CRON_SECRET,
         db_pool_min_size=1,
         db_pool_max_size=8,
+        send_connect_timeout=1.0,
+        send_read_timeout=2.0,
+        retry_base_seconds=0.2,
+        worker_poll_interval=0.5,
     )
 
 
-class WebServer:
-    """The real app under uvicorn on 127.0.0.1, in a thread of this process."""
+class ServerThread:
+    """A real ASGI app under uvicorn on 127.0.0.1, in a thread of this process."""
 
-    def __init__(self, settings: Settings) -> None:
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    def __init__(self, app: ASGIApp) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> WebServer:
+    def __enter__(self) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("web app did not start")
+                raise RuntimeError("server did not start")
             time.sleep(0.01)
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -85,9 +105,15 @@ class WebServer:
         self.thread.join(timeout=10)
 
 
+class WebServer(ServerThread):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(create_app(settings))
+
+
 @pytest.fixture
-def web(settings: Settings) -> Iterator[WebServer]:
+def web(settings: Settings, fake_graph: FakeGraph) -> Iterator[WebServer]:
     with WebServer(settings) as server:
+        fake_graph.webhook_url = server.url + "/api/webhooks/whatsapp"
         yield server
 
 
@@ -97,36 +123,39 @@ def client(web: WebServer) -> Iterator[httpx.Client]:
         yield http
 
 
-def post_webhook(
-    client: httpx.Client, body: bytes, secret: str | None = APP_SECRET, **headers: str | bytes
-) -> httpx.Response:
+def post_webhook(client: httpx.Client, body: bytes, secret: str | None = APP_SECRET,
+                 **headers: str | bytes) -> httpx.Response:
     sent: dict[str, str | bytes] = {"Content-Type": "application/json", **headers}
     if secret is not None:
         sent["X-Hub-Signature-256"] = payloads.sign(secret, body)
     return client.post("/api/webhooks/whatsapp", content=body, headers=sent)
 
 
-def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYPOST_", "WHATSAPP_"))}
-    env.update(
-        {
-            "DATABASE_URL": settings.require_database_url(),
-            "WHATSAPP_APP_SECRET": APP_SECRET,
-            "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
-            "PYTHONUNBUFFERED": "1",
-            **extra,
-        }
-    )
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a subprocess read exactly these settings."""
+    env = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        env[field.validation_alias.choices[0]] = str(value)  # type: ignore[union-attr]
     return env
+
+
+def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WAYPOST_", "WHATSAPP_", "OPENAI_", "CRON_", "DATABASE_URL"))}
+    return {**env, **settings_env(settings), "PYTHONUNBUFFERED": "1", **extra}
 
 
 def run_waypost(settings: Settings, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "waypost.cli", *args],
-        env=waypost_env(settings, **extra_env),
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [sys.executable, "-m", "waypost.cli", *args], env=waypost_env(settings, **extra_env),
+        capture_output=True, text=True, timeout=60,
     )
 
 

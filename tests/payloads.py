@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from webhook.signature import sign as sign
+from waypost.signing import sign as sign
 
 PHONE_NUMBER_ID = "106540352242922"
 _ids = itertools.count(1)

@@ -61,7 +61,7 @@ def test_procrastinate_cli_runs_the_app_as_it_stands(
         text=True,
     )
     try:
-        post_webhook(client, payloads.dumps(payloads.DOCUMENTED_INBOUND))
+        post_webhook(client, payloads.dumps(payloads.inbound(payloads.text_message("hello"))))
         wait_done(db, 1)
     finally:
         proc.terminate()

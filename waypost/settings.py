@@ -5,6 +5,9 @@ Every option is documented in the README's "Settings" table; keep the two in ste
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,6 +39,38 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(10, ge=1, validation_alias=_env("WAYPOST_WORKER_CONCURRENCY"))
     worker_poll_interval: float = Field(1.0, gt=0, validation_alias=_env("WAYPOST_WORKER_POLL_INTERVAL"))
     log_level: str = Field("INFO", validation_alias=_env("WAYPOST_LOG_LEVEL"))
+    cron_secret: SecretStr | None = Field(None, validation_alias=_env("CRON_SECRET"))
+
+    # Sending through the WhatsApp Cloud API (Graph API)
+    whatsapp_api_base: str = Field("https://graph.facebook.com", validation_alias=_env("WHATSAPP_API_BASE"))
+    whatsapp_api_version: str = Field("v25.0", validation_alias=_env("WHATSAPP_API_VERSION"))
+    whatsapp_access_token: SecretStr | None = Field(None, validation_alias=_env("WHATSAPP_ACCESS_TOKEN"))
+    send_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("WAYPOST_SEND_CONNECT_TIMEOUT"))
+    send_read_timeout: float = Field(20.0, gt=0, validation_alias=_env("WAYPOST_SEND_READ_TIMEOUT"))
+    reply_max_attempts: int = Field(6, ge=1, validation_alias=_env("WAYPOST_REPLY_MAX_ATTEMPTS"))
+    reply_max_retry_seconds: float = Field(900.0, gt=0, validation_alias=_env("WAYPOST_REPLY_MAX_RETRY_SECONDS"))
+    retry_base_seconds: float = Field(2.0, gt=0, validation_alias=_env("WAYPOST_RETRY_BASE_SECONDS"))
+    unknown_grace_seconds: float = Field(600.0, ge=0, validation_alias=_env("WAYPOST_UNKNOWN_GRACE_SECONDS"))
+    window_margin_seconds: float = Field(300.0, ge=0, validation_alias=_env("WAYPOST_WINDOW_MARGIN_SECONDS"))
+
+    # Sweep
+    stalled_worker_seconds: float = Field(60.0, gt=0, validation_alias=_env("WAYPOST_STALLED_WORKER_SECONDS"))
+    retention_days: float = Field(30.0, gt=0, validation_alias=_env("WAYPOST_RETENTION_DAYS"))
+
+    # The orchestrator ("the AI")
+    orchestrator: Literal["rules", "openai"] = Field("rules", validation_alias=_env("WAYPOST_ORCHESTRATOR"))
+    rules_file: Path | None = Field(None, validation_alias=_env("WAYPOST_RULES_FILE"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_model: str | None = Field(None, validation_alias=_env("OPENAI_MODEL"))
+    openai_timeout: float = Field(30.0, gt=0, validation_alias=_env("OPENAI_TIMEOUT"))
+    openai_max_retries: int = Field(3, ge=0, validation_alias=_env("OPENAI_MAX_RETRIES"))
+    system_prompt: str = Field(
+        "You are the helpful WhatsApp assistant of this business. Answer briefly and politely, in the "
+        "customer's language. If you cannot help, say that a person will follow up.",
+        validation_alias=_env("WAYPOST_SYSTEM_PROMPT"),
+    )
+    history_messages: int = Field(10, ge=1, validation_alias=_env("WAYPOST_HISTORY_MESSAGES"))
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -51,6 +86,15 @@ class Settings(BaseSettings):
                 "WHATSAPP_APP_SECRET is not set. Set it to the Meta app secret, or, for local "
                 "development only, set WAYPOST_DANGEROUSLY_SKIP_SIGNATURE_CHECK=1"
             )
+
+    def check_sending(self) -> None:
+        if not self.whatsapp_access_token:
+            raise ConfigurationError("WHATSAPP_ACCESS_TOKEN is not set: the worker cannot send replies")
+
+    @property
+    def sending_stale_after(self) -> float:
+        """Longest a send attempt can be in flight; past it, its worker is presumed dead."""
+        return self.send_connect_timeout + self.send_read_timeout + 5.0
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -23,6 +23,7 @@ WEBHOOK_PATH = "/api/webhooks/whatsapp"
 routes = [
     Route(WEBHOOK_PATH, endpoints.verify_subscription, methods=["GET"]),
     Route(WEBHOOK_PATH, endpoints.receive_webhook, methods=["POST"]),
+    Route("/api/cron/run-outbound-jobs", endpoints.run_outbound_jobs, methods=["GET", "POST"]),
     Route("/healthz", endpoints.healthz, methods=["GET"]),
     Route("/readyz", endpoints.readyz, methods=["GET"]),
 ]

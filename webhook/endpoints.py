@@ -13,6 +13,7 @@ from waypost.logs import request_id_var
 from webhook import ingest, payload, signature
 from webhook.middleware import SCHEMA_ERRORS, db_mismatch_response, db_unavailable_response
 from webhook.state import AppState
+from worker.sweep import sweep
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,37 @@ async def receive_webhook(request: Request) -> Response:
         elapsed_ms,
     )
     return JSONResponse({"ok": True, "request_id": request_id, **result.summary()})
+
+
+async def run_outbound_jobs(request: Request) -> Response:
+    """Run the sweep now. CRON_SECRET as `Authorization: Bearer ...` or `?token=...`; never open."""
+    state = _state(request)
+    secret = state.settings.cron_secret
+    if secret is None:
+        return _error(503, "CRON_DISABLED", "CRON_SECRET is not set: the cron endpoint is off")
+    authorization = request.headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        method, given = "bearer", authorization[7:].strip()
+    elif "token" in request.query_params:
+        method, given = "query", request.query_params["token"]
+    else:
+        return _error(401, "UNAUTHORIZED", "give CRON_SECRET as a bearer token or ?token=")
+    if not signature.tokens_equal(given, secret.get_secret_value()):
+        logger.warning("cron endpoint: wrong secret (%s)", method)
+        return _error(401, "UNAUTHORIZED", "wrong cron secret")
+    started = time.perf_counter()
+    report = await sweep(state.pool, state.settings)
+    elapsed = (time.perf_counter() - started) * 1000
+    return JSONResponse(
+        {
+            "ok": True,
+            "message": "Job runner triggered",
+            "authMethod": method,
+            "elapsed": f"{elapsed:.0f}ms",
+            "request_id": request_id_var.get(),
+            **report.as_dict(),
+        }
+    )
 
 
 async def healthz(request: Request) -> Response:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Literal
 
+from waypost.signing import sign
+
 Verdict = Literal["valid", "missing", "invalid", "not_checked"]
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The header value Meta would send for `body`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def check(secret: str, body: bytes, header: str | None) -> Verdict:

@@ -4,6 +4,7 @@
 """
 
 from worker import reply as reply
+from worker import sweep as sweep
 from worker.queue import app as app
 
 __all__ = ["app"]

@@ -13,6 +13,7 @@ from typing_extensions import Unpack
 from waypost.db import create_pool
 from waypost.schema import ensure_schema
 from waypost.settings import Settings, load_settings
+from worker.resources import CONTEXT_KEY, WorkerResources
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +44,25 @@ def _pool_from_environment(**procrastinate_args: Any) -> AsyncConnectionPool:
 
 class WaypostApp(procrastinate.App):
     async def run_worker_async(self, **kwargs: Unpack[WorkerOptions]) -> None:
-        # Refuse to take jobs on a database whose schema does not match this code.
+        """Check the schema and the configuration, then run procrastinate's worker.
+
+        `waypost worker` passes its settings in additional_context; `procrastinate worker` does
+        not, and they are read from the environment.
+        """
         connector = self.connector
         assert isinstance(connector, procrastinate.PsycopgConnector)
+        # Refuse to take jobs on a database whose schema does not match this code.
         await ensure_schema(connector.pool)
-        await super().run_worker_async(**kwargs)
+        context = dict(kwargs.get("additional_context") or {})
+        settings = context.pop("settings", None) or load_settings()
+        async with WorkerResources.open(settings) as resources:
+            kwargs["additional_context"] = {**context, CONTEXT_KEY: resources}
+            await super().run_worker_async(**kwargs)
 
 
 app = WaypostApp(
     connector=procrastinate.PsycopgConnector(pool_factory=_pool_from_environment),
-    import_paths=["worker.reply"],
+    import_paths=["worker.reply", "worker.sweep"],
     worker_defaults=worker_options(Settings.model_construct()),
 )
 

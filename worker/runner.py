@@ -19,7 +19,7 @@ async def run_worker(settings: Settings) -> None:
             options["concurrency"],
             options["fetch_job_polling_interval"],
         )
-        await app.run_worker_async(**options)
+        await app.run_worker_async(**options, additional_context={"settings": settings})
     finally:
         await app.close_async()
         await pool.close()

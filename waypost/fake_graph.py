@@ -1,0 +1,290 @@
+"""A fake WhatsApp Cloud API send endpoint, for tests, benchmarks and `waypost dev`.
+
+It validates a send like Meta does, answers with a wamid, records every request, can be told
+(in Python or over HTTP under /_fake/) to answer errors or to hang, and can post signed status
+webhooks (sent, delivered, read, failed; echoing biz_opaque_callback_data) back to Waypost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import random
+import time
+from collections import deque
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from waypost.signing import sign
+
+ERRORS = {  # code -> (HTTP status, details), as Meta answers them (reference A6)
+    130429: (400, "Cloud API message throughput has been reached."),
+    131056: (400, "Too many messages sent from the sender phone number to the same recipient phone number."),
+    131000: (500, "Message failed to send due to an unknown error."),
+    131047: (400, "More than 24 hours have passed since the recipient last replied to the sender number."),
+    131026: (400, "Message undeliverable."),
+    190: (401, "Your access token has expired."),
+    100: (400, "Invalid parameter."),
+}
+
+
+@dataclasses.dataclass
+class Behaviour:
+    """How to answer one request. `hang` seconds of silence first; `accept` decides whether Meta
+    "took" the message even if the answer is an error or never arrives (a lost response)."""
+
+    status: int = 200
+    code: int | None = None
+    hang: float = 0.0
+    accept: bool | None = None  # default: accepted iff status is 200
+    retry_after: str | None = None
+
+
+@dataclasses.dataclass
+class Recorded:
+    at: float
+    phone_number_id: str
+    body: dict[str, Any]
+    status: int
+    accepted: bool
+    wa_message_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def error_body(code: int, message: str | None = None) -> dict[str, Any]:
+    details = ERRORS.get(code, (400, message or "error"))[1]
+    return {
+        "error": {
+            "message": f"(#{code}) {message or details}",
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": details},
+            "fbtrace_id": "AFakeTraceId",
+        }
+    }
+
+
+def status_payload(
+    wa_message_id: str,
+    status: str,
+    *,
+    phone_number_id: str,
+    recipient_id: str,
+    callback_data: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": wa_message_id,
+        "status": status,
+        "timestamp": str(int(time.time())),
+        "recipient_id": recipient_id,
+    }
+    if callback_data is not None:
+        item["biz_opaque_callback_data"] = callback_data
+    if errors:
+        item["errors"] = errors
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "fake-waba",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
+                            "statuses": [item],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+class FakeGraph:
+    def __init__(
+        self,
+        *,
+        access_token: str = "fake-access-token",
+        webhook_url: str | None = None,
+        app_secret: str | None = None,
+        auto_statuses: tuple[str, ...] = (),
+        failure_rate: float = 0.0,
+        hang_rate: float = 0.0,
+        hang_seconds: float = 30.0,
+        seed: int | None = None,
+    ) -> None:
+        self.access_token = access_token
+        self.webhook_url = webhook_url
+        self.app_secret = app_secret
+        self.auto_statuses = auto_statuses
+        self.failure_rate = failure_rate
+        self.hang_rate = hang_rate
+        self.hang_seconds = hang_seconds
+        self.url: str | None = None  # where it is served, once known
+        self.requests: list[Recorded] = []
+        self.script: deque[Behaviour] = deque()
+        self._random = random.Random(seed)
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.app = Starlette(
+            routes=[
+                Route("/{version}/{phone_number_id}/messages", self.send, methods=["POST"]),
+                Route("/_fake/requests", self.list_requests, methods=["GET"]),
+                Route("/_fake/script", self.add_script, methods=["POST"]),
+                Route("/_fake/config", self.configure, methods=["POST"]),
+                Route("/_fake/status", self.post_status_endpoint, methods=["POST"]),
+            ]
+        )
+
+    def accepted(self) -> list[Recorded]:
+        return [r for r in self.requests if r.accepted]
+
+    def next_behaviour(self) -> Behaviour:
+        if self.script:
+            return self.script.popleft()
+        roll = self._random.random()
+        if roll < self.hang_rate:
+            return Behaviour(status=503, hang=self.hang_seconds, accept=False)
+        if roll < self.hang_rate + self.failure_rate:
+            return self._random.choice(
+                [Behaviour(500, 131000), Behaviour(503), Behaviour(400, 130429, retry_after="1")]
+            )
+        return Behaviour()
+
+    @staticmethod
+    def validate(body: Any) -> str | None:
+        """What Meta would refuse in this send (error code 100), or None."""
+        if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
+            return "messaging_product must be 'whatsapp'"
+        if not body.get("to") and not body.get("recipient"):
+            return "'to' (or 'recipient') is required"
+        if body.get("type", "text") != "text":
+            return "this fake only sends text"
+        text = body.get("text")
+        if not isinstance(text, dict) or not isinstance(text.get("body"), str) or not text["body"].strip():
+            return "text.body is required"
+        if len(text["body"]) > 4096:
+            return "text.body is longer than 4096 characters"
+        callback = body.get("biz_opaque_callback_data")
+        if callback is not None and (not isinstance(callback, str) or len(callback) > 512):
+            return "biz_opaque_callback_data must be a string of at most 512 characters"
+        context = body.get("context")
+        if context is not None and not isinstance((context or {}).get("message_id"), str):
+            return "context.message_id must be a string"
+        return None
+
+    async def send(self, request: Request) -> JSONResponse:
+        phone_number_id = request.path_params["phone_number_id"]
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            return JSONResponse(error_body(190, "Invalid OAuth access token."), status_code=401)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse(error_body(100, "The request body is not JSON"), status_code=400)
+        problem = self.validate(body)
+        if problem:
+            self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
+            return JSONResponse(error_body(100, problem), status_code=400)
+
+        behaviour = self.next_behaviour()
+        accepted = behaviour.status == 200 if behaviour.accept is None else behaviour.accept
+        wa_message_id = f"wamid.FAKE{next(self._ids):010d}" if accepted else None
+        self.requests.append(Recorded(time.time(), phone_number_id, body, behaviour.status, accepted, wa_message_id))
+        if accepted:
+            self._schedule_statuses(phone_number_id, body, wa_message_id)  # type: ignore[arg-type]
+        if behaviour.hang:
+            await asyncio.sleep(behaviour.hang)
+        if behaviour.status != 200:
+            headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after else None
+            return JSONResponse(error_body(behaviour.code or 131000), status_code=behaviour.status, headers=headers)
+        to = body.get("to") or body.get("recipient")
+        contact = {"input": to, "wa_id": str(to).lstrip("+")} if body.get("to") else {"input": to, "user_id": to}
+        return JSONResponse(
+            {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wa_message_id}]}
+        )
+
+    def _schedule_statuses(self, phone_number_id: str, body: dict[str, Any], wa_message_id: str) -> None:
+        if not self.auto_statuses or not self.webhook_url:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._post_statuses(
+                phone_number_id,
+                str(body.get("to") or body.get("recipient")),
+                wa_message_id,
+                body.get("biz_opaque_callback_data"),
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post_statuses(
+        self, phone_number_id: str, recipient: str, wa_message_id: str, callback: str | None
+    ) -> None:
+        for status in self.auto_statuses:
+            await asyncio.sleep(0.05)
+            await self.post_status(
+                wa_message_id, status, phone_number_id=phone_number_id, recipient_id=recipient, callback_data=callback
+            )
+
+    async def post_status(
+        self,
+        wa_message_id: str,
+        status: str,
+        *,
+        phone_number_id: str = "fake-phone",
+        recipient_id: str = "0",
+        callback_data: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """POST a signed status webhook to `webhook_url`; returns the HTTP status it got."""
+        if not self.webhook_url or not self.app_secret:
+            raise RuntimeError("webhook_url and app_secret are needed to post status webhooks")
+        content = json.dumps(
+            status_payload(
+                wa_message_id,
+                status,
+                phone_number_id=phone_number_id,
+                recipient_id=recipient_id,
+                callback_data=callback_data,
+                errors=errors,
+            )
+        ).encode()
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(
+                self.webhook_url,
+                content=content,
+                headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(self.app_secret, content)},
+            )
+        return response.status_code
+
+    async def list_requests(self, request: Request) -> JSONResponse:
+        return JSONResponse([r.as_dict() for r in self.requests])
+
+    async def add_script(self, request: Request) -> JSONResponse:
+        items = await request.json()
+        self.script.extend(Behaviour(**item) for item in items)
+        return JSONResponse({"queued": len(self.script)})
+
+    async def configure(self, request: Request) -> JSONResponse:
+        for key, value in (await request.json()).items():
+            if key not in {"failure_rate", "hang_rate", "hang_seconds", "auto_statuses", "webhook_url", "app_secret"}:
+                return JSONResponse({"error": f"unknown setting {key}"}, status_code=400)
+            setattr(self, key, tuple(value) if key == "auto_statuses" else value)
+        return JSONResponse({"ok": True})
+
+    async def post_status_endpoint(self, request: Request) -> JSONResponse:
+        data = await request.json()
+        code = await self.post_status(data.pop("wa_message_id"), data.pop("status"), **data)
+        return JSONResponse({"webhook_status": code})

@@ -1,0 +1,130 @@
+"""Sending text replies through the WhatsApp Cloud API, with every failure classified.
+
+Meta offers no idempotency key, so the class of a failure decides what is safe:
+  retryable  Meta answered with a transient error, or the request never left (connect failure);
+  permanent  Meta refused it for a reason a retry cannot fix;
+  ambiguous  the request may have been accepted (timeout or connection lost after sending):
+             never resent at once; a status webhook or the sweep resolves it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import logging
+import time
+from typing import Any, Literal
+
+import httpx
+
+from waypost.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Graph error codes (reference A6). Anything else under HTTP 4xx is permanent, under 5xx retryable.
+RETRYABLE_CODES = frozenset({130429, 131056, 131000, 131016, 131057, 1, 2, 4, 80007})
+PERMANENT_CODES = frozenset({131047, 131026, 131050, 130403, 190, 100, 131008, 131009, 131021, 131051, 0, 10})
+
+FailureKind = Literal["retryable", "permanent", "ambiguous"]
+
+
+@dataclasses.dataclass
+class SendFailed(Exception):
+    kind: FailureKind
+    reason: str
+    code: int | None = None
+    http_status: int | None = None
+    retry_after: float | None = None
+    error: dict[str, Any] | None = None
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def as_errors(self) -> list[dict[str, Any]]:
+        """In the shape of Meta's errors[], for messages.error and notifications."""
+        return [self.error or {"code": self.code, "title": self.reason}]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def classify_response(response: httpx.Response) -> SendFailed:
+    """A non-2xx answer from the Graph API, as a SendFailed of the right kind."""
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    code = error.get("code") if isinstance(error.get("code"), int) else None
+    details = (error.get("error_data") or {}).get("details") if isinstance(error, dict) else None
+    reason = f"HTTP {response.status_code}" + (f" code {code}" if code is not None else "")
+    if error.get("message") or details:
+        reason += f": {details or error.get('message')}"
+    if code in PERMANENT_CODES:
+        kind: FailureKind = "permanent"
+    elif code in RETRYABLE_CODES or response.status_code >= 500 or response.status_code == 429:
+        kind = "retryable"
+    else:
+        kind = "permanent"
+    return SendFailed(kind, reason, code, response.status_code, _retry_after(response), error or None)
+
+
+class GraphClient:
+    """One per worker process: a shared connection pool to the Graph API."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        settings.check_sending()
+        assert settings.whatsapp_access_token is not None
+        self._version = settings.whatsapp_api_version
+        self._client = httpx.AsyncClient(
+            base_url=settings.whatsapp_api_base.rstrip("/"),
+            headers={"Authorization": f"Bearer {settings.whatsapp_access_token.get_secret_value()}"},
+            timeout=httpx.Timeout(
+                connect=settings.send_connect_timeout,
+                read=settings.send_read_timeout,
+                write=settings.send_read_timeout,
+                pool=settings.send_connect_timeout,
+            ),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send_text(
+        self, *, phone_number_id: str, to: str, body: str, context_message_id: str | None, callback_data: str
+    ) -> str:
+        """Send a text reply; returns the Graph message id (wamid) or raises SendFailed."""
+        payload: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"preview_url": False, "body": body},
+            "biz_opaque_callback_data": callback_data,
+        }
+        if context_message_id:
+            payload["context"] = {"message_id": context_message_id}
+        try:
+            response = await self._client.post(f"/{self._version}/{phone_number_id}/messages", json=payload)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise SendFailed("retryable", f"not sent: {type(exc).__name__}: {exc}") from exc
+        except httpx.TransportError as exc:
+            # Timed out or cut off after the request went out: Meta may have accepted it.
+            raise SendFailed("ambiguous", f"outcome unknown: {type(exc).__name__}: {exc}") from exc
+        if response.is_success:
+            try:
+                return str(response.json()["messages"][0]["id"])
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise SendFailed(
+                    "ambiguous", f"HTTP {response.status_code} without a message id", None, response.status_code
+                ) from exc
+        raise classify_response(response)

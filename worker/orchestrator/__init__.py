@@ -1,0 +1,53 @@
+"""The orchestrator ("the AI"): a conversation and its recent history in, a reply (or none) out.
+
+Providers: `rules` (offline, deterministic, the default) and `openai` (any OpenAI-compatible
+chat completions endpoint). `build_orchestrator` validates the configuration at worker start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Protocol
+
+from waypost.settings import ConfigurationError, Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Turn:
+    author: Literal["contact", "ai", "operator"]
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplyRequest:
+    conversation_id: int
+    contact_name: str | None
+    history: tuple[Turn, ...]  # oldest first, ending with the message to answer
+
+    @property
+    def message(self) -> Turn:
+        return self.history[-1]
+
+
+class OrchestratorError(Exception):
+    """The provider could not produce an answer now (it may later: the job retries)."""
+
+
+class Orchestrator(Protocol):
+    name: str
+
+    async def reply(self, request: ReplyRequest) -> str | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def build_orchestrator(settings: Settings) -> Orchestrator:
+    if settings.orchestrator == "rules":
+        from worker.orchestrator.rules import RulesOrchestrator
+
+        return RulesOrchestrator.from_file(settings.rules_file)
+    if settings.orchestrator == "openai":
+        from worker.orchestrator.openai_compat import OpenAIOrchestrator
+
+        return OpenAIOrchestrator(settings)
+    raise ConfigurationError(f"unknown WAYPOST_ORCHESTRATOR {settings.orchestrator!r}")
