@@ -123,8 +123,9 @@ def client(web: WebServer) -> Iterator[httpx.Client]:
         yield http
 
 
-def post_webhook(client: httpx.Client, body: bytes, secret: str | None = APP_SECRET,
-                 **headers: str | bytes) -> httpx.Response:
+def post_webhook(
+    client: httpx.Client, body: bytes, secret: str | None = APP_SECRET, **headers: str | bytes
+) -> httpx.Response:
     sent: dict[str, str | bytes] = {"Content-Type": "application/json", **headers}
     if secret is not None:
         sent["X-Hub-Signature-256"] = payloads.sign(secret, body)
@@ -147,15 +148,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WAYPOST_", "WHATSAPP_", "OPENAI_", "CRON_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WAYPOST_", "WHATSAPP_", "OPENAI_", "CRON_", "DATABASE_URL"))
+    }
     return {**env, **settings_env(settings), "PYTHONUNBUFFERED": "1", **extra}
 
 
 def run_waypost(settings: Settings, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "waypost.cli", *args], env=waypost_env(settings, **extra_env),
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "waypost.cli", *args],
+        env=waypost_env(settings, **extra_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -288,3 +288,30 @@ class FakeGraph:
         data = await request.json()
         code = await self.post_status(data.pop("wa_message_id"), data.pop("status"), **data)
         return JSONResponse({"webhook_status": code})
+
+
+def main() -> None:
+    """`python -m waypost.fake_graph --port 8081`: serve the fake on 127.0.0.1."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--access-token", default="fake-access-token")
+    parser.add_argument("--webhook-url", help="where to post status webhooks")
+    parser.add_argument("--app-secret", help="signs the status webhooks")
+    parser.add_argument("--auto-statuses", default="", help="comma-separated, e.g. sent,delivered,read")
+    args = parser.parse_args()
+    fake = FakeGraph(
+        access_token=args.access_token,
+        webhook_url=args.webhook_url,
+        app_secret=args.app_secret,
+        auto_statuses=tuple(s for s in args.auto_statuses.split(",") if s),
+    )
+    uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The orchestrator providers: rules from TOML, and an OpenAI-compatible endpoint served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.conftest import ServerThread, run_waypost
+from waypost.settings import ConfigurationError, Settings
+from worker.orchestrator import OrchestratorError, ReplyRequest, Turn, build_orchestrator
+from worker.orchestrator.rules import RulesOrchestrator
+
+
+def ask(text: str, *, name: str | None = "Ana", earlier: tuple[Turn, ...] = ()) -> ReplyRequest:
+    return ReplyRequest(conversation_id=1, contact_name=name, history=(*earlier, Turn("contact", text)))
+
+
+async def test_default_rules_answer_sensibly() -> None:
+    rules = RulesOrchestrator.from_file(None)
+    assert "Monday to Friday" in (await rules.reply(ask("What are your opening HOURS?")) or "")
+    assert await rules.reply(ask("hello!")) == "Hello Ana! How can we help you today?"
+    assert "order number" in (await rules.reply(ask("where is my order")) or "")
+    assert (await rules.reply(ask("qwerty", name=None)) or "").startswith("Thanks for your message, there!")
+
+
+async def test_rules_file_first_match_wins_and_no_fallback_means_no_reply(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        '[[rules]]\nkeywords = ["refund"]\nanswer = "A"\n\n[[rules]]\nregex = "re(fund|turn)"\nanswer = "B"\n'
+    )
+    rules = RulesOrchestrator.from_file(path)
+    assert await rules.reply(ask("I want a refund")) == "A"
+    assert await rules.reply(ask("can I return it")) == "B"
+    assert await rules.reply(ask("refunding")) == "B"  # keywords match whole words only
+    assert await rules.reply(ask("nothing relevant")) is None
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        ("[[rules]]\nkeywords = ['x']\n", "'answer' must be a non-empty string"),
+        ("[[rules]]\nanswer = 'x'\n", "give 'keywords', 'regex' or both"),
+        ("[[rules]]\nregex = '('\nanswer = 'x'\n", "bad regex"),
+        ("fallback = 3\n", "'fallback' must be a string"),
+        ("not toml = = =", "not valid TOML"),
+    ],
+)
+def test_broken_rules_are_a_clear_configuration_error(tmp_path: Path, content: str, error: str) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigurationError, match=error):
+        RulesOrchestrator.from_file(path)
+
+
+class FakeCompletions:
+    """An OpenAI-compatible /v1/chat/completions server; answers 429 and 503 first when told to."""
+
+    def __init__(self, failures: list[int]) -> None:
+        self.failures = failures
+        self.requests: list[dict] = []
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.complete, methods=["POST"])])
+
+    async def complete(self, request: Request) -> JSONResponse:
+        self.requests.append(
+            {"body": json.loads(await request.body()), "authorization": request.headers.get("authorization")}
+        )
+        if self.failures:
+            return JSONResponse({"error": {"message": "busy"}}, status_code=self.failures.pop(0))
+        last = self.requests[-1]["body"]["messages"][-1]["content"]
+        return JSONResponse(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"  You said: {last}  "},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+
+
+def openai_settings(url: str, **extra) -> Settings:
+    return Settings(
+        orchestrator="openai",
+        openai_base_url=f"{url}/v1",
+        openai_api_key="sk-test",
+        openai_model="test-model",
+        system_prompt="Be brief.",
+        openai_max_retries=3,
+        **extra,
+    )
+
+
+async def test_openai_provider_sends_history_and_retries_429_and_5xx() -> None:
+    fake = FakeCompletions(failures=[429, 503])
+    with ServerThread(fake.app) as server:
+        orchestrator = build_orchestrator(openai_settings(server.url))
+        try:
+            answer = await orchestrator.reply(
+                ask(
+                    "Do you ship to Spain?",
+                    earlier=(Turn("contact", "Hi"), Turn("ai", "Hello!"), Turn("operator", "I'm Eva from support.")),
+                )
+            )
+        finally:
+            await orchestrator.aclose()
+    assert answer == "You said: Do you ship to Spain?"
+    assert len(fake.requests) == 3
+    request = fake.requests[-1]
+    assert request["authorization"] == "Bearer sk-test"
+    assert request["body"]["model"] == "test-model"
+    assert request["body"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "assistant", "content": "I'm Eva from support."},
+        {"role": "user", "content": "Do you ship to Spain?"},
+    ]
+
+
+async def test_openai_provider_gives_up_with_an_orchestrator_error() -> None:
+    fake = FakeCompletions(failures=[500, 500, 500])
+    with ServerThread(fake.app) as server:
+        orchestrator = build_orchestrator(openai_settings(server.url).model_copy(update={"openai_max_retries": 2}))
+        with pytest.raises(OrchestratorError, match="500"):
+            await orchestrator.reply(ask("hello"))
+        await orchestrator.aclose()
+    assert len(fake.requests) == 3
+
+
+def test_openai_end_to_end_through_the_worker(client, db, fake_graph, start_worker, settings) -> None:
+    from tests.test_reply import deliver, job_with_status
+
+    fake = FakeCompletions(failures=[])
+    with ServerThread(fake.app) as server:
+        start_worker(
+            WAYPOST_ORCHESTRATOR="openai",
+            OPENAI_BASE_URL=f"{server.url}/v1",
+            OPENAI_MODEL="m",
+            WAYPOST_HISTORY_MESSAGES="2",
+        )
+        deliver(client, "first", wa_id="777")
+        job_with_status(db, "done")
+        deliver(client, "second", wa_id="777")
+        job_with_status(db, "done", count=2)
+    assert fake_graph.requests[-1].body["text"]["body"] == "You said: second"
+    # the last 2 messages of the conversation: the AI's first reply, then the new question
+    assert [m["content"] for m in fake.requests[-1]["body"]["messages"][1:]] == ["You said: first", "second"]
+
+
+@pytest.mark.parametrize(
+    "env, error",
+    [
+        ({"WAYPOST_ORCHESTRATOR": "openai"}, "OPENAI_BASE_URL must be an http(s) URL"),
+        ({"WAYPOST_ORCHESTRATOR": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, "OPENAI_MODEL is not set"),
+        ({"WAYPOST_RULES_FILE": "/nonexistent/rules.toml"}, "cannot read rules file"),
+        ({"WAYPOST_ORCHESTRATOR": "magic"}, "WAYPOST_ORCHESTRATOR"),
+        ({"WHATSAPP_ACCESS_TOKEN": ""}, "WHATSAPP_ACCESS_TOKEN is not set"),
+    ],
+)
+def test_broken_configuration_stops_the_worker_at_start(settings: Settings, env: dict, error: str) -> None:
+    result = run_waypost(settings, "worker", **env)
+    assert result.returncode != 0
+    assert error in result.stderr, result.stderr[-2000:]
