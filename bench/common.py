@@ -1,0 +1,121 @@
+"""Helpers shared by the benchmarks: ports, percentiles, readiness, and the results files."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests import payloads
+from waypost import embedded_pg
+from waypost.schema import migrate
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def wait_for(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def machine(note: str = "") -> str:
+    """A header line describing when and where the figures below it were measured."""
+    return (
+        f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {platform.node()} {platform.machine()} {os.cpu_count()} cpu, "
+        f"Python {platform.python_version()}, everything on one machine" + (f"; {note}" if note else "")
+    )
+
+
+def report(name: str, lines: list[str]) -> None:
+    """Print the report and append it to bench/results/NAME.txt."""
+    text = "\n".join(lines)
+    print(text)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    with (RESULTS_DIR / f"{name}.txt").open("a") as out:
+        out.write(text + "\n\n")
+
+
+SECRET = "bench-secret"
+ACCESS_TOKEN = "bench-token"
+
+
+@contextlib.contextmanager
+def stack(workers: int = 1) -> Iterator[Stack]:
+    """Embedded PostgreSQL, the fake Graph API, `waypost serve` and N `waypost worker`, each a process."""
+    pg = embedded_pg.start(Path(tempfile.mkdtemp(prefix="waypost-bench-")) / "pg", delete_on_exit=True)
+    database_url = pg.create_database("bench")
+    migrate(database_url)
+    web_port, graph_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "WHATSAPP_APP_SECRET": SECRET,
+        "WHATSAPP_VERIFY_TOKEN": "bench",
+        "WHATSAPP_ACCESS_TOKEN": ACCESS_TOKEN,
+        "WHATSAPP_API_BASE": f"http://127.0.0.1:{graph_port}",
+        "WAYPOST_PORT": str(web_port),
+        "WAYPOST_LOG_LEVEL": "WARNING",
+    }
+    python = sys.executable
+    procs = [
+        subprocess.Popen(
+            [python, "-m", "waypost.fake_graph", "--port", str(graph_port), "--access-token", ACCESS_TOKEN]
+        ),
+        subprocess.Popen([python, "-m", "waypost.cli", "serve"], env=env),
+        *(subprocess.Popen([python, "-m", "waypost.cli", "worker"], env=env) for _ in range(workers)),
+    ]
+    try:
+        running = Stack(database_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{graph_port}")
+        wait_for(f"{running.web}/readyz")
+        time.sleep(1)  # let the workers start listening
+        yield running
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=15)
+        pg.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    database_url: str
+    web: str
+    graph: str
+
+
+def signed_post(client: httpx.Client, message: dict) -> float:
+    """POST one inbound message, signed; returns the answer time in ms."""
+    body = payloads.dumps(payloads.inbound(message))
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": payloads.sign(SECRET, body)}
+    started = time.perf_counter()
+    client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
+    return (time.perf_counter() - started) * 1000
