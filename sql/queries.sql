@@ -132,7 +132,7 @@ UPDATE messages SET status = 'unknown', updated_at = clock_timestamp()
 SELECT j.id, j.conversation_id, j.request_id, j.attempts
   FROM outbound_jobs j
   LEFT JOIN procrastinate_jobs q ON q.id = j.procrastinate_job_id
-  LEFT JOIN messages m ON m.reply_to_message_id = j.inbound_message_id AND m.direction = 'outbound'
+  LEFT JOIN messages m ON m.reply_to_message_id = j.inbound_message_id AND m.author = 'ai'
  WHERE j.status IN ('pending', 'running')
    AND (q.id IS NULL OR q.status NOT IN ('todo', 'doing'))
    AND j.updated_at < clock_timestamp() - make_interval(secs => %(min_age)s)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from waypost.settings import Settings
+from waypost.sql import query
 
 # Detect half-open connections (network faults, a restarted server) within seconds rather than
 # the kernel's two hours; procrastinate's LISTEN connection inherits these through the pool's conninfo.
@@ -35,3 +37,9 @@ def pool_kwargs(settings: Settings) -> dict[str, Any]:
 def create_pool(settings: Settings, name: str = "waypost") -> AsyncConnectionPool:
     """An unopened pool; open it with `await pool.open(wait=True)` or `async with`."""
     return AsyncConnectionPool(**pool_kwargs(settings), name=name, open=False)
+
+
+async def fetchone(conn: AsyncConnection[Any], name: str, **params: Any) -> dict[str, Any] | None:
+    """Run the named query and return its first row (a dict), if any."""
+    cursor = await conn.execute(query(name), params)
+    return await cursor.fetchone()  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from waypost.db import fetchone
 from waypost.sql import query
 from webhook.payload import Batch, InboundMessage
 from webhook.signature import Verdict
@@ -44,11 +45,9 @@ async def journal(
 ) -> int:
     """Commit the raw body on its own, so it survives whatever happens next."""
     async with pool.connection() as conn:
-        cursor = await conn.execute(
-            query("webhook_event_insert"),
-            {"request_id": request_id, "body": body, "signature": signature, "error": error},
+        row = await fetchone(
+            conn, "webhook_event_insert", request_id=request_id, body=body, signature=signature, error=error
         )
-        row = await cursor.fetchone()
         assert row is not None
         return int(row["id"])
 
@@ -70,19 +69,17 @@ async def process(pool: AsyncConnectionPool, event_id: int, batch: Batch, reques
         for message in sorted(batch.messages, key=_lock_order):
             await _ingest_message(conn, message, request_id, result)
         for status in sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status)):
-            cursor = await conn.execute(
-                query("apply_message_status"),
-                {
-                    "wa_message_id": status.wa_message_id,
-                    "status": status.status,
-                    "status_at": status.status_at,
-                    "recipient_id": status.recipient_id,
-                    "callback_data": status.callback_data,
-                    "errors": Jsonb(status.errors) if status.errors is not None else None,
-                    "payload": Jsonb(status.payload),
-                },
+            row = await fetchone(
+                conn,
+                "apply_message_status",
+                wa_message_id=status.wa_message_id,
+                status=status.status,
+                status_at=status.status_at,
+                recipient_id=status.recipient_id,
+                callback_data=status.callback_data,
+                errors=Jsonb(status.errors) if status.errors is not None else None,
+                payload=Jsonb(status.payload),
             )
-            row = await cursor.fetchone()
             assert row is not None
             result.statuses[row["outcome"]] += 1
             logger.info("status %s for %s: %s", status.status, status.wa_message_id, row["outcome"])
@@ -104,22 +101,20 @@ async def process(pool: AsyncConnectionPool, event_id: int, batch: Batch, reques
 async def _ingest_message(
     conn: AsyncConnection, message: InboundMessage, request_id: str, result: IngestResult
 ) -> None:
-    cursor = await conn.execute(
-        query("ingest_inbound_message"),
-        {
-            "phone_number_id": message.phone_number_id,
-            "wa_id": message.wa_id,
-            "contact_name": message.contact_name,
-            "wa_message_id": message.wa_message_id,
-            "type": message.type,
-            "body": message.body,
-            "payload": Jsonb(message.payload),
-            "contact_sent_at": message.contact_sent_at,
-            "needs_reply": message.needs_reply,
-            "request_id": request_id,
-        },
+    row = await fetchone(
+        conn,
+        "ingest_inbound_message",
+        phone_number_id=message.phone_number_id,
+        wa_id=message.wa_id,
+        contact_name=message.contact_name,
+        wa_message_id=message.wa_message_id,
+        type=message.type,
+        body=message.body,
+        payload=Jsonb(message.payload),
+        contact_sent_at=message.contact_sent_at,
+        needs_reply=message.needs_reply,
+        request_id=request_id,
     )
-    row = await cursor.fetchone()
     assert row is not None
     if not row["created"]:
         result.duplicate_messages += 1

@@ -60,11 +60,15 @@ def _retry_after(response: httpx.Response) -> float | None:
 def classify_response(response: httpx.Response) -> SendFailed:
     """A non-2xx answer from the Graph API, as a SendFailed of the right kind."""
     try:
-        error = response.json().get("error") or {}
+        data = response.json()
     except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
         error = {}
     code = error.get("code") if isinstance(error.get("code"), int) else None
-    details = (error.get("error_data") or {}).get("details") if isinstance(error, dict) else None
+    error_data = error.get("error_data")
+    details = error_data.get("details") if isinstance(error_data, dict) else None
     reason = f"HTTP {response.status_code}" + (f" code {code}" if code is not None else "")
     if error.get("message") or details:
         reason += f": {details or error.get('message')}"

@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
+from waypost.db import fetchone
 from waypost.logs import log_context
 from waypost.sql import query
 from worker.graph import SendFailed
@@ -49,11 +50,6 @@ class Stopwatch:
     def log(self, stage: str, detail: str = "", level: int = logging.INFO) -> None:
         elapsed = (time.perf_counter() - self.started) * 1000
         logger.log(level, "%s elapsed_ms=%.1f %s", stage, elapsed, detail)
-
-
-async def fetchone(conn: AsyncConnection, name: str, **params: Any) -> dict[str, Any] | None:
-    cursor = await conn.execute(query(name), params)
-    return await cursor.fetchone()  # type: ignore[no-any-return]
 
 
 def skip_reason(conversation: dict[str, Any], margin_seconds: float) -> str | None:
@@ -98,6 +94,7 @@ class ReplyRun:
         self.pool = pool
         self.outbound_job_id = outbound_job_id
         self.clock = Stopwatch()
+        self.job: dict[str, Any] = {}  # the outbound_jobs row, once this run has started it
 
     async def run(self) -> None:
         async with self.pool.connection() as conn:

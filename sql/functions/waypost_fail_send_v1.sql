@@ -17,7 +17,7 @@ BEGIN
        SET status = 'failed', last_error = p_reason, finished_at = clock_timestamp(),
            updated_at = clock_timestamp()
       FROM messages m
-     WHERE m.id = p_message_id AND j.inbound_message_id = m.reply_to_message_id
+     WHERE m.id = p_message_id AND m.author = 'ai' AND j.inbound_message_id = m.reply_to_message_id
        AND j.status IN ('pending', 'running');
 END;
 $$;
