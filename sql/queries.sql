@@ -64,11 +64,12 @@ UPDATE webhook_events SET processed_at = clock_timestamp(), error = NULL WHERE i
 UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s
 
 -- ingest_inbound_message --
--- Insert-or-ignore one inbound message (see waypost_ingest_inbound_message_v1)
+-- Insert-or-ignore one inbound message (see waypost_ingest_inbound_message_v2)
 SELECT message_id, conversation_id, created, outbound_job_id
-  FROM waypost_ingest_inbound_message_v1(
-      %(phone_number_id)s, %(wa_id)s, %(contact_name)s, %(wa_message_id)s, %(type)s, %(body)s,
-      %(payload)s, %(contact_sent_at)s, %(needs_reply)s, %(request_id)s)
+  FROM waypost_ingest_inbound_message_v2(
+      %(phone_number_id)s, %(wa_id)s, %(user_id)s, %(parent_user_id)s, %(username)s, %(contact_name)s,
+      %(new_wa_id)s, %(new_user_id)s, %(wa_message_id)s, %(type)s, %(body)s, %(payload)s,
+      %(contact_sent_at)s, %(needs_reply)s, %(request_id)s)
 
 -- apply_message_status --
 -- Record and apply one status webhook item (see waypost_apply_message_status_v2)
@@ -83,7 +84,7 @@ VALUES (%(conversation_id)s, %(message_id)s, %(kind)s, %(body)s)
 
 -- reply_load_conversation --
 -- The conversation a reply job answers in
-SELECT id, phone_number_id, wa_id, contact_name, ai_enabled, deleted_at, last_inbound_at
+SELECT id, phone_number_id, wa_id, user_id, contact_name, ai_enabled, deleted_at, last_inbound_at
   FROM conversations WHERE id = %(conversation_id)s
 
 -- reply_load_message --

@@ -27,6 +27,9 @@ def inbound(wamid: str, message_type: str | None = "text") -> InboundMessage:
     return InboundMessage(
         phone_number_id="106540352242922",
         wa_id="16505551234",
+        user_id=None,
+        parent_user_id=None,
+        username=None,
         contact_name="Sheena",
         wa_message_id=wamid,
         type=message_type,  # type: ignore[arg-type]

@@ -29,6 +29,9 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "deleted_at",
         "created_at",
         "updated_at",
+        "user_id",
+        "parent_user_id",
+        "username",
     ),
     "messages": (
         "id",
@@ -115,7 +118,10 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
 EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_status_rank_v1",
     "waypost_advance_message_status_v1",
-    "waypost_ingest_inbound_message_v1",
+    "waypost_ingest_inbound_message_v2",
+    "waypost_resolve_conversation_v1",
+    "waypost_merge_conversations_v1",
+    "waypost_change_contact_identifiers_v1",
     "waypost_apply_message_status_v2",
     "waypost_finish_reply_job_v1",
     "waypost_notify_send_failed_v1",
@@ -130,6 +136,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
 # The unique indexes that enforce idempotency: losing one would silently allow duplicates.
 EXPECTED_INDEXES: tuple[str, ...] = (
     "conversations_live_contact_key",
+    "conversations_live_user_key",
     "messages_wa_message_id_key",
     "messages_idempotency_key_key",
     "outbound_jobs_inbound_message_id_key",

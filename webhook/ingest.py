@@ -57,10 +57,10 @@ async def record_error(pool: AsyncConnectionPool, event_id: int, error: str) -> 
         await conn.execute(query("webhook_event_error"), {"id": event_id, "error": error})
 
 
-def _lock_order(message: InboundMessage) -> tuple[str, str, float]:
+def _lock_order(message: InboundMessage) -> tuple[str, str, str, float]:
     # One order for every request: concurrent batches lock conversations without deadlocking,
     # and messages of one conversation get their jobs (hence their replies) in send order.
-    return (message.phone_number_id, message.wa_id, message.contact_sent_at.timestamp())
+    return (message.phone_number_id, message.wa_id or "", message.user_id or "", message.contact_sent_at.timestamp())
 
 
 async def process(pool: AsyncConnectionPool, event_id: int, batch: Batch, request_id: str) -> IngestResult:
@@ -106,7 +106,12 @@ async def _ingest_message(
         "ingest_inbound_message",
         phone_number_id=message.phone_number_id,
         wa_id=message.wa_id,
+        user_id=message.user_id,
+        parent_user_id=message.parent_user_id,
+        username=message.username,
         contact_name=message.contact_name,
+        new_wa_id=message.new_wa_id,
+        new_user_id=message.new_user_id,
         wa_message_id=message.wa_message_id,
         type=message.type,
         body=message.body,

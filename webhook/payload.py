@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Types whose text deserves an answer. Reactions, system notices and unsupported types do not.
 REPLY_TYPES = frozenset({"text", "interactive", "button", "image", "video", "document"})
@@ -32,20 +32,35 @@ def _unix_seconds(value: str) -> str:
 
 class Profile(_Model):
     name: str | None = None
+    username: str | None = None
 
 
 class Contact(_Model):
+    # A phone number (wa_id), a business-scoped user id (user_id, BSUID), or both (reference addendum).
     wa_id: str | None = None
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    username: str | None = None
     profile: Profile | None = None
+
+    def names(self, wa_id: str | None, user_id: str | None) -> bool:
+        return bool((wa_id and self.wa_id == wa_id) or (user_id and self.user_id == user_id))
 
 
 class Message(_Model):
     id: str = Field(min_length=1)
-    from_: str = Field(alias="from", min_length=1)
+    from_: str | None = Field(None, alias="from", min_length=1)
+    from_user_id: str | None = Field(None, min_length=1)
     timestamp: str
     type: str = Field(min_length=1)
 
     _check_timestamp = field_validator("timestamp")(_unix_seconds)
+
+    @model_validator(mode="after")
+    def _identified(self) -> Message:
+        if not self.from_ and not self.from_user_id:
+            raise ValueError("a message needs 'from' (phone number) or 'from_user_id' (BSUID)")
+        return self
 
 
 class Status(_Model):
@@ -89,13 +104,19 @@ class Envelope(_Model):
 @dataclasses.dataclass(frozen=True)
 class InboundMessage:
     phone_number_id: str
-    wa_id: str
+    wa_id: str | None
+    user_id: str | None
+    parent_user_id: str | None
+    username: str | None
     contact_name: str | None
     wa_message_id: str
     type: str
     body: str | None
     contact_sent_at: dt.datetime
     payload: dict[str, Any]
+    # set by user_changed_number / user_changed_user_id system messages
+    new_wa_id: str | None = None
+    new_user_id: str | None = None
 
     @property
     def needs_reply(self) -> bool:
@@ -173,10 +194,24 @@ def message_body(message: Message) -> str | None:
     return content.get("caption")
 
 
-def _contact_name(contacts: list[Contact], wa_id: str) -> str | None:
-    matching = [c for c in contacts if c.wa_id == wa_id] or (contacts if len(contacts) == 1 else [])
-    profile = matching[0].profile if matching else None
-    return profile.name if profile else None
+def _contact(contacts: list[Contact], message: Message) -> Contact:
+    """The contacts[] entry of a message's sender (an empty one for system messages, which have none)."""
+    matching = [c for c in contacts if c.names(message.from_, message.from_user_id)]
+    if not matching and len(contacts) == 1:
+        matching = contacts
+    return matching[0] if matching else Contact()
+
+
+def _identity_change(message: Message) -> tuple[str | None, str | None]:
+    """New (wa_id, user_id) announced by a system message, if it is one that changes identifiers."""
+    system = getattr(message, "system", None)
+    if message.type != "system" or not isinstance(system, dict):
+        return None, None
+    if system.get("type") == "user_changed_number":
+        return system.get("new_wa_id") or system.get("wa_id"), None
+    if system.get("type") == "user_changed_user_id":
+        return None, system.get("new_user_id") or system.get("user_id") or system.get("user")
+    return None, None
 
 
 def parse(body: bytes) -> Batch:
@@ -207,11 +242,19 @@ def parse(body: bytes) -> Batch:
 def _flatten(value: Value, batch: Batch) -> None:
     phone_number_id = value.metadata.phone_number_id
     for message in value.messages:
+        contact = _contact(value.contacts, message)
+        profile = contact.profile or Profile()
+        new_wa_id, new_user_id = _identity_change(message)
         batch.messages.append(
             InboundMessage(
                 phone_number_id=phone_number_id,
-                wa_id=message.from_,
-                contact_name=_contact_name(value.contacts, message.from_),
+                wa_id=message.from_ or contact.wa_id,
+                user_id=message.from_user_id or contact.user_id,
+                parent_user_id=contact.parent_user_id,
+                username=contact.username or profile.username,
+                contact_name=profile.name,
+                new_wa_id=new_wa_id,
+                new_user_id=new_user_id,
                 wa_message_id=message.id,
                 type=message.type,
                 body=message_body(message),

@@ -104,17 +104,29 @@ class GraphClient:
         await self._client.aclose()
 
     async def send_text(
-        self, *, phone_number_id: str, to: str, body: str, context_message_id: str | None, callback_data: str
+        self,
+        *,
+        phone_number_id: str,
+        wa_id: str | None,
+        user_id: str | None,
+        body: str,
+        context_message_id: str | None,
+        callback_data: str,
     ) -> str:
-        """Send a text reply; returns the Graph message id (wamid) or raises SendFailed."""
-        payload: dict[str, Any] = {
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "text",
-            "text": {"preview_url": False, "body": body},
-            "biz_opaque_callback_data": callback_data,
-        }
+        """Send a text reply; returns the Graph message id (wamid) or raises SendFailed.
+
+        Addressed with `to` when the phone number is known, else with `recipient` = the BSUID.
+        """
+        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+        if wa_id:
+            payload["to"] = wa_id
+        elif user_id:
+            payload["recipient"] = user_id
+        else:
+            raise SendFailed("permanent", "the contact has neither a phone number nor a user id")
+        payload.update(
+            {"type": "text", "text": {"preview_url": False, "body": body}, "biz_opaque_callback_data": callback_data}
+        )
         if context_message_id:
             payload["context"] = {"message_id": context_message_id}
         try:

@@ -274,7 +274,8 @@ class ReplyRun:
         try:
             wa_message_id = await self.resources.graph.send_text(
                 phone_number_id=conversation["phone_number_id"],
-                to=conversation["wa_id"],
+                wa_id=conversation["wa_id"],
+                user_id=conversation["user_id"],
                 body=body,
                 context_message_id=inbound["wa_message_id"],
                 callback_data=key,
