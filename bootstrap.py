@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Sets up a virtualenv in .venv with Waypost and its test extras, then runs a command in it.
 
-    python3 bootstrap.py test [pytest args]   # the test suite (README "Test")
-    python3 bootstrap.py waypost ARGS...      # any waypost command
+    python3 bootstrap.py dev [waypost dev args] # run Waypost locally (README "Run")
+    python3 bootstrap.py test [pytest args]     # the test suite (README "Test")
+    python3 bootstrap.py waypost ARGS...        # any waypost command
 
 Needs only Python 3.11+. Reinstalls when pyproject.toml changes.
 """
@@ -41,12 +42,14 @@ def ensure_environment() -> Path:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"test", "waypost"}:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"dev", "test", "waypost"}:
         sys.exit(__doc__)
     python = ensure_environment()
     command, rest = sys.argv[1], sys.argv[2:]
     if command == "test":
         argv = [str(python), "-m", "pytest", *rest]
+    elif command == "dev":
+        argv = [str(VENV / "bin" / "waypost"), "dev", *rest]
     else:
         argv = [str(VENV / "bin" / "waypost"), *rest]
     os.chdir(ROOT)

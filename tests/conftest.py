@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -164,6 +165,12 @@ def run_waypost(settings: Settings, *args: str, **extra_env: str) -> subprocess.
         text=True,
         timeout=60,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class WorkerProcess:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from waypost import __version__
 from waypost.logs import setup_logging
@@ -55,9 +56,26 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from waypost.simulate import simulate
+
+    replied, report = asyncio.run(
+        simulate(settings, args.text, wa_id=args.from_number, name=args.name, url=args.url, wait_seconds=args.timeout)
+    )
+    print(report)
+    return 0 if replied else 1
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from waypost.dev import run_dev
+
+    return run_dev(settings, data_dir=args.data_dir, graph_port=args.graph_port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waypost", description="WhatsApp auto-reply service")
     parser.add_argument("--version", action="version", version=f"waypost {__version__}")
+    parser.add_argument("--env-file", type=Path, help="dotenv file for settings the environment leaves unset")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply migrations (yoyo), repair drift, verify").set_defaults(func=cmd_migrate)
     sub.add_parser("verify-schema", help="check the database matches this code").set_defaults(func=cmd_verify_schema)
@@ -66,13 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default WAYPOST_PORT or 8000)")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("worker", help="run a procrastinate worker for the reply queue").set_defaults(func=cmd_worker)
+    dev = sub.add_parser("dev", help="run everything locally: PostgreSQL, migrations, web, worker, fake Graph API")
+    dev.add_argument("--port", type=int, help="web app port (default WAYPOST_PORT or 8000)")
+    dev.add_argument("--graph-port", type=int, default=8081, help="fake Graph API port (default 8081)")
+    dev.add_argument("--data-dir", type=Path, default=Path(".waypost"), help="dev state (default ./.waypost)")
+    dev.set_defaults(func=cmd_dev)
+    simulate = sub.add_parser("simulate", help="post a signed inbound message and print the reply")
+    simulate.add_argument("text")
+    simulate.add_argument("--from", dest="from_number", default="15551230000", help="the contact's number")
+    simulate.add_argument("--name", default="Dev Tester", help="the contact's profile name")
+    simulate.add_argument("--url", help="webhook URL (default http://WAYPOST_HOST:WAYPOST_PORT/api/webhooks/whatsapp)")
+    simulate.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
+    simulate.set_defaults(func=cmd_simulate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+        settings = load_settings(args.env_file, host=getattr(args, "host", None), port=getattr(args, "port", None))
         setup_logging(settings.log_level)
         return int(args.func(settings, args))
     except ConfigurationError as exc:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import json
 import random
 import time
+import uuid
 from collections import deque
 from typing import Any
 
@@ -136,7 +136,6 @@ class FakeGraph:
         self.requests: list[Recorded] = []
         self.script: deque[Behaviour] = deque()
         self._random = random.Random(seed)
-        self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
             routes=[
@@ -200,7 +199,8 @@ class FakeGraph:
 
         behaviour = self.next_behaviour()
         accepted = behaviour.status == 200 if behaviour.accept is None else behaviour.accept
-        wa_message_id = f"wamid.FAKE{next(self._ids):010d}" if accepted else None
+        # Unique across restarts, like Meta's: a dev database outlives the fake's process.
+        wa_message_id = f"wamid.FAKE{uuid.uuid4().hex}" if accepted else None
         self.requests.append(Recorded(time.time(), phone_number_id, body, behaviour.status, accepted, wa_message_id))
         if accepted:
             self._schedule_statuses(phone_number_id, body, wa_message_id)  # type: ignore[arg-type]
@@ -310,7 +310,8 @@ def main() -> None:
         app_secret=args.app_secret,
         auto_statuses=tuple(s for s in args.auto_statuses.split(",") if s),
     )
-    uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning")
+    print(f"fake Graph API listening on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

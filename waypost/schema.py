@@ -114,6 +114,11 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "worker_id",
     ),
     "procrastinate_workers": ("id", "last_heartbeat"),
+    # operators' views (docs/operations.md)
+    "waypost_jobs_by_status": ("status", "jobs", "oldest_age"),
+    "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),
+    "waypost_failed_sends": ("message_id", "error_code", "error_title", "error_details"),
+    "waypost_conversation_queues": ("conversation_id", "waiting", "running"),
 }
 EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_status_rank_v1",

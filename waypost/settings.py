@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         return self.send_connect_timeout + self.send_read_timeout + 5.0
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit values (CLI flags, tests) taking precedence."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:
+    """Settings from the environment, then `env_file` (a dotenv file, such as the one `waypost dev`
+    writes) for what the environment leaves unset; explicit values (CLI flags, tests) win over both."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigurationError(f"env file {env_file} does not exist")
+        return Settings(_env_file=env_file, **values)  # type: ignore[call-arg]
+    return Settings(**values)

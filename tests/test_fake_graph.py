@@ -1,0 +1,40 @@
+"""The fake Graph API validates like Meta and hands out wamids that stay unique across restarts."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import ServerThread
+from waypost.fake_graph import FakeGraph
+
+SEND = "/v25.0/100000000000001/messages"
+
+
+def test_sends_are_validated_like_meta_and_answered_with_unique_wamids() -> None:
+    ids = set()
+    for _ in range(2):  # two "restarts"
+        fake = FakeGraph(access_token="t")
+        with ServerThread(fake.app) as server, httpx.Client(base_url=server.url) as http:
+            auth = {"Authorization": "Bearer t"}
+            assert http.post(SEND, json={}).json()["error"]["code"] == 190
+            bad = http.post(
+                SEND,
+                headers=auth,
+                json={"messaging_product": "whatsapp", "to": "1", "type": "text", "text": {"body": "x" * 4097}},
+            )
+            assert bad.status_code == 400 and "4096" in bad.json()["error"]["message"]
+            ok = http.post(
+                SEND,
+                headers=auth,
+                json={"messaging_product": "whatsapp", "to": "+1555", "type": "text", "text": {"body": "hi"}},
+            ).json()
+            assert ok["contacts"] == [{"input": "+1555", "wa_id": "1555"}]
+            by_bsuid = http.post(
+                SEND,
+                headers=auth,
+                json={"messaging_product": "whatsapp", "recipient": "US.1", "type": "text", "text": {"body": "hi"}},
+            ).json()
+            assert by_bsuid["contacts"] == [{"input": "US.1", "user_id": "US.1"}]
+            ids |= {ok["messages"][0]["id"], by_bsuid["messages"][0]["id"]}
+        assert [r.accepted for r in fake.requests] == [False, True, True]
+    assert len(ids) == 4

