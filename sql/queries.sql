@@ -24,6 +24,14 @@ SELECT p.proname AS name
 -- Names of the indexes (unique constraints included) of the current schema
 SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()
 
+-- schema_triggers --
+-- Names of the enabled triggers on tables of the current schema
+SELECT t.tgname AS name
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = current_schema() AND NOT t.tgisinternal AND t.tgenabled <> 'D'
+
 -- outbound_job_start --
 -- Claim an outbound job for a run: running, one more attempt. Finished jobs are not reopened.
 UPDATE outbound_jobs
@@ -158,3 +166,29 @@ SELECT conversation_id, 'reply_failed', %(reason)s FROM failed
 -- sweep_delete_old_webhook_events --
 -- Journal rows past the retention period
 DELETE FROM webhook_events WHERE received_at < clock_timestamp() - make_interval(secs => %(seconds)s)
+
+-- operator_message_load --
+-- An operator message the worker is asked to send
+SELECT id, conversation_id, idempotency_key, body, status, send_attempts, created_at
+  FROM messages WHERE id = %(message_id)s AND author = 'operator'
+
+-- sweep_orphan_operator_messages --
+-- Operator messages still to send with no live procrastinate job, except those in flight or
+-- awaiting a status webhook within the grace period. SKIP LOCKED: concurrent sweeps split the work.
+SELECT m.id, m.conversation_id, m.send_attempts
+  FROM messages m
+ WHERE m.author = 'operator' AND m.status IN ('sending', 'unknown')
+   AND m.updated_at < clock_timestamp() - make_interval(secs => %(min_age)s)
+   AND (m.sending_since IS NULL
+        OR m.sending_since < clock_timestamp() - make_interval(secs => %(stale_after)s + %(grace)s))
+   AND NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs q
+         WHERE q.task_name = 'send_operator_message' AND q.status IN ('todo', 'doing')
+           AND q.args ->> 'message_id' = m.id::text)
+ ORDER BY m.id
+ LIMIT 500
+   FOR UPDATE OF m SKIP LOCKED
+
+-- sweep_delete_old_sign_in_attempts --
+-- Sign-in attempts older than the longest rate-limit window anyone configures
+DELETE FROM sign_in_attempts WHERE attempted_at < clock_timestamp() - interval '1 day'

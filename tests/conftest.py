@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -32,6 +33,7 @@ APP_SECRET = "test-app-secret"
 ACCESS_TOKEN = "test-access-token"
 CRON_SECRET = "test-cron-secret"
 VERIFY_TOKEN = "test-verify-token"
+SESSION_SECRET = "test-session-secret-0123456789abcdef"
 TEMPLATE = "waypost_template"
 _counter = itertools.count()
 
@@ -79,14 +81,16 @@ def settings(database_url: str, fake_graph: FakeGraph) -> Settings:
         send_read_timeout=2.0,
         retry_base_seconds=0.2,
         worker_poll_interval=0.5,
+        session_secret=SESSION_SECRET,
     )
 
 
 class ServerThread:
     """A real ASGI app under uvicorn on 127.0.0.1, in a thread of this process."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    def __init__(self, app: ASGIApp, **config_options: Any) -> None:
+        options = {"host": "127.0.0.1", "port": 0, "log_config": None, "lifespan": "on", **config_options}
+        config = uvicorn.Config(app, **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -157,10 +161,24 @@ def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
     return {**env, **settings_env(settings), "PYTHONUNBUFFERED": "1", **extra}
 
 
-def run_waypost(settings: Settings, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+def wait_for(db: psycopg.Connection, sql: str, params: list | None = None, timeout: float = 20) -> dict:
+    """Poll until the query returns a row; that row."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = db.execute(sql, params or []).fetchone()
+        if row:
+            return row  # type: ignore[return-value]
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for: {sql}")
+
+
+def run_waypost(
+    settings: Settings, *args: str, stdin: str | None = None, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "waypost.cli", *args],
         env=waypost_env(settings, **extra_env),
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,

@@ -14,6 +14,7 @@ import httpx
 import psutil
 
 from tests.conftest import free_port
+from tests.inbox_client import sign_in
 
 
 def test_dev_runs_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
@@ -69,6 +70,13 @@ def test_dev_runs_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> No
         )
         assert simulated.returncode == 0, simulated.stdout + simulated.stderr
         assert "← reply after" in simulated.stdout and "Monday to Friday" in simulated.stdout
+        # the printed operator signs in to the inbox and sees the simulated conversation
+        password = re.search(r"sign in as dev@waypost.local, password (\S+)\)", output)
+        assert password, output
+        with httpx.Client(base_url=f"http://127.0.0.1:{web_port}") as browser:
+            answer = sign_in(browser, email="dev@waypost.local", password=password.group(1))
+            assert answer.status_code == 303, answer.text
+            assert "Tess" in browser.get("/inbox").text
         family = [dev.pid, *(p.pid for p in psutil.Process(dev.pid).children(recursive=True))]
         postmaster = int((tmp_path / ".waypost" / "pgdata" / "postmaster.pid").read_text().split()[0])
     finally:

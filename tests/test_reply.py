@@ -10,7 +10,7 @@ import httpx
 import psycopg
 
 from tests import payloads
-from tests.conftest import post_webhook
+from tests.conftest import post_webhook, wait_for
 from waypost.fake_graph import Behaviour, FakeGraph
 
 STAGES = (
@@ -24,16 +24,6 @@ STAGES = (
     "message row confirmed",
     "job done",
 )
-
-
-def wait_for(db: psycopg.Connection, sql: str, params: list | None = None, timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = db.execute(sql, params or []).fetchone()
-        if row:
-            return row
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for: {sql}")
 
 
 def job_with_status(db: psycopg.Connection, *statuses: str, count: int = 1) -> list[dict]:

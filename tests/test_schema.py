@@ -125,3 +125,11 @@ def test_signature_checks_can_be_disabled_only_explicitly(settings: Settings, db
         response = post_webhook(client, payloads.dumps(payloads.DOCUMENTED_INBOUND), secret=None)
         assert response.status_code == 200
     assert db.execute("SELECT signature FROM webhook_events").fetchone()["signature"] == "not_checked"
+
+
+def test_a_dropped_inbox_trigger_is_drift_that_migrate_repairs(settings: Settings, db: psycopg.Connection) -> None:
+    db.execute("DROP TRIGGER waypost_inbox_messages ON messages")
+    result = run_waypost(settings, "verify-schema")
+    assert result.returncode == 1 and "✗ trigger waypost_inbox_messages missing" in result.stdout
+    repaired = run_waypost(settings, "migrate")
+    assert repaired.returncode == 0 and "Schema verification PASSED" in repaired.stdout

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from waypost import __version__
 from waypost.logs import setup_logging
+from waypost.operators import OperatorError, add_operator
 from waypost.settings import ConfigurationError, Settings, load_settings
 
 
@@ -72,6 +73,29 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return run_dev(settings, data_dir=args.data_dir, graph_port=args.graph_port)
 
 
+def read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        raise OperatorError("the passwords differ")
+    return password
+
+
+def cmd_operator_add(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        operator = add_operator(
+            settings.require_database_url(), args.email, read_password(args), replace=args.reset_password
+        )
+    except OperatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"Operator {operator['email']} (id {operator['id']}) can sign in at /inbox/login")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waypost", description="WhatsApp auto-reply service")
     parser.add_argument("--version", action="version", version=f"waypost {__version__}")
@@ -96,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--url", help="webhook URL (default http://WAYPOST_HOST:WAYPOST_PORT/api/webhooks/whatsapp)")
     simulate.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
     simulate.set_defaults(func=cmd_simulate)
+    operator = sub.add_parser("operator", help="manage the people who sign in to the inbox")
+    operator_sub = operator.add_subparsers(dest="operator_command", required=True)
+    add = operator_sub.add_parser("add", help="create an operator (prompts for the password)")
+    add.add_argument("email")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.add_argument("--reset-password", action="store_true", help="set a new password if the operator exists")
+    add.set_defaults(func=cmd_operator_add)
     return parser
 
 

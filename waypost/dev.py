@@ -23,6 +23,7 @@ from types import FrameType
 import httpx
 import psycopg
 
+from waypost.operators import add_operator
 from waypost.settings import Settings
 
 logger = logging.getLogger("waypost.dev")
@@ -42,6 +43,10 @@ class Child:
         return cls(name, subprocess.Popen(argv, env=env, start_new_session=True))
 
 
+DEV_OPERATOR = "dev@waypost.local"
+DEV_OPERATOR_PASSWORD = "DEV_OPERATOR_PASSWORD"  # the dev.env key (not a setting: read by `waypost dev` only)
+
+
 class Stop(Exception):
     """Ctrl-C or SIGTERM."""
 
@@ -54,11 +59,18 @@ def dev_secrets(env_file: Path) -> dict[str, str]:
             key, sep, value = line.partition("=")
             if sep and not key.startswith("#"):
                 values[key.strip()] = value.strip()
-    wanted = ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "WHATSAPP_ACCESS_TOKEN", "CRON_SECRET")
+    wanted = (
+        "WHATSAPP_APP_SECRET",
+        "WHATSAPP_VERIFY_TOKEN",
+        "WHATSAPP_ACCESS_TOKEN",
+        "CRON_SECRET",
+        "WAYPOST_SESSION_SECRET",
+        DEV_OPERATOR_PASSWORD,
+    )
     changed = False
     for key in wanted:
         if not values.get(key):
-            values[key] = secrets.token_urlsafe(24)
+            values[key] = secrets.token_urlsafe(32)
             changed = True
     if changed:
         write_env_file(env_file, values)
@@ -142,6 +154,7 @@ def run_dev(settings: Settings, *, data_dir: Path, graph_port: int) -> int:
 
         applied = migrate(database_url)
         logger.info("dev: migrations %s", f"applied: {', '.join(applied)}" if applied else "up to date")
+        add_operator(database_url, DEV_OPERATOR, values[DEV_OPERATOR_PASSWORD], replace=True)
 
         web_url = f"http://{settings.host}:{settings.port}"
         graph_url = f"http://127.0.0.1:{graph_port}"
@@ -213,6 +226,7 @@ def banner(ready_seconds: float, web_url: str, graph_url: str, env_file: Path, v
     return f"""
 Waypost is running (dev), ready in {ready_seconds:.1f} s.
   webhook         {web_url}/api/webhooks/whatsapp
+  operator inbox  {web_url}/inbox   (sign in as {DEV_OPERATOR}, password {values[DEV_OPERATOR_PASSWORD]})
   health          {web_url}/healthz   {web_url}/readyz
   cron (sweep)    {web_url}/api/cron/run-outbound-jobs?token={values["CRON_SECRET"]}
   fake Graph API  {graph_url}   (what was sent: {graph_url}/_fake/requests)

@@ -32,6 +32,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "user_id",
         "parent_user_id",
         "username",
+        "operator_read_at",
     ),
     "messages": (
         "id",
@@ -55,6 +56,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "reply_to_message_id",
         "send_attempts",
         "sending_since",
+        "operator_id",
     ),
     "outbound_jobs": (
         "id",
@@ -114,6 +116,8 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "worker_id",
     ),
     "procrastinate_workers": ("id", "last_heartbeat"),
+    "operators": ("id", "email", "password_hash", "created_at", "last_sign_in_at", "disabled_at"),
+    "sign_in_attempts": ("id", "email", "client_ip", "succeeded", "attempted_at"),
     # operators' views (docs/operations.md)
     "waypost_jobs_by_status": ("status", "jobs", "oldest_age"),
     "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),
@@ -133,6 +137,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_claim_send_v1",
     "waypost_record_send_v1",
     "waypost_fail_send_v1",
+    "waypost_queue_operator_message_v1",
+    "waypost_notify_inbox_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
@@ -146,6 +152,13 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "messages_idempotency_key_key",
     "outbound_jobs_inbound_message_id_key",
     "message_statuses_wa_message_id_status_key",
+    "operators_email_key",
+)
+# The triggers that feed the live inbox: without them, open pages silently stop updating.
+EXPECTED_TRIGGERS: tuple[str, ...] = (
+    "waypost_inbox_conversations",
+    "waypost_inbox_messages",
+    "waypost_inbox_notifications",
 )
 # procrastinate's own files are copied verbatim and cannot be re-run; ours are written re-runnable.
 THIRD_PARTY_MARK = "_procrastinate_"
@@ -182,7 +195,11 @@ def migration_ids() -> list[str]:
 
 
 def build_report(
-    applied: set[str], columns: set[tuple[str, str]], functions: set[str], indexes: set[str]
+    applied: set[str],
+    columns: set[tuple[str, str]],
+    functions: set[str],
+    indexes: set[str],
+    triggers: set[str],
 ) -> SchemaReport:
     checks = [
         Check(mid in applied, f"migration {mid} {'applied' if mid in applied else 'NOT applied'}")
@@ -208,6 +225,9 @@ def build_report(
         Check(name in indexes, f"unique index {name}{'' if name in indexes else ' missing'}")
         for name in EXPECTED_INDEXES
     ]
+    checks += [
+        Check(name in triggers, f"trigger {name}{'' if name in triggers else ' missing'}") for name in EXPECTED_TRIGGERS
+    ]
     return SchemaReport(tuple(checks))
 
 
@@ -226,6 +246,7 @@ async def verify_async(conn: psycopg.AsyncConnection) -> SchemaReport:
         {(r[0], r[1]) for r in await rows("schema_columns")},
         {r[0] for r in await rows("schema_functions")},
         {r[0] for r in await rows("schema_indexes")},
+        {r[0] for r in await rows("schema_triggers")},
     )
 
 

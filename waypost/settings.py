@@ -72,6 +72,15 @@ class Settings(BaseSettings):
     )
     history_messages: int = Field(10, ge=1, validation_alias=_env("WAYPOST_HISTORY_MESSAGES"))
 
+    # Operator inbox
+    session_secret: SecretStr | None = Field(None, validation_alias=_env("WAYPOST_SESSION_SECRET"))
+    session_max_age_seconds: int = Field(12 * 3600, gt=0, validation_alias=_env("WAYPOST_SESSION_MAX_AGE_SECONDS"))
+    operator_reply_pauses_ai: bool = Field(True, validation_alias=_env("WAYPOST_OPERATOR_REPLY_PAUSES_AI"))
+    sign_in_max_failures: int = Field(5, ge=1, validation_alias=_env("WAYPOST_SIGN_IN_MAX_FAILURES"))
+    sign_in_window_seconds: float = Field(
+        900.0, gt=0, le=86400, validation_alias=_env("WAYPOST_SIGN_IN_WINDOW_SECONDS")
+    )
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise ConfigurationError("DATABASE_URL is not set")
@@ -90,6 +99,16 @@ class Settings(BaseSettings):
     def check_sending(self) -> None:
         if not self.whatsapp_access_token:
             raise ConfigurationError("WHATSAPP_ACCESS_TOKEN is not set: the worker cannot send replies")
+
+    def check_inbox(self) -> bool:
+        """Whether the operator inbox can run: it needs a session secret long enough to sign cookies."""
+        if self.session_secret is None:
+            return False
+        if len(self.session_secret.get_secret_value()) < 32:
+            raise ConfigurationError(
+                "WAYPOST_SESSION_SECRET must be at least 32 characters (try `openssl rand -hex 32`)"
+            )
+        return True
 
     @property
     def sending_stale_after(self) -> float:

@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from waypost.db import create_pool
 from waypost.settings import Settings, load_settings
 from webhook import endpoints
+from webhook.inbox import api, live, pages
+from webhook.inbox.auth import InboxSessionMiddleware
 from webhook.middleware import RequestIdMiddleware, SchemaGuardMiddleware
 from webhook.state import AppState, SchemaGuard
 
@@ -26,6 +29,31 @@ routes = [
     Route("/api/cron/run-outbound-jobs", endpoints.run_outbound_jobs, methods=["GET", "POST"]),
     Route("/healthz", endpoints.healthz, methods=["GET"]),
     Route("/readyz", endpoints.readyz, methods=["GET"]),
+    Route("/openapi.json", endpoints.openapi, methods=["GET"], include_in_schema=False),
+    # Operator inbox: pages and their live fragments
+    Route("/inbox/login", pages.login_page, methods=["GET"]),
+    Route("/inbox/login", pages.login, methods=["POST"]),
+    Route("/inbox/logout", pages.logout, methods=["POST"]),
+    Route("/inbox", pages.conversations_page, methods=["GET"]),
+    Route("/inbox/conversations/{conversation_id:int}", pages.conversation_page, methods=["GET"]),
+    Route("/inbox/notifications", pages.notifications_page, methods=["GET"]),
+    Route("/inbox/fragments/conversations", pages.conversations_fragment, methods=["GET"]),
+    Route("/inbox/fragments/conversations/{conversation_id:int}", pages.conversation_fragment, methods=["GET"]),
+    Route("/inbox/fragments/notifications", pages.notifications_fragment, methods=["GET"]),
+    Route("/inbox/fragments/badge", pages.badge_fragment, methods=["GET"]),
+    Route("/inbox/events", live.events, methods=["GET"]),
+    Mount("/inbox/static", StaticFiles(directory=pages.HERE / "static"), name="inbox-static"),
+    # Operator inbox: JSON API (described in /openapi.json)
+    Route("/api/inbox/conversations", api.list_conversations, methods=["GET"]),
+    Route("/api/inbox/conversations/{conversation_id:int}", api.get_conversation, methods=["GET"]),
+    Route("/api/inbox/conversations/{conversation_id:int}/messages", api.send_message, methods=["POST"]),
+    Route("/api/inbox/conversations/{conversation_id:int}/ai", api.set_ai, methods=["POST"]),
+    Route("/api/inbox/conversations/{conversation_id:int}/read", api.mark_read, methods=["POST"]),
+    Route("/api/inbox/conversations/{conversation_id:int}/delete", api.delete_conversation, methods=["POST"]),
+    Route("/api/inbox/conversations/{conversation_id:int}/restore", api.restore_conversation, methods=["POST"]),
+    Route("/api/inbox/notifications", api.list_notifications, methods=["GET"]),
+    Route("/api/inbox/notifications/{notification_id:int}/read", api.read_notification, methods=["POST"]),
+    Route("/api/inbox/notifications/{notification_id:int}/snooze", api.snooze_notification, methods=["POST"]),
 ]
 
 
@@ -41,20 +69,32 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "WEBHOOK SIGNATURES ARE NOT VERIFIED (WAYPOST_DANGEROUSLY_SKIP_SIGNATURE_CHECK): "
                 "anyone can post messages. Never run like this in production."
             )
+        inbox = resolved.check_inbox()
+        if not inbox:
+            logger.warning("operator inbox off: set WAYPOST_SESSION_SECRET to serve /inbox")
         pool = create_pool(resolved, name="waypost-web")
         await pool.open(wait=True, timeout=15)
+        feed = live.InboxFeed(resolved.require_database_url()) if inbox else None
         try:
             guard = SchemaGuard(pool, resolved.schema_check_interval)
             report = await guard.refresh()
             logger.info("web app ready, schema %s", "ok" if report.ok else "MISMATCH")
-            app.state.waypost = AppState(settings=resolved, pool=pool, schema=guard)
+            if feed is not None:
+                feed.start()
+            app.state.waypost = AppState(settings=resolved, pool=pool, schema=guard, feed=feed)
             yield
         finally:
+            if feed is not None:
+                await feed.stop()
             await pool.close()
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware), Middleware(SchemaGuardMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(SchemaGuardMiddleware),
+            Middleware(InboxSessionMiddleware),
+        ],
         lifespan=lifespan,
     )
 

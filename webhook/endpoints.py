@@ -8,31 +8,21 @@ import time
 import psycopg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.schemas import SchemaGenerator
 
 from waypost.logs import request_id_var
 from webhook import ingest, payload, signature
-from webhook.middleware import SCHEMA_ERRORS, db_mismatch_response, db_unavailable_response
-from webhook.state import AppState
+from webhook.middleware import SCHEMA_ERRORS, db_mismatch_response, db_unavailable_response, json_error
+from webhook.state import app_state
 from worker.sweep import sweep
 
 logger = logging.getLogger(__name__)
 
 
-def _state(request: Request) -> AppState:
-    return request.app.state.waypost  # type: ignore[no-any-return]
-
-
-def _error(status_code: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"ok": False, "code": code, "error": message, "request_id": request_id_var.get()},
-        status_code=status_code,
-    )
-
-
 async def verify_subscription(request: Request) -> Response:
     """Meta's handshake: echo hub.challenge when the verify token matches."""
     params = request.query_params
-    token = _state(request).settings.whatsapp_verify_token
+    token = app_state(request).settings.whatsapp_verify_token
     if (
         token is None
         or params.get("hub.mode") != "subscribe"
@@ -63,7 +53,7 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 async def receive_webhook(request: Request) -> Response:
     started = time.perf_counter()
-    state = _state(request)
+    state = app_state(request)
     settings = state.settings
     request_id = request_id_var.get()
 
@@ -72,7 +62,7 @@ async def receive_webhook(request: Request) -> Response:
         message = f"body is larger than the {settings.max_body_bytes} byte limit"
         await ingest.journal(state.pool, request_id, None, "not_checked", message)
         logger.warning("webhook refused: %s", message)
-        return _error(413, "BODY_TOO_LARGE", message)
+        return json_error(413, "BODY_TOO_LARGE", message)
 
     verdict: signature.Verdict = "not_checked"
     if settings.whatsapp_app_secret is not None:
@@ -93,14 +83,14 @@ async def receive_webhook(request: Request) -> Response:
     )
     if bad_signature:
         logger.warning("webhook refused: signature %s (event %s)", verdict, event_id)
-        return _error(401 if verdict == "missing" else 403, "BAD_SIGNATURE", f"X-Hub-Signature-256 is {verdict}")
+        return json_error(401 if verdict == "missing" else 403, "BAD_SIGNATURE", f"X-Hub-Signature-256 is {verdict}")
 
     try:
         batch = payload.parse(body)
     except payload.PayloadError as exc:
         await ingest.record_error(state.pool, event_id, str(exc))
         logger.warning("webhook refused: %s (event %s)", exc, event_id)
-        return _error(400, "BAD_PAYLOAD", str(exc))
+        return json_error(400, "BAD_PAYLOAD", str(exc))
 
     try:
         result = await ingest.process(state.pool, event_id, batch, request_id)
@@ -111,7 +101,7 @@ async def receive_webhook(request: Request) -> Response:
         # 500 makes Meta deliver again; the journal row says why this attempt failed.
         logger.exception("webhook processing failed (event %s)", event_id)
         await ingest.record_error(state.pool, event_id, f"{type(exc).__name__}: {exc}")
-        return _error(500, "PROCESSING_FAILED", "the webhook could not be stored; it will be retried")
+        return json_error(500, "PROCESSING_FAILED", "the webhook could not be stored; it will be retried")
     elapsed_ms = (time.perf_counter() - started) * 1000
     logger.info(
         "webhook event %s stored: %s ignored=%s elapsed_ms=%.1f",
@@ -125,20 +115,20 @@ async def receive_webhook(request: Request) -> Response:
 
 async def run_outbound_jobs(request: Request) -> Response:
     """Run the sweep now. CRON_SECRET as `Authorization: Bearer ...` or `?token=...`; never open."""
-    state = _state(request)
+    state = app_state(request)
     secret = state.settings.cron_secret
     if secret is None:
-        return _error(503, "CRON_DISABLED", "CRON_SECRET is not set: the cron endpoint is off")
+        return json_error(503, "CRON_DISABLED", "CRON_SECRET is not set: the cron endpoint is off")
     authorization = request.headers.get("authorization", "")
     if authorization[:7].lower() == "bearer ":
         method, given = "bearer", authorization[7:].strip()
     elif "token" in request.query_params:
         method, given = "query", request.query_params["token"]
     else:
-        return _error(401, "UNAUTHORIZED", "give CRON_SECRET as a bearer token or ?token=")
+        return json_error(401, "UNAUTHORIZED", "give CRON_SECRET as a bearer token or ?token=")
     if not signature.tokens_equal(given, secret.get_secret_value()):
         logger.warning("cron endpoint: wrong secret (%s)", method)
-        return _error(401, "UNAUTHORIZED", "wrong cron secret")
+        return json_error(401, "UNAUTHORIZED", "wrong cron secret")
     started = time.perf_counter()
     report = await sweep(state.pool, state.settings)
     elapsed = (time.perf_counter() - started) * 1000
@@ -160,7 +150,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     try:
-        report = await _state(request).schema.refresh()
+        report = await app_state(request).schema.refresh()
     except psycopg.OperationalError:
         return db_unavailable_response()
     if not report.ok:
@@ -168,3 +158,24 @@ async def readyz(request: Request) -> Response:
         response.status_code = 503
         return response
     return JSONResponse({"ok": True, "schema": "ok"})
+
+
+async def openapi(request: Request) -> Response:
+    """The OpenAPI description of the inbox JSON API, from its endpoints' docstrings."""
+    api_routes = [route for route in request.app.routes if getattr(route, "path", "").startswith("/api/inbox/")]
+    return JSONResponse(SCHEMAS.get_schema(api_routes))
+
+
+SCHEMAS = SchemaGenerator(
+    {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Waypost inbox API",
+            "version": "1",
+            "description": "The operator inbox's JSON API. Every endpoint needs a session cookie from "
+            "/inbox/login; POST requests also need the session's CSRF token in the X-CSRF-Token header "
+            "(the inbox pages carry it in <meta name=csrf-token>). Errors answer "
+            "{ok: false, code, error, request_id}.",
+        },
+    }
+)

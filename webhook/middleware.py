@@ -44,6 +44,14 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+def json_error(status_code: int, code: str, message: str, **extra: object) -> JSONResponse:
+    """Every error answer of the app: ok=false, a stable code, a sentence, the request id."""
+    return JSONResponse(
+        {"ok": False, "code": code, "error": message, "request_id": request_id_var.get(), **extra},
+        status_code=status_code,
+    )
+
+
 def db_mismatch_response(problems: list[str]) -> JSONResponse:
     return JSONResponse(
         {

@@ -6,11 +6,16 @@ import asyncio
 import dataclasses
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
 
 from waypost.schema import SchemaReport, verify_async
 from waypost.settings import Settings
+
+if TYPE_CHECKING:
+    from webhook.inbox.live import InboxFeed
 
 logger = logging.getLogger(__name__)
 
@@ -49,3 +54,9 @@ class AppState:
     settings: Settings
     pool: AsyncConnectionPool
     schema: SchemaGuard
+    feed: InboxFeed | None = None  # the live inbox feed; None when the inbox is off
+
+
+def app_state(request: Request) -> AppState:
+    """The dependencies the lifespan built, for an endpoint."""
+    return request.app.state.waypost  # type: ignore[no-any-return]

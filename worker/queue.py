@@ -62,7 +62,7 @@ class WaypostApp(procrastinate.App):
 
 app = WaypostApp(
     connector=procrastinate.PsycopgConnector(pool_factory=_pool_from_environment),
-    import_paths=["worker.reply", "worker.sweep"],
+    import_paths=["worker.reply", "worker.operator_send", "worker.sweep"],
     worker_defaults=worker_options(Settings.model_construct()),
 )
 

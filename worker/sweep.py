@@ -10,10 +10,12 @@ import time
 import procrastinate
 from procrastinate.exceptions import ConnectorException
 from procrastinate.manager import JobManager
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from waypost.settings import Settings
 from waypost.sql import query
+from worker.operator_send import send_operator_message
 from worker.queue import MAINTENANCE_QUEUE, app
 from worker.reply import conversation_lock, send_reply
 from worker.resources import resources_of
@@ -30,6 +32,8 @@ class SweepReport:
     stalled_jobs_retried: int = 0
     outbound_jobs_redeferred: int = 0
     outbound_jobs_failed: int = 0
+    operator_messages_redeferred: int = 0
+    operator_messages_failed: int = 0
     webhook_events_deleted: int = 0
     elapsed_ms: float = 0.0
 
@@ -88,7 +92,32 @@ async def sweep(pool: AsyncConnectionPool, settings: Settings) -> SweepReport:
                 job["request_id"],
             )
 
-    # 3. Retention.
+    # 3. Operator messages whose send job was lost (or whose outcome stayed unknown past the grace).
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            query("sweep_orphan_operator_messages"),
+            {
+                "min_age": MIN_AGE_SECONDS,
+                "stale_after": settings.sending_stale_after,
+                "grace": settings.unknown_grace_seconds,
+            },
+        )
+        for message in await cursor.fetchall():
+            if message["send_attempts"] >= settings.reply_max_attempts:
+                reason = f"gave up after {message['send_attempts']} send attempt(s)"
+                errors = Jsonb([{"title": "Waypost gave up", "message": reason}])
+                await conn.execute(
+                    query("fail_send"), {"message_id": message["id"], "errors": errors, "reason": reason}
+                )
+                report.operator_messages_failed += 1
+                continue
+            await send_operator_message.configure(
+                connection=conn, lock=conversation_lock(message["conversation_id"])
+            ).defer_async(message_id=message["id"], request_id=f"sweep-{message['id']}")
+            report.operator_messages_redeferred += 1
+            logger.warning("sweep: re-deferred the send of operator message %s", message["id"])
+
+    # 4. Retention.
     hours = max(1, round(settings.retention_days * 24))
     await manager.delete_old_jobs(nb_hours=hours, include_failed=True, include_cancelled=True, include_aborted=True)
     async with pool.connection() as conn:
@@ -96,6 +125,7 @@ async def sweep(pool: AsyncConnectionPool, settings: Settings) -> SweepReport:
             query("sweep_delete_old_webhook_events"), {"seconds": settings.retention_days * 86400}
         )
         report.webhook_events_deleted = cursor.rowcount
+        await conn.execute(query("sweep_delete_old_sign_in_attempts"))
     report.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("sweep done: %s", report.as_dict())
     return report

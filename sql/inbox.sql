@@ -1,0 +1,178 @@
+-- Named queries of the operator inbox (webhook/inbox), loaded by name like sql/queries.sql.
+
+-- operator_insert --
+-- Create an operator
+INSERT INTO operators (email, password_hash) VALUES (%(email)s, %(password_hash)s)
+RETURNING id, email, created_at
+
+-- operator_upsert --
+-- Create an operator, or set a new password (and re-enable) an existing one
+INSERT INTO operators (email, password_hash) VALUES (%(email)s, %(password_hash)s)
+ON CONFLICT (lower(email)) DO UPDATE SET password_hash = EXCLUDED.password_hash, disabled_at = NULL
+RETURNING id, email, created_at
+
+-- operator_by_email --
+-- An enabled operator, by email, for sign-in
+SELECT id, email, password_hash FROM operators WHERE lower(email) = lower(%(email)s) AND disabled_at IS NULL
+
+-- operator_by_id --
+-- An enabled operator, by id, for each signed-in request
+SELECT id, email FROM operators WHERE id = %(operator_id)s AND disabled_at IS NULL
+
+-- operator_signed_in --
+-- Remember a successful sign-in, upgrading the password hash when the library's parameters moved
+UPDATE operators SET last_sign_in_at = now(), password_hash = COALESCE(%(password_hash)s, password_hash)
+ WHERE id = %(operator_id)s
+
+-- sign_in_attempt_insert --
+-- Record a sign-in attempt, as failed until it succeeds
+INSERT INTO sign_in_attempts (email, client_ip, succeeded) VALUES (%(email)s, %(client_ip)s, false)
+RETURNING id
+
+-- sign_in_succeeded --
+-- The attempt succeeded
+UPDATE sign_in_attempts SET succeeded = true WHERE id = %(attempt_id)s
+
+-- sign_in_recent_failures --
+-- Failed sign-ins within the window (this attempt included), for this email and for this client
+-- address, and the seconds until the oldest of them leaves the window
+SELECT count(*) FILTER (WHERE email = %(email)s) AS by_email,
+       count(*) FILTER (WHERE client_ip = %(client_ip)s) AS by_client,
+       COALESCE(extract(epoch FROM min(attempted_at) + make_interval(secs => %(window)s) - now()), 0)
+           AS retry_after
+  FROM sign_in_attempts
+ WHERE NOT succeeded AND attempted_at > now() - make_interval(secs => %(window)s)
+   AND (email = %(email)s OR client_ip = %(client_ip)s)
+
+-- inbox_listen --
+-- Subscribe to the inbox channel fed by the waypost_inbox_* triggers
+LISTEN waypost_inbox
+
+-- inbox_ping --
+-- Proves a quiet LISTEN connection is still alive
+SELECT 1
+
+-- inbox_conversations --
+-- The conversations list: live or deleted ones, newest activity first, with their badges.
+-- Filters: %(q)s matches name, username or BSUID (text) and number (%(digits)s); %(filter)s is one of
+-- unread, ai_paused, send_failed, window_closed, or NULL.
+SELECT * FROM (
+    SELECT c.id, c.contact_name, c.wa_id, c.user_id, c.username, c.ai_enabled, c.deleted_at,
+           c.last_inbound_at, c.created_at,
+           (c.last_inbound_at IS NULL OR c.last_inbound_at < now() - interval '24 hours') AS window_closed,
+           last.body AS last_body, last.type AS last_type, last.author AS last_author,
+           last.status AS last_status,
+           COALESCE(last.created_at, c.created_at) AS activity_at,
+           (SELECT count(*) FROM messages u
+             WHERE u.conversation_id = c.id AND u.direction = 'inbound'
+               AND u.created_at > COALESCE(c.operator_read_at, '-infinity')) AS unread,
+           COALESCE((SELECT o.status = 'failed' FROM messages o
+                      WHERE o.conversation_id = c.id AND o.direction = 'outbound'
+                      ORDER BY o.id DESC LIMIT 1), false) AS send_failed
+      FROM conversations c
+      LEFT JOIN LATERAL (SELECT m.body, m.type, m.author, m.status, m.created_at FROM messages m
+                          WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1) last ON true
+     WHERE (c.deleted_at IS NOT NULL) = %(deleted)s
+       AND (%(q)s::text IS NULL
+            OR c.contact_name ILIKE '%%' || %(q)s || '%%'
+            OR c.username ILIKE '%%' || %(q)s || '%%'
+            OR c.user_id ILIKE '%%' || %(q)s || '%%'
+            OR (%(digits)s::text <> '' AND c.wa_id LIKE '%%' || %(digits)s || '%%'))
+) listed
+ WHERE %(filter)s::text IS NULL
+    OR (%(filter)s = 'unread' AND unread > 0)
+    OR (%(filter)s = 'ai_paused' AND NOT ai_enabled)
+    OR (%(filter)s = 'send_failed' AND send_failed)
+    OR (%(filter)s = 'window_closed' AND window_closed)
+ ORDER BY activity_at DESC, id DESC
+ LIMIT %(limit)s
+
+-- inbox_conversation --
+-- One conversation, live or deleted
+SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, c.ai_enabled,
+       c.deleted_at, c.last_inbound_at, c.created_at, c.operator_read_at,
+       (c.last_inbound_at IS NULL OR c.last_inbound_at < now() - interval '24 hours') AS window_closed,
+       c.last_inbound_at + interval '24 hours' AS window_closes_at
+  FROM conversations c WHERE c.id = %(conversation_id)s
+
+-- inbox_messages --
+-- The latest messages of a conversation, oldest first, with who wrote them and what became of the
+-- AI's job for each inbound one
+SELECT * FROM (
+    SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
+           m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+           o.email AS operator_email, j.status AS ai_job_status, j.skip_reason AS ai_skip_reason
+      FROM messages m
+      LEFT JOIN operators o ON o.id = m.operator_id
+      LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
+     WHERE m.conversation_id = %(conversation_id)s
+     ORDER BY m.id DESC
+     LIMIT %(limit)s
+) latest ORDER BY id
+
+-- inbox_message --
+-- One message, as the inbox shows it
+SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
+       m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
+       o.email AS operator_email, NULL::text AS ai_job_status, NULL::text AS ai_skip_reason
+  FROM messages m LEFT JOIN operators o ON o.id = m.operator_id
+ WHERE m.id = %(message_id)s
+
+-- inbox_mark_read --
+-- The operator has seen the conversation; a no-op (and no NOTIFY) when nothing was unread
+UPDATE conversations c SET operator_read_at = now()
+ WHERE c.id = %(conversation_id)s
+   AND EXISTS (SELECT 1 FROM messages m
+                WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+                  AND m.created_at > COALESCE(c.operator_read_at, '-infinity'))
+
+-- inbox_set_ai --
+-- Pause or resume the AI of a live conversation
+UPDATE conversations SET ai_enabled = %(enabled)s, updated_at = now()
+ WHERE id = %(conversation_id)s AND deleted_at IS NULL
+RETURNING id
+
+-- inbox_delete_conversation --
+-- Soft delete: the contact's next message starts a new conversation
+UPDATE conversations SET deleted_at = now(), updated_at = now()
+ WHERE id = %(conversation_id)s AND deleted_at IS NULL
+RETURNING id
+
+-- inbox_restore_conversation --
+-- Undo a soft delete; fails on the live-conversation unique indexes when the contact has a newer one
+UPDATE conversations SET deleted_at = NULL, updated_at = now()
+ WHERE id = %(conversation_id)s AND deleted_at IS NOT NULL
+RETURNING id
+
+-- inbox_queue_operator_message --
+-- Queue an operator's message (see the function)
+SELECT message_id, outcome
+  FROM waypost_queue_operator_message_v1(%(conversation_id)s, %(idempotency_key)s, %(body)s, %(operator_id)s,
+                                         %(pause_ai)s, interval '24 hours')
+
+-- inbox_notifications --
+-- Notifications, newest first: unread and awake ones unless asked for more
+SELECT n.id, n.kind, n.body, n.created_at, n.read_at, n.snoozed_until, n.conversation_id, n.message_id,
+       c.contact_name, c.wa_id, c.username
+  FROM notifications n LEFT JOIN conversations c ON c.id = n.conversation_id
+ WHERE (%(include_read)s OR n.read_at IS NULL)
+   AND (%(include_snoozed)s OR n.snoozed_until IS NULL OR n.snoozed_until <= now())
+ ORDER BY n.created_at DESC, n.id DESC
+ LIMIT %(limit)s
+
+-- inbox_notification_counts --
+-- Unread notifications awake now, those snoozed, and when the next snoozed one wakes up
+SELECT count(*) FILTER (WHERE snoozed_until IS NULL OR snoozed_until <= now()) AS unread,
+       count(*) FILTER (WHERE snoozed_until > now()) AS snoozed,
+       min(snoozed_until) FILTER (WHERE snoozed_until > now()) AS next_wake
+  FROM notifications WHERE read_at IS NULL
+
+-- inbox_notification_read --
+-- Mark a notification read
+UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = %(notification_id)s
+RETURNING id
+
+-- inbox_notification_snooze --
+-- Hide a notification until a time (NULL wakes it now)
+UPDATE notifications SET snoozed_until = %(until)s WHERE id = %(notification_id)s
+RETURNING id, snoozed_until

@@ -1,0 +1,190 @@
+"""The inbox in real headless Chromium (Debian's package, driven by Playwright): sign in, watch a
+conversation arrive live, reply, see the ticks move, pause the AI, snooze a notification."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests import payloads
+from tests.conftest import ServerThread, WebServer, free_port, post_webhook
+from tests.inbox_client import PASSWORD, create_operator
+from waypost.fake_graph import Behaviour, FakeGraph
+from waypost.settings import Settings
+from webhook.app import create_app
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    candidates = [os.environ.get("WAYPOST_TEST_CHROMIUM"), "/usr/lib/chromium/chromium", shutil.which("chromium")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise RuntimeError(
+        "no Chromium for the browser tests: `apt-get install chromium` (Debian), or set WAYPOST_TEST_CHROMIUM"
+    )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, web: WebServer, database_url: str) -> Iterator[Page]:
+    create_operator(database_url)
+    context = browser.new_context(base_url=web.url, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto("/inbox")
+    expect(page).to_have_url(f"{web.url}/inbox/login?next=/inbox")
+    page.fill("input[name=email]", "op@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{web.url}/inbox")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    yield page
+    context.close()
+
+
+def post_inbound(client: httpx.Client, body: str) -> float:
+    """Post a signed inbound message; returns when the POST started (perf_counter)."""
+    started = time.perf_counter()
+    message = payloads.text_message(body)
+    contacts = [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}]
+    assert post_webhook(client, payloads.dumps(payloads.inbound(message, contacts=contacts))).status_code == 200
+    return started
+
+
+def test_operator_works_a_conversation_live(
+    page: Page, client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker
+) -> None:
+    start_worker()
+    # 1. A webhook arrives: the conversation appears on the open list without a reload.
+    started = post_inbound(client, "Hello, is anyone there?")
+    row = page.locator("li.conversation", has_text="Hello, is anyone there?")
+    expect(row).to_be_visible()
+    appeared_ms = (time.perf_counter() - started) * 1000
+    (ARTIFACTS).mkdir(exist_ok=True)
+    (ARTIFACTS / "live_latency.txt").write_text(f"webhook POST to message on the open list: {appeared_ms:.0f} ms\n")
+    print(f"\nwebhook POST to message visible on the open page: {appeared_ms:.0f} ms")
+
+    # 2. Open it: the AI's reply is there, sent.
+    row.locator("a").click()
+    expect(page.locator(".message.author-ai")).to_have_attribute("data-status", "sent")
+
+    # 3. Reply as operator: 'sending' at once (the Graph API is slow this time), then 'sent'.
+    fake_graph.script.append(Behaviour(hang=1.0))
+    page.fill("#reply-form textarea", "Hi Sheena, Sam here. How can I help?")
+    page.click("#reply-form button[type=submit]")
+    mine = page.locator(".message.author-operator")
+    expect(mine).to_have_attribute("data-status", "sending")
+    expect(mine).to_contain_text("op@example.com")
+    expect(mine).to_have_attribute("data-status", "sent")
+    expect(page.locator("#ai-state")).to_have_attribute("data-ai", "paused")  # a reply takes over
+
+    # 4. Meta reports delivery, then read: the ticks follow.
+    wamid = db.execute("SELECT wa_message_id FROM messages WHERE author = 'operator'").fetchone()["wa_message_id"]
+    for value in ("delivered", "read"):
+        post_webhook(client, payloads.dumps(payloads.statuses(payloads.status(wamid, value))))
+        expect(mine).to_have_attribute("data-status", value)
+
+    # 5. With the AI paused, the next message waits for the operator.
+    post_inbound(client, "Can I change my order?")
+    waiting = page.locator(".message.inbound", has_text="Can I change my order?")
+    expect(waiting.locator("[data-left-for-operator]")).to_be_visible()
+    assert db.execute("SELECT count(*) AS n FROM messages WHERE author = 'ai'").fetchone()["n"] == 1
+    expect(page.locator("#notification-badge .count")).to_have_attribute("data-unread", "1")
+    page.screenshot(path=str(ARTIFACTS / "conversation.png"), full_page=True)
+
+    # 6. Resume the AI from the page.
+    page.click("#resume-ai")
+    expect(page.locator("#ai-state")).to_have_attribute("data-ai", "on")
+
+
+def test_send_failure_shows_metas_error_and_a_notification_can_be_snoozed(
+    page: Page, client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker
+) -> None:
+    start_worker()
+    fake_graph.script.append(Behaviour(status=400, code=131026))  # the AI's reply is undeliverable
+    post_inbound(client, "hello?")
+    page.locator("li.conversation", has_text="hello?").locator("a").click()
+    failed = page.locator(".message.author-ai")
+    expect(failed).to_have_attribute("data-status", "failed")
+    expect(failed).to_contain_text("131026")
+    page.goto("/inbox?filter=send_failed")
+    expect(page.locator("li.conversation [data-badge=send_failed]")).to_be_visible()
+
+    page.goto("/inbox/notifications")
+    notification = page.locator("li.notification.kind-send_failed")
+    expect(notification).to_contain_text("131026")
+    expect(page.locator("#notification-badge .count")).to_have_attribute("data-unread", "1")
+    # snooze until a few seconds from now (the browser's local time), then see it come back by itself
+    until = (dt.datetime.now() + dt.timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S")
+    notification.locator("input[name=until]").fill(until)
+    notification.locator("button[type=submit]").click()
+    expect(page.locator("li.notification")).to_have_count(0)
+    expect(page.locator("#notification-badge .count")).to_have_attribute("data-unread", "0")
+    expect(page.locator("li.notification.kind-send_failed")).to_be_visible(timeout=10_000)
+    snoozed = db.execute("SELECT snoozed_until FROM notifications WHERE kind = 'send_failed'").fetchone()
+    assert snoozed["snoozed_until"] is not None
+    page.locator("li.notification.kind-send_failed button[data-action]").click()  # mark read
+    expect(page.locator("li.notification")).to_have_count(0)
+
+
+def test_page_recovers_when_the_live_connection_drops(
+    browser: Browser, settings: Settings, client: httpx.Client, db: psycopg.Connection, database_url: str
+) -> None:
+    create_operator(database_url)
+    port = free_port()
+    # graceful shutdown would otherwise wait for the open event stream
+    options = {"port": port, "timeout_graceful_shutdown": 1}
+    first = ServerThread(create_app(settings), **options).__enter__()
+    context = browser.new_context(base_url=first.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto("/inbox/login")
+    page.fill("input[name=email]", "op@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+
+    # The web process's LISTEN connection is cut: it reconnects and the page catches up.
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN waypost_inbox%%'")
+    post_inbound(client, "sent while the feed was down")
+    expect(page.locator("li.conversation", has_text="sent while the feed was down")).to_be_visible()
+
+    # The web process goes away altogether: the page says so, and catches up when it is back.
+    first.__exit__(None, None, None)
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "reconnecting")
+    post_inbound(client, "sent while the page's server was down")  # through another web process
+    with ServerThread(create_app(settings), **options):
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=20_000)
+        expect(page.locator("li.conversation", has_text="sent while the page's server was down")).to_be_visible()
+        post_inbound(client, "and after it came back")
+        expect(page.locator("li.conversation", has_text="and after it came back")).to_be_visible()
+        context.close()

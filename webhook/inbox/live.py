@@ -1,0 +1,117 @@
+"""Live inbox: one LISTEN connection per web process, fanned out to every open page over
+Server-Sent Events (sse-starlette). The waypost_inbox_* triggers emit the notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import psycopg
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+
+from waypost.db import KEEPALIVES
+from waypost.sql import query
+from webhook.inbox.auth import operator_page
+from webhook.state import app_state
+
+logger = logging.getLogger(__name__)
+
+# How long a quiet LISTEN connection waits before proving it is alive, and the reconnect backoff.
+PING_SECONDS = 15.0
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+QUEUE_SIZE = 256
+# Tells a page to refetch everything: it may have missed events (reconnect, overflow).
+RESYNC: dict[str, Any] = {"type": "resync"}
+
+
+class InboxFeed:
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+        self.shutdown = anyio.Event()  # ends open event streams when the app stops
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="waypost-inbox-feed")
+
+    async def stop(self) -> None:
+        self.shutdown.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Any:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:  # a slow page: drop its backlog, tell it to refetch
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(RESYNC)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._database_url, autocommit=True, **KEEPALIVES
+                ) as conn:
+                    await conn.execute(query("inbox_listen"))
+                    if failures:
+                        logger.info("inbox feed listening again after %s failed attempt(s)", failures)
+                        self.publish(RESYNC)
+                    failures = 0
+                    self.listening.set()
+                    while True:
+                        async for notify in conn.notifies(timeout=PING_SECONDS):
+                            self._forward(notify.payload)
+                        await conn.execute(query("inbox_ping"))
+            except psycopg.OperationalError as exc:
+                self.listening.clear()
+                delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+                failures += 1
+                logger.warning("inbox feed lost its database connection (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    def _forward(self, payload: str) -> None:
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            logger.warning("inbox feed: ignored a malformed notification")
+            return
+        self.publish({"type": "change", **event})
+
+
+@operator_page
+async def events(request: Request) -> Response:
+    """The event stream an inbox page listens to: `change` events, and `resync` when it must refetch."""
+    feed = app_state(request).feed
+    assert feed is not None
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        with feed.subscribe() as queue:
+            # First event: the page (re)connected, and may have missed changes meanwhile.
+            yield ServerSentEvent(data=json.dumps(RESYNC), event="resync", retry=2000)
+            while True:
+                event = await queue.get()
+                yield ServerSentEvent(data=json.dumps(event), event=event["type"])
+
+    return EventSourceResponse(stream(), ping=15, send_timeout=10, shutdown_event=feed.shutdown)

@@ -1,0 +1,157 @@
+// Waypost inbox: live regions refreshed on Server-Sent Events, and actions through the JSON API.
+"use strict";
+(() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+  const regions = () => Array.from(document.querySelectorAll("[data-live-src]"));
+  const pending = new Map();
+  let wakeTimer = null;
+
+  function flash(text) {
+    const box = document.getElementById("flash");
+    if (!box) return;
+    box.textContent = text;
+    box.hidden = !text;
+  }
+
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach((el) => {
+      const when = new Date(el.getAttribute("datetime"));
+      if (!isNaN(when)) el.textContent = when.toLocaleString([], { dateStyle: "short", timeStyle: "medium" });
+    });
+  }
+
+  function newKey() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async function api(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body ?? {}),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (response.status === 401) location.assign("/inbox/login?next=" + encodeURIComponent(location.pathname));
+    if (!response.ok) throw new Error(data.error || response.statusText);
+    return data;
+  }
+
+  async function refresh(el) {
+    const response = await fetch(el.dataset.liveSrc, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (response.status === 401 || response.redirected) return location.reload();
+    if (!response.ok) return;
+    el.innerHTML = await response.text();
+    localTimes(el);
+    afterRefresh(el);
+  }
+
+  // Refresh at once; changes arriving meanwhile (a webhook with many messages, a reply and its
+  // statuses) coalesce into one more refresh when this one ends.
+  function schedule(el) {
+    const state = pending.get(el);
+    if (state) { state.dirty = true; return; }
+    pending.set(el, { dirty: false });
+    refresh(el).catch(() => {}).finally(() => {
+      const { dirty } = pending.get(el);
+      pending.delete(el);
+      if (dirty) schedule(el);
+    });
+  }
+
+  function afterRefresh(el) {
+    if (el.dataset.markRead && document.visibilityState === "visible") api(el.dataset.markRead).catch(() => {});
+    const list = el.querySelector("[data-next-wake]") || (el.dataset.nextWake !== undefined ? el : null);
+    if (list) wakeAt(list.dataset.nextWake);
+  }
+
+  // A snoozed notification comes back by itself: refetch when the earliest snooze ends.
+  function wakeAt(iso) {
+    clearTimeout(wakeTimer);
+    if (!iso) return;
+    const delay = Math.max(0, new Date(iso) - Date.now()) + 250;
+    wakeTimer = setTimeout(() => regions().forEach((el) => {
+      if (el.dataset.liveOn.includes("notifications")) schedule(el);
+    }), Math.min(delay, 2 ** 31 - 1));
+  }
+
+  function matches(el, change) {
+    if (!el.dataset.liveOn.split(",").includes(change.table)) return false;
+    const only = el.dataset.liveConversation;
+    return !only || String(change.conversation_id) === only || change.table === "notifications";
+  }
+
+  function listen() {
+    if (!document.querySelector("[data-live-src]")) return;
+    const status = document.getElementById("live-status");
+    const source = new EventSource("/inbox/events");
+    source.addEventListener("open", () => { if (status) status.dataset.state = "live"; });
+    source.addEventListener("change", (event) => {
+      const change = JSON.parse(event.data);
+      regions().forEach((el) => { if (matches(el, change)) schedule(el); });
+    });
+    // Sent on every (re)connection and after a server-side gap: refetch everything.
+    source.addEventListener("resync", () => regions().forEach(schedule));
+    source.addEventListener("error", () => {
+      if (status) status.dataset.state = "reconnecting";
+      // The browser retries by itself unless the stream was refused (closed); then start again.
+      if (source.readyState === EventSource.CLOSED) setTimeout(listen, 3000);
+    });
+  }
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    event.preventDefault();
+    button.disabled = true;
+    try {
+      await api(button.dataset.action, button.dataset.body ? JSON.parse(button.dataset.body) : {});
+      flash("");
+      if (button.dataset.then) return location.assign(button.dataset.then);
+      regions().forEach(schedule);
+    } catch (err) {
+      flash(err.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-api]");
+    if (!form) return;
+    event.preventDefault();
+    const body = Object.fromEntries(new FormData(form));
+    if ("until" in body) body.until = new Date(body.until).toISOString();
+    const submit = form.querySelector("button[type=submit]");
+    if (submit) submit.disabled = true;
+    try {
+      await api(form.dataset.api, body);
+      flash("");
+      form.reset();
+      if (form.elements.client_key) form.elements.client_key.value = newKey();
+      regions().forEach(schedule);
+    } catch (err) {
+      flash(err.message);
+    } finally {
+      if (submit) submit.disabled = false;
+    }
+  });
+
+  document.addEventListener("keydown", (event) => {
+    // Enter sends, Shift+Enter breaks the line.
+    if (event.key === "Enter" && !event.shiftKey && event.target.matches("#reply-form textarea")) {
+      event.preventDefault();
+      event.target.form.requestSubmit();
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const reply = document.getElementById("reply-form");
+    if (reply) reply.elements.client_key.value = newKey();
+    localTimes(document);
+    regions().forEach(afterRefresh);
+    listen();
+  });
+})();
