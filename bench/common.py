@@ -68,7 +68,7 @@ ACCESS_TOKEN = "bench-token"
 
 
 @contextlib.contextmanager
-def stack(workers: int = 1) -> Iterator[Stack]:
+def stack(workers: int = 1, **extra_env: str) -> Iterator[Stack]:
     """Embedded PostgreSQL, the fake Graph API, `waypost serve` and N `waypost worker`, each a process."""
     pg = embedded_pg.start(Path(tempfile.mkdtemp(prefix="waypost-bench-")) / "pg", delete_on_exit=True)
     database_url = pg.create_database("bench")
@@ -83,6 +83,7 @@ def stack(workers: int = 1) -> Iterator[Stack]:
         "WHATSAPP_API_BASE": f"http://127.0.0.1:{graph_port}",
         "WAYPOST_PORT": str(web_port),
         "WAYPOST_LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     python = sys.executable
     procs = [

@@ -4,8 +4,6 @@ conversation arrive live, reply, see the ticks move, pause the AI, snooze a noti
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests import payloads
+from tests.browser import CHROMIUM_FLAGS, chromium_path
 from tests.conftest import ServerThread, WebServer, free_port, post_webhook
 from tests.inbox_client import PASSWORD, create_operator
 from waypost.fake_graph import Behaviour, FakeGraph
@@ -23,27 +22,6 @@ from waypost.settings import Settings
 from webhook.app import create_app
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_path() -> str:
-    candidates = [os.environ.get("WAYPOST_TEST_CHROMIUM"), "/usr/lib/chromium/chromium", shutil.which("chromium")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return candidate
-    raise RuntimeError(
-        "no Chromium for the browser tests: `apt-get install chromium` (Debian), or set WAYPOST_TEST_CHROMIUM"
-    )
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +102,15 @@ def test_operator_works_a_conversation_live(
     # 6. Resume the AI from the page.
     page.click("#resume-ai")
     expect(page.locator("#ai-state")).to_have_attribute("data-ai", "on")
+
+    # 7. On a phone-sized screen nothing overflows sideways.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in (page.url, "/inbox", "/inbox/notifications"):
+        page.goto(path)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+    page.goto("/inbox")
+    page.locator("li.conversation a").first.click()
+    page.screenshot(path=str(ARTIFACTS / "conversation-phone.png"), full_page=True)
 
 
 def test_send_failure_shows_metas_error_and_a_notification_can_be_snoozed(

@@ -58,15 +58,14 @@ async def sweep(pool: AsyncConnectionPool, settings: Settings) -> SweepReport:
         logger.warning("sweep: retried stalled procrastinate job %s (%s)", job.id, job.task_name)
 
     # 2. Open outbound jobs with no live procrastinate job: re-defer, within their attempt budget.
+    # Sends in flight, or awaiting a status within the grace period, are left alone.
+    orphan_params = {
+        "min_age": MIN_AGE_SECONDS,
+        "stale_after": settings.sending_stale_after,
+        "grace": settings.unknown_grace_seconds,
+    }
     async with pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(
-            query("sweep_orphan_outbound_jobs"),
-            {
-                "min_age": MIN_AGE_SECONDS,
-                "stale_after": settings.sending_stale_after,
-                "grace": settings.unknown_grace_seconds,
-            },
-        )
+        cursor = await conn.execute(query("sweep_orphan_outbound_jobs"), orphan_params)
         for job in await cursor.fetchall():
             if job["attempts"] >= settings.reply_max_attempts:
                 reason = (
@@ -94,14 +93,7 @@ async def sweep(pool: AsyncConnectionPool, settings: Settings) -> SweepReport:
 
     # 3. Operator messages whose send job was lost (or whose outcome stayed unknown past the grace).
     async with pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(
-            query("sweep_orphan_operator_messages"),
-            {
-                "min_age": MIN_AGE_SECONDS,
-                "stale_after": settings.sending_stale_after,
-                "grace": settings.unknown_grace_seconds,
-            },
-        )
+        cursor = await conn.execute(query("sweep_orphan_operator_messages"), orphan_params)
         for message in await cursor.fetchall():
             if message["send_attempts"] >= settings.reply_max_attempts:
                 reason = f"gave up after {message['send_attempts']} send attempt(s)"
