@@ -5,7 +5,8 @@
 Starts the stack (bench.common.stack) with the inbox on, signs an operator in to /inbox in Debian's
 Chromium (Playwright), then posts signed webhooks, each from a new contact, one every --interval
 seconds, while the worker answers them. A MutationObserver in the page timestamps each new contact's
-first appearance in the conversation list (by number: the preview may already show the AI's reply) (Date.now(), the same wall clock as this process).
+first appearance in the conversation list, by number (the preview may already show the AI's reply),
+with Date.now(): the same wall clock as this process.
 Results are appended to bench/results/inbox_live.txt.
 """
 

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 WINDOW = dt.timedelta(hours=24)
 
-# Why an AI reply was skipped, and what the operator is told about it (None: nothing to tell).
+# Why an AI reply was skipped, and what the operator is told about it (other reasons: nothing).
 AI_PAUSED = "AI disabled for this conversation"
 WINDOW_CLOSED = "outside the 24-hour customer service window"
 SKIP_NOTIFICATIONS = {

@@ -30,12 +30,13 @@ logger = logging.getLogger(__name__)
 
 
 class Stopwatch:
-    def __init__(self) -> None:
+    def __init__(self, stage_logger: logging.Logger) -> None:
         self.started = time.perf_counter()
+        self.logger = stage_logger
 
     def log(self, stage: str, detail: str = "", level: int = logging.INFO) -> None:
         elapsed = (time.perf_counter() - self.started) * 1000
-        logger.log(level, "%s elapsed_ms=%.1f %s", stage, elapsed, detail)
+        self.logger.log(level, "%s elapsed_ms=%.1f %s", stage, elapsed, detail)
 
 
 async def run_send_task(context: procrastinate.JobContext, run: SendRun, request_id: str) -> None:
@@ -63,7 +64,8 @@ class SendRun:
         self.settings = resources.settings
         self.resources = resources
         self.pool = pool
-        self.clock = Stopwatch()
+        # stage lines name the task's module: worker.reply, worker.operator_send
+        self.clock = Stopwatch(logging.getLogger(type(self).__module__))
         # the retry budget: attempts so far, and when the work was first asked for
         self.attempts = 0
         self.first_seen = dt.datetime.now(dt.UTC)
