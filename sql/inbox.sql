@@ -44,14 +44,6 @@ SELECT count(*) FILTER (WHERE email = %(email)s) AS by_email,
  WHERE NOT succeeded AND attempted_at > now() - make_interval(secs => %(window)s)
    AND (email = %(email)s OR client_ip = %(client_ip)s)
 
--- inbox_listen --
--- Subscribe to the inbox channel fed by the waypost_inbox_* triggers
-LISTEN waypost_inbox
-
--- inbox_ping --
--- Proves a quiet LISTEN connection is still alive
-SELECT 1
-
 -- inbox_conversations --
 -- The conversations list: live or deleted ones, newest activity first, with their badges.
 -- Filters: %(q)s matches name, username or BSUID (text) and number (%(digits)s); %(filter)s is one of

@@ -222,7 +222,8 @@ class WorkerProcess:
         raise RuntimeError(f"worker not ready in {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def stop(self) -> None:

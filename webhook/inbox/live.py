@@ -11,21 +11,17 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
-import psycopg
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
-from waypost.db import KEEPALIVES
-from waypost.sql import query
+from waypost.listen import listen_forever
 from webhook.inbox.auth import operator_page
 from webhook.state import app_state
 
 logger = logging.getLogger(__name__)
 
-# How long a quiet LISTEN connection waits before proving it is alive, and the reconnect backoff.
-PING_SECONDS = 15.0
-BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+CHANNEL = "waypost_inbox"  # fed by the waypost_inbox_* triggers
 QUEUE_SIZE = 256
 # Tells a page to refetch everything: it may have missed events (reconnect, overflow).
 RESYNC: dict[str, Any] = {"type": "resync"}
@@ -36,7 +32,6 @@ class InboxFeed:
         self._database_url = database_url
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
-        self.listening = asyncio.Event()
         self.shutdown = anyio.Event()  # ends open event streams when the app stops
 
     def start(self) -> None:
@@ -68,30 +63,13 @@ class InboxFeed:
                 queue.put_nowait(RESYNC)
 
     async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._database_url, autocommit=True, **KEEPALIVES
-                ) as conn:
-                    await conn.execute(query("inbox_listen"))
-                    if failures:
-                        logger.info("inbox feed listening again after %s failed attempt(s)", failures)
-                        self.publish(RESYNC)
-                    failures = 0
-                    self.listening.set()
-                    while True:
-                        async for notify in conn.notifies(timeout=PING_SECONDS):
-                            self._forward(notify.payload)
-                        await conn.execute(query("inbox_ping"))
-            except psycopg.OperationalError as exc:
-                self.listening.clear()
-                delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
-                failures += 1
-                logger.warning("inbox feed lost its database connection (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+        await listen_forever(self._database_url, [CHANNEL], self._forward, self._connected, logger, "inbox feed")
 
-    def _forward(self, payload: str) -> None:
+    def _connected(self, again: bool) -> None:
+        if again:
+            self.publish(RESYNC)
+
+    def _forward(self, channel: str, payload: str) -> None:
         try:
             event = json.loads(payload)
         except ValueError:

@@ -1,0 +1,59 @@
+"""A LISTEN connection that outlives its database: reconnects with backoff, proves itself alive
+when quiet, and says when it is back. Used by the web app's inbox feed and by the worker's
+wake-ups (in place of procrastinate's listener, which gives up after one failed reconnect)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+import psycopg
+from psycopg import sql
+
+from waypost.db import KEEPALIVES
+
+# How long a quiet connection waits before proving it is alive, and the reconnect backoff.
+PING_SECONDS = 15.0
+BACKOFF = (0.2, 0.5, 1.0, 2.0)
+
+
+async def listen_forever(
+    conninfo: str,
+    channels: Iterable[str],
+    on_payload: Callable[[str, str], Awaitable[None] | None],
+    on_connected: Callable[[bool], Awaitable[None] | None],
+    logger: logging.Logger,
+    name: str,
+) -> None:
+    """LISTEN on `channels` until cancelled. `on_payload(channel, payload)` gets each notification;
+    `on_connected(again)` runs once LISTEN is in place, with again=True after a loss: whatever was
+    announced meanwhile was missed, and the caller catches up."""
+    failures = 0
+    lost = False
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **KEEPALIVES) as conn:
+                for channel in channels:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                if lost:
+                    logger.warning("%s: listening again after %s failed attempt(s)", name, failures)
+                failures = 0
+                await _call(on_connected(lost))
+                lost = False
+                while True:
+                    async for notify in conn.notifies(timeout=PING_SECONDS):
+                        await _call(on_payload(notify.channel, notify.payload))
+                    await conn.execute(sql.SQL("SELECT 1"))
+        except psycopg.OperationalError as exc:
+            delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+            if not lost or failures == 0:
+                logger.warning("%s: database connection lost (%s); retrying every %.1fs or less", name, exc, delay)
+            lost = True
+            failures += 1
+            await asyncio.sleep(delay)
+
+
+async def _call(result: Awaitable[None] | None) -> None:
+    if result is not None:
+        await result

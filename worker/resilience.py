@@ -1,0 +1,180 @@
+"""WaypostWorker: procrastinate's Worker with the three gaps measured in procrastinate 3.10 closed
+(../shared/reference/procrastinate.md, sections 2 and 4), by subclassing, never by patching it:
+
+1. A database restart: procrastinate's listener gives up after one failed reconnect (the worker then
+   polls silently, or stops with exit code 0 when periodic tasks exist, as ours do), and its fetch,
+   heartbeat and job-status writes raise. Here every database step retries while the database is
+   away, the log says so once and says when it is back, and the LISTEN connection returns by itself
+   (waypost.listen) and triggers a catch-up fetch.
+2. Jobs sharing a `lock`: a job's end does not wake procrastinate's fetch loop, so with concurrency
+   above 1 the next job of the conversation waited for the poll. Here a finished job wakes it.
+3. The lost wake-up: procrastinate clears its new-job event after an empty fetch, dropping a NOTIFY
+   that arrived during it. Here the event is cleared before the fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import procrastinate
+import psycopg
+from procrastinate import job_context, utils
+from procrastinate.exceptions import ConnectorException
+from procrastinate.manager import get_channel_for_queues
+from procrastinate.worker import Worker
+from psycopg_pool import PoolTimeout
+
+from waypost.listen import listen_forever
+
+logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (psycopg.OperationalError, ConnectorException, PoolTimeout)
+RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
+# When stopping, how long a finished job's status may wait for the database.
+STOPPING_PERSIST_SECONDS = 10.0
+
+
+class DatabaseWatch:
+    """Says once that the database is away, and once that it is back."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+
+    def failed(self, doing: str, exc: BaseException) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            logger.warning("database unavailable while %s (%s); retrying until it is back", doing, exc)
+
+    def ok(self) -> None:
+        if self.down_since is not None:
+            logger.warning("database back after %.1fs", time.monotonic() - self.down_since)
+            self.down_since = None
+
+
+def retry_delay(attempt: int) -> float:
+    return RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+
+
+class WaypostWorker(Worker):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.database = DatabaseWatch()
+
+    async def _fetch_and_process_jobs(self) -> None:
+        """procrastinate's loop, with the event cleared before the fetch and database errors survived."""
+        while not self._stop_event.is_set():
+            acquire_sem_task = asyncio.create_task(self._job_semaphore.acquire())
+            job = None
+            try:
+                await utils.wait_any(acquire_sem_task, self._stop_event.wait())
+                if self._stop_event.is_set():
+                    break
+                assert self.worker_id is not None
+                # Cleared before the fetch: a NOTIFY that arrives while it runs is kept.
+                self._new_job_event.clear()
+                try:
+                    job = await self.app.job_manager.fetch_job(queues=self.queues, worker_id=self.worker_id)
+                except DATABASE_ERRORS as exc:
+                    self.database.failed("fetching jobs", exc)
+                    await asyncio.sleep(retry_delay(1))
+                    self._new_job_event.set()  # try again at once rather than after the poll
+                else:
+                    self.database.ok()
+            finally:
+                if (not job or self._stop_event.is_set()) and acquire_sem_task.done():
+                    self._job_semaphore.release()
+            if not job:
+                break
+            self._start_job(job)
+
+    def _start_job(self, job: procrastinate.jobs.Job) -> None:
+        job_id = job.id
+        context = job_context.JobContext(
+            app=self.app,
+            worker_name=self.worker_name,
+            worker_queues=self.queues,
+            additional_context=self.additional_context.copy() if self.additional_context else {},
+            job=job,
+            abort_reason=lambda job_id=job_id: self._job_ids_to_abort.get(job_id) if job_id else None,
+            start_timestamp=time.time(),
+        )
+        job_task = asyncio.create_task(self._process_job(context), name=f"process job {job.task_name}[{job.id}]")
+        self._running_jobs[job_task] = context
+
+        def on_job_complete(task: asyncio.Task[Any]) -> None:
+            del self._running_jobs[task]
+            self._job_semaphore.release()
+            # A slot is free, and the next job of the same lock may be waiting for this one.
+            self._new_job_event.set()
+
+        job_task.add_done_callback(on_job_complete)
+
+    def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
+        side_tasks = [
+            asyncio.create_task(self._update_heartbeat(), name="update_heartbeats"),
+            asyncio.create_task(self._periodic_deferrer(), name="deferrer"),
+            asyncio.create_task(self._poll_jobs_to_abort(), name="poll_jobs_to_abort"),
+        ]
+        if self.listen_notify:
+            side_tasks.append(asyncio.create_task(self._listen(), name="listener"))
+        return side_tasks
+
+    async def _listen(self) -> None:
+        connector = self.app.connector
+        assert isinstance(connector, procrastinate.PsycopgConnector)
+
+        async def on_payload(channel: str, payload: str) -> None:
+            await self._handle_notification(channel=channel, notification=json.loads(payload))
+
+        def on_connected(again: bool) -> None:
+            if again:
+                self.database.ok()
+                self._new_job_event.set()  # jobs deferred while we were away were not announced
+
+        await listen_forever(
+            connector.pool.conninfo,
+            list(get_channel_for_queues(self.queues)),
+            on_payload,
+            on_connected,
+            logger,
+            "worker wake-ups",
+        )
+
+    async def _update_heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.update_heartbeat_interval)
+            assert self.worker_id is not None
+            try:
+                await self.app.job_manager.update_heartbeat(self.worker_id)
+            except DATABASE_ERRORS as exc:
+                self.database.failed("updating the heartbeat", exc)
+
+    async def _periodic_deferrer(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                return await super()._periodic_deferrer()  # type: ignore[no-any-return]
+            except DATABASE_ERRORS as exc:
+                self.database.failed("deferring periodic tasks", exc)
+                await asyncio.sleep(retry_delay(attempt))
+                attempt += 1
+
+    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
+        # A job that ended while the database was away is recorded when it is back: left 'doing'
+        # under a live worker, nothing would ever pick it up again.
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            try:
+                await super()._persist_job_status(*args, **kwargs)
+                return
+            except DATABASE_ERRORS as exc:
+                self.database.failed("recording a job's end", exc)
+                if self._stop_event.is_set() and time.monotonic() - started > STOPPING_PERSIST_SECONDS:
+                    raise
+                await asyncio.sleep(retry_delay(attempt))
+                attempt += 1
