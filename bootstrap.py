@@ -3,6 +3,7 @@
 
     python3 bootstrap.py dev [waypost dev args] # run Waypost locally (README "Run")
     python3 bootstrap.py test [pytest args]     # the test suite (README "Test")
+    python3 bootstrap.py bench [suite args]     # the benchmark suite (README "Benchmarks")
     python3 bootstrap.py waypost ARGS...        # any waypost command
 
 Needs only Python 3.11+. Reinstalls when pyproject.toml changes.
@@ -42,12 +43,14 @@ def ensure_environment() -> Path:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"dev", "test", "waypost"}:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"dev", "test", "bench", "waypost"}:
         sys.exit(__doc__)
     python = ensure_environment()
     command, rest = sys.argv[1], sys.argv[2:]
     if command == "test":
         argv = [str(python), "-m", "pytest", *rest]
+    elif command == "bench":
+        argv = [str(python), "-m", "bench.suite", *rest]
     elif command == "dev":
         argv = [str(VENV / "bin" / "waypost"), "dev", *rest]
     else:

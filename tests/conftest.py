@@ -205,18 +205,18 @@ class WorkerProcess:
         )
         self.database_url = settings.require_database_url()
 
-    def wait_ready(self, timeout: float = 20) -> None:
-        """Ready once it has registered in procrastinate_workers (its LISTEN is set up by then)."""
+    def wait_ready(self, timeout: float = 20, listeners: int = 1) -> None:
+        """Ready once `listeners` workers LISTEN for jobs on this database (this one among them)."""
         deadline = time.monotonic() + timeout
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.output()}")
                 listening = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%procrastinate%%'"
                     " AND datname = current_database()"
                 ).fetchone()
-                if listening and listening[0]:
+                if listening and listening[0] >= listeners:
                     return
                 time.sleep(0.05)
         raise RuntimeError(f"worker not ready in {timeout}s:\n{self.output()}")

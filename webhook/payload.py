@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -159,9 +160,12 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
 
 
 def _scrub(value: Any) -> Any:
-    """Replace NUL characters, which PostgreSQL text and jsonb cannot hold (the journal keeps them)."""
+    """Replace NUL characters, which PostgreSQL text and jsonb cannot hold (the journal keeps them),
+    and refuse NaN and Infinity, which the JSON parser lets through but JSON (and jsonb) do not allow."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PayloadError("body is not valid JSON: NaN and Infinity are not JSON numbers")
     if isinstance(value, dict):
         return {_scrub(k): _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -173,25 +177,35 @@ def _time(unix_seconds: str) -> dt.datetime:
     return dt.datetime.fromtimestamp(int(unix_seconds), tz=dt.UTC)
 
 
+def _text(value: Any) -> str | None:
+    """A string from a part of the payload that no model types: anything else counts as absent."""
+    return value if isinstance(value, str) else None
+
+
+def _field(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, dict) else None
+
+
 def message_body(message: Message) -> str | None:
-    """The human-readable text of a message, whatever its type."""
+    """The human-readable text of a message, whatever its type (None when it has none, or when the
+    part that should hold it is not a string)."""
     content = getattr(message, message.type, None)
     if not isinstance(content, dict):
         return None
     if message.type == "text":
-        return content.get("body")
+        return _text(content.get("body"))
     if message.type == "interactive":
-        reply = content.get("button_reply") or content.get("list_reply") or {}
-        return reply.get("title")
+        reply = _field(content, "button_reply") or _field(content, "list_reply")
+        return _text(_field(reply, "title"))
     if message.type == "button":
-        return content.get("text")
+        return _text(content.get("text"))
     if message.type == "reaction":
-        return content.get("emoji")
+        return _text(content.get("emoji"))
     if message.type == "location":
-        return content.get("name") or content.get("address")
+        return _text(content.get("name")) or _text(content.get("address"))
     if message.type == "system":
-        return content.get("body")
-    return content.get("caption")
+        return _text(content.get("body"))
+    return _text(content.get("caption"))
 
 
 def _contact(contacts: list[Contact], message: Message) -> Contact:
@@ -208,9 +222,9 @@ def _identity_change(message: Message) -> tuple[str | None, str | None]:
     if message.type != "system" or not isinstance(system, dict):
         return None, None
     if system.get("type") == "user_changed_number":
-        return system.get("new_wa_id") or system.get("wa_id"), None
+        return _text(system.get("new_wa_id")) or _text(system.get("wa_id")), None
     if system.get("type") == "user_changed_user_id":
-        return None, system.get("new_user_id") or system.get("user_id") or system.get("user")
+        return None, _text(system.get("new_user_id")) or _text(system.get("user_id")) or _text(system.get("user"))
     return None, None
 
 

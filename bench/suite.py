@@ -1,0 +1,289 @@
+"""The benchmark suite: every figure measured in one run, printed as one table.
+
+    python3 bootstrap.py bench [--workers 1] [--seconds 3]
+
+Starts its own embedded PostgreSQL, the web app under uvicorn (`waypost serve`), N `waypost worker`
+and the fake Graph API, each its own process, and drives signed webhooks from this process:
+  - webhook answer time (median, p99) at fixed rates, open loop (latency counted from each request's
+    scheduled time, so a lagging server cannot hide), beside GET /healthz at the same rate; the highest
+    rate held with p99 under 50 ms;
+  - wake latency: webhook commit -> reply task start, idle worker;
+  - end to end at 50/s: webhook POST -> the fake Graph API receiving the reply;
+  - sustained throughput: replies per second with the `rules` provider, beside procrastinate's own
+    no-op jobs per second on the same database in the same run;
+  - a burst of 5 messages in one conversation: first POST -> fifth reply received.
+Results are appended, with the machine's description, to bench/results/suite.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from bench.common import SECRET, Stack, machine, percentile, report, stack
+from tests import payloads
+from waypost.schema import migrate
+
+RATES = (50, 100, 150, 200, 300, 400, 500, 700, 1000)
+FIXED = (50, 200, 500)
+P99_GOAL_MS = 50.0
+
+
+def signed(message: dict) -> tuple[bytes, dict[str, str]]:
+    body = payloads.dumps(payloads.inbound(message))
+    return body, {"Content-Type": "application/json", "X-Hub-Signature-256": payloads.sign(SECRET, body)}
+
+
+async def open_loop(
+    base: str, rate: float, seconds: float, request: Callable[[httpx.AsyncClient, int], Awaitable[int]]
+) -> tuple[list[float], float, int]:
+    """Latencies (ms, from each request's scheduled time), the rate achieved, and the errors."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.05
+        count = int(rate * seconds)
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            scheduled = start + i / rate
+            await asyncio.sleep(max(0.0, scheduled - loop.time()))
+            status = await request(client, i)
+            latencies.append((loop.time() - scheduled) * 1000)
+            errors += status >= 400
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+        achieved = count / (loop.time() - start)
+    return latencies, achieved, errors
+
+
+async def post_message(client: httpx.AsyncClient, message: dict) -> int:
+    body, headers = signed(message)
+    return (await client.post("/api/webhooks/whatsapp", content=body, headers=headers)).status_code
+
+
+def wait_drained(database_url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if not conn.execute("SELECT 1 FROM outbound_jobs WHERE status IN ('pending', 'running')").fetchone():
+                return
+            time.sleep(0.2)
+    raise RuntimeError("the worker did not drain the queue")
+
+
+def graph_sends(running: Stack) -> dict[str, float]:
+    """Accepted sends by the inbound message they answer, with the time the fake received them."""
+    requests = httpx.get(f"{running.graph}/_fake/requests", timeout=30).json()
+    return {r["body"]["context"]["message_id"]: r["at"] for r in requests if r["accepted"]}
+
+
+def webhook_rates(running: Stack, seconds: float) -> tuple[list[str], int]:
+    lines, best = [], 0
+    for rate in RATES:
+        prefix = f"5{rate:04d}"
+        posts, achieved, errors = asyncio.run(
+            open_loop(
+                running.web,
+                rate,
+                seconds,
+                lambda c, i, p=prefix: post_message(c, payloads.text_message(f"rate {i}", wa_id=f"{p}{i % 500:05d}")),
+            )
+        )
+        health, _, _ = asyncio.run(open_loop(running.web, rate, seconds, _health))
+        p99 = percentile(posts, 0.99)
+        held = p99 < P99_GOAL_MS and achieved >= 0.95 * rate and not errors
+        best = rate if held else best
+        lines.append(
+            f"webhook at {rate}/s (achieved {achieved:.0f}/s{f', {errors} errors' if errors else ''}): "
+            f"median {statistics.median(posts):.1f} ms, p99 {p99:.1f} ms | /healthz same rate: median "
+            f"{statistics.median(health):.1f} ms, p99 {percentile(health, 0.99):.1f} ms | ratio (median) "
+            f"{statistics.median(posts) / statistics.median(health):.1f}x"
+        )
+        wait_drained(running.database_url)
+        if not held and rate >= max(FIXED):
+            break
+    return lines, best
+
+
+async def _health(client: httpx.AsyncClient, i: int) -> int:
+    return (await client.get("/healthz")).status_code
+
+
+def wake_latency(running: Stack) -> list[float]:
+    """Commit -> reply task start, one message at a time to an idle worker (from the database clock)."""
+    with httpx.Client(base_url=running.web, timeout=30) as client:
+        for i in range(50):
+            time.sleep(0.1)
+            body, headers = signed(payloads.text_message(f"wake {i}", wa_id=f"6{i:010d}"))
+            client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
+    wait_drained(running.database_url)
+    with psycopg.connect(running.database_url) as conn:
+        return [
+            float(row[0])
+            for row in conn.execute(
+                "SELECT EXTRACT(EPOCH FROM j.started_at - e.processed_at) * 1000 FROM outbound_jobs j "
+                "JOIN webhook_events e ON e.request_id = j.request_id "
+                "JOIN conversations c ON c.id = j.conversation_id WHERE c.wa_id LIKE '6%%'"
+            )
+        ]
+
+
+def end_to_end(running: Stack, rate: float, seconds: float) -> list[float]:
+    posted: dict[str, float] = {}
+
+    async def post(client: httpx.AsyncClient, i: int) -> int:
+        message = payloads.text_message(f"e2e {i}", wa_id=f"7{i:010d}")
+        posted[message["id"]] = time.time()
+        return await post_message(client, message)
+
+    asyncio.run(open_loop(running.web, rate, seconds, post))
+    wait_drained(running.database_url)
+    received = graph_sends(running)
+    return [(received[wamid] - at) * 1000 for wamid, at in posted.items() if wamid in received]
+
+
+def sustained(running: Stack, count: int) -> tuple[float, float]:
+    """Replies per second: first POST -> last reply received, and the worker's own span (first job
+    started -> last finished), for `count` messages posted as fast as 16 connections allow."""
+    wamids: list[str] = []
+
+    async def post_all() -> None:
+        async with httpx.AsyncClient(base_url=running.web, timeout=30) as client:
+            queue = list(range(count))
+
+            async def poster() -> None:
+                while queue:
+                    i = queue.pop()
+                    message = payloads.text_message(f"load {i}", wa_id=f"8{i % 200:010d}")
+                    wamids.append(message["id"])
+                    await post_message(client, message)
+
+            await asyncio.gather(*(poster() for _ in range(16)))
+
+    started = time.time()
+    asyncio.run(post_all())
+    wait_drained(running.database_url, timeout=300)
+    received = graph_sends(running)
+    last = max(received[w] for w in wamids)
+    with psycopg.connect(running.database_url) as conn:
+        span = conn.execute(
+            "SELECT EXTRACT(EPOCH FROM max(j.finished_at) - min(j.started_at)) FROM outbound_jobs j "
+            "JOIN conversations c ON c.id = j.conversation_id WHERE c.wa_id LIKE '8%%'"
+        ).fetchone()[0]  # type: ignore[index]
+    return count / (last - started), count / float(span)
+
+
+def procrastinate_noop(running: Stack, count: int) -> float:
+    """procrastinate's own no-op jobs per second: one `procrastinate worker` at concurrency 10, on a
+    database of its own on the same server (Waypost's workers take jobs from every queue)."""
+    from bench.noop_app import app, noop
+
+    with psycopg.connect(running.database_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench_noop")
+        conn.execute("CREATE DATABASE bench_noop")
+    database_url = urlunsplit(urlsplit(running.database_url)._replace(path="/bench_noop"))
+    migrate(database_url)
+    env = {**os.environ, "DATABASE_URL": database_url}
+
+    async def defer() -> None:
+        async with (
+            AsyncConnectionPool(database_url, open=False) as pool,
+            app.open_async(pool=pool),
+        ):
+            await noop.batch_defer_async(*({"i": i} for i in range(count)))
+
+    asyncio.run(defer())
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "procrastinate", "--app=bench.noop_app.app", "worker", "-q", "bench_noop", "-c", "10"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 120
+            while conn.execute(
+                "SELECT 1 FROM procrastinate_jobs WHERE queue_name = 'bench_noop' AND status <> 'succeeded'"
+            ).fetchone():
+                assert time.monotonic() < deadline, "procrastinate did not finish the no-op jobs"
+                time.sleep(0.2)
+            span = conn.execute(
+                "SELECT EXTRACT(EPOCH FROM max(e.at) FILTER (WHERE e.type = 'succeeded') "
+                "- min(e.at) FILTER (WHERE e.type = 'started')) FROM procrastinate_events e "
+                "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE j.queue_name = 'bench_noop'"
+            ).fetchone()[0]  # type: ignore[index]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+    return count / float(span)
+
+
+def burst(running: Stack) -> float:
+    """Five messages of one conversation, posted back to back: first POST -> fifth reply received."""
+    messages = [payloads.text_message(f"burst {i}", wa_id="99000000001") for i in range(5)]
+    started = time.time()
+    with httpx.Client(base_url=running.web, timeout=30) as client:
+        for message in messages:
+            body, headers = signed(message)
+            client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
+    deadline = time.monotonic() + 60
+    while True:
+        received = graph_sends(running)
+        if all(m["id"] in received for m in messages):
+            return (max(received[m["id"]] for m in messages) - started) * 1000
+        assert time.monotonic() < deadline, "the burst was not answered"
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per fixed-rate run")
+    parser.add_argument("--load", type=int, default=1000, help="messages for the throughput run")
+    args = parser.parse_args()
+
+    with stack(workers=args.workers) as running:
+        with httpx.Client(base_url=running.web, timeout=30) as client:  # warm up
+            for i in range(20):
+                body, headers = signed(payloads.text_message(f"warm {i}", wa_id=f"4{i:010d}"))
+                client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
+        wait_drained(running.database_url)
+        noop_per_s = procrastinate_noop(running, 2 * args.load)
+        rate_lines, best = webhook_rates(running, args.seconds)
+        wake = wake_latency(running)
+        e2e = end_to_end(running, 50, 10)
+        burst_ms = burst(running)
+        replies_per_s, worker_per_s = sustained(running, args.load)
+
+    lines = [
+        machine(f"{args.workers} worker(s) at concurrency 10, rules provider"),
+        *rate_lines,
+        f"highest rate held with webhook p99 < {P99_GOAL_MS:.0f} ms: {best}/s",
+        f"wake latency, commit -> reply task start (idle worker): median {statistics.median(wake):.1f} ms, "
+        f"p99 {percentile(wake, 0.99):.1f} ms",
+        f"end to end at 50/s, POST -> fake Graph API receives the reply: median {statistics.median(e2e):.1f} ms, "
+        f"p99 {percentile(e2e, 0.99):.1f} ms ({len(e2e)} of 500)",
+        f"burst of 5 messages in one conversation: all 5 replies sent {burst_ms:.0f} ms after the first POST",
+        f"sustained: {replies_per_s:.0f} replies/s end to end ({worker_per_s:.0f}/s of worker time) for "
+        f"{args.load} messages | procrastinate no-op jobs: {noop_per_s:.0f}/s | ratio "
+        f"{replies_per_s / noop_per_s:.2f}",
+    ]
+    report("suite", lines)
+
+
+if __name__ == "__main__":
+    main()
