@@ -47,6 +47,16 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded_pg.Embedde
 
 
 @pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[embedded_pg.EmbeddedPostgres]:
+    """A PostgreSQL of the test's own, for restarting it without touching the session's."""
+    server = embedded_pg.start(tmp_path / "own-pg" / "data", delete_on_exit=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def database_url(pg: embedded_pg.EmbeddedPostgres) -> str:
     """A database of its own for each test, cloned from the migrated template."""
     return pg.create_database(f"test_{os.getpid()}_{next(_counter)}", template=TEMPLATE)

@@ -64,15 +64,17 @@ def test_operator_works_a_conversation_live(
     start_worker()
     # 1. A webhook arrives: the conversation appears on the open list without a reload.
     started = post_inbound(client, "Hello, is anyone there?")
-    row = page.locator("li.conversation", has_text="Hello, is anyone there?")
+    # (by name: the preview may already show the AI's reply when the row first appears)
+    row = page.locator("li.conversation", has_text="Sheena Nelson")
     expect(row).to_be_visible()
     appeared_ms = (time.perf_counter() - started) * 1000
     (ARTIFACTS).mkdir(exist_ok=True)
     (ARTIFACTS / "live_latency.txt").write_text(f"webhook POST to message on the open list: {appeared_ms:.0f} ms\n")
     print(f"\nwebhook POST to message visible on the open page: {appeared_ms:.0f} ms")
 
-    # 2. Open it: the AI's reply is there, sent.
+    # 2. Open it: the message and the AI's reply are there, sent.
     row.locator("a").click()
+    expect(page.locator(".message.inbound")).to_contain_text("Hello, is anyone there?")
     expect(page.locator(".message.author-ai")).to_have_attribute("data-status", "sent")
 
     # 3. Reply as operator: 'sending' at once (the Graph API is slow this time), then 'sent'.
@@ -119,7 +121,8 @@ def test_send_failure_shows_metas_error_and_a_notification_can_be_snoozed(
     start_worker()
     fake_graph.script.append(Behaviour(status=400, code=131026))  # the AI's reply is undeliverable
     post_inbound(client, "hello?")
-    page.locator("li.conversation", has_text="hello?").locator("a").click()
+    expect(page.locator("li.conversation", has_text="Sheena Nelson")).to_be_visible()
+    page.locator("li.conversation", has_text="Sheena Nelson").locator("a").click()
     failed = page.locator(".message.author-ai")
     expect(failed).to_have_attribute("data-status", "failed")
     expect(failed).to_contain_text("131026")

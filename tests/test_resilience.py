@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -55,16 +54,6 @@ def test_the_next_reply_of_a_conversation_starts_when_the_previous_one_ends(
     gaps = [later.at - earlier["ended"] for earlier, later in zip(ended, sends[1:], strict=False)]
     print(f"\nlock hand-off gaps (previous reply recorded -> next send received): {[round(g * 1000) for g in gaps]} ms")
     assert max(gaps) < 0.5, gaps
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[embedded_pg.EmbeddedPostgres]:
-    """A PostgreSQL of this test's own, so restarting it leaves the session's alone."""
-    server = embedded_pg.start(tmp_path / "pg" / "data", delete_on_exit=True)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])

@@ -75,15 +75,6 @@ def test_worker_killed_with_sigkill_mid_send_repeatedly(settings: Settings, grap
     assert interrupted > 0
 
 
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[embedded_pg.EmbeddedPostgres]:
-    server = embedded_pg.start(tmp_path / "pg" / "data", delete_on_exit=True)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_postgres_restarted_while_messages_flow(
     mode: str, own_postgres: embedded_pg.EmbeddedPostgres, settings: Settings, graph: FakeGraph, tmp_path: Path
