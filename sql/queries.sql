@@ -97,7 +97,7 @@ SELECT id, phone_number_id, wa_id, user_id, contact_name, ai_enabled, deleted_at
 
 -- reply_load_message --
 -- The inbound message a reply job answers
-SELECT id, wa_message_id, type, body, contact_sent_at FROM messages WHERE id = %(message_id)s
+SELECT id, wa_message_id, type, body, contact_sent_at, created_at FROM messages WHERE id = %(message_id)s
 
 -- reply_history --
 -- The last messages of a conversation with text, up to and including the one answered, newest first
@@ -192,3 +192,49 @@ SELECT m.id, m.conversation_id, m.send_attempts
 -- sweep_delete_old_sign_in_attempts --
 -- Sign-in attempts older than the longest rate-limit window anyone configures
 DELETE FROM sign_in_attempts WHERE attempted_at < clock_timestamp() - interval '1 day'
+
+-- metrics_queue --
+-- Jobs waiting in procrastinate by queue, and the age of the oldest one already due
+SELECT queue_name, count(*) AS waiting,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(scheduled_at_or_created)), 0) AS oldest_seconds
+  FROM (SELECT j.queue_name, COALESCE(j.scheduled_at, e.at) AS scheduled_at_or_created
+          FROM procrastinate_jobs j
+          LEFT JOIN LATERAL (SELECT min(at) AS at FROM procrastinate_events
+                              WHERE job_id = j.id AND type = 'deferred') e ON true
+         WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())) due
+ GROUP BY queue_name
+
+-- metrics_outbound_jobs --
+-- Open reply jobs by status, with the age of the oldest
+SELECT status, count(*) AS jobs, EXTRACT(EPOCH FROM now() - min(created_at)) AS oldest_seconds
+  FROM outbound_jobs WHERE status IN ('pending', 'running') GROUP BY status
+
+-- metrics_workers --
+-- Registered workers and the age of their last heartbeat
+SELECT id, EXTRACT(EPOCH FROM now() - last_heartbeat) AS heartbeat_age_seconds FROM procrastinate_workers
+
+-- metrics_unknown_sends --
+-- Outbound messages whose send outcome is being reconciled
+SELECT count(*) AS sends FROM messages WHERE status = 'unknown'
+
+-- status_reply_jobs --
+-- Reply jobs by status, with how many and the age of the oldest (all statuses)
+SELECT status, count(*) AS jobs, EXTRACT(EPOCH FROM now() - min(created_at)) AS oldest_seconds
+  FROM outbound_jobs GROUP BY status ORDER BY status
+
+-- status_unknown_sends --
+-- Sends whose outcome is being reconciled, and how long the oldest has waited
+SELECT count(*) AS sends, COALESCE(EXTRACT(EPOCH FROM now() - min(updated_at)), 0) AS oldest_seconds
+  FROM messages WHERE status = 'unknown'
+
+-- status_failed_sends --
+-- Sends that failed in the last hour, by Graph error code
+SELECT COALESCE(error -> 0 ->> 'code', error ->> 'code', 'none') AS code, count(*) AS sends
+  FROM messages WHERE status = 'failed' AND failed_at > now() - interval '1 hour'
+ GROUP BY 1 ORDER BY 2 DESC
+
+-- status_notifications --
+-- Unread notifications awake now, and those snoozed
+SELECT count(*) FILTER (WHERE snoozed_until IS NULL OR snoozed_until <= now()) AS unread,
+       count(*) FILTER (WHERE snoozed_until > now()) AS snoozed
+  FROM notifications WHERE read_at IS NULL

@@ -96,6 +96,14 @@ def cmd_operator_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from waypost import status
+
+    report = status.collect(settings, args.max_age)
+    print(status.as_json(report) if args.json else status.render(report))
+    return 1 if report["attention"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waypost", description="WhatsApp auto-reply service")
     parser.add_argument("--version", action="version", version=f"waypost {__version__}")
@@ -120,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--url", help="webhook URL (default http://WAYPOST_HOST:WAYPOST_PORT/api/webhooks/whatsapp)")
     simulate.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
     simulate.set_defaults(func=cmd_simulate)
+    status = sub.add_parser("status", help="what needs attention, from the database; exits 1 if anything does")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--max-age", type=float, default=120.0, help="seconds after which an open reply job needs attention"
+    )
+    status.set_defaults(func=cmd_status)
     operator = sub.add_parser("operator", help="manage the people who sign in to the inbox")
     operator_sub = operator.add_subparsers(dest="operator_command", required=True)
     add = operator_sub.add_parser("add", help="create an operator (prompts for the password)")
@@ -134,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.env_file, host=getattr(args, "host", None), port=getattr(args, "port", None))
-        setup_logging(settings.log_level)
+        setup_logging(settings.log_level, settings.log_format, settings.secret_values())
         return int(args.func(settings, args))
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(10, ge=1, validation_alias=_env("WAYPOST_WORKER_CONCURRENCY"))
     worker_poll_interval: float = Field(1.0, gt=0, validation_alias=_env("WAYPOST_WORKER_POLL_INTERVAL"))
     log_level: str = Field("INFO", validation_alias=_env("WAYPOST_LOG_LEVEL"))
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("WAYPOST_LOG_FORMAT"))
+    # Message texts stay out of the logs unless this is on (debugging only).
+    log_bodies: bool = Field(False, validation_alias=_env("WAYPOST_LOG_BODIES"))
     cron_secret: SecretStr | None = Field(None, validation_alias=_env("CRON_SECRET"))
 
     # Sending through the WhatsApp Cloud API (Graph API)
@@ -81,6 +85,11 @@ class Settings(BaseSettings):
         900.0, gt=0, le=86400, validation_alias=_env("WAYPOST_SIGN_IN_WINDOW_SECONDS")
     )
 
+    # Metrics (Prometheus text format)
+    metrics_token: SecretStr | None = Field(None, validation_alias=_env("WAYPOST_METRICS_TOKEN"))
+    worker_metrics_host: str = Field("127.0.0.1", validation_alias=_env("WAYPOST_WORKER_METRICS_HOST"))
+    worker_metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("WAYPOST_WORKER_METRICS_PORT"))
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise ConfigurationError("DATABASE_URL is not set")
@@ -109,6 +118,27 @@ class Settings(BaseSettings):
                 "WAYPOST_SESSION_SECRET must be at least 32 characters (try `openssl rand -hex 32`)"
             )
         return True
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, for the log redaction; the database password included."""
+        values = [
+            secret.get_secret_value()
+            for secret in (
+                self.whatsapp_app_secret,
+                self.whatsapp_verify_token,
+                self.whatsapp_access_token,
+                self.cron_secret,
+                self.openai_api_key,
+                self.session_secret,
+                self.metrics_token,
+            )
+            if secret is not None
+        ]
+        if self.database_url:
+            password = urlsplit(self.database_url).password
+            if password:
+                values.append(password)
+        return values
 
     @property
     def sending_stale_after(self) -> float:

@@ -12,16 +12,16 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from waypost.db import create_pool
+from waypost.logs import setup_logging
 from waypost.settings import Settings, load_settings
 from webhook import endpoints
 from webhook.inbox import api, live, pages
 from webhook.inbox.auth import InboxSessionMiddleware
-from webhook.middleware import RequestIdMiddleware, SchemaGuardMiddleware
+from webhook.middleware import WEBHOOK_PATH, RequestIdMiddleware, SchemaGuardMiddleware
 from webhook.state import AppState, SchemaGuard
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_PATH = "/api/webhooks/whatsapp"
 
 routes = [
     Route(WEBHOOK_PATH, endpoints.verify_subscription, methods=["GET"]),
@@ -30,6 +30,7 @@ routes = [
     Route("/healthz", endpoints.healthz, methods=["GET"]),
     Route("/readyz", endpoints.readyz, methods=["GET"]),
     Route("/openapi.json", endpoints.openapi, methods=["GET"], include_in_schema=False),
+    Route("/metrics", endpoints.metrics_endpoint, methods=["GET"]),
     # Operator inbox: pages and their live fragments
     Route("/inbox/login", pages.login_page, methods=["GET"]),
     Route("/inbox/login", pages.login, methods=["POST"]),
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         resolved = settings or load_settings()
+        if settings is None:  # started as `uvicorn webhook.app:app`: no CLI set logging up
+            setup_logging(resolved.log_level, resolved.log_format, resolved.secret_values())
         resolved.check_webhook_security()
         if resolved.dangerously_skip_signature_check and not resolved.whatsapp_app_secret:
             logger.warning(

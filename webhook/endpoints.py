@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 
+import anyio.to_thread
 import psycopg
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.schemas import SchemaGenerator
 
+from waypost import metrics
 from waypost.logs import request_id_var
 from webhook import ingest, payload, signature
 from webhook.middleware import SCHEMA_ERRORS, db_mismatch_response, db_unavailable_response, json_error
@@ -52,6 +56,21 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 async def receive_webhook(request: Request) -> Response:
+    timer = metrics.Timer()
+    outcome = "error"
+    try:
+        response, outcome = await _receive_webhook(request)
+        return response
+    except SCHEMA_ERRORS:
+        outcome = "db_mismatch"
+        raise
+    finally:
+        metrics.WEBHOOK_REQUESTS.labels(outcome).inc()
+        metrics.WEBHOOK_SECONDS.observe(timer.seconds)
+
+
+async def _receive_webhook(request: Request) -> tuple[Response, str]:
+    """The answer and its outcome label (waypost_webhook_requests)."""
     started = time.perf_counter()
     state = app_state(request)
     settings = state.settings
@@ -62,7 +81,7 @@ async def receive_webhook(request: Request) -> Response:
         message = f"body is larger than the {settings.max_body_bytes} byte limit"
         await ingest.journal(state.pool, request_id, None, "not_checked", message)
         logger.warning("webhook refused: %s", message)
-        return json_error(413, "BODY_TOO_LARGE", message)
+        return json_error(413, "BODY_TOO_LARGE", message), "too_large"
 
     verdict: signature.Verdict = "not_checked"
     if settings.whatsapp_app_secret is not None:
@@ -83,14 +102,17 @@ async def receive_webhook(request: Request) -> Response:
     )
     if bad_signature:
         logger.warning("webhook refused: signature %s (event %s)", verdict, event_id)
-        return json_error(401 if verdict == "missing" else 403, "BAD_SIGNATURE", f"X-Hub-Signature-256 is {verdict}")
+        response = json_error(
+            401 if verdict == "missing" else 403, "BAD_SIGNATURE", f"X-Hub-Signature-256 is {verdict}"
+        )
+        return response, "bad_signature"
 
     try:
         batch = payload.parse(body)
     except payload.PayloadError as exc:
         await ingest.record_error(state.pool, event_id, str(exc))
         logger.warning("webhook refused: %s (event %s)", exc, event_id)
-        return json_error(400, "BAD_PAYLOAD", str(exc))
+        return json_error(400, "BAD_PAYLOAD", str(exc)), "bad_payload"
 
     try:
         result = await ingest.process(state.pool, event_id, batch, request_id)
@@ -101,7 +123,7 @@ async def receive_webhook(request: Request) -> Response:
         # 500 makes Meta deliver again; the journal row says why this attempt failed.
         logger.exception("webhook processing failed (event %s)", event_id)
         await ingest.record_error(state.pool, event_id, f"{type(exc).__name__}: {exc}")
-        return json_error(500, "PROCESSING_FAILED", "the webhook could not be stored; it will be retried")
+        return json_error(500, "PROCESSING_FAILED", "the webhook could not be stored; it will be retried"), "error"
     elapsed_ms = (time.perf_counter() - started) * 1000
     logger.info(
         "webhook event %s stored: %s ignored=%s elapsed_ms=%.1f",
@@ -110,7 +132,11 @@ async def receive_webhook(request: Request) -> Response:
         len(batch.ignored_changes),
         elapsed_ms,
     )
-    return JSONResponse({"ok": True, "request_id": request_id, **result.summary()})
+    metrics.INBOUND_MESSAGES.inc(result.new_messages)
+    for status_outcome, count in result.statuses.items():
+        metrics.STATUSES.labels(status_outcome).inc(count)
+    outcome = "duplicate" if result.duplicate_messages and not result.new_messages else "ok"
+    return JSONResponse({"ok": True, "request_id": request_id, **result.summary()}), outcome
 
 
 async def run_outbound_jobs(request: Request) -> Response:
@@ -179,3 +205,17 @@ SCHEMAS = SchemaGenerator(
         },
     }
 )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text format; only with WAYPOST_METRICS_TOKEN as a bearer token."""
+    token = app_state(request).settings.metrics_token
+    if token is None:
+        return json_error(404, "METRICS_OFF", "metrics are off: set WAYPOST_METRICS_TOKEN to scrape /metrics")
+    authorization = request.headers.get("authorization", "")
+    given = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        return json_error(401, "UNAUTHORIZED", "send WAYPOST_METRICS_TOKEN as Authorization: Bearer <token>")
+    database_url = app_state(request).settings.require_database_url()
+    body = await anyio.to_thread.run_sync(metrics.render, database_url)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

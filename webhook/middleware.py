@@ -11,12 +11,14 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from waypost import metrics
 from waypost.logs import request_id_var
 from webhook.state import AppState
 
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+WEBHOOK_PATH = "/api/webhooks/whatsapp"
 # A caller's id is kept for correlation only (it grants nothing), if it is a sane token.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -104,6 +106,8 @@ class SchemaGuardMiddleware:
             await db_unavailable_response()(scope, receive, send)
             return
         if not report.ok:
+            if scope["method"] == "POST" and scope["path"] == WEBHOOK_PATH:
+                metrics.WEBHOOK_REQUESTS.labels("db_mismatch").inc()  # refused before the endpoint
             await db_mismatch_response(report.problems)(scope, receive, send)
             return
         try:

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from typing_extensions import Unpack
 
 from waypost.db import create_pool
+from waypost.logs import setup_logging
 from waypost.schema import ensure_schema
 from waypost.settings import Settings, load_settings
 from worker.resilience import WaypostWorker
@@ -59,7 +60,10 @@ class WaypostApp(procrastinate.App):
         # Refuse to take jobs on a database whose schema does not match this code.
         await ensure_schema(connector.pool)
         context = dict(kwargs.get("additional_context") or {})
-        settings = context.pop("settings", None) or load_settings()
+        settings = context.pop("settings", None)
+        if settings is None:  # `procrastinate --app=worker.app worker`: one logging setup all the same
+            settings = load_settings()
+            setup_logging(settings.log_level, settings.log_format, settings.secret_values())
         async with WorkerResources.open(settings) as resources:
             kwargs["additional_context"] = {**context, CONTEXT_KEY: resources}
             await super().run_worker_async(**kwargs)

@@ -14,6 +14,7 @@ import procrastinate
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from waypost import metrics
 from waypost.db import fetchone
 from waypost.sql import query
 from worker.orchestrator import OrchestratorError, ReplyRequest, Turn
@@ -71,6 +72,7 @@ class ReplyRun(SendRun):
     def __init__(self, resources: WorkerResources, pool: AsyncConnectionPool, outbound_job_id: int) -> None:
         super().__init__(resources, pool)
         self.outbound_job_id = outbound_job_id
+        self.inbound_at: dt.datetime | None = None  # when the message answered was stored
 
     async def run(self) -> None:
         async with self.pool.connection() as conn:
@@ -85,6 +87,7 @@ class ReplyRun(SendRun):
             self.clock.log("loaded conversation", f"conversation_id={conversation['id']}")
             inbound = await fetchone(conn, "reply_load_message", message_id=job["inbound_message_id"])
             assert inbound is not None
+            self.inbound_at = inbound["created_at"]
             self.clock.log("loaded inbound message", f"wa_message_id={inbound['wa_message_id']}")
             key = idempotency_key(inbound["wa_message_id"])
             existing = await fetchone(conn, "reply_find_send", idempotency_key=key)
@@ -101,6 +104,12 @@ class ReplyRun(SendRun):
                 return
         await self.claim_and_send(conversation, key=key, body=body, author="ai", reply_to=inbound)
 
+    def ended(self, state: str) -> None:
+        metrics.REPLY_JOBS.labels(state).inc()
+        metrics.REPLY_ATTEMPTS.observe(self.attempts)
+        if state == "done" and self.inbound_at is not None:
+            metrics.REPLY_SECONDS.observe((dt.datetime.now(dt.UTC) - self.inbound_at).total_seconds())
+
     async def skip(self, conversation_id: int, reason: str) -> None:
         async with self.pool.connection() as conn, conn.transaction():
             if reason in SKIP_NOTIFICATIONS:
@@ -115,6 +124,7 @@ class ReplyRun(SendRun):
                     "skip_reason": reason,
                 },
             )
+        self.ended("skipped")
         self.clock.log("job done", f"skipped: {reason}")
 
     async def finish(self, status: str, *, last_error: str | None = None, skip_reason: str | None = None) -> None:
@@ -156,13 +166,17 @@ class ReplyRun(SendRun):
         orchestrator = self.resources.orchestrator
         self.clock.log("orchestrator start", f"provider={orchestrator.name} history={len(history)}")
         request = ReplyRequest(conversation["id"], conversation["contact_name"], history)
+        timer = metrics.Timer()
         try:
             answer = await orchestrator.reply(request)
         except OrchestratorError as exc:
+            metrics.ORCHESTRATOR_FAILURES.labels(orchestrator.name).inc()
             self.clock.log("orchestrator end", f"failed: {exc}", logging.WARNING)
             await self.retry_or_fail(f"orchestrator failed: {exc}", conversation_id=conversation["id"])
             return None
-        self.clock.log("orchestrator end", f"chars={len(answer) if answer else 0}")
+        metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
+        text = f" text={answer!r}" if answer and self.settings.log_bodies else ""
+        self.clock.log("orchestrator end", f"chars={len(answer) if answer else 0}{text}")
         if answer is None:
             async with self.pool.connection() as conn, conn.transaction():
                 await self.notify(
@@ -177,5 +191,6 @@ class ReplyRun(SendRun):
                         "skip_reason": "the orchestrator had no reply",
                     },
                 )
+            self.ended("skipped")
             self.clock.log("job done", "skipped: the orchestrator had no reply")
         return answer[:4096] if answer else None

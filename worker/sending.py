@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
+from waypost import metrics
 from waypost.db import fetchone
 from waypost.logs import log_context
 from waypost.sql import query
@@ -82,6 +83,9 @@ class SendRun:
     async def give_up(self, conn: AsyncConnection, conversation_id: int, reason: str) -> None:
         """No retry is left and no message row exists to fail."""
 
+    def ended(self, state: str) -> None:
+        """The job reached a final state: done, failed or skipped."""
+
     def claimed(self, send_attempts: int) -> None:
         """This run may call the Graph API; `send_attempts` counts that call."""
 
@@ -114,6 +118,7 @@ class SendRun:
                 )
             else:
                 await self.give_up(conn, conversation_id, final)
+        self.ended("failed")
         self.clock.log("job failed", final, logging.ERROR)
 
     async def claim_and_send(
@@ -141,10 +146,12 @@ class SendRun:
         outcome, message_id = claim["outcome"], claim["message_id"]
         if outcome == "already_sent":
             await self.finish("done")
+            self.ended("done")
             self.clock.log("job done", f"message {message_id} was already sent")
             return
         if outcome == "failed":
             await self.finish("failed", last_error="the message's send had already failed")
+            self.ended("failed")
             self.clock.log("job failed", f"message {message_id} had already failed")
             return
         if outcome == "in_progress":
@@ -183,12 +190,15 @@ class SendRun:
                 callback_data=key,
             )
         except SendFailed as failure:
+            metrics.SENDS.labels(failure.kind, str(failure.code or "")).inc()
             self.clock.log("send end", f"{failure.kind}: {failure}", logging.WARNING)
             await self.handle_failure(conversation, message_id, failure)
             return
+        metrics.SENDS.labels("sent", "").inc()
         self.clock.log("send end", f"wa_message_id={wa_message_id}")
         await self.record(message_id, wa_message_id)
         self.clock.log("message row confirmed", f"message_id={message_id} wa_message_id={wa_message_id}")
+        self.ended("done")
         self.clock.log("job done", f"message_id={message_id}")
 
     async def record(self, message_id: int, wa_message_id: str) -> None:
@@ -242,4 +252,5 @@ class SendRun:
                     "reason": f"permanent error: {failure}",
                 },
             )
+        self.ended("failed")
         self.clock.log("job failed", f"permanent error: {failure}", logging.ERROR)

@@ -230,8 +230,12 @@ def test_two_workers_and_two_web_processes(settings: Settings, graph: FakeGraph,
             web.terminate()
             web.wait(timeout=15)
     summary = check_invariants(settings.require_database_url(), graph, driver)
-    # replies of a conversation keep the order of its messages, across both workers
-    order = {wamid: i for i, wamid in enumerate(driver.wamids)}
+    # replies of a conversation keep the order in which its messages were stored, across both workers
+    with psycopg.connect(settings.require_database_url()) as conn:
+        stored = [
+            r[0] for r in conn.execute("SELECT wa_message_id FROM messages WHERE direction = 'inbound' ORDER BY id")
+        ]
+    order = {wamid: i for i, wamid in enumerate(stored)}
     for conversation in range(8):
         replied = [
             r.body["context"]["message_id"]

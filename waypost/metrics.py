@@ -1,0 +1,119 @@
+"""Prometheus metrics (prometheus-client), shared by the web app and the worker.
+
+Counters and histograms are updated where things happen; what lives in the database (queue depth,
+oldest waiting job, worker heartbeats) is read at scrape time by DatabaseCollector, so a scrape
+costs four small queries. With PROMETHEUS_MULTIPROC_DIR set (uvicorn --workers N), every process
+writes its samples there and a scrape adds them up (prometheus-client's multiprocess mode).
+Every metric is described in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+from psycopg.rows import dict_row
+
+from waypost.sql import query
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+REPLY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+
+WEBHOOK_REQUESTS = Counter(
+    "waypost_webhook_requests", "Webhook POSTs by outcome", ["outcome"]
+)  # ok, duplicate, bad_signature, bad_payload, too_large, db_mismatch, error
+WEBHOOK_SECONDS = Histogram("waypost_webhook_seconds", "Webhook answer time", buckets=LATENCY_BUCKETS)
+INBOUND_MESSAGES = Counter("waypost_inbound_messages", "New inbound messages stored")
+STATUSES = Counter("waypost_statuses", "Status webhook items by outcome", ["outcome"])
+SENDS = Counter("waypost_sends", "Graph API sends by result and Graph error code", ["result", "code"])
+REPLY_JOBS = Counter("waypost_reply_jobs", "Reply jobs by final state", ["state"])
+REPLY_ATTEMPTS = Histogram("waypost_reply_job_attempts", "Runs a reply job took", buckets=(1, 2, 3, 4, 6, 10, 20))
+REPLY_SECONDS = Histogram(
+    "waypost_reply_seconds", "Inbound message stored -> its reply recorded as sent", buckets=REPLY_BUCKETS
+)
+ORCHESTRATOR_SECONDS = Histogram(
+    "waypost_orchestrator_seconds", "Orchestrator answer time", ["provider"], buckets=LATENCY_BUCKETS
+)
+ORCHESTRATOR_FAILURES = Counter("waypost_orchestrator_failures", "Orchestrator failures", ["provider"])
+
+
+class DatabaseCollector(Collector):
+    """Gauges read from the database at scrape time."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("waypost_database_up", "1 when the scrape could read the database")
+        try:
+            with psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=5) as conn:
+                rows = {name: conn.execute(query(name)).fetchall() for name in _QUERIES}
+        except psycopg.Error:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from _families(rows)
+
+
+_QUERIES = ("metrics_queue", "metrics_outbound_jobs", "metrics_workers", "metrics_unknown_sends")
+
+
+def _families(rows: dict[str, list[dict[str, Any]]]) -> Iterator[GaugeMetricFamily]:
+    depth = GaugeMetricFamily("waypost_queue_depth", "Jobs due and waiting in procrastinate", labels=["queue"])
+    oldest = GaugeMetricFamily(
+        "waypost_queue_oldest_seconds", "Age of the oldest job due and waiting", labels=["queue"]
+    )
+    for row in rows["metrics_queue"]:
+        depth.add_metric([row["queue_name"]], row["waiting"])
+        oldest.add_metric([row["queue_name"]], float(row["oldest_seconds"]))
+    open_jobs = GaugeMetricFamily("waypost_open_reply_jobs", "Reply jobs not finished", labels=["status"])
+    open_oldest = GaugeMetricFamily(
+        "waypost_open_reply_jobs_oldest_seconds", "Age of the oldest unfinished reply job", labels=["status"]
+    )
+    for status in ("pending", "running"):
+        found = [r for r in rows["metrics_outbound_jobs"] if r["status"] == status]
+        open_jobs.add_metric([status], found[0]["jobs"] if found else 0)
+        open_oldest.add_metric([status], float(found[0]["oldest_seconds"]) if found else 0.0)
+    heartbeat = GaugeMetricFamily(
+        "waypost_worker_heartbeat_age_seconds", "Age of each worker's last heartbeat", labels=["worker_id"]
+    )
+    for row in rows["metrics_workers"]:
+        heartbeat.add_metric([str(row["id"])], float(row["heartbeat_age_seconds"]))
+    workers = GaugeMetricFamily("waypost_workers", "Workers registered in procrastinate_workers")
+    workers.add_metric([], len(rows["metrics_workers"]))
+    unknown = GaugeMetricFamily("waypost_unknown_sends", "Sends whose outcome is being reconciled")
+    unknown.add_metric([], rows["metrics_unknown_sends"][0]["sends"])
+    yield from (depth, oldest, open_jobs, open_oldest, heartbeat, workers, unknown)
+
+
+def process_registry() -> CollectorRegistry:
+    """This process's metrics, or every process's in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+    return REGISTRY
+
+
+def render(database_url: str) -> bytes:
+    """The exposition text: process metrics, then the database gauges. Blocking: run in a thread."""
+    database = CollectorRegistry()
+    database.register(DatabaseCollector(database_url))
+    return generate_latest(process_registry()) + generate_latest(database)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started

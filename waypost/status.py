@@ -1,0 +1,95 @@
+"""`waypost status`: what an on-call person needs first, read from the database in one go.
+
+Schema state, reply jobs by status with the oldest age, the procrastinate queue, workers and their
+last heartbeat, sends being reconciled, failed sends of the last hour by Graph error code, and
+notifications. `attention` lists what needs a person; the command exits 1 when it is not empty.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from waypost.schema import verify
+from waypost.settings import Settings
+from waypost.sql import query
+
+
+def collect(settings: Settings, max_age_seconds: float) -> dict[str, Any]:
+    database_url = settings.require_database_url()
+    report = verify(database_url)
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+
+        def rows(name: str) -> list[dict[str, Any]]:
+            return conn.execute(query(name)).fetchall()
+
+        status: dict[str, Any] = {
+            "schema": {"ok": report.ok, "problems": report.problems},
+            "reply_jobs": {
+                r["status"]: {"jobs": r["jobs"], "oldest_seconds": _round(r["oldest_seconds"])}
+                for r in rows("status_reply_jobs")
+            },
+            "queue": {
+                r["queue_name"]: {"waiting": r["waiting"], "oldest_seconds": _round(r["oldest_seconds"])}
+                for r in rows("metrics_queue")
+            },
+            "workers": [
+                {"id": r["id"], "heartbeat_age_seconds": _round(r["heartbeat_age_seconds"])}
+                for r in rows("metrics_workers")
+            ],
+            "unknown_sends": {k: _round(v) for k, v in rows("status_unknown_sends")[0].items()},
+            "failed_sends_last_hour": {r["code"]: r["sends"] for r in rows("status_failed_sends")},
+            "notifications": rows("status_notifications")[0],
+        }
+    status["attention"] = attention(status, settings.stalled_worker_seconds, max_age_seconds)
+    return status
+
+
+def _round(value: Any) -> float:
+    return round(float(value or 0), 1)
+
+
+def attention(status: dict[str, Any], stalled_after: float, max_age_seconds: float) -> list[str]:
+    found = []
+    if not status["schema"]["ok"]:
+        found.append("schema mismatch (DB_MISMATCH): run `waypost migrate`")
+    live = [w for w in status["workers"] if w["heartbeat_age_seconds"] < stalled_after]
+    if not live:
+        found.append(f"no live worker (no heartbeat in the last {stalled_after:.0f}s)")
+    for state in ("pending", "running"):
+        job = status["reply_jobs"].get(state)
+        if job and job["oldest_seconds"] > max_age_seconds:
+            found.append(f"{job['jobs']} reply job(s) {state}, the oldest for {job['oldest_seconds']:.0f}s")
+    return found
+
+
+def render(status: dict[str, Any]) -> str:
+    lines = ["schema: " + ("ok" if status["schema"]["ok"] else "MISMATCH: " + "; ".join(status["schema"]["problems"]))]
+    lines.append("reply jobs:")
+    lines += [
+        f"  {name:<8} {job['jobs']:>6}  oldest {job['oldest_seconds']:>8.1f}s"
+        for name, job in status["reply_jobs"].items()
+    ] or ["  none"]
+    lines.append("queue (due, waiting):")
+    lines += [
+        f"  {name:<12} {q['waiting']:>6}  oldest {q['oldest_seconds']:>8.1f}s" for name, q in status["queue"].items()
+    ] or ["  empty"]
+    lines.append("workers:")
+    lines += [
+        f"  worker {w['id']}: last heartbeat {w['heartbeat_age_seconds']:.1f}s ago" for w in status["workers"]
+    ] or ["  none registered"]
+    unknown = status["unknown_sends"]
+    lines.append(f"sends being reconciled (unknown): {unknown['sends']:.0f}, oldest {unknown['oldest_seconds']:.1f}s")
+    failed = status["failed_sends_last_hour"]
+    lines.append("failed sends, last hour: " + (", ".join(f"{code} x{n}" for code, n in failed.items()) or "none"))
+    notes = status["notifications"]
+    lines.append(f"notifications: {notes['unread']} unread, {notes['snoozed']} snoozed")
+    lines.append("attention: " + ("; ".join(status["attention"]) or "nothing"))
+    return "\n".join(lines)
+
+
+def as_json(status: dict[str, Any]) -> str:
+    return json.dumps(status, indent=2, default=str)
