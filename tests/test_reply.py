@@ -201,3 +201,17 @@ def test_ai_disabled_deleted_or_window_closed_is_skipped(client, db, fake_graph:
         "outside the 24-hour customer service window",
     ]
     assert fake_graph.requests == [] and outbound(db) == []
+
+
+def test_no_answer_from_the_ai_leaves_the_message_to_an_operator(
+    client, db, fake_graph: FakeGraph, start_worker, tmp_path
+) -> None:
+    rules = tmp_path / "rules.toml"  # no fallback: an unmatched message gets no answer
+    rules.write_text('[[rules]]\nname = "hours"\nkeywords = ["hours"]\nanswer = "9 to 5"\n')
+    start_worker(WAYPOST_RULES_FILE=str(rules))
+    deliver(client, "can I speak to someone?")
+    (job,) = job_with_status(db, "skipped")
+    assert job["skip_reason"] == "the orchestrator had no reply"
+    notification = db.execute("SELECT kind, body FROM notifications").fetchone()
+    assert notification == {"kind": "ai_no_reply", "body": "The AI had no answer for a message; it needs a person."}
+    assert outbound(db) == [] and fake_graph.requests == []

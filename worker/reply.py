@@ -30,7 +30,9 @@ WINDOW = dt.timedelta(hours=24)
 # Why an AI reply was skipped, and what the operator is told about it (other reasons: nothing).
 AI_PAUSED = "AI disabled for this conversation"
 WINDOW_CLOSED = "outside the 24-hour customer service window"
+NO_ANSWER = "the orchestrator had no reply"
 SKIP_NOTIFICATIONS = {
+    NO_ANSWER: ("ai_no_reply", "The AI had no answer for a message; it needs a person."),
     AI_PAUSED: ("operator_needed", "A new message arrived while the AI is paused: it waits for an operator."),
     WINDOW_CLOSED: (
         "window_closed",
@@ -115,29 +117,27 @@ class ReplyRun(SendRun):
             if reason in SKIP_NOTIFICATIONS:
                 kind, body = SKIP_NOTIFICATIONS[reason]
                 await self.notify(conn, conversation_id, kind, body)
-            await conn.execute(
-                query("outbound_job_finish"),
-                {
-                    "outbound_job_id": self.outbound_job_id,
-                    "status": "skipped",
-                    "last_error": None,
-                    "skip_reason": reason,
-                },
-            )
+            await self.close_job(conn, "skipped", skip_reason=reason)
         self.ended("skipped")
         self.clock.log("job done", f"skipped: {reason}")
 
     async def finish(self, status: str, *, last_error: str | None = None, skip_reason: str | None = None) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(
-                query("outbound_job_finish"),
-                {
-                    "outbound_job_id": self.outbound_job_id,
-                    "status": status,
-                    "last_error": last_error,
-                    "skip_reason": skip_reason,
-                },
-            )
+            await self.close_job(conn, status, last_error=last_error, skip_reason=skip_reason)
+
+    async def close_job(
+        self, conn: AsyncConnection, status: str, *, last_error: str | None = None, skip_reason: str | None = None
+    ) -> None:
+        """Close the outbound job on `conn`, inside the caller's transaction."""
+        await conn.execute(
+            query("outbound_job_finish"),
+            {
+                "outbound_job_id": self.outbound_job_id,
+                "status": status,
+                "last_error": last_error,
+                "skip_reason": skip_reason,
+            },
+        )
 
     async def note(self, last_error: str) -> None:
         async with self.pool.connection() as conn:
@@ -147,10 +147,7 @@ class ReplyRun(SendRun):
 
     async def give_up(self, conn: AsyncConnection, conversation_id: int, reason: str) -> None:
         await self.notify(conn, conversation_id, "ai_failed", f"No reply was sent: {reason}")
-        await conn.execute(
-            query("outbound_job_finish"),
-            {"outbound_job_id": self.outbound_job_id, "status": "failed", "last_error": reason, "skip_reason": None},
-        )
+        await self.close_job(conn, "failed", last_error=reason)
 
     async def ask_orchestrator(self, conversation: dict[str, Any], inbound: dict[str, Any]) -> str | None:
         async with self.pool.connection() as conn:
@@ -178,19 +175,5 @@ class ReplyRun(SendRun):
         text = f" text={answer!r}" if answer and self.settings.log_bodies else ""
         self.clock.log("orchestrator end", f"chars={len(answer) if answer else 0}{text}")
         if answer is None:
-            async with self.pool.connection() as conn, conn.transaction():
-                await self.notify(
-                    conn, conversation["id"], "ai_no_reply", "The AI had no answer for a message; it needs a person."
-                )
-                await conn.execute(
-                    query("outbound_job_finish"),
-                    {
-                        "outbound_job_id": self.outbound_job_id,
-                        "status": "skipped",
-                        "last_error": None,
-                        "skip_reason": "the orchestrator had no reply",
-                    },
-                )
-            self.ended("skipped")
-            self.clock.log("job done", "skipped: the orchestrator had no reply")
+            await self.skip(conversation["id"], NO_ANSWER)
         return answer[:4096] if answer else None
