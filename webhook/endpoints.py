@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 
@@ -145,9 +144,9 @@ async def run_outbound_jobs(request: Request) -> Response:
     secret = state.settings.cron_secret
     if secret is None:
         return json_error(503, "CRON_DISABLED", "CRON_SECRET is not set: the cron endpoint is off")
-    authorization = request.headers.get("authorization", "")
-    if authorization[:7].lower() == "bearer ":
-        method, given = "bearer", authorization[7:].strip()
+    bearer = signature.bearer_token(request.headers.get("authorization", ""))
+    if bearer is not None:
+        method, given = "bearer", bearer
     elif "token" in request.query_params:
         method, given = "query", request.query_params["token"]
     else:
@@ -212,9 +211,8 @@ async def metrics_endpoint(request: Request) -> Response:
     token = app_state(request).settings.metrics_token
     if token is None:
         return json_error(404, "METRICS_OFF", "metrics are off: set WAYPOST_METRICS_TOKEN to scrape /metrics")
-    authorization = request.headers.get("authorization", "")
-    given = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
-    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+    given = signature.bearer_token(request.headers.get("authorization", ""))
+    if not signature.tokens_equal(given, token.get_secret_value()):
         return json_error(401, "UNAUTHORIZED", "send WAYPOST_METRICS_TOKEN as Authorization: Bearer <token>")
     database_url = app_state(request).settings.require_database_url()
     body = await anyio.to_thread.run_sync(metrics.render, database_url)

@@ -19,5 +19,10 @@ def check(secret: str, body: bytes, header: str | None) -> Verdict:
     return "valid" if hmac.compare_digest(expected, given) else "invalid"
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, if that is what it is."""
+    return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+
+
 def tokens_equal(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))

@@ -9,7 +9,6 @@ A session holds the operator id and a CSRF token; every state-changing request m
 from __future__ import annotations
 
 import functools
-import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from waypost import operators
 from waypost.db import fetchone
 from waypost.sql import query
 from webhook.middleware import json_error
+from webhook.signature import tokens_equal
 from webhook.state import AppState, app_state
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ async def csrf_ok(request: Request) -> bool:
     ):
         value = (await request.form()).get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
-    return bool(expected and given) and hmac.compare_digest(str(expected).encode(), str(given).encode())
+    return bool(expected) and tokens_equal(given, str(expected))
 
 
 def inbox_disabled() -> Response:
