@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,33 +16,16 @@ from pathlib import Path
 import httpx
 
 from tests import payloads
+from tests.net import free_port, wait_until_ready
 from waypost import embedded_pg
 from waypost.schema import migrate
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def wait_for(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def machine(note: str = "") -> str:
@@ -95,7 +77,7 @@ def stack(workers: int = 1, **extra_env: str) -> Iterator[Stack]:
     ]
     try:
         running = Stack(database_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{graph_port}")
-        wait_for(f"{running.web}/readyz")
+        wait_until_ready(running.web)
         time.sleep(1)  # let the workers start listening
         yield running
     finally:

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.conftest import free_port
 from tests.inbox_client import sign_in
+from tests.net import free_port
 
 
 def test_dev_runs_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:

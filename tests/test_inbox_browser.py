@@ -15,8 +15,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests import payloads
 from tests.browser import CHROMIUM_FLAGS, chromium_path
-from tests.conftest import ServerThread, WebServer, free_port, post_webhook
+from tests.conftest import ServerThread, WebServer, post_webhook
 from tests.inbox_client import PASSWORD, create_operator
+from tests.net import free_port
 from waypost.fake_graph import Behaviour, FakeGraph
 from waypost.settings import Settings
 from webhook.app import create_app

@@ -19,12 +19,12 @@ from tests.conftest import (
     APP_SECRET,
     WebServer,
     WorkerProcess,
-    free_port,
     post_webhook,
     run_waypost,
     wait_for,
     waypost_env,
 )
+from tests.net import free_port, wait_until_ready
 from waypost.settings import Settings
 
 METRICS_TOKEN = "test-metrics-token"
@@ -106,15 +106,7 @@ def test_metrics_add_up_across_uvicorn_workers(observed: Settings, tmp_path: Pat
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_ready(url, timeout=30)
         for i in range(12):  # a new connection each time: both processes answer some
             body = payloads.dumps(payloads.inbound(payloads.text_message(f"m{i}", wa_id=f"1555000{i:04d}")))
             headers = {"Content-Type": "application/json", "X-Hub-Signature-256": payloads.sign(APP_SECRET, body)}
@@ -128,7 +120,7 @@ def test_metrics_add_up_across_uvicorn_workers(observed: Settings, tmp_path: Pat
     assert len(list(multiproc.glob("counter_*.db"))) == 2  # two processes wrote their share
 
 
-def test_json_logs_carry_the_ids_and_no_secrets(observed: Settings, tmp_path: Path) -> None:
+def test_json_logs_carry_the_ids_and_no_secrets(observed: Settings, db: psycopg.Connection, tmp_path: Path) -> None:
     worker = WorkerProcess(observed, tmp_path / "worker.log", WAYPOST_LOG_FORMAT="json")
     port = free_port()
     log = (tmp_path / "web.log").open("w")
@@ -141,15 +133,7 @@ def test_json_logs_carry_the_ids_and_no_secrets(observed: Settings, tmp_path: Pa
     try:
         worker.wait_ready()
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_ready(url, timeout=20)
         body = payloads.dumps(payloads.inbound(payloads.text_message("secret recipe please")))
         headers = {
             "Content-Type": "application/json",
@@ -157,11 +141,7 @@ def test_json_logs_carry_the_ids_and_no_secrets(observed: Settings, tmp_path: Pa
             "X-Request-ID": "trace-me-123",
         }
         assert httpx.post(url + "/api/webhooks/whatsapp", content=body, headers=headers).status_code == 200
-        with psycopg.connect(observed.require_database_url()) as conn:
-            deadline = time.monotonic() + 20
-            while not conn.execute("SELECT 1 FROM outbound_jobs WHERE status = 'done'").fetchone():
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+        wait_for(db, "SELECT 1 FROM outbound_jobs WHERE status = 'done'")
         time.sleep(0.3)
     finally:
         web.terminate()

@@ -11,13 +11,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
 from tests import payloads
-from tests.conftest import ServerThread, WebServer, WorkerProcess, free_port, waypost_env
+from tests.conftest import ServerThread, WebServer, WorkerProcess, waypost_env
 from tests.faults.harness import Driver, check_invariants, fault_settings, settle
+from tests.net import free_port, wait_until_ready
 from waypost import embedded_pg
 from waypost.fake_graph import Behaviour, FakeGraph
 from waypost.schema import migrate
@@ -209,15 +209,7 @@ def test_two_workers_and_two_web_processes(settings: Settings, graph: FakeGraph,
     workers = [WorkerProcess(settings, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
         for url in urls:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if httpx.get(url + "/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "web process did not start"
-                time.sleep(0.1)
+            wait_until_ready(url, timeout=20)
         workers[1].wait_ready(listeners=2)
         graph.webhook_url = urls[0] + "/api/webhooks/whatsapp"
         driver = Driver(urls, conversations=8)
