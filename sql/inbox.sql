@@ -11,13 +11,58 @@ INSERT INTO operators (email, password_hash) VALUES (%(email)s, %(password_hash)
 ON CONFLICT (lower(email)) DO UPDATE SET password_hash = EXCLUDED.password_hash, disabled_at = NULL
 RETURNING id, email, created_at
 
+-- operator_set_disabled --
+-- Disable (or enable again) an operator, by email
+UPDATE operators SET disabled_at = CASE WHEN %(disabled)s THEN COALESCE(disabled_at, now()) END
+ WHERE lower(email) = lower(%(email)s)
+RETURNING id, email, disabled_at
+
+-- operator_id_by_email --
+-- An operator, enabled or not, by email
+SELECT id, email, disabled_at FROM operators WHERE lower(email) = lower(%(email)s)
+
+-- operator_session_start --
+-- A signed-in operator's new session (the cookie holds the token, the table its SHA-256)
+INSERT INTO operator_sessions (operator_id, token_sha256, client_ip, user_agent)
+VALUES (%(operator_id)s, %(token_sha256)s, %(client_ip)s, %(user_agent)s)
+RETURNING id
+
+-- operator_session_touch --
+-- The operator of a live session: not ended, its operator enabled, used within the idle timeout.
+-- Its last_seen_at moves at most once a minute (a write per request would buy nothing).
+WITH live AS (
+    SELECT s.id AS session_id, o.id, o.email
+      FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
+     WHERE s.token_sha256 = %(token_sha256)s AND s.ended_at IS NULL AND o.disabled_at IS NULL
+       AND s.last_seen_at > now() - make_interval(secs => %(idle_seconds)s)
+), touched AS (
+    UPDATE operator_sessions s SET last_seen_at = now()
+      FROM live WHERE s.id = live.session_id AND s.last_seen_at < now() - interval '1 minute'
+)
+SELECT id, email, session_id FROM live
+
+-- operator_session_end --
+-- End one session (sign-out)
+UPDATE operator_sessions SET ended_at = now(), end_reason = %(reason)s
+ WHERE token_sha256 = %(token_sha256)s AND ended_at IS NULL
+
+-- operator_sessions_end_all --
+-- End every live session of an operator (password reset, disabled, revoked); how many
+UPDATE operator_sessions SET ended_at = now(), end_reason = %(reason)s
+ WHERE operator_id = %(operator_id)s AND ended_at IS NULL
+
+-- operator_sessions_list --
+-- An operator's sessions, newest first, with their state as the inbox judges it
+SELECT id, created_at, last_seen_at, client_ip, user_agent, ended_at, end_reason,
+       CASE WHEN ended_at IS NOT NULL THEN 'ended: ' || end_reason
+            WHEN last_seen_at <= now() - make_interval(secs => %(idle_seconds)s) THEN 'expired'
+            ELSE 'active' END AS state
+  FROM operator_sessions WHERE operator_id = %(operator_id)s
+ ORDER BY id DESC LIMIT 100
+
 -- operator_by_email --
 -- An enabled operator, by email, for sign-in
 SELECT id, email, password_hash FROM operators WHERE lower(email) = lower(%(email)s) AND disabled_at IS NULL
-
--- operator_by_id --
--- An enabled operator, by id, for each signed-in request
-SELECT id, email FROM operators WHERE id = %(operator_id)s AND disabled_at IS NULL
 
 -- operator_signed_in --
 -- Remember a successful sign-in, upgrading the password hash when the library's parameters moved
@@ -34,12 +79,14 @@ RETURNING id
 UPDATE sign_in_attempts SET succeeded = true WHERE id = %(attempt_id)s
 
 -- sign_in_recent_failures --
--- Failed sign-ins within the window (this attempt included), for this email and for this client
--- address, and the seconds until the oldest of them leaves the window
-SELECT count(*) FILTER (WHERE email = %(email)s) AS by_email,
+-- Failed sign-ins within the window (this attempt included): for this email from this client
+-- address, from this address whatever the email, and for this email from anywhere; and the seconds
+-- until the oldest failure of this address leaves the window
+SELECT count(*) FILTER (WHERE email = %(email)s AND client_ip = %(client_ip)s) AS by_email_and_client,
        count(*) FILTER (WHERE client_ip = %(client_ip)s) AS by_client,
-       COALESCE(extract(epoch FROM min(attempted_at) + make_interval(secs => %(window)s) - now()), 0)
-           AS retry_after
+       count(*) FILTER (WHERE email = %(email)s) AS by_email,
+       COALESCE(extract(epoch FROM min(attempted_at) FILTER (WHERE client_ip = %(client_ip)s)
+                                   + make_interval(secs => %(window)s) - now()), 0) AS retry_after
   FROM sign_in_attempts
  WHERE NOT succeeded AND attempted_at > now() - make_interval(secs => %(window)s)
    AND (email = %(email)s OR client_ip = %(client_ip)s)

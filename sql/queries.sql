@@ -59,13 +59,14 @@ UPDATE outbound_jobs SET procrastinate_job_id = %(procrastinate_job_id)s, update
 
 -- webhook_event_insert --
 -- Journal one webhook POST, before anything else is done with it
-INSERT INTO webhook_events (request_id, body, signature, error)
-VALUES (%(request_id)s, %(body)s, %(signature)s, %(error)s)
+INSERT INTO webhook_events (request_id, body, body_size, body_sha256, signature, error)
+VALUES (%(request_id)s, %(body)s, %(body_size)s, %(body_sha256)s, %(signature)s, %(error)s)
 RETURNING id
 
 -- webhook_event_processed --
--- Mark a journaled webhook as fully processed (same transaction as its effects)
-UPDATE webhook_events SET processed_at = clock_timestamp(), error = NULL WHERE id = %(id)s
+-- Mark a journaled webhook as fully processed (same transaction as its effects); the error names
+-- the items that were refused, if any
+UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s WHERE id = %(id)s
 
 -- webhook_event_error --
 -- Record why a journaled webhook could not be processed
@@ -125,6 +126,13 @@ SELECT waypost_record_send_v1(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS
 -- Record a send that cannot succeed (see waypost_fail_send_v1)
 SELECT waypost_fail_send_v1(%(message_id)s, %(errors)s, %(reason)s)
 
+-- reply_fail_claimed_send --
+-- Fail the AI reply an outbound job claimed, if it claimed one and it is still being sent
+SELECT waypost_fail_send_v1(m.id, %(errors)s, %(reason)s)
+  FROM outbound_jobs j
+  JOIN messages m ON m.reply_to_message_id = j.inbound_message_id AND m.author = 'ai'
+ WHERE j.id = %(outbound_job_id)s AND m.status IN ('sending', 'unknown')
+
 -- release_send --
 -- A definite failure ended the attempt: the message stays 'sending', free for the next attempt
 UPDATE messages SET sending_since = NULL, error = %(errors)s, updated_at = clock_timestamp()
@@ -151,7 +159,7 @@ SELECT j.id, j.conversation_id, j.request_id, j.attempts
  LIMIT 500
    FOR UPDATE OF j SKIP LOCKED
 
--- sweep_give_up_outbound_job --
+-- outbound_job_give_up --
 -- An outbound job out of attempts: failed, and the operator told
 WITH failed AS (
     UPDATE outbound_jobs
@@ -193,16 +201,25 @@ SELECT m.id, m.conversation_id, m.send_attempts
 -- Sign-in attempts older than the longest rate-limit window anyone configures
 DELETE FROM sign_in_attempts WHERE attempted_at < clock_timestamp() - interval '1 day'
 
+-- sweep_delete_old_operator_sessions --
+-- Inbox sessions ended, or idle, for longer than the retention period
+DELETE FROM operator_sessions
+ WHERE COALESCE(ended_at, last_seen_at) < clock_timestamp() - make_interval(secs => %(seconds)s)
+
 -- metrics_queue --
--- Jobs waiting in procrastinate by queue, and the age of the oldest one already due
-SELECT queue_name, count(*) AS waiting,
-       COALESCE(EXTRACT(EPOCH FROM now() - min(scheduled_at_or_created)), 0) AS oldest_seconds
-  FROM (SELECT j.queue_name, COALESCE(j.scheduled_at, e.at) AS scheduled_at_or_created
-          FROM procrastinate_jobs j
-          LEFT JOIN LATERAL (SELECT min(at) AS at FROM procrastinate_events
-                              WHERE job_id = j.id AND type = 'deferred') e ON true
-         WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())) due
- GROUP BY queue_name
+-- Jobs waiting in procrastinate by queue, and the age of the oldest one already due. Waypost's own
+-- queues (worker/queue.py) always have a row, 0 when empty, so that the gauge has a sample.
+SELECT q.queue_name, count(due.queue_name) AS waiting,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(due.scheduled_at_or_created)), 0) AS oldest_seconds
+  FROM (SELECT 'replies' AS queue_name UNION SELECT 'maintenance'
+        UNION SELECT DISTINCT queue_name FROM procrastinate_jobs WHERE status = 'todo') q
+  LEFT JOIN (SELECT j.queue_name, COALESCE(j.scheduled_at, e.at) AS scheduled_at_or_created
+               FROM procrastinate_jobs j
+               LEFT JOIN LATERAL (SELECT min(at) AS at FROM procrastinate_events
+                                   WHERE job_id = j.id AND type = 'deferred') e ON true
+              WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())) due
+         ON due.queue_name = q.queue_name
+ GROUP BY q.queue_name
 
 -- metrics_outbound_jobs --
 -- Open reply jobs by status, with the age of the oldest

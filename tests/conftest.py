@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,13 @@ import psycopg
 import pytest
 import uvicorn
 from psycopg.rows import dict_row
-from pydantic import SecretStr
 from starlette.types import ASGIApp
 
 from tests import payloads
 from waypost import embedded_pg
 from waypost.fake_graph import FakeGraph
 from waypost.schema import migrate
-from waypost.settings import Settings
+from waypost.settings import Settings, environment
 from webhook.app import create_app
 
 APP_SECRET = "test-app-secret"
@@ -120,8 +119,10 @@ class ServerThread:
 
 
 class WebServer(ServerThread):
+    """The app as `waypost serve` runs it: uvicorn trusts no proxy header, the app decides."""
+
     def __init__(self, settings: Settings) -> None:
-        super().__init__(create_app(settings))
+        super().__init__(create_app(settings), proxy_headers=False)
 
 
 @pytest.fixture
@@ -148,17 +149,7 @@ def post_webhook(
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess read exactly these settings."""
-    env = {}
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "1" if value else "0"
-        env[field.validation_alias.choices[0]] = str(value)  # type: ignore[union-attr]
-    return env
+    return environment(settings)
 
 
 def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -168,6 +159,29 @@ def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
         if not k.startswith(("WAYPOST_", "WHATSAPP_", "OPENAI_", "CRON_", "DATABASE_URL"))
     }
     return {**env, **settings_env(settings), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 20, what: str = "a condition") -> Any:
+    """Poll until `condition()` is truthy; its value. For waits on a busy machine: never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+def settled(db: psycopg.Connection, timeout: float = 20) -> None:
+    """Until no reply job is queued or running and no send is open: from then on nothing is sent by
+    itself, so a test may count what was sent (instead of sleeping and hoping it was long enough)."""
+    wait_for(
+        db,
+        "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queue_name = 'replies'"
+        "                            AND status IN ('todo', 'doing'))"
+        " AND NOT EXISTS (SELECT 1 FROM outbound_jobs WHERE status IN ('pending', 'running'))"
+        " AND NOT EXISTS (SELECT 1 FROM messages WHERE status IN ('sending', 'unknown'))",
+        timeout=timeout,
+    )
 
 
 def wait_for(db: psycopg.Connection, sql: str, params: list | None = None, timeout: float = 20) -> dict:

@@ -146,6 +146,32 @@ def test_user_changed_user_id_moves_the_conversation_to_the_new_bsuid(client, db
     )
 
 
+def test_a_changed_number_also_replaces_the_bsuid_meta_regenerated(client, db) -> None:
+    """Meta generates a new BSUID with a new number (system.user_id, beside system.previous_user_id):
+    the next BSUID-only message from that person must find the same conversation."""
+    post(client, message("before"), [contact()])
+    change = system_message(
+        "user_changed_number", wa_id="919999999999", user_id="IN.NEWBSUID", previous_user_id=BSUID
+    )
+    post(client, {**change, "from": PHONE}, [])  # no contacts[] on system messages
+    after = message("after, by BSUID only", phone=None, bsuid="IN.NEWBSUID")
+    post(client, after, [contact(phone=None, bsuid="IN.NEWBSUID")])
+    [conversation] = conversations(db)
+    assert (conversation["wa_id"], conversation["user_id"]) == ("919999999999", "IN.NEWBSUID")
+    bodies = db.execute("SELECT body FROM messages WHERE conversation_id = %s ORDER BY id", [conversation["id"]])
+    assert [r["body"] for r in bodies.fetchall()] == ["before", "Priya changed something", "after, by BSUID only"]
+
+
+def test_a_bsuid_change_with_no_sender_fields_is_found_by_the_previous_bsuid(client, db) -> None:
+    """As Chatwoot's fixture has it: no `from`, no `from_user_id`, the pair in `system`."""
+    post(client, message("before", phone=None), [contact(phone=None)])
+    post(client, system_message("user_changed_user_id", previous_user_id=BSUID, user_id="IN.ROTATED"), [])
+    post(client, message("after", phone=None, bsuid="IN.ROTATED"), [contact(phone=None, bsuid="IN.ROTATED")])
+    [conversation] = conversations(db)
+    assert conversation["user_id"] == "IN.ROTATED"
+    assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 3
+
+
 def test_redelivered_bsuid_only_payload_is_deduplicated(client, db) -> None:
     item = message("once", phone=None)
     first = post(client, item, [contact(phone=None)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.conftest import wait_until
 from tests.inbox_client import sign_in
 from tests.net import free_port
 
@@ -44,24 +46,20 @@ def test_dev_runs_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> No
         print(f"\nwaypost dev ready after {ready_after:.1f} s (first start, fresh data directory)")
         assert httpx.get(f"http://127.0.0.1:{web_port}/readyz").status_code == 200
         env_file = tmp_path / ".waypost" / "dev.env"
-        assert "--env-file .waypost/dev.env simulate" in output
+        assert 'bootstrap.py waypost simulate "What are your opening hours?"' in output
         assert re.search(r"WHATSAPP_APP_SECRET=\S{20,}", output)
         assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+        # Starting says one line per component: initdb, pg_ctl and the children's own lines wait.
+        before_banner = output.split("Waypost is running")[0].strip().splitlines()
+        print("\n".join(before_banner))
+        assert len(before_banner) <= 7, before_banner
+        assert [line for line in before_banner if "✓" in line] == before_banner[1:]
+        for noise in ("initdb", "pg_ctl", "Uvicorn running", "Starting worker", "CREATE DATABASE"):
+            assert noise not in output.split("Waypost is running")[0]
 
+        # In the dev folder, commands use its dev settings without --env-file, and say so.
         simulated = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "waypost.cli",
-                "--env-file",
-                str(env_file),
-                "simulate",
-                "What are your opening hours?",
-                "--from",
-                "15550001111",
-                "--name",
-                "Tess",
-            ],
+            [sys.executable, "-m", "waypost.cli", "simulate", "What are your opening hours?", "--from", "1555000111"],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -69,14 +67,24 @@ def test_dev_runs_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> No
             timeout=60,
         )
         assert simulated.returncode == 0, simulated.stdout + simulated.stderr
+        assert "using the dev settings in .waypost/dev.env" in simulated.stderr
         assert "← reply after" in simulated.stdout and "Monday to Friday" in simulated.stdout
+        explicit = subprocess.run(
+            [sys.executable, "-m", "waypost.cli", "--env-file", str(env_file), "simulate", "hi", "--from", "1555002"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert explicit.returncode == 0 and "dev settings" not in explicit.stderr, explicit.stderr
         # the printed operator signs in to the inbox and sees the simulated conversation
         password = re.search(r"sign in as dev@waypost.local, password (\S+)\)", output)
         assert password, output
         with httpx.Client(base_url=f"http://127.0.0.1:{web_port}") as browser:
             answer = sign_in(browser, email="dev@waypost.local", password=password.group(1))
             assert answer.status_code == 303, answer.text
-            assert "Tess" in browser.get("/inbox").text
+            assert "+1555000111" in browser.get("/inbox").text
         family = [dev.pid, *(p.pid for p in psutil.Process(dev.pid).children(recursive=True))]
         postmaster = int((tmp_path / ".waypost" / "pgdata" / "postmaster.pid").read_text().split()[0])
     finally:
@@ -84,12 +92,18 @@ def test_dev_runs_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> No
         code = dev.wait(timeout=60)
         log.close()
     assert code == 0, (tmp_path / "dev.log").read_text()
-    time.sleep(0.5)
-    assert [
-        pid
-        for pid in [*family, postmaster]
-        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    ] == []
+
+    def alive() -> list[int]:
+        found = []
+        for pid in [*family, postmaster]:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    found.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    wait_until(lambda: not alive(), timeout=15, what="every process of the stack to exit")
     assert not (tmp_path / ".waypost" / "pgdata" / "postmaster.pid").exists()
     assert "dev: embedded PostgreSQL stopped" in (tmp_path / "dev.log").read_text()
 
@@ -117,6 +131,28 @@ def test_dev_with_database_url_uses_it_and_starts_no_postgres(tmp_path: Path, da
             dev.send_signal(signal.SIGINT)
             assert dev.wait(timeout=60) == 0
     output = log_path.read_text()
-    assert "dev: using DATABASE_URL (no embedded PostgreSQL)" in output
+    assert "✓ PostgreSQL: DATABASE_URL (no embedded PostgreSQL)" in output
     assert not (tmp_path / ".waypost" / "pgdata").exists()
     assert f"DATABASE_URL={database_url}" in (tmp_path / ".waypost" / "dev.env").read_text()
+
+
+def test_dev_shows_a_failing_component_in_full(tmp_path: Path, database_url: str) -> None:
+    """Starting is quiet, but when a component dies its own output is printed, not just its exit code."""
+    graph_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYPOST_", "WHATSAPP_", "OPENAI_", "CRON_"))}
+    env["DATABASE_URL"] = database_url
+    with socket.socket() as taken:  # the web app's port is in use
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        web_port = taken.getsockname()[1]
+        dev = subprocess.run(
+            [sys.executable, "-m", "waypost.cli", "dev", "--port", str(web_port), "--graph-port", str(graph_port)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    assert dev.returncode == 1
+    assert "web exited with code" in dev.stderr
+    assert re.search(r"web \| .*address already in use", dev.stderr), dev.stderr

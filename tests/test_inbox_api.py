@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tests import payloads
-from tests.conftest import ServerThread, post_webhook, run_waypost, wait_for
+from tests.conftest import ServerThread, post_webhook, run_waypost, settled, wait_for, wait_until
 from tests.inbox_client import PASSWORD, Inbox, conversation_id, create_operator, sign_in
 from waypost.settings import Settings
 from webhook.app import create_app
@@ -102,15 +102,16 @@ def test_failed_sign_ins_are_rate_limited(client: httpx.Client, database_url: st
 
 
 def test_session_cookie_is_secure_over_https(settings: Settings) -> None:
-    """Behind a TLS proxy uvicorn trusts (--forwarded-allow-ips), the request is https: cookie Secure.
-    The same header from an untrusted peer changes nothing."""
-    for trusted, secure in (("127.0.0.1", True), ("10.9.9.9", False)):
-        app = create_app(settings)
-        with ServerThread(app, proxy_headers=True, forwarded_allow_ips=trusted) as server:
+    """Behind a TLS proxy named in WAYPOST_TRUSTED_PROXIES, the request is https: cookie Secure, and
+    HSTS. The same header from a peer nobody named changes nothing."""
+    for trusted, secure in ((("127.0.0.1",), True), ((), False), (("10.9.9.9",), False)):
+        app = create_app(settings.model_copy(update={"trusted_proxies": trusted}))
+        with ServerThread(app, proxy_headers=False) as server:
             # the login form starts the session (it holds the form's CSRF token)
             answer = httpx.get(server.url + "/inbox/login", headers={"X-Forwarded-Proto": "https"})
             assert answer.status_code == 200
-            assert ("secure" in answer.headers["set-cookie"].lower()) is secure
+            assert ("secure" in answer.headers["set-cookie"].lower()) is secure, trusted
+            assert ("strict-transport-security" in answer.headers) is secure, trusted
 
 
 def test_inbox_is_off_without_a_session_secret(settings: Settings) -> None:
@@ -225,7 +226,7 @@ def test_operator_reply_is_sent_once_and_pauses_the_ai(
     assert again.status_code == 202 and again.json()["duplicate"] is True
     row = wait_for(db, "SELECT * FROM messages WHERE author = 'operator' AND status = 'sent'")
     assert row["wa_message_id"] and row["send_attempts"] == 1
-    time.sleep(0.3)
+    settled(db)
     sends = [r for r in fake_graph.accepted() if r.body.get("text", {}).get("body") == "Hi, I am Sam"]
     assert len(sends) == 1
     assert sends[0].body["biz_opaque_callback_data"] == row["idempotency_key"]
@@ -290,9 +291,10 @@ def test_notifications_read_and_snooze(inbox: Inbox, db: psycopg.Connection) -> 
     assert (now["unread"], now["snoozed"], now["notifications"]) == (0, 1, [])
     assert now["next_wake"] is not None
     assert len(inbox.get("/api/inbox/notifications", include_snoozed="1").json()["notifications"]) == 1
-    time.sleep(1.7)
-    back = inbox.get("/api/inbox/notifications").json()
+    # it comes back by itself once the time passes
+    back = wait_until(lambda: (n := inbox.get("/api/inbox/notifications").json())["unread"] and n, what="the wake")
     assert back["unread"] == 1 and back["notifications"][0]["id"] == no_reply
+    assert dt.datetime.now(dt.UTC) >= until
     past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
     assert inbox.post(f"/api/inbox/notifications/{no_reply}/snooze", {"until": past}).json()["code"] == "BAD_TIME"
     naive = dt.datetime.now().replace(microsecond=0).isoformat()

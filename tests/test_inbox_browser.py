@@ -12,6 +12,7 @@ import httpx
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from starlette.responses import HTMLResponse
 
 from tests import payloads
 from tests.browser import CHROMIUM_FLAGS, chromium_path
@@ -179,3 +180,34 @@ def test_page_recovers_when_the_live_connection_drops(
         post_inbound(client, "and after it came back")
         expect(page.locator("li.conversation", has_text="and after it came back")).to_be_visible()
         context.close()
+
+
+def test_the_inbox_cannot_be_framed_and_runs_under_its_policy(
+    page: Page, client: httpx.Client, db: psycopg.Connection
+) -> None:
+    """A page of the same site once framed a conversation and toggled its AI with one click."""
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    post_inbound(client, "frame me")
+    conversation = db.execute("SELECT id FROM conversations").fetchone()["id"]
+    page.goto(f"/inbox/conversations/{conversation}")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    page.click("#pause-ai")  # the page's own script works under the policy
+    expect(page.locator("#ai-state")).to_have_attribute("data-ai", "paused")
+    page.click("#resume-ai")
+    expect(page.locator("#ai-state")).to_have_attribute("data-ai", "on")
+    page.goto("/inbox/notifications")
+    assert [line for line in console if "Content Security Policy" in line] == []
+
+    target = page.url.replace("/inbox/notifications", f"/inbox/conversations/{conversation}")
+    html = f'<!doctype html><p>win a prize</p><iframe src="{target}" width="800" height="600"></iframe>'
+
+    async def attacker(scope: dict, receive: object, send: object) -> None:  # another port: the same site
+        await HTMLResponse(html)(scope, receive, send)  # type: ignore[arg-type]
+
+    with ServerThread(attacker, lifespan="off") as evil:
+        page.goto(evil.url)
+        page.wait_for_load_state("load")
+        [framed] = [frame for frame in page.frames if frame != page.main_frame]
+        assert framed.locator("#pause-ai").count() == 0, framed.url
+    assert db.execute("SELECT ai_enabled FROM conversations").fetchone()["ai_enabled"] is True

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import httpx
 import psycopg
@@ -22,10 +23,12 @@ from tests.conftest import (
     post_webhook,
     run_waypost,
     wait_for,
+    wait_until,
     waypost_env,
 )
 from tests.net import free_port, wait_until_ready
 from waypost.settings import Settings
+from worker.queue import MAINTENANCE_QUEUE, REPLY_QUEUE
 
 METRICS_TOKEN = "test-metrics-token"
 
@@ -66,8 +69,9 @@ def test_metrics_move_with_an_end_to_end_message(observed: Settings, db: psycopg
             assert post_webhook(client, body, secret="wrong").status_code == 403
             assert post_webhook(client, b"{not json").status_code == 400
             web_after = scrape(web.url + "/metrics")
-            time.sleep(0.2)
-            worker_after = scrape(worker_url, None)
+            # the worker counts a job once it has recorded it: wait for the count, not for a while
+            done = 'waypost_reply_jobs_total{state="done"}'
+            worker_after = wait_until(lambda: moved(worker_before, (now := scrape(worker_url, None)), done) and now)
     finally:
         worker.stop()
     for outcome in ("ok", "duplicate", "bad_signature", "bad_payload"):
@@ -93,13 +97,13 @@ def test_metrics_are_closed_without_the_token(observed: Settings) -> None:
         assert httpx.get(web.url + "/metrics").json()["code"] == "METRICS_OFF"
 
 
-def test_metrics_add_up_across_uvicorn_workers(observed: Settings, tmp_path: Path) -> None:
+def test_metrics_add_up_across_web_processes(observed: Settings, tmp_path: Path) -> None:
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
     port = free_port()
     env = waypost_env(observed, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "webhook.app:app", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "waypost.cli", "serve", "--port", str(port), "--workers", "2"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -142,7 +146,7 @@ def test_json_logs_carry_the_ids_and_no_secrets(observed: Settings, db: psycopg.
         }
         assert httpx.post(url + "/api/webhooks/whatsapp", content=body, headers=headers).status_code == 200
         wait_for(db, "SELECT 1 FROM outbound_jobs WHERE status = 'done'")
-        time.sleep(0.3)
+        wait_until(lambda: '"job done' in worker.output(), what="the worker's last line")
     finally:
         web.terminate()
         web.wait(timeout=15)
@@ -158,10 +162,119 @@ def test_json_logs_carry_the_ids_and_no_secrets(observed: Settings, db: psycopg.
     assert {"webhook.endpoints", "uvicorn.access", "worker.reply"} <= loggers, loggers
     done = [line for line in traced if line["message"].startswith("job done")]
     assert done and done[0]["job_id"] != "-"
+    # procrastinate's own lines about the job carry both ids too (they used to say "-")
+    job_id = done[0]["job_id"]
+    about_the_job = [
+        line
+        for line in web_lines + worker_lines
+        if (line["logger"].startswith("procrastinate") and f"[{job_id}]" in line["message"])
+        or line["message"].startswith("Deferred 1 job")
+    ]
+    messages = [line["message"] for line in about_the_job]
+    assert any(m.startswith("Starting job send_reply") for m in messages), messages
+    assert any("ended with status: Success" in m for m in messages), messages
+    assert any(m.startswith("Deferred 1 job") for m in messages), messages
+    for line in about_the_job:
+        assert (line["request_id"], line["job_id"]) == ("trace-me-123", job_id), line
     everything = (tmp_path / "web.log").read_text() + worker.output()
     for secret in observed.secret_values():
         assert secret not in everything
     assert "secret recipe please" not in everything  # message bodies stay out of the logs
+
+
+def test_secrets_and_searches_stay_out_of_the_access_log(settings: Settings, tmp_path: Path) -> None:
+    """A cron secret sent URL-encoded as ?token= was logged as token=Cr0n%2BSecret%2FValue%3Dsec42."""
+    cron_secret, verify_token = "Cr0n+Secret/Value=sec42", "Ver1fy+Token/Value=x9"
+    settings = settings.model_copy(
+        update={"cron_secret": SecretStr(cron_secret), "whatsapp_verify_token": SecretStr(verify_token)}
+    )
+    port = free_port()
+    log_path = tmp_path / "web.log"
+    with log_path.open("w") as log:
+        web = subprocess.Popen(
+            [sys.executable, "-m", "waypost.cli", "serve", "--port", str(port)],
+            env=waypost_env(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_ready(url, timeout=20)
+            encoded = quote(cron_secret, safe="")
+            lower_hex = re.sub(r"%[0-9A-F]{2}", lambda code: code.group().lower(), encoded)
+            for token in (encoded, lower_hex, quote_plus(cron_secret)):
+                answer = httpx.get(f"{url}/api/cron/run-outbound-jobs?token={token}")
+                assert answer.status_code == 200, answer.text  # the server decodes every form
+            handshake = f"hub.mode=subscribe&hub.verify_token={quote(verify_token, safe='')}&hub.challenge=42"
+            assert httpx.get(f"{url}/api/webhooks/whatsapp?{handshake}").text == "42"
+            for search in ("/inbox?q=Alice%20Privatename", "/api/inbox/conversations?q=%2B1%20555%20867%205309"):
+                httpx.get(url + search)
+            assert httpx.get(f"{url}/inbox?filter=unread&deleted=1").status_code == 303
+        finally:
+            web.terminate()
+            web.wait(timeout=15)
+    logged = log_path.read_text()
+    assert "token=[REDACTED]" in logged and "hub.verify_token=[REDACTED]" in logged
+    assert "filter=unread&deleted=1" in logged  # harmless parameters stay readable
+    for leak in (cron_secret, encoded, lower_hex, quote_plus(cron_secret), quote(verify_token, safe="")):
+        assert leak not in logged, leak
+    for private in ("Privatename", "867", "5309"):
+        assert private not in logged, private
+
+
+def test_every_documented_way_to_start_a_process_logs_json_only(settings: Settings, tmp_path: Path) -> None:
+    """`uvicorn webhook.app:app`, `waypost serve --workers 2`, `waypost worker` and
+    `procrastinate --app=worker.app worker`, with WAYPOST_LOG_FORMAT=json: not one plain line."""
+    env = waypost_env(settings, WAYPOST_LOG_FORMAT="json")
+    web_port, multi_port = free_port(), free_port()
+    commands = {
+        "uvicorn": ([sys.executable, "-m", "uvicorn", "webhook.app:app", "--port", str(web_port)], web_port),
+        "serve --workers 2": (
+            [sys.executable, "-m", "waypost.cli", "serve", "--port", str(multi_port), "--workers", "2"],
+            multi_port,
+        ),
+        "waypost worker": ([sys.executable, "-m", "waypost.cli", "worker"], None),
+        "procrastinate worker": ([sys.executable, "-m", "procrastinate", "--app=worker.app", "worker"], None),
+    }
+    processes = {}
+    for name, (argv, _) in commands.items():
+        log = (tmp_path / f"{name}.log").open("w")
+        processes[name] = (subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    try:
+        for _, port in commands.values():
+            if port is not None:
+                wait_until_ready(f"http://127.0.0.1:{port}", timeout=30)
+                for _ in range(4):  # new connections: both processes of the pair answer some
+                    httpx.get(f"http://127.0.0.1:{port}/healthz")
+        with psycopg.connect(settings.require_database_url(), autocommit=True) as conn:
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] < 2:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the workers did not start"
+                time.sleep(0.05)
+    finally:
+        for process, _ in processes.values():
+            process.terminate()
+        for process, log in processes.values():
+            process.wait(timeout=20)
+            log.close()
+    for name in commands:
+        lines = [line for line in (tmp_path / f"{name}.log").read_text().splitlines() if line.strip()]
+        assert lines, name
+        plain = []
+        for line in lines:
+            try:
+                json.loads(line)
+            except ValueError:
+                plain.append(line)
+        assert plain == [], (name, plain)
+
+
+def test_the_queue_depth_reads_zero_when_the_queue_is_empty(observed: Settings) -> None:
+    with WebServer(observed) as web:
+        samples = scrape(web.url + "/metrics")
+    for queue in (REPLY_QUEUE, MAINTENANCE_QUEUE):
+        assert samples[f'waypost_queue_depth{{queue="{queue}"}}'] == 0, queue
+        assert samples[f'waypost_queue_oldest_seconds{{queue="{queue}"}}'] == 0, queue
 
 
 def test_status_exit_codes(observed: Settings, db: psycopg.Connection, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.conftest import ServerThread, run_waypost
@@ -59,10 +59,12 @@ def test_broken_rules_are_a_clear_configuration_error(tmp_path: Path, content: s
 
 
 class FakeCompletions:
-    """An OpenAI-compatible /v1/chat/completions server; answers 429 and 503 first when told to."""
+    """An OpenAI-compatible /v1/chat/completions server; answers 429 and 503 first when told to, and
+    answers `raw_content` (a JSON string literal, escapes and all) when given."""
 
-    def __init__(self, failures: list[int]) -> None:
+    def __init__(self, failures: list[int], raw_content: str | None = None) -> None:
         self.failures = failures
+        self.raw_content = raw_content
         self.requests: list[dict] = []
         self.app = Starlette(routes=[Route("/v1/chat/completions", self.complete, methods=["POST"])])
 
@@ -72,6 +74,9 @@ class FakeCompletions:
         )
         if self.failures:
             return JSONResponse({"error": {"message": "busy"}}, status_code=self.failures.pop(0))
+        if self.raw_content is not None:  # JSONResponse could not even encode a lone surrogate
+            body = '{"choices": [{"message": {"role": "assistant", "content": "' + self.raw_content + '"}}]}'
+            return Response(body.encode(), media_type="application/json")  # type: ignore[return-value]
         last = self.requests[-1]["body"]["messages"][-1]["content"]
         return JSONResponse(
             {
@@ -155,6 +160,21 @@ def test_openai_end_to_end_through_the_worker(client, db, fake_graph, start_work
     assert fake_graph.requests[-1].body["text"]["body"] == "You said: second"
     # the last 2 messages of the conversation: the AI's first reply, then the new question
     assert [m["content"] for m in fake.requests[-1]["body"]["messages"][1:]] == ["You said: first", "second"]
+
+
+def test_a_model_answer_postgresql_cannot_hold_is_cleaned_and_sent(client, db, fake_graph, start_worker) -> None:
+    """A NUL or a lone surrogate in the model's answer made every write of the reply fail: the job
+    stayed `running` and the sweep asked the model again every minute."""
+    from tests.test_reply import deliver, job_with_status
+
+    fake = FakeCompletions(failures=[], raw_content="Hello\\u0000 there \\ud800!")
+    with ServerThread(fake.app) as server:
+        start_worker(WAYPOST_ORCHESTRATOR="openai", OPENAI_BASE_URL=f"{server.url}/v1", OPENAI_MODEL="m")
+        deliver(client, "hi")
+        [job] = job_with_status(db, "done", "failed")
+    assert job["status"] == "done", job["last_error"]
+    assert fake_graph.accepted()[-1].body["text"]["body"] == "Hello\ufffd there \ufffd!"
+    assert len(fake.requests) == 1
 
 
 @pytest.mark.parametrize(

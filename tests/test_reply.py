@@ -10,7 +10,7 @@ import httpx
 import psycopg
 
 from tests import payloads
-from tests.conftest import post_webhook, wait_for
+from tests.conftest import post_webhook, settled, wait_for
 from waypost.fake_graph import Behaviour, FakeGraph
 
 STAGES = (
@@ -75,7 +75,7 @@ def test_duplicate_delivery_gives_one_send(client, db, fake_graph: FakeGraph, st
     for _ in range(3):
         assert post_webhook(client, body).status_code == 200
     job_with_status(db, "done")
-    time.sleep(0.5)
+    settled(db)
     assert len(fake_graph.requests) == 1 and len(outbound(db)) == 1
 
 
@@ -104,7 +104,7 @@ def test_permanent_error_fails_notifies_and_never_retries(client, db, fake_graph
     assert reply["status"] == "failed" and reply["error"][0]["code"] == 131047
     note = db.execute("SELECT * FROM notifications").fetchone()
     assert note["kind"] == "send_failed" and note["message_id"] == reply["id"] and "131047" in note["body"]
-    time.sleep(1.5)
+    settled(db)
     assert len(fake_graph.requests) == 1
 
 
@@ -117,6 +117,24 @@ def test_retries_are_bounded(client, db, fake_graph: FakeGraph, start_worker, se
     assert len(fake_graph.requests) == 3
     assert outbound(db)[0]["status"] == "failed"
     assert db.execute("SELECT kind FROM notifications").fetchone()["kind"] == "send_failed"
+
+
+def test_an_unclassified_error_retries_within_bounds_then_fails_and_tells_the_operator(
+    client, db, fake_graph: FakeGraph, start_worker
+) -> None:
+    # The database refuses every AI reply: not a send failure, not the database being away.
+    db.execute("ALTER TABLE messages ADD CONSTRAINT test_no_ai_replies CHECK (author <> 'ai') NOT VALID")
+    start_worker(WAYPOST_REPLY_MAX_ATTEMPTS="3")
+    deliver(client, "hello?")
+    [job] = job_with_status(db, "failed", "done", "skipped")
+    assert job["status"] == "failed" and "CheckViolation" in job["last_error"], job
+    assert job["last_error"].startswith("gave up after 3 attempt(s)")
+    queued = db.execute("SELECT status, attempts FROM procrastinate_jobs WHERE task_name = 'send_reply'").fetchone()
+    # three runs, then the task recorded the failure itself: nothing left to do or doing
+    assert (queued["status"], queued["attempts"]) == ("succeeded", 3)
+    note = db.execute("SELECT kind, body FROM notifications").fetchone()
+    assert note["kind"] == "reply_failed" and "CheckViolation" in note["body"]
+    assert fake_graph.accepted() == []
 
 
 def test_hanging_send_becomes_unknown_and_a_status_webhook_completes_it(
@@ -142,7 +160,7 @@ def test_hanging_send_becomes_unknown_and_a_status_webhook_completes_it(
     [job] = job_with_status(db, "done")
     completed = db.execute("SELECT * FROM messages WHERE id = %s", [reply["id"]]).fetchone()
     assert (completed["status"], completed["wa_message_id"]) == ("sent", request.wa_message_id)
-    time.sleep(1)
+    settled(db)
     assert len(fake_graph.requests) == 1  # never resent
 
 
@@ -156,7 +174,7 @@ def test_two_workers_on_the_same_job_give_one_send(client, db, fake_graph: FakeG
     # two really run at once (as after a sweep that misjudged a live job).
     asyncio.run(_defer_again(settings, job))
     job_with_status(db, "done")
-    time.sleep(2)
+    settled(db)
     assert len(fake_graph.requests) == 1 and len(outbound(db)) == 1
     assert (
         db.execute(

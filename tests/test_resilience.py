@@ -15,7 +15,7 @@ import pytest
 from procrastinate.worker import Worker
 
 from tests import payloads
-from tests.conftest import WebServer, WorkerProcess, post_webhook, wait_for
+from tests.conftest import WebServer, WorkerProcess, post_webhook, wait_for, wait_until
 from waypost import embedded_pg
 from waypost.fake_graph import Behaviour, FakeGraph
 from waypost.schema import migrate
@@ -53,7 +53,7 @@ def test_the_next_reply_of_a_conversation_starts_when_the_previous_one_ends(
     # each send starts right after the previous reply was recorded: never a poll interval later
     gaps = [later.at - earlier["ended"] for earlier, later in zip(ended, sends[1:], strict=False)]
     print(f"\nlock hand-off gaps (previous reply recorded -> next send received): {[round(g * 1000) for g in gaps]} ms")
-    assert max(gaps) < 0.5, gaps
+    assert max(gaps) < 3.0, gaps  # measured: tens of ms; the margin is for a busy machine, far below the poll
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
@@ -99,10 +99,64 @@ def test_the_worker_rides_through_a_database_restart(
     print(
         f"\n{mode} restart: LISTEN back {listening_after:.2f}s after the database, next reply in {replied_after:.2f}s"
     )
-    assert replied_after < 2.0  # woken by NOTIFY, not the 30 s poll
+    assert replied_after < 5.0  # woken by NOTIFY, not the 30 s poll
     log = worker.output()
     assert "worker wake-ups: database connection lost" in log and "worker wake-ups: listening again" in log
     assert "Stopped worker" in log and "Side task" not in log
+
+
+@pytest.mark.parametrize("idle", [2, 20])
+def test_after_a_quiet_restart_the_next_message_is_answered_within_seconds(
+    idle: int, own_postgres: embedded_pg.EmbeddedPostgres, slow_poll: Settings, fake_graph: FakeGraph, tmp_path: Path
+) -> None:
+    """No traffic while PostgreSQL restarts: every pooled connection is dead when the next message
+    comes. psycopg_pool alone checked them one by one with 1, 2, 4, 8 s sleeps between (30 s and a
+    bare 500 with 6 or more); both processes must answer within 5 s of the database being back."""
+    database_url = own_postgres.create_database("quiet")
+    migrate(database_url)
+    settings = slow_poll.model_copy(
+        update={
+            "database_url": database_url,
+            "db_pool_min_size": idle,
+            "db_pool_max_size": idle + 4,
+            "db_pool_timeout": 4.0,
+        }
+    )
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        with WebServer(settings) as web, httpx.Client(base_url=web.url, timeout=30) as client:
+            first = payloads.text_message("before the restart")
+            assert post_webhook(client, payloads.dumps(payloads.inbound(first))).status_code == 200
+            wait_until(lambda: len(fake_graph.accepted()) == 1, timeout=10)
+            with psycopg.connect(database_url, autocommit=True) as conn:  # both pools are full and idle
+                wait_until(lambda: count_backends(conn) >= 2 * idle, timeout=10)
+
+            own_postgres.halt("fast")
+            # While it is away: a JSON 503 (Meta delivers again), never a bare 500.
+            away = post_webhook(client, payloads.dumps(payloads.inbound(payloads.text_message("while away"))))
+            assert away.status_code == 503 and away.json()["code"] == "DB_UNAVAILABLE", away.text
+            own_postgres.resume()
+            back = time.monotonic()
+
+            second = payloads.text_message("after the restart")
+            answer = post_webhook(client, payloads.dumps(payloads.inbound(second)))
+            acknowledged = time.monotonic() - back
+            assert answer.status_code == 200, answer.text
+            wait_until(lambda: len(fake_graph.accepted()) == 2, timeout=15)
+            replied = time.monotonic() - back
+            assert worker.proc.poll() is None, worker.output()
+    finally:
+        worker.stop()
+    print(f"\nquiet restart, {idle} idle connections: webhook 200 after {acknowledged:.2f}s, reply {replied:.2f}s")
+    assert acknowledged < 5.0 and replied < 5.0, worker.output()
+
+
+def count_backends(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 class Probe:
@@ -155,5 +209,5 @@ async def test_a_notify_during_an_empty_fetch_is_not_lost(database_url: str) -> 
     ours = await time_to_start_with_a_notify_during_an_empty_fetch(WaypostWorker, database_url)
     theirs = await time_to_start_with_a_notify_during_an_empty_fetch(Worker, database_url)
     print(f"\nNOTIFY during an empty fetch: job started after {ours:.3f}s (procrastinate alone: {theirs:.3f}s)")
-    assert ours < 0.5
+    assert ours < 1.5  # the fetch itself is held 0.2 s; the margin is for a busy machine
     assert theirs > 2.0  # the gap is real: procrastinate's own worker waits for the 3 s poll

@@ -121,3 +121,24 @@ def test_sweep_deletes_rows_past_retention(client, db) -> None:
     report = sweep(client)
     assert report["webhook_events_deleted"] == 1
     assert db.execute("SELECT count(*) AS n FROM webhook_events").fetchone()["n"] == 0
+
+
+def test_the_sweep_leaves_the_jobs_of_a_live_worker_alone(
+    settings, db, fake_graph: FakeGraph, start_worker
+) -> None:
+    """A job that runs longer than WAYPOST_STALLED_WORKER_SECONDS under a worker that is alive is not
+    stalled. With procrastinate's 10 s heartbeat and a 2 s threshold the sweep once took it back
+    mid-run; the worker then could not record the job's end and retried that for ever."""
+    fake_graph.script.append(Behaviour(hang=3.0))  # a slow send, longer than the threshold
+    short = settings.model_copy(update={"stalled_worker_seconds": 2.0, "send_read_timeout": 10.0})
+    start_worker(WAYPOST_STALLED_WORKER_SECONDS="2", WAYPOST_SEND_READ_TIMEOUT="10")
+    with WebServer(short) as web, httpx.Client(base_url=web.url) as client:
+        deliver(client, "take your time")
+        reports = []
+        while not db.execute("SELECT 1 FROM outbound_jobs WHERE status = 'done'").fetchone():
+            reports.append(sweep(client))
+            assert len(reports) < 100, "the job never finished"
+            time.sleep(0.2)
+    assert sum(r["stalled_jobs_retried"] for r in reports) == 0, reports
+    assert len(reports) > 10  # the sweep ran all along the 3 s send
+    assert len(fake_graph.requests) == 1 and outbound(db)[0]["status"] == "sent"

@@ -39,19 +39,64 @@ def inbound(wamid: str, message_type: str | None = "text") -> InboundMessage:
     )
 
 
+def fail_after_the_defer_of(db: psycopg.Connection, wamid: str, errcode: str) -> None:
+    """A trigger that fails the linking of `wamid`'s job to its procrastinate job: after the defer."""
+    db.execute(
+        f"""
+        CREATE FUNCTION test_fail_link() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.procrastinate_job_id IS NOT NULL
+               AND (SELECT wa_message_id FROM messages WHERE id = NEW.inbound_message_id) = '{wamid}' THEN
+                RAISE EXCEPTION 'refused after the defer' USING ERRCODE = '{errcode}';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_fail_link BEFORE UPDATE ON outbound_jobs
+            FOR EACH ROW EXECUTE FUNCTION test_fail_link();
+        """
+    )
+
+
+def journal_row(db: psycopg.Connection) -> int:
+    return db.execute(
+        "INSERT INTO webhook_events (request_id, signature) VALUES ('r1', 'valid') RETURNING id"
+    ).fetchone()["id"]
+
+
 async def test_rollback_after_the_defer_leaves_neither_job_row_nor_queue_row(
     settings: Settings, db: psycopg.Connection
 ) -> None:
-    event_id = db.execute(
-        "INSERT INTO webhook_events (request_id, signature) VALUES ('r1', 'valid') RETURNING id"
-    ).fetchone()["id"]
-    # The second message violates NOT NULL after the first one's job was deferred.
-    batch = Batch(messages=[inbound("wamid.a"), inbound("wamid.b", message_type=None)])
+    # An unclassified error (XX000, internal) after the second message's defer: the whole batch goes.
+    fail_after_the_defer_of(db, "wamid.b", "XX000")
+    event_id = journal_row(db)
+    batch = Batch(messages=[inbound("wamid.a"), inbound("wamid.b")])
     async with create_pool(settings) as pool:
-        with pytest.raises(psycopg.errors.NotNullViolation):
+        with pytest.raises(psycopg.errors.InternalError_):
             await ingest.process(pool, event_id, batch, "r1")
     assert counts(db) == (0, 0, 0)
     assert db.execute("SELECT processed_at FROM webhook_events").fetchone()["processed_at"] is None
+
+
+async def test_a_refused_item_leaves_no_job_and_does_not_sink_its_batch(
+    settings: Settings, db: psycopg.Connection
+) -> None:
+    # The database refuses one item's values (22000, data exception) after its job was deferred: its
+    # savepoint takes back the message, the job row and the queue row; the other item is stored whole.
+    fail_after_the_defer_of(db, "wamid.b", "22000")
+    event_id = journal_row(db)
+    batch = Batch(messages=[inbound("wamid.a"), inbound("wamid.b"), inbound("wamid.c", message_type=None)])
+    async with create_pool(settings) as pool:
+        result = await ingest.process(pool, event_id, batch, "r1")
+    assert counts(db) == (1, 1, 1)
+    assert db.execute("SELECT wa_message_id FROM messages").fetchone()["wa_message_id"] == "wamid.a"
+    job = db.execute("SELECT procrastinate_job_id FROM outbound_jobs").fetchone()
+    assert db.execute("SELECT 1 FROM procrastinate_jobs WHERE id = %s", [job["procrastinate_job_id"]]).fetchone()
+    assert [(r.item, r.id) for r in result.refused] == [("message", "wamid.b"), ("message", "wamid.c")]
+    event = db.execute("SELECT processed_at, error FROM webhook_events").fetchone()
+    assert event["processed_at"] is not None
+    assert "wamid.b" in event["error"] and "NotNullViolation" in event["error"]
+    note = db.execute("SELECT kind, body FROM notifications").fetchone()
+    assert note["kind"] == "webhook_item_refused" and "wamid.c" in note["body"]
 
 
 async def test_defer_on_our_connection_follows_our_transaction(settings: Settings, db: psycopg.Connection) -> None:

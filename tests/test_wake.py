@@ -43,7 +43,7 @@ def test_commit_wakes_the_worker_without_waiting_for_its_poll(
         f"\nwake latency commit->task start ms: median={statistics.median(samples):.1f} "
         f"max={max(samples):.1f} samples={[round(s, 1) for s in samples]}"
     )
-    assert max(samples) < 1000, worker.output()
+    assert max(samples) < 5000, worker.output()  # measured: a few ms; a 30 s poll would show
     log = worker.output()
     assert "picked job" in log and "job done" in log
     first = wait_done(db, 1)[0]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 
 import httpx
 import psycopg
+import pytest
 
 from tests import payloads
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, post_webhook
@@ -73,6 +75,25 @@ def test_mismatched_signature_is_403(client: httpx.Client, db: psycopg.Connectio
     assert count(db, "messages") == 0
 
 
+def test_a_refused_signature_keeps_evidence_not_the_body(client: httpx.Client, db: psycopg.Connection) -> None:
+    # 20 unsigned 4 MiB posts used to add 87 MB to the journal: now each keeps size, hash and 1 KiB.
+    body = b'{"object": "whatsapp_business_account", "entry": [], "pad": "' + b"x" * 300_000 + b'"}'
+    assert post_webhook(client, body, secret=None).status_code == 401
+    assert post_webhook(client, body, secret="not-the-app-secret").status_code == 403
+    refused = journal(db)
+    assert [e["signature"] for e in refused] == ["missing", "invalid"]
+    for event in refused:
+        assert bytes(event["body"]) == body[:1024]
+        assert event["body_size"] == len(body)
+        assert bytes(event["body_sha256"]) == hashlib.sha256(body).digest()
+    # a signed body is kept whole, with the same evidence
+    signed = payloads.dumps(payloads.inbound(payloads.text_message("kept whole " + "y" * 5000)))
+    assert post_webhook(client, signed).status_code == 200
+    kept = journal(db)[-1]
+    assert (bytes(kept["body"]), kept["body_size"]) == (signed, len(signed))
+    assert bytes(kept["body_sha256"]) == hashlib.sha256(signed).digest()
+
+
 def test_signature_covers_raw_non_ascii_bytes(client: httpx.Client, db: psycopg.Connection) -> None:
     # Sent unescaped: re-serialising the parsed JSON would give other bytes and fail the check.
     message = payloads.text_message("¿Lo tienen en azul? äöå 🙂", wa_id="34600000001")
@@ -122,6 +143,51 @@ def test_wrong_shape_is_400_naming_the_field(client: httpx.Client, db: psycopg.C
     assert "messages.0.id" in journal(db)[0]["error"]
     assert post_webhook(client, b'{"object": "page", "entry": []}').status_code == 400
     assert post_webhook(client, b"[1, 2]").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("broken", "why"),
+    [
+        ({"timestamp": "99999999999999"}, "timestamp"),  # past the year 9999
+        ({"timestamp": "²"}, "timestamp"),  # a Unicode digit: isdigit() says yes, int() says no
+        ({"timestamp": "9" * 5000}, "timestamp"),  # longer than int() parses
+        ({"id": "w" * 1_000_000}, "id"),  # longer than a unique index entry can be
+    ],
+)
+def test_a_bad_item_is_refused_alone_and_never_sinks_its_batch(
+    client: httpx.Client, db: psycopg.Connection, broken: dict, why: str
+) -> None:
+    good = payloads.text_message("the good one", wa_id="111")
+    bad = {**payloads.text_message("the broken one", wa_id="222"), **broken}
+    late = payloads.status("wamid.sent-earlier", "delivered")
+    body = payloads.envelope([payloads.change([good, bad]), payloads.change(statuses=[late, {**late, **broken}])])
+    response = post_webhook(client, payloads.dumps(body))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["messages"] == 1 and answer["statuses"] == {"pending": 1}
+    refused = {item["item"]: item for item in answer["refused"]}
+    assert set(refused) == {"entry.0.changes.0.value.messages.1", "entry.0.changes.1.value.statuses.1"}
+    assert all(why in item["reason"] for item in refused.values())
+    assert [r["body"] for r in db.execute("SELECT body FROM messages").fetchall()] == ["the good one"]
+    assert count(db, "outbound_jobs") == 1
+    [event] = journal(db)
+    assert event["processed_at"] is not None
+    assert "messages.1" in event["error"] and "statuses.1" in event["error"]
+    [note] = db.execute("SELECT kind, body FROM notifications").fetchall()
+    assert note["kind"] == "webhook_item_refused" and "messages.1" in note["body"]
+
+
+def test_a_batch_whose_every_item_is_refused_is_400_with_each_reason(
+    client: httpx.Client, db: psycopg.Connection
+) -> None:
+    bad = [{**payloads.text_message(f"m{i}"), "timestamp": "²"} for i in range(2)]
+    response = post_webhook(client, payloads.dumps(payloads.inbound(*bad)))
+    assert response.status_code == 400
+    assert response.json()["code"] == "BAD_PAYLOAD"
+    assert [item["id"] for item in response.json()["refused"]] == [m["id"] for m in bad]
+    [event] = journal(db)
+    assert event["processed_at"] is None and "refused 2 item(s)" in event["error"]
+    assert db.execute("SELECT kind FROM notifications").fetchone()["kind"] == "webhook_item_refused"
 
 
 # --- ingest ----------------------------------------------------------------------------------------

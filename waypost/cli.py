@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from waypost import __version__
+from waypost import __version__, operators
 from waypost.logs import setup_logging
 from waypost.operators import OperatorError, add_operator
-from waypost.settings import ConfigurationError, Settings, load_settings
+from waypost.settings import ConfigurationError, Settings, environment, load_settings
+
+# Where `waypost dev` keeps its settings; other commands run in that folder use them (see main).
+DEV_ENV_FILE = Path(".waypost") / "dev.env"
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -36,11 +40,19 @@ def cmd_verify_schema(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from webhook.app import create_app
-
     settings.require_database_url()
     settings.check_webhook_security()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default: the app decides instead,
+    # from WAYPOST_TRUSTED_PROXIES (none by default).
+    options = {"host": settings.host, "port": settings.port, "log_config": None, "proxy_headers": False}
+    if args.workers > 1:
+        # Each process imports webhook.app:app and reads these settings from its environment.
+        os.environ.update(environment(settings))
+        uvicorn.run("webhook.app:app", workers=args.workers, **options)  # type: ignore[arg-type]
+    else:
+        from webhook.app import create_app  # not in the parent of --workers: it serves nothing itself
+
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
     return 0
 
 
@@ -70,7 +82,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from waypost.dev import run_dev
 
-    return run_dev(settings, data_dir=args.data_dir, graph_port=args.graph_port)
+    return run_dev(settings, data_dir=args.data_dir, graph_port=args.graph_port, verbose=args.verbose)
 
 
 def read_password(args: argparse.Namespace) -> str:
@@ -96,6 +108,39 @@ def cmd_operator_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator_sessions(settings: Settings, args: argparse.Namespace) -> int:
+    database_url = settings.require_database_url()
+    try:
+        if args.revoke:
+            ended = operators.revoke_sessions(database_url, args.email)
+            print(f"Ended {ended} session(s) of {args.email}")
+            return 0
+        rows = operators.sessions(database_url, args.email, settings.session_max_age_seconds)
+    except OperatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"{args.email} has no sessions")
+    for row in rows:
+        seen = row["last_seen_at"].strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(
+            f"{row['id']}\t{row['state']}\tsigned in {row['created_at']:%Y-%m-%d %H:%M:%S UTC}\tlast seen {seen}"
+            f"\t{row['client_ip'] or '-'}\t{row['user_agent'] or '-'}"
+        )
+    return 0
+
+
+def cmd_operator_disable(settings: Settings, args: argparse.Namespace) -> int:
+    disabled = args.operator_command == "disable"
+    try:
+        ended = operators.set_disabled(settings.require_database_url(), args.email, disabled)
+    except OperatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.email} disabled; ended {ended} session(s)" if disabled else f"{args.email} can sign in again")
+    return 0
+
+
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from waypost import status
 
@@ -114,12 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the web app (webhook, health checks)")
     serve.add_argument("--host", help="bind address (default WAYPOST_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default WAYPOST_PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="web processes sharing the port (default 1)")
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("worker", help="run a procrastinate worker for the reply queue").set_defaults(func=cmd_worker)
     dev = sub.add_parser("dev", help="run everything locally: PostgreSQL, migrations, web, worker, fake Graph API")
     dev.add_argument("--port", type=int, help="web app port (default WAYPOST_PORT or 8000)")
     dev.add_argument("--graph-port", type=int, default=8081, help="fake Graph API port (default 8081)")
     dev.add_argument("--data-dir", type=Path, default=Path(".waypost"), help="dev state (default ./.waypost)")
+    dev.add_argument("--verbose", action="store_true", help="show every component's output while starting")
     dev.set_defaults(func=cmd_dev)
     simulate = sub.add_parser("simulate", help="post a signed inbound message and print the reply")
     simulate.add_argument("text")
@@ -141,13 +188,33 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add.add_argument("--reset-password", action="store_true", help="set a new password if the operator exists")
     add.set_defaults(func=cmd_operator_add)
+    listed = operator_sub.add_parser("sessions", help="list an operator's inbox sessions")
+    listed.add_argument("email")
+    listed.add_argument("--revoke", action="store_true", help="end every live session of the operator")
+    listed.set_defaults(func=cmd_operator_sessions)
+    for name, what in (("disable", "lock an operator out (their sessions end at once)"), ("enable", "undo disable")):
+        toggle = operator_sub.add_parser(name, help=what)
+        toggle.add_argument("email")
+        toggle.set_defaults(func=cmd_operator_disable)
     return parser
+
+
+def dev_env_file(args: argparse.Namespace) -> Path | None:
+    """The env file to read: --env-file, or in a `waypost dev` folder its dev settings when the
+    environment names no database (said on stderr, so nobody wonders which settings ran)."""
+    if args.env_file is not None or args.command == "dev" or "DATABASE_URL" in os.environ:
+        return args.env_file
+    if not DEV_ENV_FILE.is_file():
+        return None
+    print(f"waypost: using the dev settings in {DEV_ENV_FILE} (no DATABASE_URL in the environment)", file=sys.stderr)
+    return DEV_ENV_FILE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.env_file, host=getattr(args, "host", None), port=getattr(args, "port", None))
+        env_file = dev_env_file(args)
+        settings = load_settings(env_file, host=getattr(args, "host", None), port=getattr(args, "port", None))
         setup_logging(settings.log_level, settings.log_format, settings.secret_values())
         return int(args.func(settings, args))
     except ConfigurationError as exc:

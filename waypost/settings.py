@@ -5,12 +5,15 @@ Every option is documented in the README's "Settings" table; keep the two in ste
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ConfigurationError(RuntimeError):
@@ -34,8 +37,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, validation_alias=_env("WAYPOST_MAX_BODY_BYTES"))
     host: str = Field("127.0.0.1", validation_alias=_env("WAYPOST_HOST"))
     port: int = Field(8000, ge=0, le=65535, validation_alias=_env("WAYPOST_PORT"))
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or
+    # networks, comma-separated). None by default: a client's own headers grant nothing.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("WAYPOST_TRUSTED_PROXIES"))
     db_pool_min_size: int = Field(2, ge=1, validation_alias=_env("WAYPOST_DB_POOL_MIN_SIZE"))
     db_pool_max_size: int = Field(10, ge=1, validation_alias=_env("WAYPOST_DB_POOL_MAX_SIZE"))
+    # How long a request or a job waits for a database connection before it is refused (503) or retried.
+    db_pool_timeout: float = Field(10.0, gt=0, validation_alias=_env("WAYPOST_DB_POOL_TIMEOUT"))
     schema_check_interval: float = Field(30.0, gt=0, validation_alias=_env("WAYPOST_SCHEMA_CHECK_INTERVAL"))
     worker_concurrency: int = Field(10, ge=1, validation_alias=_env("WAYPOST_WORKER_CONCURRENCY"))
     worker_poll_interval: float = Field(1.0, gt=0, validation_alias=_env("WAYPOST_WORKER_POLL_INTERVAL"))
@@ -90,6 +98,28 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field("127.0.0.1", validation_alias=_env("WAYPOST_WORKER_METRICS_HOST"))
     worker_metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("WAYPOST_WORKER_METRICS_PORT"))
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """One rule for every secret: empty or whitespace means unset (`.env.example` ships `CRON_SECRET=`)."""
+        if info.field_name in SECRET_FIELDS:
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if text is None or (isinstance(text, str) and not text.strip()):
+                return None
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return tuple(value)
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise ConfigurationError("DATABASE_URL is not set")
@@ -119,21 +149,14 @@ class Settings(BaseSettings):
             )
         return True
 
+    def secret(self, name: str) -> str | None:
+        """The value of a secret setting, None when unset (never an empty string)."""
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else None
+
     def secret_values(self) -> list[str]:
         """Every secret this process knows, for the log redaction; the database password included."""
-        values = [
-            secret.get_secret_value()
-            for secret in (
-                self.whatsapp_app_secret,
-                self.whatsapp_verify_token,
-                self.whatsapp_access_token,
-                self.cron_secret,
-                self.openai_api_key,
-                self.session_secret,
-                self.metrics_token,
-            )
-            if secret is not None
-        ]
+        values = [value for name in SECRET_FIELDS if (value := self.secret(name)) is not None]
         if self.database_url:
             password = urlsplit(self.database_url).password
             if password:
@@ -146,10 +169,49 @@ class Settings(BaseSettings):
         return self.send_connect_timeout + self.send_read_timeout + 5.0
 
 
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
+# Every SecretStr setting: found from the annotations, so a new secret cannot miss the rule.
+SECRET_FIELDS: frozenset[str] = frozenset(
+    name for name, field in Settings.model_fields.items() if _is_secret(field.annotation)
+)
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting."""
+    alias = Settings.model_fields[field_name].validation_alias
+    assert isinstance(alias, AliasChoices)
+    return str(alias.choices[0])
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The environment variables that make another process read exactly these settings."""
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        env[env_name(name)] = str(value)
+    return env
+
+
+def any_in_environment() -> bool:
+    """Whether the environment sets any Waypost setting."""
+    return any(env_name(name) in os.environ for name in Settings.model_fields)
+
+
 def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:
     """Settings from the environment, then `env_file` (a dotenv file, such as the one `waypost dev`
     writes) for what the environment leaves unset; explicit values (CLI flags, tests) win over both."""
-    values = {k: v for k, v in overrides.items() if v is not None}
+    values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     if env_file is not None:
         if not env_file.is_file():
             raise ConfigurationError(f"env file {env_file} does not exist")

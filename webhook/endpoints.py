@@ -70,18 +70,27 @@ async def receive_webhook(request: Request) -> Response:
 
 async def _receive_webhook(request: Request) -> tuple[Response, str]:
     """The answer and its outcome label (waypost_webhook_requests)."""
+    state = app_state(request)
+    settings = state.settings
+    request_id = request_id_var.get()
+    body = await _read_body(request, settings.max_body_bytes)
+    try:
+        if body is None:
+            message = f"body is larger than the {settings.max_body_bytes} byte limit"
+            await ingest.journal(state.pool, request_id, None, "not_checked", message)
+            logger.warning("webhook refused: %s", message)
+            return json_error(413, "BODY_TOO_LARGE", message), "too_large"
+        return await _journal_and_store(request, body)
+    except psycopg.OperationalError as exc:  # PoolTimeout included: the database is away, Meta delivers again
+        logger.warning("webhook refused: the database is unavailable (%s)", exc)
+        return db_unavailable_response(), "db_unavailable"
+
+
+async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, str]:
     started = time.perf_counter()
     state = app_state(request)
     settings = state.settings
     request_id = request_id_var.get()
-
-    body = await _read_body(request, settings.max_body_bytes)
-    if body is None:
-        message = f"body is larger than the {settings.max_body_bytes} byte limit"
-        await ingest.journal(state.pool, request_id, None, "not_checked", message)
-        logger.warning("webhook refused: %s", message)
-        return json_error(413, "BODY_TOO_LARGE", message), "too_large"
-
     verdict: signature.Verdict = "not_checked"
     if settings.whatsapp_app_secret is not None:
         verdict = signature.check(
@@ -112,22 +121,32 @@ async def _receive_webhook(request: Request) -> tuple[Response, str]:
         await ingest.record_error(state.pool, event_id, str(exc))
         logger.warning("webhook refused: %s (event %s)", exc, event_id)
         return json_error(400, "BAD_PAYLOAD", str(exc)), "bad_payload"
+    if batch.refused and not batch.items:
+        # Nothing in it can be stored: say why, item by item (Meta's retry would fail the same way).
+        await ingest.record_refused(state.pool, event_id, batch.refused)
+        logger.warning("webhook refused: %s (event %s)", payload.describe_refused(batch.refused), event_id)
+        refused = [item.as_dict() for item in batch.refused]
+        return json_error(400, "BAD_PAYLOAD", batch.refused[0].reason, refused=refused), "bad_payload"
 
     try:
         result = await ingest.process(state.pool, event_id, batch, request_id)
     except SCHEMA_ERRORS as exc:
         await ingest.record_error(state.pool, event_id, f"DB_MISMATCH: {exc}")
         raise  # the guard middleware answers DB_MISMATCH
+    except psycopg.OperationalError:
+        raise
     except Exception as exc:
         # 500 makes Meta deliver again; the journal row says why this attempt failed.
         logger.exception("webhook processing failed (event %s)", event_id)
         await ingest.record_error(state.pool, event_id, f"{type(exc).__name__}: {exc}")
         return json_error(500, "PROCESSING_FAILED", "the webhook could not be stored; it will be retried"), "error"
     elapsed_ms = (time.perf_counter() - started) * 1000
+    if result.refused:
+        logger.warning("webhook event %s: %s", event_id, payload.describe_refused(result.refused))
     logger.info(
         "webhook event %s stored: %s ignored=%s elapsed_ms=%.1f",
         event_id,
-        result.summary(),
+        {key: value for key, value in result.summary().items() if key != "refused"},
         len(batch.ignored_changes),
         elapsed_ms,
     )

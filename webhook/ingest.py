@@ -1,23 +1,43 @@
-"""Writes a webhook to the database: the journal row first, then every item in one transaction."""
+"""Writes a webhook to the database: the journal row first, then every item in one transaction.
+
+An item the database refuses (a value out of its range, a constraint) must not sink the others:
+the batch is then stored again item by item, each in a savepoint, and the refused ones are named in
+the journal's `error` and in a `webhook_item_refused` notification.
+"""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
+import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from waypost.db import fetchone
 from waypost.sql import query
-from webhook.payload import Batch, InboundMessage
+from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
 from webhook.signature import Verdict
 from worker.reply import conversation_lock, send_reply
 
 logger = logging.getLogger(__name__)
+
+
+# What a POST with a missing or wrong signature keeps of its body: evidence, not storage.
+REFUSED_BODY_PREFIX = 1024
+# Errors that belong to one item's values, not to the database or the connection.
+ITEM_ERRORS = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    psycopg.errors.RaiseException,
+)
 
 
 @dataclasses.dataclass
@@ -26,14 +46,18 @@ class IngestResult:
     duplicate_messages: int = 0
     jobs: int = 0
     statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    refused: list[Refused] = dataclasses.field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
-        return {
+        summary: dict[str, object] = {
             "messages": self.new_messages,
             "duplicates": self.duplicate_messages,
             "jobs": self.jobs,
             "statuses": dict(self.statuses),
         }
+        if self.refused:
+            summary["refused"] = [refused.as_dict() for refused in self.refused]
+        return summary
 
 
 async def journal(
@@ -43,10 +67,19 @@ async def journal(
     signature: Verdict,
     error: str | None = None,
 ) -> int:
-    """Commit the raw body on its own, so it survives whatever happens next."""
+    """Commit the raw body on its own, so it survives whatever happens next. A body whose signature
+    is missing or invalid is kept as its size, its SHA-256 and its first bytes only."""
+    kept = body[:REFUSED_BODY_PREFIX] if body is not None and signature in ("missing", "invalid") else body
     async with pool.connection() as conn:
         row = await fetchone(
-            conn, "webhook_event_insert", request_id=request_id, body=body, signature=signature, error=error
+            conn,
+            "webhook_event_insert",
+            request_id=request_id,
+            body=kept,
+            body_size=len(body) if body is not None else None,
+            body_sha256=hashlib.sha256(body).digest() if body is not None else None,
+            signature=signature,
+            error=error,
         )
         assert row is not None
         return int(row["id"])
@@ -63,43 +96,100 @@ def _lock_order(message: InboundMessage) -> tuple[str, str, str, float]:
     return (message.phone_number_id, message.wa_id or "", message.user_id or "", message.contact_sent_at.timestamp())
 
 
+Store = Callable[[AsyncConnection, IngestResult], Awaitable[None]]
+
+
+def _steps(batch: Batch, request_id: str) -> list[tuple[str, str | None, Store]]:
+    """Every item of the batch as (kind, Graph id, how to store it), in locking order."""
+    steps: list[tuple[str, str | None, Store]] = []
+    for message in sorted(batch.messages, key=_lock_order):
+        store = functools.partial(_ingest_message, message=message, request_id=request_id)
+        steps.append(("message", message.wa_message_id, store))
+    for status in sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status)):
+        steps.append(("status", status.wa_message_id, functools.partial(_apply_status, status=status)))
+    for platform_error in batch.errors:
+        steps.append(("error", None, functools.partial(_notify_platform_error, platform_error=platform_error)))
+    return steps
+
+
 async def process(pool: AsyncConnectionPool, event_id: int, batch: Batch, request_id: str) -> IngestResult:
-    result = IngestResult()
+    """Store every item of the batch and mark the journal row processed, in one transaction."""
+    steps = _steps(batch, request_id)
+    try:
+        return await _store(pool, event_id, batch, steps, isolate=False)
+    except ITEM_ERRORS as exc:
+        logger.warning("webhook event %s: an item was refused (%s); storing the items one by one", event_id, exc)
+        return await _store(pool, event_id, batch, steps, isolate=True)
+
+
+async def _store(
+    pool: AsyncConnectionPool, event_id: int, batch: Batch, steps: list[tuple[str, str | None, Store]], *, isolate: bool
+) -> IngestResult:
+    result = IngestResult(refused=list(batch.refused))
     async with pool.connection() as conn, conn.transaction():
-        for message in sorted(batch.messages, key=_lock_order):
-            await _ingest_message(conn, message, request_id, result)
-        for status in sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status)):
-            row = await fetchone(
-                conn,
-                "apply_message_status",
-                wa_message_id=status.wa_message_id,
-                status=status.status,
-                status_at=status.status_at,
-                recipient_id=status.recipient_id,
-                callback_data=status.callback_data,
-                errors=Jsonb(status.errors) if status.errors is not None else None,
-                payload=Jsonb(status.payload),
-            )
-            assert row is not None
-            result.statuses[row["outcome"]] += 1
-            logger.info("status %s for %s: %s", status.status, status.wa_message_id, row["outcome"])
-        for platform_error in batch.errors:
-            await conn.execute(
-                query("notification_insert"),
-                {
-                    "conversation_id": None,
-                    "message_id": None,
-                    "kind": "platform_error",
-                    "body": f"WhatsApp reported an error for number {platform_error.phone_number_id}: "
-                    + json.dumps(platform_error.error, ensure_ascii=False),
-                },
-            )
-        await conn.execute(query("webhook_event_processed"), {"id": event_id})
+        for kind, graph_id, step in steps:
+            if not isolate:
+                await step(conn, result)
+                continue
+            try:
+                async with conn.transaction():  # a savepoint: a refused item leaves the others alone
+                    await step(conn, result)
+            except ITEM_ERRORS as exc:
+                reason = f"the database refused this {kind}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                result.refused.append(Refused(kind, graph_id[:100] if graph_id else None, reason))
+        error = None
+        if result.refused:
+            error = describe_refused(result.refused)
+            await notify_refused(conn, result.refused)
+        await conn.execute(query("webhook_event_processed"), {"id": event_id, "error": error})
     return result
 
 
+async def _notify(conn: AsyncConnection, kind: str, body: str) -> None:
+    """A notification for the operators about the business number, not one conversation."""
+    await conn.execute(
+        query("notification_insert"), {"conversation_id": None, "message_id": None, "kind": kind, "body": body}
+    )
+
+
+async def notify_refused(conn: AsyncConnection, refused: list[Refused]) -> None:
+    """Tell the operators what Meta sent that could not be stored."""
+    intro = "WhatsApp sent items Waypost could not store; the journal keeps them. "
+    await _notify(conn, "webhook_item_refused", intro + describe_refused(refused))
+
+
+async def record_refused(pool: AsyncConnectionPool, event_id: int, refused: list[Refused]) -> None:
+    """A webhook whose every item was refused: the journal says why, the operators are told."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(query("webhook_event_error"), {"id": event_id, "error": describe_refused(refused)})
+        await notify_refused(conn, refused)
+
+
+async def _apply_status(conn: AsyncConnection, result: IngestResult, status: StatusUpdate) -> None:
+    row = await fetchone(
+        conn,
+        "apply_message_status",
+        wa_message_id=status.wa_message_id,
+        status=status.status,
+        status_at=status.status_at,
+        recipient_id=status.recipient_id,
+        callback_data=status.callback_data,
+        errors=Jsonb(status.errors) if status.errors is not None else None,
+        payload=Jsonb(status.payload),
+    )
+    assert row is not None
+    result.statuses[row["outcome"]] += 1
+    logger.info("status %s for %s: %s", status.status, status.wa_message_id, row["outcome"])
+
+
+async def _notify_platform_error(conn: AsyncConnection, result: IngestResult, platform_error: PlatformError) -> None:
+    error = json.dumps(platform_error.error, ensure_ascii=False)
+    number = platform_error.phone_number_id
+    await _notify(conn, "platform_error", f"WhatsApp reported an error for number {number}: {error}")
+
+
 async def _ingest_message(
-    conn: AsyncConnection, message: InboundMessage, request_id: str, result: IngestResult
+    conn: AsyncConnection, result: IngestResult, message: InboundMessage, request_id: str
 ) -> None:
     row = await fetchone(
         conn,

@@ -1,7 +1,9 @@
 """Validates a WhatsApp Cloud API webhook body and flattens it into the items Waypost stores.
 
 Every entry x change x messages[]/statuses[]/errors[] is kept: batches are normal. Unknown fields
-and unknown message types pass through into `payload`; only a shape we cannot store is an error.
+and unknown message types pass through into `payload`. Each item is validated on its own: one we
+cannot store is refused with its reason (`Batch.refused`) and never sinks the others. Only a body
+that is not JSON, or not a WhatsApp webhook at all, is an error as a whole.
 """
 
 from __future__ import annotations
@@ -13,8 +15,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from waypost.text import clean_text
+from webhook.identity import identity_change
+
 # Types whose text deserves an answer. Reactions, system notices and unsupported types do not.
 REPLY_TYPES = frozenset({"text", "interactive", "button", "image", "video", "document"})
+# Identifiers are stored in unique indexes, whose entries PostgreSQL caps at about 2.7 kB: Meta's are
+# far shorter (a wamid is under 100 characters, a BSUID at most 131).
+MAX_ID = 256
+# Meta's own limit for biz_opaque_callback_data
+MAX_CALLBACK_DATA = 512
+# The last second a datetime (and PostgreSQL's timestamptz) can hold: 9999-12-31T23:59:59Z
+MAX_UNIX_SECONDS = 253402300799
 
 
 class PayloadError(ValueError):
@@ -26,9 +38,13 @@ class _Model(BaseModel):
 
 
 def _unix_seconds(value: str) -> str:
-    if not value.isdigit():
-        raise ValueError("must be Unix seconds as a string of digits")
+    # isdigit() alone admits "²" and other Unicode digits, which int() refuses
+    if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) > MAX_UNIX_SECONDS:
+        raise ValueError("must be Unix seconds as a string of ASCII digits, before the year 10000")
     return value
+
+
+Id = Field(min_length=1, max_length=MAX_ID)
 
 
 class Profile(_Model):
@@ -38,9 +54,9 @@ class Profile(_Model):
 
 class Contact(_Model):
     # A phone number (wa_id), a business-scoped user id (user_id, BSUID), or both (reference addendum).
-    wa_id: str | None = None
-    user_id: str | None = None
-    parent_user_id: str | None = None
+    wa_id: str | None = Field(default=None, max_length=MAX_ID)
+    user_id: str | None = Field(default=None, max_length=MAX_ID)
+    parent_user_id: str | None = Field(default=None, max_length=MAX_ID)
     username: str | None = None
     profile: Profile | None = None
 
@@ -49,42 +65,45 @@ class Contact(_Model):
 
 
 class Message(_Model):
-    id: str = Field(min_length=1)
-    from_: str | None = Field(None, alias="from", min_length=1)
-    from_user_id: str | None = Field(None, min_length=1)
+    id: str = Id
+    from_: str | None = Field(default=None, alias="from", min_length=1, max_length=MAX_ID)
+    from_user_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
     timestamp: str
-    type: str = Field(min_length=1)
+    type: str = Field(min_length=1, max_length=64)
 
     _check_timestamp = field_validator("timestamp")(_unix_seconds)
 
     @model_validator(mode="after")
     def _identified(self) -> Message:
-        if not self.from_ and not self.from_user_id:
+        change = identity_change(self.type, getattr(self, "system", None))
+        if not (self.from_ or self.from_user_id or change.previous_user_id or change.previous_wa_id):
             raise ValueError("a message needs 'from' (phone number) or 'from_user_id' (BSUID)")
         return self
 
 
 class Status(_Model):
-    id: str = Field(min_length=1)
-    status: str = Field(min_length=1)
+    id: str = Id
+    status: str = Field(min_length=1, max_length=64)
     timestamp: str
-    recipient_id: str | None = None
-    biz_opaque_callback_data: str | None = None
+    recipient_id: str | None = Field(default=None, max_length=MAX_ID)
+    biz_opaque_callback_data: str | None = Field(default=None, max_length=MAX_CALLBACK_DATA)
     errors: list[dict[str, Any]] | None = None
 
     _check_timestamp = field_validator("timestamp")(_unix_seconds)
 
 
 class Metadata(_Model):
-    phone_number_id: str = Field(min_length=1)
+    phone_number_id: str = Id
 
 
 class Value(_Model):
+    """A `messages` change: its items stay raw here, each validated on its own."""
+
     metadata: Metadata
-    contacts: list[Contact] = []
-    messages: list[Message] = []
-    statuses: list[Status] = []
-    errors: list[dict[str, Any]] = []
+    contacts: list[Any] = []
+    messages: list[Any] = []
+    statuses: list[Any] = []
+    errors: list[Any] = []
 
 
 class Change(_Model):
@@ -93,13 +112,12 @@ class Change(_Model):
 
 
 class Entry(_Model):
-    id: str | None = None
-    changes: list[Change]
+    changes: list[Any]
 
 
 class Envelope(_Model):
     object: str
-    entry: list[Entry]
+    entry: list[Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,15 +160,50 @@ class PlatformError:
     error: dict[str, Any]
 
 
+@dataclasses.dataclass(frozen=True)
+class Refused:
+    """An item of the webhook that cannot be stored, where it was, and why."""
+
+    item: str  # e.g. entry.0.changes.0.value.messages.2
+    id: str | None  # its Graph id, when it has a readable one
+    reason: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        return f"{self.item}{f' ({self.id})' if self.id else ''}: {self.reason}"
+
+
+def describe_refused(refused: list[Refused]) -> str:
+    """The journal's error (and the operators' notification) for a webhook with refused items."""
+    lines = [item.line() for item in refused[:20]]
+    more = len(refused) - len(lines)
+    return f"refused {len(refused)} item(s): " + "; ".join(lines) + (f" (and {more} more)" if more else "")
+
+
 @dataclasses.dataclass
 class Batch:
     messages: list[InboundMessage] = dataclasses.field(default_factory=list)
     statuses: list[StatusUpdate] = dataclasses.field(default_factory=list)
     errors: list[PlatformError] = dataclasses.field(default_factory=list)
     ignored_changes: list[str] = dataclasses.field(default_factory=list)
+    refused: list[Refused] = dataclasses.field(default_factory=list)
+
+    @property
+    def items(self) -> int:
+        """How many items can be stored."""
+        return len(self.messages) + len(self.statuses) + len(self.errors)
+
+    def refuse(self, item: str, raw: Any, reason: str) -> None:
+        graph_id = raw.get("id") if isinstance(raw, dict) else None
+        shown = graph_id[:100] if isinstance(graph_id, str) else None
+        self.refused.append(Refused(item, shown, reason))
+
 
 
 def _describe(error: ValidationError, prefix: str = "") -> str:
+    """Pydantic's errors as `where: what`, at most five of them."""
     parts = []
     for item in error.errors()[:5]:
         where = ".".join(str(p) for p in item["loc"])
@@ -160,10 +213,10 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
 
 
 def _scrub(value: Any) -> Any:
-    """Replace NUL characters, which PostgreSQL text and jsonb cannot hold (the journal keeps them),
-    and refuse NaN and Infinity, which the JSON parser lets through but JSON (and jsonb) do not allow."""
+    """Clean strings of what PostgreSQL cannot hold (the journal keeps the raw bytes), and refuse NaN
+    and Infinity, which the JSON parser lets through but JSON (and jsonb) do not allow."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return clean_text(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise PayloadError("body is not valid JSON: NaN and Infinity are not JSON numbers")
     if isinstance(value, dict):
@@ -173,7 +226,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def _time(unix_seconds: str) -> dt.datetime:
+def _time(unix_seconds: str) -> dt.datetime:  # validated by _unix_seconds
     return dt.datetime.fromtimestamp(int(unix_seconds), tz=dt.UTC)
 
 
@@ -216,18 +269,6 @@ def _contact(contacts: list[Contact], message: Message) -> Contact:
     return matching[0] if matching else Contact()
 
 
-def _identity_change(message: Message) -> tuple[str | None, str | None]:
-    """New (wa_id, user_id) announced by a system message, if it is one that changes identifiers."""
-    system = getattr(message, "system", None)
-    if message.type != "system" or not isinstance(system, dict):
-        return None, None
-    if system.get("type") == "user_changed_number":
-        return _text(system.get("new_wa_id")) or _text(system.get("wa_id")), None
-    if system.get("type") == "user_changed_user_id":
-        return None, _text(system.get("new_user_id")) or _text(system.get("user_id")) or _text(system.get("user"))
-    return None, None
-
-
 def parse(body: bytes) -> Batch:
     try:
         envelope = Envelope.model_validate_json(body)
@@ -239,54 +280,100 @@ def parse(body: bytes) -> Batch:
         raise PayloadError(f"object is {envelope.object!r}, expected 'whatsapp_business_account'")
 
     batch = Batch()
-    for e, entry in enumerate(envelope.entry):
-        for c, change in enumerate(entry.changes):
+    for e, raw_entry in enumerate(_scrub(envelope.entry)):
+        try:
+            entry = Entry.model_validate(raw_entry)
+        except ValidationError as exc:
+            batch.refuse(f"entry.{e}", raw_entry, _describe(exc, f"entry.{e}."))
+            continue
+        for c, raw_change in enumerate(entry.changes):
             where = f"entry.{e}.changes.{c}"
+            try:
+                change = Change.model_validate(raw_change)
+            except ValidationError as exc:
+                batch.refuse(where, raw_change, _describe(exc, f"{where}."))
+                continue
             if change.field != "messages":
                 batch.ignored_changes.append(f"{where}: field {change.field!r}")
                 continue
             try:
-                value = Value.model_validate(_scrub(change.value))
+                value = Value.model_validate(change.value)
             except ValidationError as exc:
-                raise PayloadError(f"not a WhatsApp webhook: {_describe(exc, where + '.value.')}") from None
-            _flatten(value, batch)
+                batch.refuse(where, None, _describe(exc, f"{where}.value."))
+                continue
+            _flatten(value, f"{where}.value", batch)
     return batch
 
 
-def _flatten(value: Value, batch: Batch) -> None:
+def _valid_contacts(value: Value, where: str, batch: Batch) -> list[Contact]:
+    contacts = []
+    for i, raw in enumerate(value.contacts):
+        try:
+            contacts.append(Contact.model_validate(raw))
+        except ValidationError as exc:
+            batch.refuse(f"{where}.contacts.{i}", raw, _describe(exc, f"{where}.contacts.{i}."))
+    return contacts
+
+
+def _flatten(value: Value, where: str, batch: Batch) -> None:
     phone_number_id = value.metadata.phone_number_id
-    for message in value.messages:
-        contact = _contact(value.contacts, message)
-        profile = contact.profile or Profile()
-        new_wa_id, new_user_id = _identity_change(message)
-        batch.messages.append(
-            InboundMessage(
-                phone_number_id=phone_number_id,
-                wa_id=message.from_ or contact.wa_id,
-                user_id=message.from_user_id or contact.user_id,
-                parent_user_id=contact.parent_user_id,
-                username=contact.username or profile.username,
-                contact_name=profile.name,
-                new_wa_id=new_wa_id,
-                new_user_id=new_user_id,
-                wa_message_id=message.id,
-                type=message.type,
-                body=message_body(message),
-                contact_sent_at=_time(message.timestamp),
-                payload=message.model_dump(by_alias=True, exclude_unset=True),
-            )
-        )
-    for status in value.statuses:
-        batch.statuses.append(
-            StatusUpdate(
-                phone_number_id=phone_number_id,
-                wa_message_id=status.id,
-                status=status.status,
-                status_at=_time(status.timestamp),
-                recipient_id=status.recipient_id,
-                callback_data=status.biz_opaque_callback_data,
-                errors=status.errors,
-                payload=status.model_dump(by_alias=True, exclude_unset=True),
-            )
-        )
-    batch.errors.extend(PlatformError(phone_number_id, error) for error in value.errors)
+    contacts = _valid_contacts(value, where, batch)
+    for i, raw in enumerate(value.messages):
+        try:
+            batch.messages.append(_inbound(phone_number_id, contacts, Message.model_validate(raw)))
+        except (ValidationError, ValueError) as exc:
+            batch.refuse(f"{where}.messages.{i}", raw, _reason(exc, f"{where}.messages.{i}."))
+    for i, raw in enumerate(value.statuses):
+        try:
+            batch.statuses.append(_status(phone_number_id, Status.model_validate(raw)))
+        except ValidationError as exc:
+            batch.refuse(f"{where}.statuses.{i}", raw, _describe(exc, f"{where}.statuses.{i}."))
+    for i, raw in enumerate(value.errors):
+        if isinstance(raw, dict):
+            batch.errors.append(PlatformError(phone_number_id, raw))
+        else:
+            batch.refuse(f"{where}.errors.{i}", None, f"{where}.errors.{i}: must be an object")
+
+
+def _reason(exc: Exception, prefix: str) -> str:
+    return _describe(exc, prefix) if isinstance(exc, ValidationError) else f"{prefix.rstrip('.')}: {exc}"
+
+
+def _inbound(phone_number_id: str, contacts: list[Contact], message: Message) -> InboundMessage:
+    contact = _contact(contacts, message)
+    profile = contact.profile or Profile()
+    change = identity_change(message.type, getattr(message, "system", None))
+    for name, identifier in vars(change).items():
+        if identifier is not None and len(identifier) > MAX_ID:
+            raise ValueError(f"system.{name} is longer than {MAX_ID} characters")
+    # A system message is found by the identifiers it replaces: its from_user_id may be the new BSUID.
+    user_id = change.previous_user_id or message.from_user_id or contact.user_id
+    new_user_id = change.new_user_id if change.new_user_id != user_id else None
+    return InboundMessage(
+        phone_number_id=phone_number_id,
+        wa_id=message.from_ or change.previous_wa_id or contact.wa_id,
+        user_id=user_id,
+        parent_user_id=contact.parent_user_id,
+        username=contact.username or profile.username,
+        contact_name=profile.name,
+        new_wa_id=change.new_wa_id,
+        new_user_id=new_user_id,
+        wa_message_id=message.id,
+        type=message.type,
+        body=message_body(message),
+        contact_sent_at=_time(message.timestamp),
+        payload=message.model_dump(by_alias=True, exclude_unset=True),
+    )
+
+
+def _status(phone_number_id: str, status: Status) -> StatusUpdate:
+    return StatusUpdate(
+        phone_number_id=phone_number_id,
+        wa_message_id=status.id,
+        status=status.status,
+        status_at=_time(status.timestamp),
+        recipient_id=status.recipient_id,
+        callback_data=status.biz_opaque_callback_data,
+        errors=status.errors,
+        payload=status.model_dump(by_alias=True, exclude_unset=True),
+    )

@@ -24,5 +24,8 @@ def bearer_token(authorization: str) -> str | None:
     return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
 
 
-def tokens_equal(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+def tokens_equal(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison; an empty token, given or expected, never matches anything."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))

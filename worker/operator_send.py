@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import procrastinate
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from waypost.db import fetchone
+from waypost.sql import query
 from worker.queue import REPLY_QUEUE, app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
-from worker.sending import SendRun, run_send_task
+from worker.sending import SendRun, run_send_task, unexpected_error
 
 TASK_NAME = "send_operator_message"
 
@@ -53,3 +55,8 @@ class OperatorSendRun(SendRun):
 
     async def give_up(self, conn: AsyncConnection, conversation_id: int, reason: str) -> None:
         raise AssertionError("an operator message always has its row")  # retry_or_fail gets its message_id
+
+    async def abandon(self, reason: str) -> None:
+        async with self.pool.connection() as conn:
+            errors = Jsonb([unexpected_error(reason)])
+            await conn.execute(query("fail_send"), {"message_id": self.message_id, "errors": errors, "reason": reason})

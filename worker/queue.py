@@ -11,7 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from typing_extensions import Unpack
 
 from waypost.db import create_pool
-from waypost.logs import setup_logging
+from waypost.logs import setup_logging, turn_plain_stderr_into_records
 from waypost.schema import ensure_schema
 from waypost.settings import Settings, load_settings
 from worker.resilience import WaypostWorker
@@ -23,20 +23,33 @@ REPLY_QUEUE = "replies"
 MAINTENANCE_QUEUE = "maintenance"
 
 
+def heartbeat_interval(settings: Settings) -> float:
+    """A live worker's heartbeat comes well within WAYPOST_STALLED_WORKER_SECONDS: otherwise the
+    sweep takes the jobs it is running for stalled ones and runs them again (procrastinate beats
+    every 10 s by default)."""
+    return min(10.0, settings.stalled_worker_seconds / 4)
+
+
 def worker_options(settings: Settings) -> WorkerOptions:
     # The poll is a backstop: WaypostWorker is woken by NOTIFY, by a finished job and by a regained
     # LISTEN; procrastinate announces neither retries nor jobs whose scheduled time came, though.
     return {
         "concurrency": settings.worker_concurrency,
         "fetch_job_polling_interval": settings.worker_poll_interval,
+        "update_heartbeat_interval": heartbeat_interval(settings),
         "name": "waypost-worker",
     }
 
 
 def _pool_from_environment(**procrastinate_args: Any) -> AsyncConnectionPool:
     """Used when the app is opened without a pool, as `procrastinate --app=worker.app worker` does."""
-    pool = create_pool(load_settings(), name="waypost-procrastinate")
-    # procrastinate passes open=False and its connection check, which create_pool sets already.
+    settings = load_settings()
+    # One logging setup from here on, before procrastinate's CLI prints its first line.
+    setup_logging(settings.log_level, settings.log_format, settings.secret_values())
+    if settings.log_format == "json":
+        turn_plain_stderr_into_records("procrastinate.cli")
+    pool = create_pool(settings, name="waypost-procrastinate")
+    # procrastinate passes open=False and its connection check: our Pool opens later and checks itself.
     procrastinate_args.pop("open", None)
     procrastinate_args.pop("check", None)
     if procrastinate_args:
@@ -64,6 +77,7 @@ class WaypostApp(procrastinate.App):
         if settings is None:  # `procrastinate --app=worker.app worker`: one logging setup all the same
             settings = load_settings()
             setup_logging(settings.log_level, settings.log_format, settings.secret_values())
+            kwargs.setdefault("update_heartbeat_interval", heartbeat_interval(settings))
         async with WorkerResources.open(settings) as resources:
             kwargs["additional_context"] = {**context, CONTEXT_KEY: resources}
             await super().run_worker_async(**kwargs)

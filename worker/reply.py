@@ -12,16 +12,18 @@ from typing import Any
 
 import procrastinate
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from waypost import metrics
 from waypost.db import fetchone
 from waypost.sql import query
+from waypost.text import clean_text
 from worker.orchestrator import OrchestratorError, ReplyRequest, Turn
 from worker.queue import REPLY_QUEUE, app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
-from worker.sending import SendRun, run_send_task
+from worker.sending import SendRun, run_send_task, unexpected_error
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +151,14 @@ class ReplyRun(SendRun):
         await self.notify(conn, conversation_id, "ai_failed", f"No reply was sent: {reason}")
         await self.close_job(conn, "failed", last_error=reason)
 
+    async def abandon(self, reason: str) -> None:
+        params = {"outbound_job_id": self.outbound_job_id, "reason": reason}
+        async with self.pool.connection() as conn, conn.transaction():
+            # A claimed send fails with its message (waypost_fail_send_v1 closes the job too).
+            errors = Jsonb([unexpected_error(reason)])
+            await conn.execute(query("reply_fail_claimed_send"), {**params, "errors": errors})
+            await conn.execute(query("outbound_job_give_up"), params)
+
     async def ask_orchestrator(self, conversation: dict[str, Any], inbound: dict[str, Any]) -> str | None:
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
@@ -172,6 +182,8 @@ class ReplyRun(SendRun):
             await self.retry_or_fail(f"orchestrator failed: {exc}", conversation_id=conversation["id"])
             return None
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
+        # The model's text is outside input: a NUL or a lone surrogate would fail every write of it.
+        answer = clean_text(answer) if answer else None
         text = f" text={answer!r}" if answer and self.settings.log_bodies else ""
         self.clock.log("orchestrator end", f"chars={len(answer) if answer else 0}{text}")
         if answer is None:

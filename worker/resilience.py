@@ -29,10 +29,18 @@ from procrastinate.worker import Worker
 from psycopg_pool import PoolTimeout
 
 from waypost.listen import listen_forever
+from waypost.logs import job_request_id, log_context
 
 logger = logging.getLogger(__name__)
 
 DATABASE_ERRORS = (psycopg.OperationalError, ConnectorException, PoolTimeout)
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached (worth waiting for), rather
+    than a statement refused (procrastinate wraps both in ConnectorException)."""
+    cause = exc.__cause__ if isinstance(exc, ConnectorException) else exc
+    return isinstance(cause, psycopg.OperationalError)
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
 # When stopping, how long a finished job's status may wait for the database.
 STOPPING_PERSIST_SECONDS = 10.0
@@ -163,16 +171,25 @@ class WaypostWorker(Worker):
                 await asyncio.sleep(retry_delay(attempt))
                 attempt += 1
 
-    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
+    async def _persist_job_status(self, job: procrastinate.jobs.Job, *args: Any, **kwargs: Any) -> None:
         # A job that ended while the database was away is recorded when it is back: left 'doing'
         # under a live worker, nothing would ever pick it up again.
         attempt = 0
         started = time.monotonic()
         while True:
             try:
-                await super()._persist_job_status(*args, **kwargs)
+                await super()._persist_job_status(job, *args, **kwargs)
                 return
             except DATABASE_ERRORS as exc:
+                if not database_away(exc):
+                    # e.g. "Job was not found or has an invalid status": the sweep took it back from
+                    # a worker it judged dead; it runs again and records its own end.
+                    assert job.id is not None
+                    with log_context(
+                        request_id=job_request_id(job.task_name, job.id, job.task_kwargs), job_id=job.id
+                    ):
+                        logger.warning("the end of the job could not be recorded: %s", exc.__cause__ or exc)
+                    return
                 self.database.failed("recording a job's end", exc)
                 if self._stop_event.is_set() and time.monotonic() - started > STOPPING_PERSIST_SECONDS:
                     raise

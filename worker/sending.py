@@ -23,6 +23,7 @@ from waypost import metrics
 from waypost.db import fetchone
 from waypost.logs import log_context
 from waypost.sql import query
+from waypost.text import clean_text
 from worker.graph import SendFailed
 from worker.resources import WorkerResources
 from worker.retry import RetryLater, may_retry, retry_delay
@@ -41,7 +42,8 @@ class Stopwatch:
 
 
 async def run_send_task(context: procrastinate.JobContext, run: SendRun, request_id: str) -> None:
-    """Run a send job with its log context, turning a lost database into a bounded retry."""
+    """Run a send job with its log context. A lost database is a bounded retry; so is any error
+    nobody classified, after which the job fails and the operators are told: never left running."""
     with log_context(request_id=request_id, job_id=context.job.id):
         try:
             await run.run()
@@ -55,9 +57,22 @@ async def run_send_task(context: procrastinate.JobContext, run: SendRun, request
                 raise
             run.clock.log("job retry", f"database unavailable: {exc}", logging.WARNING)
             raise RetryLater("database unavailable", 5.0) from exc
-        except Exception:
-            run.clock.log("job failed", "unexpected error; the sweep runs it again", logging.ERROR)
-            raise
+        except Exception as exc:
+            logger.exception("unexpected error in %s", context.job.call_string)
+            reason = clean_text(f"unexpected error: {type(exc).__name__}: {exc}")[:1000]
+            attempts = max(run.attempts, (context.job.attempts or 0) + 1)
+            delay = retry_delay(run.settings, attempts)
+            if attempts < run.settings.reply_max_attempts:
+                run.clock.log("job retry", f"{reason} (retry in {delay:.1f}s)", logging.WARNING)
+                raise RetryLater(reason, delay) from exc
+            await run.abandon(f"gave up after {attempts} attempt(s): {reason}")
+            run.ended("failed")
+            run.clock.log("job failed", reason, logging.ERROR)
+
+
+def unexpected_error(reason: str) -> dict[str, Any]:
+    """The `error` a message gets when Waypost itself, not Meta, could not send it."""
+    return {"title": "Waypost could not send this message", "message": reason}
 
 
 class SendRun:
@@ -82,6 +97,9 @@ class SendRun:
 
     async def give_up(self, conn: AsyncConnection, conversation_id: int, reason: str) -> None:
         """No retry is left and no message row exists to fail."""
+
+    async def abandon(self, reason: str) -> None:
+        """An error nobody classified, out of retries: fail the job and its message, tell the operators."""
 
     def ended(self, state: str) -> None:
         """The job reached a final state: done, failed or skipped."""

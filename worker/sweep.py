@@ -13,6 +13,7 @@ from procrastinate.manager import JobManager
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from waypost.logs import job_request_id, log_context
 from waypost.settings import Settings
 from waypost.sql import query
 from worker.operator_send import send_operator_message
@@ -72,7 +73,7 @@ async def sweep(pool: AsyncConnectionPool, settings: Settings) -> SweepReport:
                     f"gave up after {job['attempts']} attempt(s); see the worker log for request {job['request_id']}"
                 )
                 await conn.execute(
-                    query("sweep_give_up_outbound_job"), {"outbound_job_id": job["id"], "reason": reason}
+                    query("outbound_job_give_up"), {"outbound_job_id": job["id"], "reason": reason}
                 )
                 report.outbound_jobs_failed += 1
                 continue
@@ -118,6 +119,9 @@ async def sweep(pool: AsyncConnectionPool, settings: Settings) -> SweepReport:
         )
         report.webhook_events_deleted = cursor.rowcount
         await conn.execute(query("sweep_delete_old_sign_in_attempts"))
+        await conn.execute(
+            query("sweep_delete_old_operator_sessions"), {"seconds": settings.retention_days * 86400}
+        )
     report.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("sweep done: %s", report.as_dict())
     return report
@@ -128,4 +132,8 @@ async def sweep(pool: AsyncConnectionPool, settings: Settings) -> SweepReport:
 async def sweep_task(context: procrastinate.JobContext, timestamp: int) -> None:
     connector = context.app.connector
     assert isinstance(connector, procrastinate.PsycopgConnector)
-    await sweep(connector.pool, resources_of(context).settings)
+    job = context.job
+    assert job.id is not None
+    # A periodic run serves no request: its lines carry its own id, as procrastinate's do (waypost.logs).
+    with log_context(request_id=job_request_id(job.task_name, job.id, job.task_kwargs), job_id=job.id):
+        await sweep(connector.pool, resources_of(context).settings)

@@ -53,7 +53,12 @@ def test_worker_killed_with_sigkill_mid_send_repeatedly(settings: Settings, grap
         while feeding.is_alive() or kills < 4:
             worker = WorkerProcess(settings, tmp_path / f"worker{kills}.log")
             worker.wait_ready()
-            time.sleep(random.uniform(0.4, 0.9))
+            # Kill it mid-send: once it is sending, not after a guess at how long that takes.
+            in_flight = len(graph.requests) + 1
+            deadline = time.monotonic() + 15
+            while len(graph.requests) < in_flight and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(random.uniform(0.0, 0.2))  # somewhere inside the 0.3 s the send takes
             worker.proc.kill()  # SIGKILL: no cleanup, jobs left 'doing', sends in flight
             worker.proc.wait()
             kills += 1

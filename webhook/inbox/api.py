@@ -13,7 +13,6 @@ from starlette.responses import JSONResponse, Response
 from waypost.logs import request_id_var
 from webhook.inbox import present, store
 from webhook.inbox.auth import operator_api
-from webhook.middleware import json_error
 from webhook.state import app_state
 
 
@@ -41,28 +40,14 @@ async def parse(request: Request, model: type[BaseModel]) -> Any:
 
 
 def path_id(request: Request, name: str) -> int:
-    return int(request.path_params[name])
+    return store.row_id(request.path_params[name], name.removesuffix("_id"))
 
 
 def ok(status: int = 200, **body: Any) -> JSONResponse:
     return JSONResponse({"ok": True, **body}, status_code=status)
 
 
-def inbox_errors(endpoint: Any) -> Any:
-    """Turn store.InboxError into its JSON answer."""
-
-    async def handle(request: Request) -> Response:
-        try:
-            return await endpoint(request)  # type: ignore[no-any-return]
-        except store.InboxError as exc:
-            return json_error(exc.status, exc.code, str(exc))
-
-    handle.__doc__ = endpoint.__doc__
-    handle.__name__ = endpoint.__name__
-    return operator_api(handle)
-
-
-@inbox_errors
+@operator_api
 async def list_conversations(request: Request) -> Response:
     """
     ---
@@ -86,7 +71,7 @@ async def list_conversations(request: Request) -> Response:
     return ok(conversations=[present.conversation_json(row) for row in rows])
 
 
-@inbox_errors
+@operator_api
 async def get_conversation(request: Request) -> Response:
     """
     ---
@@ -107,7 +92,7 @@ async def get_conversation(request: Request) -> Response:
     )
 
 
-@inbox_errors
+@operator_api
 async def send_message(request: Request) -> Response:
     """
     ---
@@ -148,7 +133,7 @@ async def send_message(request: Request) -> Response:
     return ok(202, message=present.message_json(queued.message), duplicate=queued.duplicate)
 
 
-@inbox_errors
+@operator_api
 async def set_ai(request: Request) -> Response:
     """
     ---
@@ -167,7 +152,7 @@ async def set_ai(request: Request) -> Response:
     return ok()
 
 
-@inbox_errors
+@operator_api
 async def mark_read(request: Request) -> Response:
     """
     ---
@@ -181,7 +166,7 @@ async def mark_read(request: Request) -> Response:
     return ok()
 
 
-@inbox_errors
+@operator_api
 async def delete_conversation(request: Request) -> Response:
     """
     ---
@@ -196,7 +181,7 @@ async def delete_conversation(request: Request) -> Response:
     return ok()
 
 
-@inbox_errors
+@operator_api
 async def restore_conversation(request: Request) -> Response:
     """
     ---
@@ -211,7 +196,7 @@ async def restore_conversation(request: Request) -> Response:
     return ok()
 
 
-@inbox_errors
+@operator_api
 async def list_notifications(request: Request) -> Response:
     """
     ---
@@ -239,7 +224,7 @@ async def list_notifications(request: Request) -> Response:
     )
 
 
-@inbox_errors
+@operator_api
 async def read_notification(request: Request) -> Response:
     """
     ---
@@ -254,7 +239,7 @@ async def read_notification(request: Request) -> Response:
     return ok()
 
 
-@inbox_errors
+@operator_api
 async def snooze_notification(request: Request) -> Response:
     """
     ---

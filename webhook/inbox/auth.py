@@ -1,19 +1,28 @@
-"""Who may use the inbox: signed-cookie sessions, CSRF tokens and rate-limited sign-in.
+"""Who may use the inbox: server-side sessions, CSRF tokens and rate-limited sign-in.
 
-Sessions are Starlette's SessionMiddleware (itsdangerous-signed cookie, HttpOnly, SameSite=Lax,
-Secure when the request came over HTTPS as uvicorn reports it, never from a client header).
-A session holds the operator id and a CSRF token; every state-changing request must echo the token
-(form field `csrf_token` or header `X-CSRF-Token`), compared in constant time.
+The cookie is Starlette's SessionMiddleware (itsdangerous-signed, HttpOnly, SameSite=Lax, Secure
+when the request came over HTTPS as uvicorn or a trusted proxy reports it, never from a client's own
+header). It carries a CSRF token and, once signed in, a random session token; the session itself is
+a row of `operator_sessions` (only the token's SHA-256 is stored), checked on every request, so that
+signing out, a password reset, disabling the operator or `waypost operator sessions --revoke` end it
+at once, and so does WAYPOST_SESSION_MAX_AGE_SECONDS without a request. Every state-changing request
+must echo the CSRF token (form field `csrf_token` or header `X-CSRF-Token`), compared in constant time.
+
+Sign-in is throttled per (email, client address) and per client address, so that nobody can lock
+an operator out by knowing their email; failures against one email from many addresses slow every
+attempt on it (WAYPOST_SIGN_IN_MAX_FAILURES, README "Operator inbox").
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -23,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from waypost import operators
 from waypost.db import fetchone
 from waypost.sql import query
+from waypost.text import unfit
 from webhook.middleware import json_error
 from webhook.signature import tokens_equal
 from webhook.state import AppState, app_state
@@ -35,8 +45,13 @@ CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 INBOX_PREFIXES = ("/inbox", "/api/inbox")
 LOGIN_PATH = "/inbox/login"
-# Failures allowed per client address, as a multiple of those allowed per email.
+SESSION_KEY = "sid"  # the session token, in the signed cookie
+# Failures allowed per client address, as a multiple of those allowed per (email, address).
 CLIENT_FAILURE_FACTOR = 4
+# Past the allowed failures on one email from anywhere, every attempt on it waits this much per
+# failure beyond, up to the cap: guessing slows down, the right password still gets in.
+SLOWDOWN_PER_FAILURE = 0.25
+SLOWDOWN_CAP = 5.0
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -97,15 +112,35 @@ def inbox_disabled() -> Response:
     return json_error(503, "INBOX_DISABLED", "the operator inbox is off: set WAYPOST_SESSION_SECRET (32+ characters)")
 
 
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 async def current_operator(request: Request) -> dict[str, Any] | None:
-    operator_id = request.session.get("operator_id")
-    if not isinstance(operator_id, int):
+    """The operator of the request's session, if it is live; a dead session's cookie is cleared."""
+    token = request.session.get(SESSION_KEY)
+    if not isinstance(token, str):
         return None
-    async with app_state(request).pool.connection() as conn:
-        operator = await fetchone(conn, "operator_by_id", operator_id=operator_id)
-    if operator is None:  # deleted or disabled since: the signed cookie alone is not enough
+    state = app_state(request)
+    async with state.pool.connection() as conn:
+        operator = await fetchone(
+            conn,
+            "operator_session_touch",
+            token_sha256=token_hash(token),
+            idle_seconds=state.settings.session_max_age_seconds,
+        )
+    if operator is None:  # ended, expired, or its operator disabled: the signed cookie alone is not enough
         request.session.clear()
     return operator
+
+
+async def end_session(request: Request, reason: str) -> None:
+    """Sign-out: the session ends on the server, whatever becomes of the cookie."""
+    token = request.session.get(SESSION_KEY)
+    if isinstance(token, str):
+        async with app_state(request).pool.connection() as conn:
+            await conn.execute(query("operator_session_end"), {"token_sha256": token_hash(token), "reason": reason})
+    request.session.clear()
 
 
 def _guard(*, api: bool) -> Callable[[Endpoint], Endpoint]:
@@ -135,26 +170,29 @@ operator_page = _guard(api=False)
 
 
 def client_ip(request: Request) -> str:
-    # The peer address as uvicorn saw it (or as its --forwarded-allow-ips proxies vouch for it):
-    # never a header the client wrote.
+    # The peer address as uvicorn saw it, or as a proxy named in WAYPOST_TRUSTED_PROXIES vouches
+    # for it (X-Forwarded-For): never a header an untrusted client wrote.
     return request.client.host if request.client else "unknown"
 
 
 class SignInRefused(Exception):
-    def __init__(self, message: str, retry_after: int | None = None) -> None:
+    def __init__(self, message: str, status: int = 401, retry_after: int | None = None) -> None:
         super().__init__(message)
+        self.status = status
         self.retry_after = retry_after
 
 
 async def sign_in(request: Request, email: str, password: str) -> dict[str, Any]:
-    """Check the credentials, within the rate limit; on success the session belongs to the operator."""
+    """Check the credentials, within the rate limits; on success a new session belongs to the operator."""
+    if unfit(email) or unfit(password):
+        raise SignInRefused("The email or the password contains characters that cannot be used.", status=400)
     state = app_state(request)
     settings = state.settings
     email = email.strip().lower()[:320]
     ip = client_ip(request)
     # The attempt is written down (as a failure) before it is judged, so that parallel guesses
     # count against each other; a success is marked as such afterwards.
-    async with state.pool.connection() as conn:
+    async with state.pool.connection() as conn:  # committed on its own, before the count
         attempt = await fetchone(conn, "sign_in_attempt_insert", email=email, client_ip=ip)
         assert attempt is not None
     async with state.pool.connection() as conn:
@@ -162,22 +200,39 @@ async def sign_in(request: Request, email: str, password: str) -> dict[str, Any]
             conn, "sign_in_recent_failures", email=email, client_ip=ip, window=settings.sign_in_window_seconds
         )
         assert recent is not None
+    allowed = settings.sign_in_max_failures
+    if recent["by_email_and_client"] > allowed or recent["by_client"] > allowed * CLIENT_FAILURE_FACTOR:
+        logger.warning("sign-in refused: too many failures from client %s", ip)
+        raise SignInRefused(
+            "Too many failed sign-ins. Try again later.", status=429, retry_after=int(recent["retry_after"]) + 1
+        )
+    if recent["by_email"] > allowed:
+        # Many addresses failed on this email: slow every attempt on it down, refuse none.
+        delay = min((recent["by_email"] - allowed) * SLOWDOWN_PER_FAILURE, SLOWDOWN_CAP)
+        logger.warning("sign-in slowed by %.2fs: %s recent failures on this email", delay, recent["by_email"])
+        await anyio.sleep(delay)
+    async with state.pool.connection() as conn:
         operator = await fetchone(conn, "operator_by_email", email=email)
-    if (
-        recent["by_email"] > settings.sign_in_max_failures
-        or recent["by_client"] > settings.sign_in_max_failures * CLIENT_FAILURE_FACTOR
-    ):
-        logger.warning("sign-in refused: too many failures (client %s)", ip)
-        raise SignInRefused("Too many failed sign-ins. Try again later.", retry_after=int(recent["retry_after"]) + 1)
     password_hash = operator["password_hash"] if operator else None
     if not await anyio.to_thread.run_sync(operators.check_password, password_hash, password) or operator is None:
         logger.warning("sign-in failed (client %s)", ip)
         raise SignInRefused("Wrong email or password.")
-    async with state.pool.connection() as conn:
+    token = secrets.token_urlsafe(32)
+    async with state.pool.connection() as conn, conn.transaction():
         await conn.execute(query("sign_in_succeeded"), {"attempt_id": attempt["id"]})
         rehashed = operators.rehash_if_needed(password_hash, password)
         await conn.execute(query("operator_signed_in"), {"operator_id": operator["id"], "password_hash": rehashed})
+        await conn.execute(
+            query("operator_session_start"),
+            {
+                "operator_id": operator["id"],
+                "token_sha256": token_hash(token),
+                "client_ip": ip,
+                "user_agent": (request.headers.get("user-agent") or "")[:300] or None,
+            },
+        )
+    # A fresh cookie: whatever session the browser carried before (fixation) is not this one.
     request.session.clear()
-    request.session.update({"operator_id": operator["id"], "csrf": secrets.token_urlsafe(32)})
+    request.session.update({SESSION_KEY: token, "csrf": secrets.token_urlsafe(32)})
     logger.info("operator %s signed in", operator["id"])
     return {"id": operator["id"], "email": operator["email"]}

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from waypost.listen import listen_forever
-from webhook.inbox.auth import operator_page
+from webhook.inbox.auth import current_operator, operator_page
 from webhook.state import app_state
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ CHANNEL = "waypost_inbox"  # fed by the waypost_inbox_* triggers
 QUEUE_SIZE = 256
 # Tells a page to refetch everything: it may have missed events (reconnect, overflow).
 RESYNC: dict[str, Any] = {"type": "resync"}
+# How often an open stream checks that its session is still live (signed out, revoked, expired).
+SESSION_CHECK_SECONDS = 15.0
 
 
 class InboxFeed:
@@ -88,8 +91,18 @@ async def events(request: Request) -> Response:
         with feed.subscribe() as queue:
             # First event: the page (re)connected, and may have missed changes meanwhile.
             yield ServerSentEvent(data=json.dumps(RESYNC), event="resync", retry=2000)
+            checked = time.monotonic()
             while True:
-                event = await queue.get()
-                yield ServerSentEvent(data=json.dumps(event), event=event["type"])
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=SESSION_CHECK_SECONDS)
+                except TimeoutError:
+                    event = None
+                if event is not None:
+                    yield ServerSentEvent(data=json.dumps(event), event=event["type"])
+                if time.monotonic() - checked >= SESSION_CHECK_SECONDS:
+                    # A stream outlives the request that opened it: it ends with its session.
+                    if await current_operator(request) is None:
+                        return
+                    checked = time.monotonic()
 
     return EventSourceResponse(stream(), ping=15, send_timeout=10, shutdown_event=feed.shutdown)

@@ -11,30 +11,37 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from webhook.errors import HttpError
 from webhook.inbox import present, store
 from webhook.inbox.auth import (
     SignInRefused,
     csrf_ok,
     csrf_token,
     current_operator,
+    end_session,
     inbox_disabled,
     operator_page,
     sign_in,
 )
-from webhook.middleware import json_error
 from webhook.state import app_state
 
 HERE = Path(__file__).parent
+STATIC_PATH = "/inbox/static"
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(
     status_labels=present.STATUS_LABELS,
     status_ticks=present.STATUS_TICKS,
     author_labels=present.AUTHOR_LABELS,
+    filter_labels=present.FILTER_LABELS,
     contact_label=present.contact_label,
     first_error=present.first_error,
     error_text=present.error_text,
     filters=store.FILTERS,
+    # a path, never an absolute URL: those would be built from the Host header the client sent
+    static=lambda path: f"{STATIC_PATH}/{path}",
 )
+# Pages are the inbox's paths but its fragments, event stream and static files.
+_NOT_PAGES = ("/inbox/fragments", "/inbox/events", STATIC_PATH)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -45,9 +52,27 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     return response
 
 
+def is_page(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith("/inbox") and not path.startswith(_NOT_PAGES)
+
+
+def error_page(request: Request, exc: HttpError) -> Response:
+    """An inbox page's refusal, as a page (the app's exception handler calls this)."""
+    if exc.status == 404:
+        return render(request, "missing.html", 404, what=str(exc).removesuffix(" not found"))
+    return render(request, "error.html", exc.status, message=str(exc))
+
+
 def safe_next(value: str | None) -> str:
-    """Only a path inside the inbox: never an open redirect."""
-    if value and value.startswith("/inbox") and not urlsplit(value).netloc and "\\" not in value:
+    """Only a path inside the inbox: never an open redirect, nor a header broken by control characters."""
+    if (
+        value
+        and value.startswith("/inbox")
+        and not urlsplit(value).netloc
+        and "\\" not in value
+        and value.isprintable()
+    ):
         return value
     return "/inbox"
 
@@ -71,8 +96,8 @@ async def login(request: Request) -> Response:
     try:
         await sign_in(request, email, str(form.get("password") or ""))
     except SignInRefused as refused:
-        status = 429 if refused.retry_after else 401
-        response = render(request, "login.html", status, next=target, email=email, message=str(refused))
+        shown = email if email.isprintable() else ""
+        response = render(request, "login.html", refused.status, next=target, email=shown, message=str(refused))
         if refused.retry_after:
             response.headers["Retry-After"] = str(refused.retry_after)
         return response
@@ -81,7 +106,7 @@ async def login(request: Request) -> Response:
 
 @operator_page
 async def logout(request: Request) -> Response:
-    request.session.clear()
+    await end_session(request, "signed_out")
     return RedirectResponse("/inbox/login", status_code=303)
 
 
@@ -97,10 +122,7 @@ def _list_params(request: Request) -> dict[str, Any]:
 @operator_page
 async def conversations_page(request: Request) -> Response:
     params = _list_params(request)
-    try:
-        rows = await store.list_conversations(app_state(request).pool, **params)
-    except store.InboxError as exc:
-        return json_error(exc.status, exc.code, str(exc))
+    rows = await store.list_conversations(app_state(request).pool, **params)
     counts = await store.notification_counts(app_state(request).pool)
     query = request.url.query
     return render(request, "conversations.html", conversations=rows, counts=counts, partial_query=query, **params)
@@ -108,21 +130,15 @@ async def conversations_page(request: Request) -> Response:
 
 @operator_page
 async def conversations_fragment(request: Request) -> Response:
-    try:
-        rows = await store.list_conversations(app_state(request).pool, **_list_params(request))
-    except store.InboxError as exc:
-        return json_error(exc.status, exc.code, str(exc))
+    rows = await store.list_conversations(app_state(request).pool, **_list_params(request))
     return render(request, "_conversation_rows.html", conversations=rows)
 
 
 @operator_page
 async def conversation_page(request: Request) -> Response:
     pool = app_state(request).pool
-    conversation_id = int(request.path_params["conversation_id"])
-    try:
-        conversation = await store.conversation(pool, conversation_id)
-    except store.InboxError:
-        return render(request, "missing.html", 404, what="conversation")
+    conversation_id = store.row_id(request.path_params["conversation_id"], "conversation")
+    conversation = await store.conversation(pool, conversation_id)
     await store.mark_read(pool, conversation_id)
     messages = await store.messages(pool, conversation_id)
     counts = await store.notification_counts(pool)
@@ -132,11 +148,8 @@ async def conversation_page(request: Request) -> Response:
 @operator_page
 async def conversation_fragment(request: Request) -> Response:
     pool = app_state(request).pool
-    conversation_id = int(request.path_params["conversation_id"])
-    try:
-        conversation = await store.conversation(pool, conversation_id)
-    except store.InboxError as exc:
-        return json_error(exc.status, exc.code, str(exc))
+    conversation_id = store.row_id(request.path_params["conversation_id"], "conversation")
+    conversation = await store.conversation(pool, conversation_id)
     messages = await store.messages(pool, conversation_id)
     return render(request, "_conversation_body.html", conversation=conversation, messages=messages)
 

@@ -17,6 +17,12 @@ STATUS_LABELS = {
 }
 STATUS_TICKS = {"sending": "🕓", "unknown": "?", "sent": "✓", "delivered": "✓✓", "read": "✓✓", "played": "✓✓"}
 AUTHOR_LABELS = {"contact": "Contact", "ai": "AI", "operator": "Operator"}
+FILTER_LABELS = {
+    "unread": "unread",
+    "ai_paused": "AI paused",
+    "send_failed": "send failed",
+    "window_closed": "outside 24-hour window",
+}
 
 
 def iso(value: dt.datetime | None) -> str | None:

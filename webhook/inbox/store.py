@@ -13,6 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from waypost.db import fetchone
 from waypost.sql import query
+from waypost.text import unfit
+from webhook.errors import BadInput, HttpError
 from worker.operator_send import operator_key, send_operator_message
 from worker.reply import conversation_lock
 
@@ -20,19 +22,34 @@ Filter = Literal["unread", "ai_paused", "send_failed", "window_closed"]
 FILTERS: tuple[Filter, ...] = ("unread", "ai_paused", "send_failed", "window_closed")
 MESSAGES_SHOWN = 300
 MAX_SNOOZE = dt.timedelta(days=30)
+MAX_ROW_ID = 2**63 - 1  # bigint
 
 
-class InboxError(Exception):
+class InboxError(HttpError):
     """An action the inbox refuses, with the HTTP status and code to answer."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
+        super().__init__(message, status=status, code=code)
 
 
 def not_found(what: str) -> InboxError:
     return InboxError(404, "NOT_FOUND", f"{what} not found")
+
+
+def row_id(value: object, what: str) -> int:
+    """A path's id as a database id: one past bigint names nothing, like one never used."""
+    number = int(str(value))
+    if not 0 < number <= MAX_ROW_ID:
+        raise not_found(what)
+    return number
+
+
+def check_text(value: str, field: str) -> str:
+    """Operator input is refused, not cleaned, when it holds what cannot be stored or sent."""
+    reason = unfit(value)
+    if reason:
+        raise BadInput(f"{field} {reason}")
+    return value
 
 
 async def _rows(pool: AsyncConnectionPool, name: str, **params: Any) -> list[dict[str, Any]]:
@@ -51,7 +68,7 @@ async def list_conversations(
 ) -> list[dict[str, Any]]:
     if filter is not None and filter not in FILTERS:
         raise InboxError(400, "BAD_FILTER", f"filter must be one of {', '.join(FILTERS)}")
-    q = (q or "").strip()[:100] or None
+    q = check_text(q or "", "the search").strip()[:100] or None
     digits = re.sub(r"\D", "", q or "")
     return await _rows(
         pool, "inbox_conversations", q=q, digits=digits, filter=filter, deleted=deleted, limit=min(limit, 500)
@@ -117,6 +134,7 @@ async def send(
     request_id: str,
 ) -> Queued:
     """Queue an operator message and defer its send, in one transaction."""
+    check_text(body, "the message")
     key = operator_key(client_key or uuid.uuid4().hex)
     async with pool.connection() as conn, conn.transaction():
         row = await fetchone(
