@@ -20,7 +20,7 @@ ALTER TABLE operator_sessions
     ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN IF NOT EXISTS last_seen_at timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN IF NOT EXISTS ended_at timestamptz,
-    -- signed_out, password_reset, disabled, revoked
+    -- signed_out, replaced (signed in again in the same browser), password_reset, disabled, revoked
     ADD COLUMN IF NOT EXISTS end_reason text,
     ADD COLUMN IF NOT EXISTS client_ip text,
     ADD COLUMN IF NOT EXISTS user_agent text;

@@ -41,6 +41,12 @@ WITH live AS (
 )
 SELECT id, email, session_id FROM live
 
+-- operator_session_live --
+-- Whether a session is live, without counting as a request (an open event stream asking)
+SELECT s.id FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
+ WHERE s.token_sha256 = %(token_sha256)s AND s.ended_at IS NULL AND o.disabled_at IS NULL
+   AND s.last_seen_at > now() - make_interval(secs => %(idle_seconds)s)
+
 -- operator_session_end --
 -- End one session (sign-out)
 UPDATE operator_sessions SET ended_at = now(), end_reason = %(reason)s

@@ -91,6 +91,12 @@ SELECT waypost_apply_message_status_v2(
 INSERT INTO notifications (conversation_id, message_id, kind, body)
 VALUES (%(conversation_id)s, %(message_id)s, %(kind)s, %(body)s)
 
+-- notification_insert_once --
+-- The same, unless an unread notification says exactly this already (Meta redelivering a webhook)
+INSERT INTO notifications (kind, body)
+SELECT %(kind)s, %(body)s
+ WHERE NOT EXISTS (SELECT 1 FROM notifications WHERE kind = %(kind)s AND body = %(body)s AND read_at IS NULL)
+
 -- reply_load_conversation --
 -- The conversation a reply job answers in
 SELECT id, phone_number_id, wa_id, user_id, contact_name, ai_enabled, deleted_at, last_inbound_at
@@ -127,11 +133,12 @@ SELECT waypost_record_send_v1(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS
 SELECT waypost_fail_send_v1(%(message_id)s, %(errors)s, %(reason)s)
 
 -- reply_fail_claimed_send --
--- Fail the AI reply an outbound job claimed, if it claimed one and it is still being sent
+-- Fail the AI reply an outbound job claimed, if it claimed one that never reached Meta ('unknown'
+-- ones may have: a status webhook still settles them)
 SELECT waypost_fail_send_v1(m.id, %(errors)s, %(reason)s)
   FROM outbound_jobs j
   JOIN messages m ON m.reply_to_message_id = j.inbound_message_id AND m.author = 'ai'
- WHERE j.id = %(outbound_job_id)s AND m.status IN ('sending', 'unknown')
+ WHERE j.id = %(outbound_job_id)s AND m.status = 'sending'
 
 -- release_send --
 -- A definite failure ended the attempt: the message stays 'sending', free for the next attempt

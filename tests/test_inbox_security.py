@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from starlette.requests import Request
 
 from tests import payloads
 from tests.conftest import ServerThread, WebServer, post_webhook, run_waypost, waypost_env
@@ -21,6 +22,7 @@ from tests.net import free_port, wait_until_ready
 from waypost.settings import Settings
 from webhook.app import create_app
 from webhook.inbox import live
+from webhook.inbox.auth import client_ip
 
 EMAIL = "op@example.com"
 
@@ -98,6 +100,45 @@ def test_an_open_event_stream_ends_with_its_session(
         started = time.monotonic()
         for _ in lines:  # the server ends the stream: the loop ends
             assert time.monotonic() - started < 20, "the stream outlived its session"
+
+
+def test_signing_in_again_ends_the_session_the_browser_had(
+    inbox: Inbox, web: WebServer, db: psycopg.Connection
+) -> None:
+    before = dict(inbox.client.cookies)
+    form = {"email": EMAIL, "password": PASSWORD, "csrf_token": inbox.csrf, "next": "/inbox"}
+    assert inbox.client.post("/inbox/login", data=form).status_code == 303  # a login form left open
+    with httpx.Client(base_url=web.url, cookies=before) as copied:
+        assert copied.get("/api/inbox/conversations").status_code == 401
+    reasons = [r["end_reason"] for r in db.execute("SELECT end_reason FROM operator_sessions ORDER BY id")]
+    assert reasons == ["replaced", None]
+
+
+def test_an_open_event_stream_does_not_keep_its_session_alive(
+    inbox: Inbox, web: WebServer, db: psycopg.Connection, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unattended tab is not an operator at work: its stream's checks do not move the idle clock,
+    so the session (and the stream) end once it has idled out."""
+    monkeypatch.setattr(live, "SESSION_CHECK_SECONDS", 0.2)
+    page = httpx.Client(base_url=web.url, cookies=dict(inbox.client.cookies), timeout=30)
+    with page, page.stream("GET", "/inbox/events") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: resync"
+        idle = settings.session_max_age_seconds
+        db.execute("UPDATE operator_sessions SET last_seen_at = now() - make_interval(secs => %s)", [idle - 1])
+        started = time.monotonic()
+        for _ in lines:  # the session idles out a second from now, and the stream with it
+            assert time.monotonic() - started < 20, "the stream kept its session alive"
+    assert inbox.get("/api/inbox/conversations").status_code == 401
+
+
+def test_an_ipv6_client_is_counted_as_its_64(settings: Settings) -> None:
+    def client(host: str) -> str:
+        return client_ip(Request({"type": "http", "client": (host, 40000), "headers": [], "app": None}))
+
+    assert client("2001:db8:1:2:aaaa::1") == client("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert client("::ffff:203.0.113.9") == "203.0.113.9" and client("203.0.113.9") == "203.0.113.9"
 
 
 def test_a_new_password_disabling_and_revoking_end_sessions_at_once(

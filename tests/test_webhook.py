@@ -188,6 +188,20 @@ def test_a_batch_whose_every_item_is_refused_is_400_with_each_reason(
     [event] = journal(db)
     assert event["processed_at"] is None and "refused 2 item(s)" in event["error"]
     assert db.execute("SELECT kind FROM notifications").fetchone()["kind"] == "webhook_item_refused"
+    # Meta delivers a 400 again, for days: journaled each time, the operators told once
+    assert post_webhook(client, payloads.dumps(payloads.inbound(*bad))).status_code == 400
+    assert len(journal(db)) == 2 and count(db, "notifications") == 1
+
+
+def test_a_lone_surrogate_is_cleaned_in_its_own_item(client: httpx.Client, db: psycopg.Connection) -> None:
+    # JSON allows the escape of half a UTF-16 pair; PostgreSQL cannot store it, and it used to sink the batch.
+    good, odd = payloads.text_message("fine", wa_id="111"), payloads.text_message("PLACEHOLDER", wa_id="222")
+    body = payloads.dumps(payloads.inbound(good, odd)).replace(b"PLACEHOLDER", b"half an emoji \\ud83d")
+    response = post_webhook(client, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["messages"] == 2
+    bodies = [r["body"] for r in db.execute("SELECT body FROM messages ORDER BY body").fetchall()]
+    assert bodies == ["fine", "half an emoji \ufffd"]
 
 
 # --- ingest ----------------------------------------------------------------------------------------

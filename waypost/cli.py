@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import sys
 from collections.abc import Sequence
@@ -108,6 +109,10 @@ def cmd_operator_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def utc(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def cmd_operator_sessions(settings: Settings, args: argparse.Namespace) -> int:
     database_url = settings.require_database_url()
     try:
@@ -122,9 +127,9 @@ def cmd_operator_sessions(settings: Settings, args: argparse.Namespace) -> int:
     if not rows:
         print(f"{args.email} has no sessions")
     for row in rows:
-        seen = row["last_seen_at"].strftime("%Y-%m-%d %H:%M:%S UTC")
+        signed_in, seen = (utc(row[key]) for key in ("created_at", "last_seen_at"))
         print(
-            f"{row['id']}\t{row['state']}\tsigned in {row['created_at']:%Y-%m-%d %H:%M:%S UTC}\tlast seen {seen}"
+            f"{row['id']}\t{row['state']}\tsigned in {signed_in}\tlast seen {seen}"
             f"\t{row['client_ip'] or '-'}\t{row['user_agent'] or '-'}"
         )
     return 0

@@ -63,6 +63,9 @@ class Pool(AsyncConnectionPool):
                 await self.putconn(conn)  # a closed connection is discarded, and replaced
                 await self.check()
                 continue
+            except BaseException:  # cancelled during the check: give the connection back all the same
+                await self.putconn(conn)
+                raise
             return conn
 
 

@@ -113,12 +113,14 @@ class Settings(BaseSettings):
     def _proxy_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
+        networks = []
         for item in value:
             try:
-                ipaddress.ip_network(item, strict=False)
+                # normalised (10.0.0.1/8 is 10.0.0.0/8): uvicorn reads networks strictly
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network") from None
-        return tuple(value)
+        return tuple(networks)
 
     def require_database_url(self) -> str:
         if not self.database_url:

@@ -153,9 +153,11 @@ async def _notify(conn: AsyncConnection, kind: str, body: str) -> None:
 
 
 async def notify_refused(conn: AsyncConnection, refused: list[Refused]) -> None:
-    """Tell the operators what Meta sent that could not be stored."""
+    """Tell the operators what Meta sent that could not be stored, once: a refused batch is 400, and
+    Meta delivers it again for days."""
     intro = "WhatsApp sent items Waypost could not store; the journal keeps them. "
-    await _notify(conn, "webhook_item_refused", intro + describe_refused(refused))
+    body = intro + describe_refused(refused)
+    await conn.execute(query("notification_insert_once"), {"kind": "webhook_item_refused", "body": body})
 
 
 async def record_refused(pool: AsyncConnectionPool, event_id: int, refused: list[Refused]) -> None:

@@ -7,6 +7,7 @@ Subclasses say what finishing, noting and giving up mean for the job they run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -62,8 +63,10 @@ async def run_send_task(context: procrastinate.JobContext, run: SendRun, request
             reason = clean_text(f"unexpected error: {type(exc).__name__}: {exc}")[:1000]
             attempts = max(run.attempts, (context.job.attempts or 0) + 1)
             delay = retry_delay(run.settings, attempts)
-            if attempts < run.settings.reply_max_attempts:
+            if may_retry(run.settings, attempts, run.first_seen, delay):
                 run.clock.log("job retry", f"{reason} (retry in {delay:.1f}s)", logging.WARNING)
+                with contextlib.suppress(psycopg.Error):  # the job's row says why, if it can
+                    await run.note(reason)
                 raise RetryLater(reason, delay) from exc
             await run.abandon(f"gave up after {attempts} attempt(s): {reason}")
             run.ended("failed")

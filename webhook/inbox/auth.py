@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -134,6 +135,22 @@ async def current_operator(request: Request) -> dict[str, Any] | None:
     return operator
 
 
+async def session_live(request: Request) -> bool:
+    """Whether the request's session is still live, without counting as the operator's activity."""
+    token = request.session.get(SESSION_KEY)
+    if not isinstance(token, str):
+        return False
+    state = app_state(request)
+    async with state.pool.connection() as conn:
+        found = await fetchone(
+            conn,
+            "operator_session_live",
+            token_sha256=token_hash(token),
+            idle_seconds=state.settings.session_max_age_seconds,
+        )
+    return found is not None
+
+
 async def end_session(request: Request, reason: str) -> None:
     """Sign-out: the session ends on the server, whatever becomes of the cookie."""
     token = request.session.get(SESSION_KEY)
@@ -170,9 +187,20 @@ operator_page = _guard(api=False)
 
 
 def client_ip(request: Request) -> str:
-    # The peer address as uvicorn saw it, or as a proxy named in WAYPOST_TRUSTED_PROXIES vouches
-    # for it (X-Forwarded-For): never a header an untrusted client wrote.
-    return request.client.host if request.client else "unknown"
+    """The client address sign-in throttling counts: the peer as uvicorn saw it, or as a proxy
+    named in WAYPOST_TRUSTED_PROXIES vouches for it (X-Forwarded-For), never a header an untrusted
+    client wrote. An IPv6 client is its /64: one subscriber holds a whole /64 and could otherwise
+    take a fresh address for every guess."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 class SignInRefused(Exception):
@@ -231,8 +259,9 @@ async def sign_in(request: Request, email: str, password: str) -> dict[str, Any]
                 "user_agent": (request.headers.get("user-agent") or "")[:300] or None,
             },
         )
-    # A fresh cookie: whatever session the browser carried before (fixation) is not this one.
-    request.session.clear()
+    # A fresh cookie: whatever session the browser carried before (fixation) is not this one, and
+    # it ends on the server too (whoever copied that cookie keeps nothing).
+    await end_session(request, "replaced")
     request.session.update({SESSION_KEY: token, "csrf": secrets.token_urlsafe(32)})
     logger.info("operator %s signed in", operator["id"])
     return {"id": operator["id"], "email": operator["email"]}

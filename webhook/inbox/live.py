@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from waypost.listen import listen_forever
-from webhook.inbox.auth import current_operator, operator_page
+from webhook.inbox.auth import operator_page, session_live
 from webhook.state import app_state
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ async def events(request: Request) -> Response:
                     yield ServerSentEvent(data=json.dumps(event), event=event["type"])
                 if time.monotonic() - checked >= SESSION_CHECK_SECONDS:
                     # A stream outlives the request that opened it: it ends with its session.
-                    if await current_operator(request) is None:
+                    if not await session_live(request):
                         return
                     checked = time.monotonic()
 
