@@ -24,6 +24,8 @@ from waypost.settings import Settings
 from webhook.app import create_app
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+# Waits for conditions, with room for a busy machine (Playwright's own default is 5 s).
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +137,15 @@ def test_send_failure_shows_metas_error_and_a_notification_can_be_snoozed(
     notification = page.locator("li.notification.kind-send_failed")
     expect(notification).to_contain_text("131026")
     expect(page.locator("#notification-badge .count")).to_have_attribute("data-unread", "1")
-    # snooze until a few seconds from now (the browser's local time), then see it come back by itself
-    until = (dt.datetime.now() + dt.timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S")
+    # snooze until a few seconds from now (the browser's local time), then see it come back by itself;
+    # long enough that a busy machine still shows it gone before it is due back
+    snooze = 8
+    until = (dt.datetime.now() + dt.timedelta(seconds=snooze)).strftime("%Y-%m-%dT%H:%M:%S")
     notification.locator("input[name=until]").fill(until)
     notification.locator("button[type=submit]").click()
-    expect(page.locator("li.notification")).to_have_count(0)
+    expect(page.locator("li.notification")).to_have_count(0, timeout=(snooze - 1) * 1000)
     expect(page.locator("#notification-badge .count")).to_have_attribute("data-unread", "0")
-    expect(page.locator("li.notification.kind-send_failed")).to_be_visible(timeout=10_000)
+    expect(page.locator("li.notification.kind-send_failed")).to_be_visible(timeout=(snooze + 15) * 1000)
     snoozed = db.execute("SELECT snoozed_until FROM notifications WHERE kind = 'send_failed'").fetchone()
     assert snoozed["snoozed_until"] is not None
     page.locator("li.notification.kind-send_failed button[data-action]").click()  # mark read
