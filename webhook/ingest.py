@@ -31,10 +31,12 @@ logger = logging.getLogger(__name__)
 
 # What a POST with a missing or wrong signature keeps of its body: evidence, not storage.
 REFUSED_BODY_PREFIX = 1024
-# Errors that belong to one item's values, not to the database or the connection.
+# Errors that belong to one item's values, and would come back on every delivery. Not a unique
+# violation: that is a race with another delivery, which Meta's retry (after a 500) settles.
 ITEM_ERRORS = (
     psycopg.DataError,
-    psycopg.IntegrityError,
+    psycopg.errors.NotNullViolation,
+    psycopg.errors.CheckViolation,
     psycopg.errors.ProgramLimitExceeded,
     psycopg.errors.RaiseException,
 )

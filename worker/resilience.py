@@ -34,6 +34,9 @@ from waypost.logs import job_request_id, log_context
 logger = logging.getLogger(__name__)
 
 DATABASE_ERRORS = (psycopg.OperationalError, ConnectorException, PoolTimeout)
+RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
+# When stopping, how long a finished job's status may wait for the database.
+STOPPING_PERSIST_SECONDS = 10.0
 
 
 def database_away(exc: BaseException) -> bool:
@@ -41,9 +44,6 @@ def database_away(exc: BaseException) -> bool:
     than a statement refused (procrastinate wraps both in ConnectorException)."""
     cause = exc.__cause__ if isinstance(exc, ConnectorException) else exc
     return isinstance(cause, psycopg.OperationalError)
-RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
-# When stopping, how long a finished job's status may wait for the database.
-STOPPING_PERSIST_SECONDS = 10.0
 
 
 class DatabaseWatch:
