@@ -108,13 +108,13 @@ class RedactingFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str], fmt: str | None = None) -> None:
         super().__init__(fmt)
         forms = {form for secret in secrets if len(secret) >= 6 for form in _encodings(secret)}
-        # longest first, so that a secret containing another is replaced whole
-        self.secrets = sorted((form for form in forms if len(form) >= 6), key=len, reverse=True)
+        # One pass over each line, not one per secret and encoding; longest first, so that a secret
+        # containing another is replaced whole.
+        ordered = sorted((form for form in forms if len(form) >= 6), key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self._pattern.sub(REDACTED, text) if self._pattern else text
 
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(super().format(record))

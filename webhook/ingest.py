@@ -147,13 +147,6 @@ async def _store(
     return result
 
 
-async def _notify(conn: AsyncConnection, kind: str, body: str) -> None:
-    """A notification for the operators about the business number, not one conversation."""
-    await conn.execute(
-        query("notification_insert"), {"conversation_id": None, "message_id": None, "kind": kind, "body": body}
-    )
-
-
 async def notify_refused(conn: AsyncConnection, refused: list[Refused]) -> None:
     """Tell the operators what Meta sent that could not be stored, once: a refused batch is 400, and
     Meta delivers it again for days."""
@@ -188,8 +181,11 @@ async def _apply_status(conn: AsyncConnection, result: IngestResult, status: Sta
 
 async def _notify_platform_error(conn: AsyncConnection, result: IngestResult, platform_error: PlatformError) -> None:
     error = json.dumps(platform_error.error, ensure_ascii=False)
-    number = platform_error.phone_number_id
-    await _notify(conn, "platform_error", f"WhatsApp reported an error for number {number}: {error}")
+    body = f"WhatsApp reported an error for number {platform_error.phone_number_id}: {error}"
+    await conn.execute(
+        query("notification_insert"),
+        {"conversation_id": None, "message_id": None, "kind": "platform_error", "body": body},
+    )
 
 
 async def _ingest_message(

@@ -117,19 +117,24 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def current_operator(request: Request) -> dict[str, Any] | None:
-    """The operator of the request's session, if it is live; a dead session's cookie is cleared."""
+async def _live_session(request: Request, query_name: str) -> dict[str, Any] | None:
+    """The row `query_name` finds for the request's session token, if the session is live."""
     token = request.session.get(SESSION_KEY)
     if not isinstance(token, str):
         return None
     state = app_state(request)
     async with state.pool.connection() as conn:
-        operator = await fetchone(
+        return await fetchone(
             conn,
-            "operator_session_touch",
+            query_name,
             token_sha256=token_hash(token),
             idle_seconds=state.settings.session_max_age_seconds,
         )
+
+
+async def current_operator(request: Request) -> dict[str, Any] | None:
+    """The operator of the request's session, if it is live; a dead session's cookie is cleared."""
+    operator = await _live_session(request, "operator_session_touch")
     if operator is None:  # ended, expired, or its operator disabled: the signed cookie alone is not enough
         request.session.clear()
     return operator
@@ -137,18 +142,7 @@ async def current_operator(request: Request) -> dict[str, Any] | None:
 
 async def session_live(request: Request) -> bool:
     """Whether the request's session is still live, without counting as the operator's activity."""
-    token = request.session.get(SESSION_KEY)
-    if not isinstance(token, str):
-        return False
-    state = app_state(request)
-    async with state.pool.connection() as conn:
-        found = await fetchone(
-            conn,
-            "operator_session_live",
-            token_sha256=token_hash(token),
-            idle_seconds=state.settings.session_max_age_seconds,
-        )
-    return found is not None
+    return await _live_session(request, "operator_session_live") is not None
 
 
 async def end_session(request: Request, reason: str) -> None:
