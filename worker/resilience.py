@@ -1,5 +1,6 @@
-"""WaypostWorker: procrastinate's Worker with the three gaps measured in procrastinate 3.10 closed
-(../shared/reference/procrastinate.md, sections 2 and 4), by subclassing, never by patching it:
+"""WaypostWorker: procrastinate's Worker with three gaps of procrastinate 3.10.0 closed, by
+subclassing, never by patching it. Each gap is shown by a test in tests/test_resilience.py, and the
+upstream source of every method replaced here is pinned by tests/test_procrastinate_pins.py:
 
 1. A database restart: procrastinate's listener gives up after one failed reconnect (the worker then
    polls silently, or stops with exit code 0 when periodic tasks exist, as ours do), and its fetch,
