@@ -1,8 +1,16 @@
--- The operator inbox: operators, sign-in attempts (rate limiting), who wrote an outbound message,
--- what an operator has read, and the NOTIFY triggers that keep open inbox pages live.
--- Re-runnable, like 0002.
--- depends: 0008_operator_views
+"""The operator inbox: operators, sign-in attempts (rate limiting), who wrote an outbound message,
+what an operator has read, and the NOTIFY triggers that keep open inbox pages live.
 
+Re-runnable, like 0002. Its trigger function is installed from sql/functions/, like every other.
+"""
+
+from yoyo import step
+
+from waypost.sql import function_source
+
+__depends__ = {"0008_operator_views"}
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS operators (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
 ALTER TABLE operators
     ADD COLUMN IF NOT EXISTS email text NOT NULL,
@@ -29,22 +37,15 @@ ALTER TABLE conversations
 ALTER TABLE messages
     -- the operator who wrote an outbound message with author 'operator'
     ADD COLUMN IF NOT EXISTS operator_id bigint REFERENCES operators (id);
+"""
 
--- Live inbox: every change to a conversation, message or notification is announced on the
--- 'waypost_inbox' channel as {"table", "op", "id", "conversation_id"}. The argument names the
--- column holding the conversation id.
-CREATE OR REPLACE FUNCTION waypost_notify_inbox_v1() RETURNS trigger
-    LANGUAGE plpgsql
-AS $$
-BEGIN
-    PERFORM pg_notify('waypost_inbox', json_build_object(
-        'table', TG_TABLE_NAME,
-        'op', lower(TG_OP),
-        'id', NEW.id,
-        'conversation_id', (to_jsonb(NEW) ->> TG_ARGV[0])::bigint)::text);
-    RETURN NULL;
-END;
-$$;
+DROP_TABLES = """
+ALTER TABLE messages DROP COLUMN IF EXISTS operator_id;
+ALTER TABLE conversations DROP COLUMN IF EXISTS operator_read_at;
+DROP TABLE IF EXISTS sign_in_attempts, operators;
+"""
+
+TRIGGERS = """
 DROP TRIGGER IF EXISTS waypost_inbox_conversations ON conversations;
 CREATE TRIGGER waypost_inbox_conversations AFTER INSERT OR UPDATE ON conversations
     FOR EACH ROW EXECUTE FUNCTION waypost_notify_inbox_v1('id');
@@ -54,3 +55,16 @@ CREATE TRIGGER waypost_inbox_messages AFTER INSERT OR UPDATE ON messages
 DROP TRIGGER IF EXISTS waypost_inbox_notifications ON notifications;
 CREATE TRIGGER waypost_inbox_notifications AFTER INSERT OR UPDATE ON notifications
     FOR EACH ROW EXECUTE FUNCTION waypost_notify_inbox_v1('conversation_id');
+"""
+
+DROP_TRIGGERS = """
+DROP TRIGGER IF EXISTS waypost_inbox_notifications ON notifications;
+DROP TRIGGER IF EXISTS waypost_inbox_messages ON messages;
+DROP TRIGGER IF EXISTS waypost_inbox_conversations ON conversations;
+"""
+
+steps = [
+    step(TABLES, DROP_TABLES),
+    step(function_source("waypost_notify_inbox_v1"), "DROP FUNCTION IF EXISTS waypost_notify_inbox_v1()"),
+    step(TRIGGERS, DROP_TRIGGERS),
+]
