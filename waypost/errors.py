@@ -51,16 +51,13 @@ class WaypostError(Exception):
 
     code: ClassVar[str] = "ERROR"
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, **extra: object) -> None:
         super().__init__(message or " ".join((type(self).__doc__ or "").split()))
+        self.extra = extra  # what the JSON envelope carries beside code, error and request_id
 
     @property
     def message(self) -> str:
         return str(self)
-
-    def extra(self) -> dict[str, object]:
-        """Fields the error adds to the JSON envelope beside code, error and request_id."""
-        return {}
 
 
 class BadRequest(WaypostError):
@@ -258,8 +255,5 @@ class SchemaMismatch(WaypostError):
     code = "DB_MISMATCH"
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__()
+        super().__init__(problems=problems)
         self.problems = problems
-
-    def extra(self) -> dict[str, object]:
-        return {"problems": self.problems}
