@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from waypost import __version__, operators
+from waypost.errors import BadOperatorInput, OperatorError
 from waypost.logs import setup_logging
-from waypost.operators import OperatorError, add_operator
+from waypost.operators import add_operator
 from waypost.settings import ConfigurationError, Settings, environment, load_settings
 
 # Where `waypost dev` keeps its settings; other commands run in that folder use them (see main).
@@ -93,7 +94,7 @@ def read_password(args: argparse.Namespace) -> str:
 
     password = getpass.getpass("Password: ")
     if getpass.getpass("Password again: ") != password:
-        raise OperatorError("the passwords differ")
+        raise BadOperatorInput("the passwords differ")
     return password
 
 

@@ -12,6 +12,7 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from waypost.errors import BadOperatorInput, NoSuchOperator, OperatorExists
 from waypost.sql import query
 
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters
@@ -19,20 +20,16 @@ MIN_PASSWORD_LENGTH = 12
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
-class OperatorError(ValueError):
-    pass
-
-
 def normalise_email(email: str) -> str:
     email = email.strip().lower()
     if not _EMAIL.fullmatch(email):
-        raise OperatorError(f"{email!r} is not an email address")
+        raise BadOperatorInput(f"{email!r} is not an email address")
     return email
 
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise OperatorError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise BadOperatorInput(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
     return _hasher.hash(password)
 
 
@@ -69,9 +66,9 @@ def add_operator(database_url: str, email: str, password: str, *, replace: bool 
         try:
             row = conn.execute(query(name), {"email": email, "password_hash": password_hash}).fetchone()
         except psycopg.errors.UniqueViolation:
-            raise OperatorError(f"operator {email} exists already (use --reset-password)") from None
+            raise OperatorExists(f"operator {email} exists already (use --reset-password)") from None
         if row is None:
-            raise OperatorError(f"operator {email} exists already (use --reset-password)")
+            raise OperatorExists(f"operator {email} exists already (use --reset-password)")
         if replace:
             end_sessions(conn, row["id"], "password_reset")
         return row
@@ -87,7 +84,7 @@ def password_matches(database_url: str, email: str, password: str) -> bool:
 def _operator(conn: psycopg.Connection[dict[str, Any]], email: str) -> dict[str, Any]:
     row = conn.execute(query("operator_id_by_email"), {"email": normalise_email(email)}).fetchone()
     if row is None:
-        raise OperatorError(f"no operator {email}")
+        raise NoSuchOperator(f"no operator {email}")
     return row
 
 
@@ -102,7 +99,7 @@ def set_disabled(database_url: str, email: str, disabled: bool) -> int:
         row = conn.execute(query("operator_set_disabled"), {"email": normalise_email(email), "disabled": disabled})
         found = row.fetchone()
         if found is None:
-            raise OperatorError(f"no operator {email}")
+            raise NoSuchOperator(f"no operator {email}")
         return end_sessions(conn, found["id"], "disabled") if disabled else 0
 
 

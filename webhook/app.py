@@ -8,113 +8,91 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import psycopg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from waypost.db import create_pool
 from waypost.logs import setup_logging
 from waypost.settings import Settings, load_settings
 from webhook import endpoints
-from webhook.errors import HttpError
+from webhook.errors import exception_handlers
 from webhook.headers import SecurityHeadersMiddleware
 from webhook.inbox import api, live, pages
 from webhook.inbox.auth import InboxSessionMiddleware
-from webhook.limits import BodyLimitMiddleware
-from webhook.middleware import (
-    WEBHOOK_PATH,
-    RequestIdMiddleware,
-    SchemaGuardMiddleware,
-    db_unavailable_response,
-    json_error,
-)
+from webhook.limits import BodyLimit, BodyLimitMiddleware
+from webhook.middleware import RequestIdMiddleware, SchemaGuardMiddleware
 from webhook.state import AppState, SchemaGuard
 
 logger = logging.getLogger(__name__)
 
-
-routes = [
-    Route(WEBHOOK_PATH, endpoints.verify_subscription, methods=["GET"]),
-    Route(WEBHOOK_PATH, endpoints.receive_webhook, methods=["POST"]),
-    Route("/api/cron/run-outbound-jobs", endpoints.run_outbound_jobs, methods=["GET", "POST"]),
-    Route("/healthz", endpoints.healthz, methods=["GET"]),
-    Route("/readyz", endpoints.readyz, methods=["GET"]),
-    Route("/openapi.json", endpoints.openapi, methods=["GET"], include_in_schema=False),
-    Route("/metrics", endpoints.metrics_endpoint, methods=["GET"]),
-    # Operator inbox: pages and their live fragments
-    Route("/inbox/login", pages.login_page, methods=["GET"]),
-    Route("/inbox/login", pages.login, methods=["POST"]),
-    Route("/inbox/logout", pages.logout, methods=["POST"]),
-    Route("/inbox", pages.conversations_page, methods=["GET"]),
-    Route("/inbox/conversations/{conversation_id:int}", pages.conversation_page, methods=["GET"]),
-    Route("/inbox/notifications", pages.notifications_page, methods=["GET"]),
-    Route("/inbox/fragments/conversations", pages.conversations_fragment, methods=["GET"]),
-    Route("/inbox/fragments/conversations/{conversation_id:int}", pages.conversation_fragment, methods=["GET"]),
-    Route("/inbox/fragments/notifications", pages.notifications_fragment, methods=["GET"]),
-    Route("/inbox/fragments/badge", pages.badge_fragment, methods=["GET"]),
-    Route("/inbox/events", live.events, methods=["GET"]),
-    Mount(pages.STATIC_PATH, StaticFiles(directory=pages.HERE / "static"), name="inbox-static"),
-    # Operator inbox: JSON API (described in /openapi.json)
-    Route("/api/inbox/conversations", api.list_conversations, methods=["GET"]),
-    Route("/api/inbox/conversations/{conversation_id:int}", api.get_conversation, methods=["GET"]),
-    Route("/api/inbox/conversations/{conversation_id:int}/messages", api.send_message, methods=["POST"]),
-    Route("/api/inbox/conversations/{conversation_id:int}/ai", api.set_ai, methods=["POST"]),
-    Route("/api/inbox/conversations/{conversation_id:int}/read", api.mark_read, methods=["POST"]),
-    Route("/api/inbox/conversations/{conversation_id:int}/delete", api.delete_conversation, methods=["POST"]),
-    Route("/api/inbox/conversations/{conversation_id:int}/restore", api.restore_conversation, methods=["POST"]),
-    Route("/api/inbox/notifications", api.list_notifications, methods=["GET"]),
-    Route("/api/inbox/notifications/{notification_id:int}/read", api.read_notification, methods=["POST"]),
-    Route("/api/inbox/notifications/{notification_id:int}/snooze", api.snooze_notification, methods=["POST"]),
-]
+API = "/api"
+# Meta's webhook (GET for the subscription handshake, POST for deliveries), as set in Meta's dashboard
+WEBHOOK = "/webhooks/whatsapp"
+WEBHOOK_PATH = API + WEBHOOK
 
 
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Every HttpError, rendered once: a page for the inbox's pages, the JSON envelope elsewhere."""
-    assert isinstance(exc, HttpError)
-    if pages.is_page(request):
-        return pages.error_page(request, exc)
-    return json_error(exc.status, exc.code, str(exc))
+class Group(Mount):
+    """A Mount that leaves its bare prefix with a slash ("/inbox/") unmatched, so that Starlette's
+    slash redirect and 404 answer it as they did before the routes were grouped."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is Match.FULL and scope["path"] == child_scope["root_path"] + "/":
+            return Match.NONE, {}
+        return match, child_scope
 
 
-async def database_unavailable(request: Request, exc: Exception) -> Response:
-    logger.warning("database unavailable: %s", exc)
-    return db_unavailable_response()
+def routes(settings: Settings) -> list[BaseRoute]:
+    """Every path of the app. Middleware that concerns one group is applied to that group."""
+    sessions = [Middleware(InboxSessionMiddleware, settings=settings)]
+    its_own_limit = [Middleware(BodyLimit, limit=None)]  # the webhook journals even a body it refuses
+    return [
+        Route("/healthz", endpoints.healthz, methods=["GET"], name="healthz"),
+        Route("/readyz", endpoints.readyz, methods=["GET"], name="readyz"),
+        Route("/openapi.json", endpoints.openapi, methods=["GET"], include_in_schema=False, name="openapi"),
+        Route("/metrics", endpoints.metrics_endpoint, methods=["GET"], name="metrics"),
+        # Everything under /api/ answers DB_MISMATCH while the schema does not match.
+        Group(
+            API,
+            middleware=[Middleware(SchemaGuardMiddleware, webhook=WEBHOOK_PATH)],
+            routes=[
+                Route(
+                    WEBHOOK,
+                    endpoints.verify_subscription,
+                    methods=["GET"],
+                    name="webhook_verify",
+                    middleware=its_own_limit,
+                ),
+                Route(WEBHOOK, endpoints.receive_webhook, methods=["POST"], name="webhook", middleware=its_own_limit),
+                Route("/cron/run-outbound-jobs", endpoints.run_outbound_jobs, methods=["GET", "POST"], name="cron"),
+                # the operator inbox's JSON API (described in /openapi.json)
+                Group("/inbox", routes=api.routes, middleware=sessions, name="api"),
+            ],
+        ),
+        # The operator inbox's pages, their live fragments and event stream, and static files.
+        Route("/inbox", pages.conversations_page, methods=["GET"], middleware=sessions, name="inbox"),
+        Group("/inbox", routes=pages.routes, middleware=sessions, name="inbox"),
+    ]
 
 
-class TrustedProxies:
+def trusted_proxies(settings: Settings) -> list[Middleware]:
     """X-Forwarded-For and X-Forwarded-Proto, believed only from WAYPOST_TRUSTED_PROXIES (uvicorn's
-    own ProxyHeadersMiddleware, applied with the settings the lifespan resolved)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._trusting: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        trusting = self._trusting
-        if trusting is None:
-            proxies = list(scope["app"].state.waypost.settings.trusted_proxies)
-            # uvicorn types its middleware with its own (equivalent) ASGI types
-            wrapped = ProxyHeadersMiddleware(cast(Any, self.app), trusted_hosts=proxies)
-            trusting = self._trusting = cast(ASGIApp, wrapped) if proxies else self.app
-        await trusting(scope, receive, send)
+    own ProxyHeadersMiddleware); none at all when no proxy is trusted."""
+    proxies = list(settings.trusted_proxies)
+    # uvicorn types its middleware with its own (equivalent) ASGI types
+    return [Middleware(cast(Any, ProxyHeadersMiddleware), trusted_hosts=proxies)] if proxies else []
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; without `settings`, they are read from the environment at startup."""
+    """Build the app; without `settings`, they are read from the environment now."""
+    resolved = settings or load_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        resolved = settings or load_settings()
-        if settings is None:  # started as `uvicorn webhook.app:app`: no CLI set logging up
+        if settings is None:  # no caller set logging up
             setup_logging(resolved.log_level, resolved.log_format, resolved.secret_values())
         resolved.check_webhook_security()
         if resolved.dangerously_skip_signature_check and not resolved.whatsapp_app_secret:
@@ -142,16 +120,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await pool.close()
 
     return Starlette(
-        routes=routes,
+        routes=routes(resolved),
         middleware=[
-            Middleware(TrustedProxies),
+            *trusted_proxies(resolved),
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware),
             Middleware(BodyLimitMiddleware),
-            Middleware(SchemaGuardMiddleware),
-            Middleware(InboxSessionMiddleware),
         ],
-        exception_handlers={HttpError: http_error, psycopg.OperationalError: database_unavailable},
+        exception_handlers=exception_handlers(pages.error_page),
         lifespan=lifespan,
     )
 

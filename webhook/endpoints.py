@@ -10,16 +10,39 @@ import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.schemas import SchemaGenerator
+from starlette.routing import BaseRoute
+from starlette.schemas import EndpointInfo, SchemaGenerator
 
 from waypost import metrics
+from waypost.errors import (
+    BadSignature,
+    BodyTooLarge,
+    CronDisabled,
+    DatabaseUnavailable,
+    MetricsOff,
+    ProcessingFailed,
+    SchemaMismatch,
+    SignatureInvalid,
+    SignatureMissing,
+    Unauthorized,
+    WaypostError,
+)
 from waypost.logs import request_id_var
 from webhook import ingest, payload, signature
-from webhook.middleware import SCHEMA_ERRORS, db_mismatch_response, db_unavailable_response, json_error
+from webhook.errors import SCHEMA_ERRORS, error_response
 from webhook.state import app_state
 from worker.sweep import sweep
 
 logger = logging.getLogger(__name__)
+
+# The outcome label (waypost_webhook_requests) of each refusal the webhook endpoint raises.
+WEBHOOK_OUTCOMES: dict[type[WaypostError], str] = {
+    BodyTooLarge: "too_large",
+    DatabaseUnavailable: "db_unavailable",
+    BadSignature: "bad_signature",
+    payload.PayloadError: "bad_payload",
+    ProcessingFailed: "error",
+}
 
 
 async def verify_subscription(request: Request) -> Response:
@@ -61,7 +84,10 @@ async def receive_webhook(request: Request) -> Response:
         response, outcome = await _receive_webhook(request)
         return response
     except SCHEMA_ERRORS:
-        outcome = "db_mismatch"
+        outcome = "db_mismatch"  # the schema guard around /api answers it
+        raise
+    except WaypostError as exc:
+        outcome = next((label for cls, label in WEBHOOK_OUTCOMES.items() if isinstance(exc, cls)), "error")
         raise
     finally:
         metrics.WEBHOOK_REQUESTS.labels(outcome).inc()
@@ -69,7 +95,7 @@ async def receive_webhook(request: Request) -> Response:
 
 
 async def _receive_webhook(request: Request) -> tuple[Response, str]:
-    """The answer and its outcome label (waypost_webhook_requests)."""
+    """The answer and its outcome label (waypost_webhook_requests); a refusal is raised."""
     state = app_state(request)
     settings = state.settings
     request_id = request_id_var.get()
@@ -79,11 +105,11 @@ async def _receive_webhook(request: Request) -> tuple[Response, str]:
             message = f"body is larger than the {settings.max_body_bytes} byte limit"
             await ingest.journal(state.pool, request_id, None, "not_checked", message)
             logger.warning("webhook refused: %s", message)
-            return json_error(413, "BODY_TOO_LARGE", message), "too_large"
+            raise BodyTooLarge(settings.max_body_bytes, message)
         return await _journal_and_store(request, body)
     except psycopg.OperationalError as exc:  # PoolTimeout included: the database is away, Meta delivers again
         logger.warning("webhook refused: the database is unavailable (%s)", exc)
-        return db_unavailable_response(), "db_unavailable"
+        raise DatabaseUnavailable() from exc
 
 
 async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, str]:
@@ -110,23 +136,19 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
     )
     if bad_signature:
         logger.warning("webhook refused: signature %s (event %s)", verdict, event_id)
-        response = json_error(
-            401 if verdict == "missing" else 403, "BAD_SIGNATURE", f"X-Hub-Signature-256 is {verdict}"
-        )
-        return response, "bad_signature"
+        raise SignatureMissing() if verdict == "missing" else SignatureInvalid()
 
     try:
         batch = payload.parse(body)
     except payload.PayloadError as exc:
         await ingest.record_error(state.pool, event_id, str(exc))
         logger.warning("webhook refused: %s (event %s)", exc, event_id)
-        return json_error(400, "BAD_PAYLOAD", str(exc)), "bad_payload"
+        raise
     if batch.refused and not batch.items:
         # Nothing in it can be stored: say why, item by item (Meta's retry would fail the same way).
         await ingest.record_refused(state.pool, event_id, batch.refused)
         logger.warning("webhook refused: %s (event %s)", payload.describe_refused(batch.refused), event_id)
-        refused = [item.as_dict() for item in batch.refused]
-        return json_error(400, "BAD_PAYLOAD", batch.refused[0].reason, refused=refused), "bad_payload"
+        raise payload.PayloadError(batch.refused[0].reason, refused=[item.as_dict() for item in batch.refused])
 
     try:
         result = await ingest.process(state.pool, event_id, batch, request_id)
@@ -139,7 +161,7 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
         # 500 makes Meta deliver again; the journal row says why this attempt failed.
         logger.exception("webhook processing failed (event %s)", event_id)
         await ingest.record_error(state.pool, event_id, f"{type(exc).__name__}: {exc}")
-        return json_error(500, "PROCESSING_FAILED", "the webhook could not be stored; it will be retried"), "error"
+        raise ProcessingFailed() from exc
     elapsed_ms = (time.perf_counter() - started) * 1000
     if result.refused:
         logger.warning("webhook event %s: %s", event_id, payload.describe_refused(result.refused))
@@ -162,17 +184,17 @@ async def run_outbound_jobs(request: Request) -> Response:
     state = app_state(request)
     secret = state.settings.cron_secret
     if secret is None:
-        return json_error(503, "CRON_DISABLED", "CRON_SECRET is not set: the cron endpoint is off")
+        raise CronDisabled()
     bearer = signature.bearer_token(request.headers.get("authorization", ""))
     if bearer is not None:
         method, given = "bearer", bearer
     elif "token" in request.query_params:
         method, given = "query", request.query_params["token"]
     else:
-        return json_error(401, "UNAUTHORIZED", "give CRON_SECRET as a bearer token or ?token=")
+        raise Unauthorized("give CRON_SECRET as a bearer token or ?token=")
     if not signature.tokens_equal(given, secret.get_secret_value()):
         logger.warning("cron endpoint: wrong secret (%s)", method)
-        return json_error(401, "UNAUTHORIZED", "wrong cron secret")
+        raise Unauthorized("wrong cron secret")
     started = time.perf_counter()
     report = await sweep(state.pool, state.settings)
     elapsed = (time.perf_counter() - started) * 1000
@@ -195,22 +217,27 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     try:
         report = await app_state(request).schema.refresh()
-    except psycopg.OperationalError:
-        return db_unavailable_response()
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable() from exc
     if not report.ok:
-        response = db_mismatch_response(report.problems)
-        response.status_code = 503
-        return response
+        return error_response(SchemaMismatch(report.problems), 503)  # not ready, rather than broken
     return JSONResponse({"ok": True, "schema": "ok"})
 
 
 async def openapi(request: Request) -> Response:
     """The OpenAPI description of the inbox JSON API, from its endpoints' docstrings."""
-    api_routes = [route for route in request.app.routes if getattr(route, "path", "").startswith("/api/inbox/")]
-    return JSONResponse(SCHEMAS.get_schema(api_routes))
+    return JSONResponse(SCHEMAS.get_schema(request.app.routes))
 
 
-SCHEMAS = SchemaGenerator(
+class OperationsOnly(SchemaGenerator):
+    """Describes the endpoints whose docstring carries an OpenAPI operation (YAML after `---`): the
+    inbox API's. Other docstrings are prose, not YAML."""
+
+    def get_endpoints(self, routes: list[BaseRoute]) -> list[EndpointInfo]:
+        return [info for info in super().get_endpoints(routes) if "---" in (info.func.__doc__ or "")]
+
+
+SCHEMAS = OperationsOnly(
     {
         "openapi": "3.0.3",
         "info": {
@@ -229,10 +256,10 @@ async def metrics_endpoint(request: Request) -> Response:
     """Prometheus text format; only with WAYPOST_METRICS_TOKEN as a bearer token."""
     token = app_state(request).settings.metrics_token
     if token is None:
-        return json_error(404, "METRICS_OFF", "metrics are off: set WAYPOST_METRICS_TOKEN to scrape /metrics")
+        raise MetricsOff()
     given = signature.bearer_token(request.headers.get("authorization", ""))
     if not signature.tokens_equal(given, token.get_secret_value()):
-        return json_error(401, "UNAUTHORIZED", "send WAYPOST_METRICS_TOKEN as Authorization: Bearer <token>")
+        raise Unauthorized("send WAYPOST_METRICS_TOKEN as Authorization: Bearer <token>")
     database_url = app_state(request).settings.require_database_url()
     body = await anyio.to_thread.run_sync(metrics.render, database_url)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

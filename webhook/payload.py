@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from waypost.errors import BadRequest
 from waypost.text import clean_text
 from webhook.identity import identity_change
 
@@ -30,8 +31,10 @@ MAX_CALLBACK_DATA = 512
 MAX_UNIX_SECONDS = 253402300799
 
 
-class PayloadError(ValueError):
-    """The body is not JSON, or not a WhatsApp webhook we can store (HTTP 400)."""
+class PayloadError(BadRequest):
+    """the body is not a WhatsApp webhook that can be stored"""
+
+    code = "BAD_PAYLOAD"  # with `refused`, each item's reason, when every item was refused
 
 
 class _Model(BaseModel):
@@ -200,7 +203,6 @@ class Batch:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
         shown = graph_id[:100] if isinstance(graph_id, str) else None
         self.refused.append(Refused(item, shown, reason))
-
 
 
 def _describe(error: ValidationError, prefix: str = "") -> str:

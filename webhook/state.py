@@ -59,4 +59,10 @@ class AppState:
 
 def app_state(request: Request) -> AppState:
     """The dependencies the lifespan built, for an endpoint."""
-    return request.app.state.waypost  # type: ignore[no-any-return]
+    return request.app.state.waypost
+
+
+def path_for(request: Request, name: str, /, **params: object) -> str:
+    """A named route's path, without scheme and host: an absolute URL (`request.url_for`) would be
+    built from the Host header the client sent."""
+    return str(request.app.url_path_for(name, **params))

@@ -1,4 +1,4 @@
-"""The inbox's JSON API under /api/inbox. Each endpoint's docstring carries its OpenAPI operation
+"""The inbox's JSON API, mounted at /api/inbox. Each endpoint's docstring carries its OpenAPI operation
 (YAML after `---`), which Starlette's SchemaGenerator turns into /openapi.json."""
 
 from __future__ import annotations
@@ -7,12 +7,16 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
+from waypost.errors import InvalidBody
 from waypost.logs import request_id_var
 from webhook.inbox import present, store
 from webhook.inbox.auth import operator_api
+from webhook.limits import MESSAGE_LIMIT, BodyLimit
 from webhook.state import app_state
 
 
@@ -34,8 +38,8 @@ async def parse(request: Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
-        raise store.InboxError(
-            422, "BAD_REQUEST", "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise InvalidBody(
+            "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         ) from None
 
 
@@ -261,3 +265,24 @@ async def snooze_notification(request: Request) -> Response:
     payload: SnoozeBody = await parse(request, SnoozeBody)
     await store.snooze(app_state(request).pool, path_id(request, "notification_id"), payload.until)
     return ok()
+
+
+# Mounted at /api/inbox (webhook/app.py), behind the session middleware.
+routes: list[BaseRoute] = [
+    Route("/conversations", list_conversations, methods=["GET"], name="conversations"),
+    Route("/conversations/{conversation_id:int}", get_conversation, methods=["GET"], name="conversation"),
+    Route(
+        "/conversations/{conversation_id:int}/messages",
+        send_message,
+        methods=["POST"],
+        name="send_message",
+        middleware=[Middleware(BodyLimit, limit=MESSAGE_LIMIT)],
+    ),
+    Route("/conversations/{conversation_id:int}/ai", set_ai, methods=["POST"], name="set_ai"),
+    Route("/conversations/{conversation_id:int}/read", mark_read, methods=["POST"], name="mark_read"),
+    Route("/conversations/{conversation_id:int}/delete", delete_conversation, methods=["POST"], name="delete"),
+    Route("/conversations/{conversation_id:int}/restore", restore_conversation, methods=["POST"], name="restore"),
+    Route("/notifications", list_notifications, methods=["GET"], name="notifications"),
+    Route("/notifications/{notification_id:int}/read", read_notification, methods=["POST"], name="read_notification"),
+    Route("/notifications/{notification_id:int}/snooze", snooze_notification, methods=["POST"], name="snooze"),
+]

@@ -32,11 +32,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waypost import operators
 from waypost.db import fetchone
+from waypost.errors import (
+    CsrfRefused,
+    InboxDisabled,
+    TooManySignIns,
+    Unauthenticated,
+    UnusableCredentials,
+    WrongCredentials,
+)
+from waypost.settings import Settings
 from waypost.sql import query
 from waypost.text import unfit
-from webhook.middleware import json_error
 from webhook.signature import tokens_equal
-from webhook.state import AppState, app_state
+from webhook.state import app_state, path_for
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +52,6 @@ SESSION_COOKIE = "waypost_session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-INBOX_PREFIXES = ("/inbox", "/api/inbox")
-LOGIN_PATH = "/inbox/login"
 SESSION_KEY = "sid"  # the session token, in the signed cookie
 # Failures allowed per client address, as a multiple of those allowed per (email, address).
 CLIENT_FAILURE_FACTOR = 4
@@ -58,35 +64,23 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class InboxSessionMiddleware:
-    """Session cookies on inbox paths only, signed with WAYPOST_SESSION_SECRET.
+    """Session cookies for the inbox's route groups, signed with WAYPOST_SESSION_SECRET; Secure when
+    the request came over HTTPS. Without a secret the inbox is off and its endpoints answer 503."""
 
-    Built on the first request, from the settings the lifespan resolved; without a secret the
-    inbox is off and its endpoints answer 503.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self._by_scheme: dict[bool, SessionMiddleware] | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(INBOX_PREFIXES):
-            await self.app(scope, receive, send)
-            return
-        state: AppState = scope["app"].state.waypost
-        secret = state.settings.session_secret
-        if secret is None:
-            await self.app(scope, receive, send)
-            return
-        if self._by_scheme is None:
+        self._by_scheme: dict[bool, ASGIApp] = {False: app, True: app}
+        secret = settings.session_secret
+        if secret is not None:
             common: dict[str, Any] = {
                 "secret_key": secret.get_secret_value(),
                 "session_cookie": SESSION_COOKIE,
-                "max_age": state.settings.session_max_age_seconds,
+                "max_age": settings.session_max_age_seconds,
                 "same_site": "lax",
             }
-            self._by_scheme = {
-                https: SessionMiddleware(self.app, https_only=https, **common) for https in (False, True)
-            }
+            self._by_scheme = {https: SessionMiddleware(app, https_only=https, **common) for https in (False, True)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._by_scheme[scope.get("scheme") == "https"](scope, receive, send)
 
 
@@ -107,10 +101,6 @@ async def csrf_ok(request: Request) -> bool:
         value = (await request.form()).get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
     return bool(expected) and tokens_equal(given, str(expected))
-
-
-def inbox_disabled() -> Response:
-    return json_error(503, "INBOX_DISABLED", "the operator inbox is off: set WAYPOST_SESSION_SECRET (32+ characters)")
 
 
 def token_hash(token: str) -> bytes:
@@ -154,20 +144,24 @@ async def end_session(request: Request, reason: str) -> None:
     request.session.clear()
 
 
+def require_inbox(request: Request) -> None:
+    if app_state(request).settings.session_secret is None:
+        raise InboxDisabled()
+
+
 def _guard(*, api: bool) -> Callable[[Endpoint], Endpoint]:
     def decorate(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
-            if app_state(request).settings.session_secret is None:
-                return inbox_disabled()
+            require_inbox(request)
             operator = await current_operator(request)
             if operator is None:
                 if api:
-                    return json_error(401, "UNAUTHENTICATED", "sign in at /inbox/login first")
+                    raise Unauthenticated(f"sign in at {path_for(request, 'inbox:login')} first")
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"{LOGIN_PATH}?next={target}", status_code=303)
+                return RedirectResponse(f"{path_for(request, 'inbox:login')}?next={target}", status_code=303)
             if request.method in UNSAFE_METHODS and not await csrf_ok(request):
-                return json_error(403, "CSRF", "missing or wrong CSRF token; reload the page")
+                raise CsrfRefused()
             request.state.operator = operator
             return await endpoint(request)
 
@@ -197,17 +191,10 @@ def client_ip(request: Request) -> str:
     return str(address)
 
 
-class SignInRefused(Exception):
-    def __init__(self, message: str, status: int = 401, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
 async def sign_in(request: Request, email: str, password: str) -> dict[str, Any]:
     """Check the credentials, within the rate limits; on success a new session belongs to the operator."""
     if unfit(email) or unfit(password):
-        raise SignInRefused("The email or the password contains characters that cannot be used.", status=400)
+        raise UnusableCredentials()
     state = app_state(request)
     settings = state.settings
     email = email.strip().lower()[:320]
@@ -225,9 +212,7 @@ async def sign_in(request: Request, email: str, password: str) -> dict[str, Any]
     allowed = settings.sign_in_max_failures
     if recent["by_email_and_client"] > allowed or recent["by_client"] > allowed * CLIENT_FAILURE_FACTOR:
         logger.warning("sign-in refused: too many failures from client %s", ip)
-        raise SignInRefused(
-            "Too many failed sign-ins. Try again later.", status=429, retry_after=int(recent["retry_after"]) + 1
-        )
+        raise TooManySignIns(retry_after=int(recent["retry_after"]) + 1)
     if recent["by_email"] > allowed:
         # Many addresses failed on this email: slow every attempt on it down, refuse none.
         delay = min((recent["by_email"] - allowed) * SLOWDOWN_PER_FAILURE, SLOWDOWN_CAP)
@@ -238,11 +223,11 @@ async def sign_in(request: Request, email: str, password: str) -> dict[str, Any]
     password_hash = operator["password_hash"] if operator else None
     if not await anyio.to_thread.run_sync(operators.check_password, password_hash, password) or operator is None:
         logger.warning("sign-in failed (client %s)", ip)
-        raise SignInRefused("Wrong email or password.")
+        raise WrongCredentials()
     token = secrets.token_urlsafe(32)
     async with state.pool.connection() as conn, conn.transaction():
         await conn.execute(query("sign_in_succeeded"), {"attempt_id": attempt["id"]})
-        rehashed = operators.rehash_if_needed(password_hash, password)
+        rehashed = operators.rehash_if_needed(operator["password_hash"], password)
         await conn.execute(query("operator_signed_in"), {"operator_id": operator["id"], "password_hash": rehashed})
         await conn.execute(
             query("operator_session_start"),

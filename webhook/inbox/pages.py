@@ -7,27 +7,43 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jinja2
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from webhook.errors import HttpError
-from webhook.inbox import present, store
+from waypost.errors import NotFound, SignInRefused, TooManySignIns, WaypostError
+from webhook.errors import status_of
+from webhook.inbox import live, present, store
 from webhook.inbox.auth import (
-    SignInRefused,
     csrf_ok,
     csrf_token,
     current_operator,
     end_session,
-    inbox_disabled,
     operator_page,
+    require_inbox,
     sign_in,
 )
-from webhook.state import app_state
+from webhook.limits import FORM_LIMIT, BodyLimit
+from webhook.state import app_state, path_for
 
 HERE = Path(__file__).parent
-STATIC_PATH = "/inbox/static"
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+@jinja2.pass_context
+def _path(context: jinja2.runtime.Context, name: str, /, **params: Any) -> str:
+    return path_for(context["request"], name, **params)
+
+
+@jinja2.pass_context
+def _static(context: jinja2.runtime.Context, path: str) -> str:
+    return path_for(context["request"], "inbox:static", path=path)
+
+
 templates.env.globals.update(
     status_labels=present.STATUS_LABELS,
     status_ticks=present.STATUS_TICKS,
@@ -37,11 +53,10 @@ templates.env.globals.update(
     first_error=present.first_error,
     error_text=present.error_text,
     filters=store.FILTERS,
-    # a path, never an absolute URL: those would be built from the Host header the client sent
-    static=lambda path: f"{STATIC_PATH}/{path}",
+    # paths, never absolute URLs (Starlette's url_for): those would be built from the client's Host header
+    path=_path,
+    static=_static,
 )
-# Pages are the inbox's paths but its fragments, event stream and static files.
-_NOT_PAGES = ("/inbox/fragments", "/inbox/events", STATIC_PATH)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
@@ -52,53 +67,46 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     return response
 
 
-def is_page(request: Request) -> bool:
-    path = request.url.path
-    return path.startswith("/inbox") and not path.startswith(_NOT_PAGES)
+def error_page(request: Request, exc: WaypostError, status: int) -> Response | None:
+    """A refusal as a page, if the request went to a page (not a fragment, the event stream or a
+    static file); the app's exception handler answers the JSON envelope otherwise."""
+    if request.scope.get("endpoint") not in PAGES:
+        return None
+    if isinstance(exc, NotFound):
+        return render(request, "missing.html", status, what=exc.what)
+    return render(request, "error.html", status, message=str(exc))
 
 
-def error_page(request: Request, exc: HttpError) -> Response:
-    """An inbox page's refusal, as a page (the app's exception handler calls this)."""
-    if exc.status == 404:
-        return render(request, "missing.html", 404, what=str(exc).removesuffix(" not found"))
-    return render(request, "error.html", exc.status, message=str(exc))
-
-
-def safe_next(value: str | None) -> str:
+def safe_next(request: Request, value: str | None) -> str:
     """Only a path inside the inbox: never an open redirect, nor a header broken by control characters."""
-    if (
-        value
-        and value.startswith("/inbox")
-        and not urlsplit(value).netloc
-        and "\\" not in value
-        and value.isprintable()
-    ):
+    home = path_for(request, "inbox")
+    if value and value.startswith(home) and not urlsplit(value).netloc and "\\" not in value and value.isprintable():
         return value
-    return "/inbox"
+    return home
 
 
 async def login_page(request: Request) -> Response:
-    if app_state(request).settings.session_secret is None:
-        return inbox_disabled()
+    require_inbox(request)
+    target = safe_next(request, request.query_params.get("next"))
     if await current_operator(request) is not None:
-        return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
-    return render(request, "login.html", next=safe_next(request.query_params.get("next")), message=None)
+        return RedirectResponse(target, status_code=303)
+    return render(request, "login.html", next=target, message=None)
 
 
 async def login(request: Request) -> Response:
-    if app_state(request).settings.session_secret is None:
-        return inbox_disabled()
+    require_inbox(request)
     form = await request.form()
-    target = safe_next(str(form.get("next") or ""))
+    target = safe_next(request, str(form.get("next") or ""))
     email = str(form.get("email") or "")
     if not await csrf_ok(request):
         return render(request, "login.html", 403, next=target, email=email, message="The form expired. Try again.")
     try:
         await sign_in(request, email, str(form.get("password") or ""))
-    except SignInRefused as refused:
+    except SignInRefused as refused:  # the form again, with the reason: not an error page
         shown = email if email.isprintable() else ""
-        response = render(request, "login.html", refused.status, next=target, email=shown, message=str(refused))
-        if refused.retry_after:
+        status = status_of(refused)
+        response = render(request, "login.html", status, next=target, email=shown, message=str(refused))
+        if isinstance(refused, TooManySignIns):
             response.headers["Retry-After"] = str(refused.retry_after)
         return response
     return RedirectResponse(target, status_code=303)
@@ -107,7 +115,7 @@ async def login(request: Request) -> Response:
 @operator_page
 async def logout(request: Request) -> Response:
     await end_session(request, "signed_out")
-    return RedirectResponse("/inbox/login", status_code=303)
+    return RedirectResponse(path_for(request, "inbox:login"), status_code=303)
 
 
 def _list_params(request: Request) -> dict[str, Any]:
@@ -180,3 +188,28 @@ async def notifications_fragment(request: Request) -> Response:
 async def badge_fragment(request: Request) -> Response:
     counts = await store.notification_counts(app_state(request).pool)
     return render(request, "_badge.html", counts=counts)
+
+
+# The pages answer their errors as pages; PAGES holds the endpoints (as routed) that are pages.
+PAGES = frozenset({login_page, login, logout, conversations_page, conversation_page, notifications_page})
+
+# Mounted at /inbox (webhook/app.py); the bare /inbox is conversations_page, routed beside the mount.
+form = [Middleware(BodyLimit, limit=FORM_LIMIT)]
+routes: list[BaseRoute] = [
+    Route("/login", login_page, methods=["GET"], name="login"),
+    Route("/login", login, methods=["POST"], name="sign_in", middleware=form),
+    Route("/logout", logout, methods=["POST"], name="logout", middleware=form),
+    Route("/conversations/{conversation_id:int}", conversation_page, methods=["GET"], name="conversation"),
+    Route("/notifications", notifications_page, methods=["GET"], name="notifications"),
+    Route("/fragments/conversations", conversations_fragment, methods=["GET"], name="conversations_fragment"),
+    Route(
+        "/fragments/conversations/{conversation_id:int}",
+        conversation_fragment,
+        methods=["GET"],
+        name="conversation_fragment",
+    ),
+    Route("/fragments/notifications", notifications_fragment, methods=["GET"], name="notifications_fragment"),
+    Route("/fragments/badge", badge_fragment, methods=["GET"], name="badge_fragment"),
+    Route("/events", live.events, methods=["GET"], name="events"),
+    Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+]

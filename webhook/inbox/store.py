@@ -12,9 +12,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from waypost.db import fetchone
+from waypost.errors import BadFilter, BadInput, BadTime, Conflict, ContactHasLiveConversation, NotFound, WindowClosed
 from waypost.sql import query
 from waypost.text import unfit
-from webhook.errors import BadInput, HttpError
 from worker.operator_send import operator_key, send_operator_message
 from worker.reply import conversation_lock
 
@@ -25,22 +25,11 @@ MAX_SNOOZE = dt.timedelta(days=30)
 MAX_ROW_ID = 2**63 - 1  # bigint
 
 
-class InboxError(HttpError):
-    """An action the inbox refuses, with the HTTP status and code to answer."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message, status=status, code=code)
-
-
-def not_found(what: str) -> InboxError:
-    return InboxError(404, "NOT_FOUND", f"{what} not found")
-
-
 def row_id(value: object, what: str) -> int:
     """A path's id as a database id: one past bigint names nothing, like one never used."""
     number = int(str(value))
     if not 0 < number <= MAX_ROW_ID:
-        raise not_found(what)
+        raise NotFound.of(what)
     return number
 
 
@@ -67,7 +56,7 @@ async def list_conversations(
     pool: AsyncConnectionPool, *, q: str | None, filter: str | None, deleted: bool, limit: int = 200
 ) -> list[dict[str, Any]]:
     if filter is not None and filter not in FILTERS:
-        raise InboxError(400, "BAD_FILTER", f"filter must be one of {', '.join(FILTERS)}")
+        raise BadFilter(f"filter must be one of {', '.join(FILTERS)}")
     q = check_text(q or "", "the search").strip()[:100] or None
     digits = re.sub(r"\D", "", q or "")
     return await _rows(
@@ -78,7 +67,7 @@ async def list_conversations(
 async def conversation(pool: AsyncConnectionPool, conversation_id: int) -> dict[str, Any]:
     found = await _one(pool, "inbox_conversation", conversation_id=conversation_id)
     if found is None:
-        raise not_found("conversation")
+        raise NotFound.of("conversation")
     return found
 
 
@@ -94,7 +83,7 @@ async def mark_read(pool: AsyncConnectionPool, conversation_id: int) -> None:
 async def _update_conversation(pool: AsyncConnectionPool, name: str, conversation_id: int, **params: Any) -> None:
     if await _one(pool, name, conversation_id=conversation_id, **params) is None:
         await conversation(pool, conversation_id)  # 404 when it does not exist at all
-        raise InboxError(409, "CONFLICT", "the conversation is not in a state that allows this")
+        raise Conflict()
 
 
 async def set_ai(pool: AsyncConnectionPool, conversation_id: int, enabled: bool) -> None:
@@ -109,12 +98,7 @@ async def restore(pool: AsyncConnectionPool, conversation_id: int) -> None:
     try:
         await _update_conversation(pool, "inbox_restore_conversation", conversation_id)
     except psycopg.errors.UniqueViolation:
-        raise InboxError(
-            409,
-            "CONTACT_HAS_LIVE_CONVERSATION",
-            "this contact wrote again since the conversation was deleted, and that newer conversation is "
-            "live: delete it first to restore this one",
-        ) from None
+        raise ContactHasLiveConversation() from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,14 +133,9 @@ async def send(
         assert row is not None
         outcome = row["outcome"]
         if outcome == "conversation_missing":
-            raise not_found("live conversation")
+            raise NotFound.of("live conversation")
         if outcome == "window_closed":
-            raise InboxError(
-                409,
-                "WINDOW_CLOSED",
-                "the 24-hour customer service window is closed: the contact has not written in the last 24 "
-                "hours, and WhatsApp only delivers template messages until they do",
-            )
+            raise WindowClosed()
         if outcome == "queued":
             await send_operator_message.configure(connection=conn, lock=conversation_lock(conversation_id)).defer_async(
                 message_id=row["message_id"], request_id=request_id
@@ -186,17 +165,17 @@ async def notification_counts(pool: AsyncConnectionPool) -> dict[str, Any]:
 
 async def mark_notification_read(pool: AsyncConnectionPool, notification_id: int) -> None:
     if await _one(pool, "inbox_notification_read", notification_id=notification_id) is None:
-        raise not_found("notification")
+        raise NotFound.of("notification")
 
 
 async def snooze(pool: AsyncConnectionPool, notification_id: int, until: dt.datetime | None) -> None:
     if until is not None:
         if until.tzinfo is None:
-            raise InboxError(400, "BAD_TIME", "give the snooze time with its UTC offset, e.g. 2026-11-24T18:00:00Z")
+            raise BadTime("give the snooze time with its UTC offset, e.g. 2026-11-24T18:00:00Z")
         now = dt.datetime.now(dt.UTC)
         if until <= now:
-            raise InboxError(400, "BAD_TIME", "the snooze time must be in the future")
+            raise BadTime("the snooze time must be in the future")
         if until > now + MAX_SNOOZE:
-            raise InboxError(400, "BAD_TIME", "a notification can be snoozed for 30 days at most")
+            raise BadTime("a notification can be snoozed for 30 days at most")
     if await _one(pool, "inbox_notification_snooze", notification_id=notification_id, until=until) is None:
-        raise not_found("notification")
+        raise NotFound.of("notification")

@@ -34,7 +34,7 @@
       body: JSON.stringify(body ?? {}),
     });
     const data = await response.json().catch(() => ({}));
-    if (response.status === 401) location.assign("/inbox/login?next=" + encodeURIComponent(location.pathname));
+    if (response.status === 401) location.assign(document.body.dataset.login + "?next=" + encodeURIComponent(location.pathname));
     if (!response.ok) throw new Error(data.error || response.statusText);
     return data;
   }
@@ -86,7 +86,7 @@
   function listen() {
     if (!document.querySelector("[data-live-src]")) return;
     const status = document.getElementById("live-status");
-    const source = new EventSource("/inbox/events");
+    const source = new EventSource(document.body.dataset.events);
     source.addEventListener("open", () => { if (status) status.dataset.state = "live"; });
     source.addEventListener("change", (event) => {
       const change = JSON.parse(event.data);
