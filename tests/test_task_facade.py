@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 
 from waypost.db import create_pool
 from waypost.settings import Settings
+from waypost.sql import MIGRATIONS_DIR, query
 from worker import tasks
 
 COLUMNS = "task_name, queue_name, lock, queueing_lock, args, priority, status, scheduled_at"
@@ -29,3 +32,14 @@ async def test_a_job_deferred_by_name_is_the_job_its_task_defers(settings: Setti
     assert rows[0] == rows[1] and rows[2] == rows[3]
     assert rows[0]["lock"] == "conversation:3" and rows[0]["queue_name"] == "replies"
     assert rows[2]["task_name"] == "send_operator_message"
+
+
+def test_the_sql_names_the_task_and_parses_the_lock_as_the_facade_does() -> None:
+    """The task name and the lock format cross into SQL: the sweep's query names the operator task,
+    and the operator views read the conversation back out of the lock."""
+    assert f"'{tasks.SEND_OPERATOR_MESSAGE}'" in query("sweep_orphan_operator_messages")
+    view = (MIGRATIONS_DIR / "0008_operator_views.sql").read_text()
+    found = re.search(r"substring\(q\.lock FROM '([^']+)'\)", view)
+    assert found is not None
+    parsed = re.fullmatch(found.group(1).strip("^$"), tasks.conversation_lock(42))
+    assert parsed is not None and parsed.group(1) == "42"

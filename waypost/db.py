@@ -143,15 +143,19 @@ async def fetch_all(conn: AsyncConnection[Any], name: str, /, **params: Any) -> 
         return await cursor.fetchall()
 
 
+async def _first(conn: AsyncConnection[Any], name: str, row: type[Any] | None, params: dict[str, Any]) -> Any:
+    async with conn.cursor(row_factory=dict_row if row is None else class_row(row)) as cursor:
+        await cursor.execute(_statement(name, params), params)
+        return await cursor.fetchone()
+
+
 @overload
 async def fetch_optional(conn: AsyncConnection[Any], name: str, /, **params: Any) -> Row | None: ...
 @overload
 async def fetch_optional(conn: AsyncConnection[Any], name: str, row: type[T], /, **params: Any) -> T | None: ...
 async def fetch_optional(conn: AsyncConnection[Any], name: str, row: type[Any] | None = None, /, **params: Any) -> Any:
     """The first row, or None when there is none."""
-    async with conn.cursor(row_factory=dict_row if row is None else class_row(row)) as cursor:
-        await cursor.execute(_statement(name, params), params)
-        return await cursor.fetchone()
+    return await _first(conn, name, row, params)
 
 
 @overload
@@ -160,7 +164,7 @@ async def fetch_one(conn: AsyncConnection[Any], name: str, /, **params: Any) -> 
 async def fetch_one(conn: AsyncConnection[Any], name: str, row: type[T], /, **params: Any) -> T: ...
 async def fetch_one(conn: AsyncConnection[Any], name: str, row: type[Any] | None = None, /, **params: Any) -> Any:
     """The first row of a query that always returns one (RETURNING, a function call, a count)."""
-    found = await fetch_optional(conn, name, row, **params) if row else await fetch_optional(conn, name, **params)
+    found = await _first(conn, name, row, params)
     if found is None:
         raise MissingRow(name)
     return found
