@@ -59,4 +59,4 @@ class AppState:
 
 def app_state(request: Request) -> AppState:
     """The dependencies the lifespan built, for an endpoint."""
-    return request.app.state.waypost  # type: ignore[no-any-return]
+    return request.app.state.waypost
