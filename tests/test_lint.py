@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,60 @@ def test_shared_core_imports_neither_side_at_module_level() -> None:
             for alias in node.names
         }
         assert not modules & {"webhook", "worker"}, path.name
+
+
+FACADE = "worker.tasks"
+
+
+def worker_imports(package: str) -> dict[str, set[str]]:
+    """Every `worker...` module each file of `package` imports (`from worker import x` counts as worker.x)."""
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "worker":
+                names.update(
+                    [node.module] if node.module != "worker" else [f"worker.{alias.name}" for alias in node.names]
+                )
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names if alias.name.split(".")[0] == "worker")
+        if names:
+            found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_webhook_reaches_the_worker_only_through_the_task_facade() -> None:
+    outside = {path: names - {FACADE} for path, names in worker_imports("webhook").items() if names - {FACADE}}
+    assert outside == {}
+
+
+def test_importing_the_web_app_loads_no_worker_machinery() -> None:
+    """The facade defers by task name: the web process never loads the Graph client, the worker,
+    the task modules or the App. Run without any setting: importing reads no environment."""
+    script = (
+        "import sys, webhook.app, worker.tasks\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'worker')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYPOST_", "WHATSAPP_", "DATABASE_URL"))}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    heavy = {
+        "worker.graph",
+        "worker.resilience",
+        "worker.reply",
+        "worker.sending",
+        "worker.queue",
+        "worker.orchestrator",
+    }
+    assert loaded & heavy == set(), loaded
+
+
+def test_importing_the_worker_app_reads_no_environment() -> None:
+    """`procrastinate --app=worker.app` imports the App first: the settings are read when a worker
+    starts, so a missing DATABASE_URL fails there, with its message, and not at import."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WAYPOST_", "WHATSAPP_", "DATABASE_URL"))}
+    script = "import worker\nprint(type(worker.app).__name__, sorted(worker.app.tasks))\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("WaypostApp"), result.stdout

@@ -1,12 +1,23 @@
-"""Database connections: one psycopg async pool per process, shared by our queries and procrastinate."""
+"""Database connections and the one door to run a named query.
+
+One psycopg async pool per process, shared by our queries and procrastinate. Every query runs through
+the verbs below, by name (`sql/*.sql`) with keyword parameters; the verb says how many rows the caller
+expects: `execute` (none, returns the row count), `fetch_all`, `fetch_optional` (a row or None),
+`fetch_one` (a row that must exist: MissingRow otherwise, never None) and `fetch_value`. `fetch_one`
+and `fetch_optional` take a dataclass as third argument to build a typed row (psycopg's `class_row`).
+The `_sync` twins serve the synchronous CLI paths (`waypost status`, operators, metrics scrapes).
+"""
 
 from __future__ import annotations
 
+import functools
+import re
 import time
-from typing import Any
+from typing import Any, TypeVar, overload
 
+import psycopg
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, class_row, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from waypost.settings import Settings
@@ -29,7 +40,21 @@ KEEPALIVES: dict[str, Any] = {
 RECONNECT_SECONDS = 2.0
 
 
-class Pool(AsyncConnectionPool):
+Row = dict[str, Any]
+DictConnection = AsyncConnection[DictRow]
+DictPool = AsyncConnectionPool[DictConnection]  # what every pool here is: rows come back as dicts
+T = TypeVar("T")
+
+
+class MissingRow(LookupError):
+    """A query whose row must exist returned none: a broken invariant, not a user's mistake."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"query {name!r} returned no row")
+        self.name = name
+
+
+class Pool(AsyncConnectionPool[DictConnection]):
     """psycopg's pool, back at once after a database restart.
 
     psycopg_pool checks a connection when it hands it out, and after each dead one it sleeps 1, 2,
@@ -53,7 +78,7 @@ class Pool(AsyncConnectionPool):
                 if time.monotonic() >= deadline:
                     raise
 
-    async def getconn(self, timeout: float | None = None) -> AsyncConnection[Any]:  # noqa: ASYNC109 (its signature)
+    async def getconn(self, timeout: float | None = None) -> DictConnection:  # noqa: ASYNC109 (its signature)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             conn = await super().getconn(max(deadline - time.monotonic(), 0.001))
@@ -89,7 +114,90 @@ def create_pool(settings: Settings, name: str = "waypost") -> Pool:
     return Pool(**pool_kwargs(settings), name=name, open=False)
 
 
-async def fetchone(conn: AsyncConnection[Any], name: str, **params: Any) -> dict[str, Any] | None:
-    """Run the named query and return its first row (a dict), if any."""
-    cursor = await conn.execute(query(name), params)
-    return await cursor.fetchone()  # type: ignore[no-any-return]
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+@functools.cache
+def _placeholders(name: str) -> frozenset[str]:
+    return frozenset(_PLACEHOLDER.findall(query(name)))
+
+
+def _statement(name: str, params: dict[str, Any]) -> str:
+    """The named query's text, once its parameters are checked: a misspelt one fails here, by name,
+    instead of being ignored (psycopg only reports the missing ones)."""
+    unused = params.keys() - _placeholders(name)
+    if unused:
+        raise TypeError(f"query {name!r} takes no parameter(s) {sorted(unused)}")
+    return query(name)
+
+
+async def execute(conn: AsyncConnection[Any], name: str, /, **params: Any) -> int:
+    """Run the named statement; the number of rows it touched."""
+    cursor = await conn.execute(_statement(name, params), params)
+    return cursor.rowcount
+
+
+async def fetch_all(conn: AsyncConnection[Any], name: str, /, **params: Any) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(_statement(name, params), params)
+        return await cursor.fetchall()
+
+
+async def _first(conn: AsyncConnection[Any], name: str, row: type[Any] | None, params: dict[str, Any]) -> Any:
+    async with conn.cursor(row_factory=dict_row if row is None else class_row(row)) as cursor:
+        await cursor.execute(_statement(name, params), params)
+        return await cursor.fetchone()
+
+
+@overload
+async def fetch_optional(conn: AsyncConnection[Any], name: str, /, **params: Any) -> Row | None: ...
+@overload
+async def fetch_optional(conn: AsyncConnection[Any], name: str, row: type[T], /, **params: Any) -> T | None: ...
+async def fetch_optional(conn: AsyncConnection[Any], name: str, row: type[Any] | None = None, /, **params: Any) -> Any:
+    """The first row, or None when there is none."""
+    return await _first(conn, name, row, params)
+
+
+@overload
+async def fetch_one(conn: AsyncConnection[Any], name: str, /, **params: Any) -> Row: ...
+@overload
+async def fetch_one(conn: AsyncConnection[Any], name: str, row: type[T], /, **params: Any) -> T: ...
+async def fetch_one(conn: AsyncConnection[Any], name: str, row: type[Any] | None = None, /, **params: Any) -> Any:
+    """The first row of a query that always returns one (RETURNING, a function call, a count)."""
+    found = await _first(conn, name, row, params)
+    if found is None:
+        raise MissingRow(name)
+    return found
+
+
+async def fetch_value(conn: AsyncConnection[Any], name: str, /, **params: Any) -> Any:
+    """The first column of the query's one row."""
+    return next(iter((await fetch_one(conn, name, **params)).values()))
+
+
+def connect_sync(
+    database_url: str, *, autocommit: bool = False, connect_timeout: int | None = None
+) -> psycopg.Connection[DictRow]:
+    """A short-lived synchronous connection for the CLI and metrics scrapes (they hold no pool)."""
+    return psycopg.connect(database_url, autocommit=autocommit, row_factory=dict_row, connect_timeout=connect_timeout)
+
+
+def execute_sync(conn: psycopg.Connection[Any], name: str, /, **params: Any) -> int:
+    return conn.execute(_statement(name, params), params).rowcount
+
+
+def fetch_all_sync(conn: psycopg.Connection[Any], name: str, /, **params: Any) -> list[Row]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(_statement(name, params), params).fetchall()
+
+
+def fetch_optional_sync(conn: psycopg.Connection[Any], name: str, /, **params: Any) -> Row | None:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(_statement(name, params), params).fetchone()
+
+
+def fetch_one_sync(conn: psycopg.Connection[Any], name: str, /, **params: Any) -> Row:
+    found = fetch_optional_sync(conn, name, **params)
+    if found is None:
+        raise MissingRow(name)
+    return found

@@ -18,9 +18,8 @@ import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
-from psycopg.rows import dict_row
 
-from waypost.sql import query
+from waypost.db import connect_sync, fetch_all_sync
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 REPLY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -52,8 +51,8 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily("waypost_database_up", "1 when the scrape could read the database")
         try:
-            with psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row, connect_timeout=5) as conn:
-                rows = {name: conn.execute(query(name)).fetchall() for name in _QUERIES}
+            with connect_sync(self.database_url, autocommit=True, connect_timeout=5) as conn:
+                rows = {name: fetch_all_sync(conn, name) for name in _QUERIES}
         except psycopg.Error:
             up.add_metric([], 0)
             yield up
@@ -98,7 +97,7 @@ def process_registry() -> CollectorRegistry:
     """This process's metrics, or every process's in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return registry
     return REGISTRY
 

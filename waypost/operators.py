@@ -12,8 +12,8 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from waypost.db import connect_sync, execute_sync, fetch_all_sync, fetch_optional_sync
 from waypost.errors import BadOperatorInput, NoSuchOperator, OperatorExists
-from waypost.sql import query
 
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 MIN_PASSWORD_LENGTH = 12
@@ -52,19 +52,15 @@ def rehash_if_needed(password_hash: str, password: str) -> str | None:
     return _hasher.hash(password) if _hasher.check_needs_rehash(password_hash) else None
 
 
-def _connect(database_url: str) -> psycopg.Connection[dict[str, Any]]:
-    return psycopg.connect(database_url, row_factory=psycopg.rows.dict_row)
-
-
 def add_operator(database_url: str, email: str, password: str, *, replace: bool = False) -> dict[str, Any]:
     """Create an operator, or with `replace` set a new password for an existing one (which ends
     every session it has: whoever knew the old password is signed out)."""
     email = normalise_email(email)
     password_hash = hash_password(password)
-    with _connect(database_url) as conn:
+    with connect_sync(database_url) as conn:
         name = "operator_upsert" if replace else "operator_insert"
         try:
-            row = conn.execute(query(name), {"email": email, "password_hash": password_hash}).fetchone()
+            row = fetch_optional_sync(conn, name, email=email, password_hash=password_hash)
         except psycopg.errors.UniqueViolation:
             raise OperatorExists(f"operator {email} exists already (use --reset-password)") from None
         if row is None:
@@ -76,13 +72,13 @@ def add_operator(database_url: str, email: str, password: str, *, replace: bool 
 
 def password_matches(database_url: str, email: str, password: str) -> bool:
     """Whether `email` is an enabled operator whose password is `password`."""
-    with _connect(database_url) as conn:
-        row = conn.execute(query("operator_by_email"), {"email": normalise_email(email)}).fetchone()
+    with connect_sync(database_url) as conn:
+        row = fetch_optional_sync(conn, "operator_by_email", email=normalise_email(email))
     return row is not None and check_password(row["password_hash"], password)
 
 
 def _operator(conn: psycopg.Connection[dict[str, Any]], email: str) -> dict[str, Any]:
-    row = conn.execute(query("operator_id_by_email"), {"email": normalise_email(email)}).fetchone()
+    row = fetch_optional_sync(conn, "operator_id_by_email", email=normalise_email(email))
     if row is None:
         raise NoSuchOperator(f"no operator {email}")
     return row
@@ -90,14 +86,13 @@ def _operator(conn: psycopg.Connection[dict[str, Any]], email: str) -> dict[str,
 
 def end_sessions(conn: psycopg.Connection[dict[str, Any]], operator_id: int, reason: str) -> int:
     """End every live session of the operator; how many there were."""
-    return conn.execute(query("operator_sessions_end_all"), {"operator_id": operator_id, "reason": reason}).rowcount
+    return execute_sync(conn, "operator_sessions_end_all", operator_id=operator_id, reason=reason)
 
 
 def set_disabled(database_url: str, email: str, disabled: bool) -> int:
     """Disable an operator (their sessions end at once) or enable them again; sessions ended."""
-    with _connect(database_url) as conn:
-        row = conn.execute(query("operator_set_disabled"), {"email": normalise_email(email), "disabled": disabled})
-        found = row.fetchone()
+    with connect_sync(database_url) as conn:
+        found = fetch_optional_sync(conn, "operator_set_disabled", email=normalise_email(email), disabled=disabled)
         if found is None:
             raise NoSuchOperator(f"no operator {email}")
         return end_sessions(conn, found["id"], "disabled") if disabled else 0
@@ -105,15 +100,12 @@ def set_disabled(database_url: str, email: str, disabled: bool) -> int:
 
 def sessions(database_url: str, email: str, idle_seconds: float) -> list[dict[str, Any]]:
     """An operator's sessions, newest first, with their state (active, expired, ended: reason)."""
-    with _connect(database_url) as conn:
+    with connect_sync(database_url) as conn:
         operator = _operator(conn, email)
-        cursor = conn.execute(
-            query("operator_sessions_list"), {"operator_id": operator["id"], "idle_seconds": idle_seconds}
-        )
-        return cursor.fetchall()
+        return fetch_all_sync(conn, "operator_sessions_list", operator_id=operator["id"], idle_seconds=idle_seconds)
 
 
 def revoke_sessions(database_url: str, email: str) -> int:
     """End every live session of the operator; how many there were."""
-    with _connect(database_url) as conn:
+    with connect_sync(database_url) as conn:
         return end_sessions(conn, _operator(conn, email)["id"], "revoked")

@@ -9,11 +9,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool
 from yoyo import get_backend, read_migrations
 
-from waypost.sql import MIGRATIONS_DIR, query
+from waypost.db import DictPool, fetch_all, fetch_value
+from waypost.sql import MIGRATIONS_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -245,22 +244,16 @@ def build_report(
     return SchemaReport(tuple(checks))
 
 
-async def verify_async(conn: psycopg.AsyncConnection) -> SchemaReport:
+async def verify_async(conn: psycopg.AsyncConnection[Any]) -> SchemaReport:
     """Compare the database behind `conn` with what this code expects (read-only)."""
-
-    async def rows(name: str) -> list[tuple[Any, ...]]:
-        async with conn.cursor(row_factory=tuple_row) as cursor:
-            await cursor.execute(query(name))
-            return await cursor.fetchall()
-
-    has_yoyo = (await rows("schema_yoyo_table_exists"))[0][0]
-    applied = {r[0] for r in await rows("schema_applied_migrations")} if has_yoyo else set()
+    has_yoyo = await fetch_value(conn, "schema_yoyo_table_exists")
+    applied = {r["migration_id"] for r in await fetch_all(conn, "schema_applied_migrations")} if has_yoyo else set()
     return build_report(
         applied,
-        {(r[0], r[1]) for r in await rows("schema_columns")},
-        {r[0] for r in await rows("schema_functions")},
-        {r[0] for r in await rows("schema_indexes")},
-        {r[0] for r in await rows("schema_triggers")},
+        {(r["table_name"], r["column_name"]) for r in await fetch_all(conn, "schema_columns")},
+        {r["name"] for r in await fetch_all(conn, "schema_functions")},
+        {r["name"] for r in await fetch_all(conn, "schema_indexes")},
+        {r["name"] for r in await fetch_all(conn, "schema_triggers")},
     )
 
 
@@ -278,7 +271,7 @@ class SchemaMismatchError(RuntimeError):
         )
 
 
-async def ensure_schema(pool: AsyncConnectionPool) -> SchemaReport:
+async def ensure_schema(pool: DictPool) -> SchemaReport:
     async with pool.connection() as conn:
         report = await verify_async(conn)
     if not report.ok:

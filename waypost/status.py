@@ -10,39 +10,32 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
+from waypost.db import connect_sync, fetch_all_sync, fetch_one_sync
 from waypost.schema import verify
 from waypost.settings import Settings
-from waypost.sql import query
 
 
 def collect(settings: Settings, max_age_seconds: float) -> dict[str, Any]:
     database_url = settings.require_database_url()
     report = verify(database_url)
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-
-        def rows(name: str) -> list[dict[str, Any]]:
-            return conn.execute(query(name)).fetchall()
-
+    with connect_sync(database_url, autocommit=True) as conn:
         status: dict[str, Any] = {
             "schema": {"ok": report.ok, "problems": report.problems},
             "reply_jobs": {
                 r["status"]: {"jobs": r["jobs"], "oldest_seconds": _round(r["oldest_seconds"])}
-                for r in rows("status_reply_jobs")
+                for r in fetch_all_sync(conn, "status_reply_jobs")
             },
             "queue": {
                 r["queue_name"]: {"waiting": r["waiting"], "oldest_seconds": _round(r["oldest_seconds"])}
-                for r in rows("metrics_queue")
+                for r in fetch_all_sync(conn, "metrics_queue")
             },
             "workers": [
                 {"id": r["id"], "heartbeat_age_seconds": _round(r["heartbeat_age_seconds"])}
-                for r in rows("metrics_workers")
+                for r in fetch_all_sync(conn, "metrics_workers")
             ],
-            "unknown_sends": {k: _round(v) for k, v in rows("status_unknown_sends")[0].items()},
-            "failed_sends_last_hour": {r["code"]: r["sends"] for r in rows("status_failed_sends")},
-            "notifications": rows("status_notifications")[0],
+            "unknown_sends": {k: _round(v) for k, v in fetch_one_sync(conn, "status_unknown_sends").items()},
+            "failed_sends_last_hour": {r["code"]: r["sends"] for r in fetch_all_sync(conn, "status_failed_sends")},
+            "notifications": fetch_one_sync(conn, "status_notifications"),
         }
     status["attention"] = attention(status, settings.stalled_worker_seconds, max_age_seconds)
     return status

@@ -31,7 +31,7 @@ from waypost.logs import request_id_var
 from webhook import ingest, payload, signature
 from webhook.errors import SCHEMA_ERRORS, error_response
 from webhook.state import app_state
-from worker.sweep import sweep
+from worker.tasks import sweep_now
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ async def run_outbound_jobs(request: Request) -> Response:
         logger.warning("cron endpoint: wrong secret (%s)", method)
         raise Unauthorized("wrong cron secret")
     started = time.perf_counter()
-    report = await sweep(state.pool, state.settings)
+    report = await sweep_now(state.pool, state.settings)
     elapsed = (time.perf_counter() - started) * 1000
     return JSONResponse(
         {

@@ -16,15 +16,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import psycopg
-from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import fetchone
-from waypost.sql import query
+from waypost.db import DictConnection, DictPool, execute, fetch_one, fetch_value
 from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
 from webhook.signature import Verdict
-from worker.reply import conversation_lock, send_reply
+from worker.tasks import defer_reply
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +60,7 @@ class IngestResult:
 
 
 async def journal(
-    pool: AsyncConnectionPool,
+    pool: DictPool,
     request_id: str,
     body: bytes | None,
     signature: Verdict,
@@ -73,7 +70,7 @@ async def journal(
     is missing or invalid is kept as its size, its SHA-256 and its first bytes only."""
     kept = body[:REFUSED_BODY_PREFIX] if body is not None and signature in ("missing", "invalid") else body
     async with pool.connection() as conn:
-        row = await fetchone(
+        event_id = await fetch_value(
             conn,
             "webhook_event_insert",
             request_id=request_id,
@@ -83,13 +80,12 @@ async def journal(
             signature=signature,
             error=error,
         )
-        assert row is not None
-        return int(row["id"])
+    return int(event_id)
 
 
-async def record_error(pool: AsyncConnectionPool, event_id: int, error: str) -> None:
+async def record_error(pool: DictPool, event_id: int, error: str) -> None:
     async with pool.connection() as conn:
-        await conn.execute(query("webhook_event_error"), {"id": event_id, "error": error})
+        await execute(conn, "webhook_event_error", id=event_id, error=error)
 
 
 def _lock_order(message: InboundMessage) -> tuple[str, str, str, float]:
@@ -98,7 +94,7 @@ def _lock_order(message: InboundMessage) -> tuple[str, str, str, float]:
     return (message.phone_number_id, message.wa_id or "", message.user_id or "", message.contact_sent_at.timestamp())
 
 
-Store = Callable[[AsyncConnection, IngestResult], Awaitable[None]]
+Store = Callable[[DictConnection, IngestResult], Awaitable[None]]
 
 
 def _steps(batch: Batch, request_id: str) -> list[tuple[str, str | None, Store]]:
@@ -114,7 +110,7 @@ def _steps(batch: Batch, request_id: str) -> list[tuple[str, str | None, Store]]
     return steps
 
 
-async def process(pool: AsyncConnectionPool, event_id: int, batch: Batch, request_id: str) -> IngestResult:
+async def process(pool: DictPool, event_id: int, batch: Batch, request_id: str) -> IngestResult:
     """Store every item of the batch and mark the journal row processed, in one transaction."""
     steps = _steps(batch, request_id)
     try:
@@ -125,7 +121,7 @@ async def process(pool: AsyncConnectionPool, event_id: int, batch: Batch, reques
 
 
 async def _store(
-    pool: AsyncConnectionPool, event_id: int, batch: Batch, steps: list[tuple[str, str | None, Store]], *, isolate: bool
+    pool: DictPool, event_id: int, batch: Batch, steps: list[tuple[str, str | None, Store]], *, isolate: bool
 ) -> IngestResult:
     result = IngestResult(refused=list(batch.refused))
     async with pool.connection() as conn, conn.transaction():
@@ -143,27 +139,27 @@ async def _store(
         if result.refused:
             error = describe_refused(result.refused)
             await notify_refused(conn, result.refused)
-        await conn.execute(query("webhook_event_processed"), {"id": event_id, "error": error})
+        await execute(conn, "webhook_event_processed", id=event_id, error=error)
     return result
 
 
-async def notify_refused(conn: AsyncConnection, refused: list[Refused]) -> None:
+async def notify_refused(conn: DictConnection, refused: list[Refused]) -> None:
     """Tell the operators what Meta sent that could not be stored, once: a refused batch is 400, and
     Meta delivers it again for days."""
     intro = "WhatsApp sent items Waypost could not store; the journal keeps them. "
     body = intro + describe_refused(refused)
-    await conn.execute(query("notification_insert_once"), {"kind": "webhook_item_refused", "body": body})
+    await execute(conn, "notification_insert_once", kind="webhook_item_refused", body=body)
 
 
-async def record_refused(pool: AsyncConnectionPool, event_id: int, refused: list[Refused]) -> None:
+async def record_refused(pool: DictPool, event_id: int, refused: list[Refused]) -> None:
     """A webhook whose every item was refused: the journal says why, the operators are told."""
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute(query("webhook_event_error"), {"id": event_id, "error": describe_refused(refused)})
+        await execute(conn, "webhook_event_error", id=event_id, error=describe_refused(refused))
         await notify_refused(conn, refused)
 
 
-async def _apply_status(conn: AsyncConnection, result: IngestResult, status: StatusUpdate) -> None:
-    row = await fetchone(
+async def _apply_status(conn: DictConnection, result: IngestResult, status: StatusUpdate) -> None:
+    outcome = await fetch_value(
         conn,
         "apply_message_status",
         wa_message_id=status.wa_message_id,
@@ -174,24 +170,20 @@ async def _apply_status(conn: AsyncConnection, result: IngestResult, status: Sta
         errors=Jsonb(status.errors) if status.errors is not None else None,
         payload=Jsonb(status.payload),
     )
-    assert row is not None
-    result.statuses[row["outcome"]] += 1
-    logger.info("status %s for %s: %s", status.status, status.wa_message_id, row["outcome"])
+    result.statuses[outcome] += 1
+    logger.info("status %s for %s: %s", status.status, status.wa_message_id, outcome)
 
 
-async def _notify_platform_error(conn: AsyncConnection, result: IngestResult, platform_error: PlatformError) -> None:
+async def _notify_platform_error(conn: DictConnection, result: IngestResult, platform_error: PlatformError) -> None:
     error = json.dumps(platform_error.error, ensure_ascii=False)
     body = f"WhatsApp reported an error for number {platform_error.phone_number_id}: {error}"
-    await conn.execute(
-        query("notification_insert"),
-        {"conversation_id": None, "message_id": None, "kind": "platform_error", "body": body},
-    )
+    await execute(conn, "notification_insert", conversation_id=None, message_id=None, kind="platform_error", body=body)
 
 
 async def _ingest_message(
-    conn: AsyncConnection, result: IngestResult, message: InboundMessage, request_id: str
+    conn: DictConnection, result: IngestResult, message: InboundMessage, request_id: str
 ) -> None:
-    row = await fetchone(
+    row = await fetch_one(
         conn,
         "ingest_inbound_message",
         phone_number_id=message.phone_number_id,
@@ -210,7 +202,6 @@ async def _ingest_message(
         needs_reply=message.needs_reply,
         request_id=request_id,
     )
-    assert row is not None
     if not row["created"]:
         result.duplicate_messages += 1
         logger.info("duplicate message %s ignored", message.wa_message_id)
@@ -222,15 +213,8 @@ async def _ingest_message(
         return
     # Same connection, same transaction: the job row and the queue row commit or vanish together,
     # and procrastinate's NOTIFY fires at our COMMIT.
-    procrastinate_job_id = await send_reply.configure(
-        connection=conn, lock=conversation_lock(row["conversation_id"])
-    ).defer_async(outbound_job_id=outbound_job_id, request_id=request_id)
-    await conn.execute(
-        query("outbound_job_set_procrastinate_id"),
-        {
-            "outbound_job_id": outbound_job_id,
-            "procrastinate_job_id": procrastinate_job_id,
-        },
+    procrastinate_job_id = await defer_reply(
+        conn, outbound_job_id=outbound_job_id, conversation_id=row["conversation_id"], request_id=request_id
     )
     result.jobs += 1
     logger.info(

@@ -8,9 +8,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
+from waypost.db import DictPool
 from waypost.schema import SchemaReport, verify_async
 from waypost.settings import Settings
 
@@ -27,7 +27,7 @@ class SchemaGuard:
     drifted database is noticed without a restart and without a catalog query per request.
     """
 
-    def __init__(self, pool: AsyncConnectionPool, interval: float) -> None:
+    def __init__(self, pool: DictPool, interval: float) -> None:
         self._pool = pool
         self._interval = interval
         self._report: SchemaReport | None = None
@@ -52,7 +52,7 @@ class SchemaGuard:
 @dataclasses.dataclass(frozen=True)
 class AppState:
     settings: Settings
-    pool: AsyncConnectionPool
+    pool: DictPool
     schema: SchemaGuard
     feed: InboxFeed | None = None  # the live inbox feed; None when the inbox is off
 

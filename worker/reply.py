@@ -13,17 +13,17 @@ from typing import Any
 import procrastinate
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from waypost import metrics
-from waypost.db import fetchone
-from waypost.sql import query
+from waypost.db import execute, fetch_all, fetch_one, fetch_optional
 from waypost.text import clean_text
 from worker.orchestrator import OrchestratorError, ReplyRequest, Turn
-from worker.queue import REPLY_QUEUE, app
+from worker.queue import app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
-from worker.sending import SendRun, run_send_task, unexpected_error
+from worker.rows import Conversation, Inbound, OutboundJob
+from worker.sending import JobState, Outbound, SendRun, notify, retry_within_budget, run_send_task, unexpected_error
+from worker.tasks import REPLY_QUEUE, SEND_REPLY, idempotency_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,72 +43,65 @@ SKIP_NOTIFICATIONS = {
 }
 
 
-def conversation_lock(conversation_id: int) -> str:
-    """procrastinate lock serialising the sends of one conversation, in order."""
-    return f"conversation:{conversation_id}"
-
-
-def idempotency_key(inbound_wa_message_id: str) -> str:
-    """One reply per inbound message; also sent as biz_opaque_callback_data (max 512 chars)."""
-    return f"reply:{inbound_wa_message_id}"[:512]
-
-
-def skip_reason(conversation: dict[str, Any], margin_seconds: float) -> str | None:
-    if conversation["deleted_at"] is not None:
+def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None:
+    if conversation.deleted_at is not None:
         return "conversation deleted"
-    if not conversation["ai_enabled"]:
+    if not conversation.ai_enabled:
         return AI_PAUSED
-    last_inbound = conversation["last_inbound_at"]
+    last_inbound = conversation.last_inbound_at
     closes = last_inbound + WINDOW - dt.timedelta(seconds=margin_seconds) if last_inbound else None
     if closes is None or dt.datetime.now(dt.UTC) >= closes:
         return WINDOW_CLOSED
     return None
 
 
-@app.task(name="send_reply", queue=REPLY_QUEUE, pass_context=True, retry=FollowTaskDecision())
+@app.task(name=SEND_REPLY, queue=REPLY_QUEUE, pass_context=True, retry=FollowTaskDecision())
 async def send_reply(context: procrastinate.JobContext, outbound_job_id: int, request_id: str) -> None:
-    connector = context.app.connector
-    assert isinstance(connector, procrastinate.PsycopgConnector)
-    await run_send_task(context, ReplyRun(resources_of(context), connector.pool, outbound_job_id), request_id)
+    await run_send_task(context, ReplyRun(resources_of(context), outbound_job_id), request_id)
 
 
 class ReplyRun(SendRun):
-    def __init__(self, resources: WorkerResources, pool: AsyncConnectionPool, outbound_job_id: int) -> None:
-        super().__init__(resources, pool)
+    """An AI reply: its job is an outbound_jobs row, closed with the run's outcome."""
+
+    def __init__(self, resources: WorkerResources, outbound_job_id: int) -> None:
+        super().__init__(resources)
         self.outbound_job_id = outbound_job_id
         self.inbound_at: dt.datetime | None = None  # when the message answered was stored
 
-    async def run(self) -> None:
+    async def prepare(self) -> Outbound | None:
         async with self.pool.connection() as conn:
-            job = await fetchone(conn, "outbound_job_start", outbound_job_id=self.outbound_job_id)
+            job = await fetch_optional(conn, "outbound_job_start", OutboundJob, outbound_job_id=self.outbound_job_id)
             if job is None:
                 self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} already finished")
-                return
-            self.attempts, self.first_seen = job["attempts"], job["created_at"]
-            self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} attempt={job['attempts']}")
-            conversation = await fetchone(conn, "reply_load_conversation", conversation_id=job["conversation_id"])
-            assert conversation is not None
-            self.clock.log("loaded conversation", f"conversation_id={conversation['id']}")
-            inbound = await fetchone(conn, "reply_load_message", message_id=job["inbound_message_id"])
-            assert inbound is not None
-            self.inbound_at = inbound["created_at"]
-            self.clock.log("loaded inbound message", f"wa_message_id={inbound['wa_message_id']}")
-            key = idempotency_key(inbound["wa_message_id"])
-            existing = await fetchone(conn, "reply_find_send", idempotency_key=key)
+                return None
+            self.attempts, self.first_seen = job.attempts, job.created_at
+            self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} attempt={job.attempts}")
+            conversation = await fetch_one(
+                conn, "reply_load_conversation", Conversation, conversation_id=job.conversation_id
+            )
+            self.clock.log("loaded conversation", f"conversation_id={conversation.id}")
+            inbound = await fetch_one(conn, "reply_load_message", Inbound, message_id=job.inbound_message_id)
+            self.inbound_at = inbound.created_at
+            self.clock.log("loaded inbound message", f"wa_message_id={inbound.wa_message_id}")
+            key = idempotency_key(inbound.wa_message_id)
+            existing = await fetch_optional(conn, "reply_find_send", idempotency_key=key)
 
         if existing is not None:
             body = existing["body"]  # a retry resends the text already decided, never a new one
         else:
             reason = skip_reason(conversation, self.settings.window_margin_seconds)
             if reason:
-                await self.skip(conversation["id"], reason)
-                return
+                await self.skip(conversation.id, reason)
+                return None
             body = await self.ask_orchestrator(conversation, inbound)
             if body is None:
-                return
-        await self.claim_and_send(conversation, key=key, body=body, author="ai", reply_to=inbound)
+                return None
+        return Outbound(conversation, key=key, body=body, author="ai", reply_to=inbound)
 
-    def ended(self, state: str) -> None:
+    def claimed(self, send_attempts: int) -> None:
+        """Nothing to count: a reply's budget is its job's attempts, counted at `outbound_job_start`."""
+
+    def ended(self, state: JobState) -> None:
         metrics.REPLY_JOBS.labels(state).inc()
         metrics.REPLY_ATTEMPTS.observe(self.attempts)
         if state == "done" and self.inbound_at is not None:
@@ -118,68 +111,66 @@ class ReplyRun(SendRun):
         async with self.pool.connection() as conn, conn.transaction():
             if reason in SKIP_NOTIFICATIONS:
                 kind, body = SKIP_NOTIFICATIONS[reason]
-                await self.notify(conn, conversation_id, kind, body)
+                await notify(conn, conversation_id, kind, body)
             await self.close_job(conn, "skipped", skip_reason=reason)
         self.ended("skipped")
         self.clock.log("job done", f"skipped: {reason}")
 
-    async def finish(self, status: str, *, last_error: str | None = None, skip_reason: str | None = None) -> None:
+    async def finish(self, state: JobState, *, last_error: str | None = None) -> None:
         async with self.pool.connection() as conn:
-            await self.close_job(conn, status, last_error=last_error, skip_reason=skip_reason)
+            await self.close_job(conn, state, last_error=last_error)
 
     async def close_job(
-        self, conn: AsyncConnection, status: str, *, last_error: str | None = None, skip_reason: str | None = None
+        self,
+        conn: AsyncConnection[Any],
+        state: JobState,
+        *,
+        last_error: str | None = None,
+        skip_reason: str | None = None,
     ) -> None:
         """Close the outbound job on `conn`, inside the caller's transaction."""
-        await conn.execute(
-            query("outbound_job_finish"),
-            {
-                "outbound_job_id": self.outbound_job_id,
-                "status": status,
-                "last_error": last_error,
-                "skip_reason": skip_reason,
-            },
+        await execute(
+            conn,
+            "outbound_job_finish",
+            outbound_job_id=self.outbound_job_id,
+            status=state,
+            last_error=last_error,
+            skip_reason=skip_reason,
         )
 
     async def note(self, last_error: str) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(
-                query("outbound_job_note"), {"outbound_job_id": self.outbound_job_id, "last_error": last_error}
-            )
-
-    async def give_up(self, conn: AsyncConnection, conversation_id: int, reason: str) -> None:
-        await self.notify(conn, conversation_id, "ai_failed", f"No reply was sent: {reason}")
-        await self.close_job(conn, "failed", last_error=reason)
+            await execute(conn, "outbound_job_note", outbound_job_id=self.outbound_job_id, last_error=last_error)
 
     async def abandon(self, reason: str) -> None:
-        params = {"outbound_job_id": self.outbound_job_id, "reason": reason}
         async with self.pool.connection() as conn, conn.transaction():
             # A claimed send fails with its message (waypost_fail_send_v1 closes the job too).
             errors = Jsonb([unexpected_error(reason)])
-            await conn.execute(query("reply_fail_claimed_send"), {**params, "errors": errors})
-            await conn.execute(query("outbound_job_give_up"), params)
-
-    async def ask_orchestrator(self, conversation: dict[str, Any], inbound: dict[str, Any]) -> str | None:
-        async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                query("reply_history"),
-                {
-                    "conversation_id": conversation["id"],
-                    "message_id": inbound["id"],
-                    "limit": self.settings.history_messages,
-                },
+            await execute(
+                conn, "reply_fail_claimed_send", outbound_job_id=self.outbound_job_id, reason=reason, errors=errors
             )
-            history = tuple(Turn(row["author"], row["body"]) for row in reversed(await cursor.fetchall()))
+            await execute(conn, "outbound_job_give_up", outbound_job_id=self.outbound_job_id, reason=reason)
+
+    async def ask_orchestrator(self, conversation: Conversation, inbound: Inbound) -> str | None:
+        async with self.pool.connection() as conn:
+            rows = await fetch_all(
+                conn,
+                "reply_history",
+                conversation_id=conversation.id,
+                message_id=inbound.id,
+                limit=self.settings.history_messages,
+            )
+        history = tuple(Turn(row["author"], row["body"]) for row in reversed(rows))
         orchestrator = self.resources.orchestrator
         self.clock.log("orchestrator start", f"provider={orchestrator.name} history={len(history)}")
-        request = ReplyRequest(conversation["id"], conversation["contact_name"], history)
+        request = ReplyRequest(conversation.id, conversation.contact_name, history)
         timer = metrics.Timer()
         try:
             answer = await orchestrator.reply(request)
         except OrchestratorError as exc:
             metrics.ORCHESTRATOR_FAILURES.labels(orchestrator.name).inc()
             self.clock.log("orchestrator end", f"failed: {exc}", logging.WARNING)
-            await self.retry_or_fail(f"orchestrator failed: {exc}", conversation_id=conversation["id"])
+            await self.give_up(conversation.id, await retry_within_budget(self, f"orchestrator failed: {exc}"))
             return None
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
         # The model's text is outside input: a NUL or a lone surrogate would fail every write of it.
@@ -187,5 +178,13 @@ class ReplyRun(SendRun):
         text = f" text={answer!r}" if answer and self.settings.log_bodies else ""
         self.clock.log("orchestrator end", f"chars={len(answer) if answer else 0}{text}")
         if answer is None:
-            await self.skip(conversation["id"], NO_ANSWER)
+            await self.skip(conversation.id, NO_ANSWER)
         return answer[:4096] if answer else None
+
+    async def give_up(self, conversation_id: int, reason: str) -> None:
+        """Out of retries before any message was claimed: fail the job, tell the operators."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await notify(conn, conversation_id, "ai_failed", f"No reply was sent: {reason}")
+            await self.close_job(conn, "failed", last_error=reason)
+        self.ended("failed")
+        self.clock.log("job failed", reason, logging.ERROR)

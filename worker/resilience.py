@@ -31,6 +31,7 @@ from psycopg_pool import PoolTimeout
 
 from waypost.listen import listen_forever
 from waypost.logs import job_request_id, log_context
+from worker.resources import app_pool
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +103,17 @@ class WaypostWorker(Worker):
 
     def _start_job(self, job: procrastinate.jobs.Job) -> None:
         job_id = job.id
+
+        def abort_reason() -> job_context.AbortReason | None:
+            return self._job_ids_to_abort.get(job_id) if job_id else None
+
         context = job_context.JobContext(
             app=self.app,
             worker_name=self.worker_name,
             worker_queues=self.queues,
             additional_context=self.additional_context.copy() if self.additional_context else {},
             job=job,
-            abort_reason=lambda job_id=job_id: self._job_ids_to_abort.get(job_id) if job_id else None,
+            abort_reason=abort_reason,
             start_timestamp=time.time(),
         )
         job_task = asyncio.create_task(self._process_job(context), name=f"process job {job.task_name}[{job.id}]")
@@ -133,8 +138,9 @@ class WaypostWorker(Worker):
         return side_tasks
 
     async def _listen(self) -> None:
-        connector = self.app.connector
-        assert isinstance(connector, procrastinate.PsycopgConnector)
+        conninfo = app_pool(self.app).conninfo
+        if not isinstance(conninfo, str):  # psycopg_pool also takes a callable; ours never is one
+            raise TypeError("the LISTEN connection needs the pool's conninfo as a string")
 
         async def on_payload(channel: str, payload: str) -> None:
             await self._handle_notification(channel=channel, notification=json.loads(payload))
@@ -145,7 +151,7 @@ class WaypostWorker(Worker):
                 self._new_job_event.set()  # jobs deferred while we were away were not announced
 
         await listen_forever(
-            connector.pool.conninfo,
+            conninfo,
             list(get_channel_for_queues(self.queues)),
             on_payload,
             on_connected,
@@ -166,7 +172,7 @@ class WaypostWorker(Worker):
         attempt = 0
         while True:
             try:
-                return await super()._periodic_deferrer()  # type: ignore[no-any-return]
+                return await super()._periodic_deferrer()
             except DATABASE_ERRORS as exc:
                 self.database.failed("deferring periodic tasks", exc)
                 await asyncio.sleep(retry_delay(attempt))

@@ -1,14 +1,18 @@
-"""What reply tasks need besides the database, built once per worker process and handed to tasks
-through procrastinate's `additional_context` (no module globals)."""
+"""What tasks need besides their arguments, built once per worker process and handed to tasks
+through procrastinate's `additional_context` (no module globals): the settings, the pool the App
+runs on (our queries share it), the orchestrator and the Graph client."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
 
 import procrastinate
+from psycopg_pool import AsyncConnectionPool
 
+from waypost.db import Pool
 from waypost.settings import Settings
 from worker.graph import GraphClient
 from worker.orchestrator import Orchestrator, build_orchestrator
@@ -16,21 +20,30 @@ from worker.orchestrator import Orchestrator, build_orchestrator
 CONTEXT_KEY = "waypost"
 
 
+def app_pool(app: procrastinate.App) -> AsyncConnectionPool[Any]:
+    """The pool procrastinate's connector runs on (opened: the App is open)."""
+    connector = app.connector
+    if not isinstance(connector, procrastinate.PsycopgConnector):
+        raise TypeError(f"the App must run on a PsycopgConnector, not {connector!r}")
+    return connector.pool
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerResources:
     settings: Settings
+    pool: Pool
     orchestrator: Orchestrator
     graph: GraphClient
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, settings: Settings) -> AsyncIterator[WorkerResources]:
+    async def open(cls, settings: Settings, pool: Pool) -> AsyncIterator[WorkerResources]:
         # Both constructors validate their settings: a broken configuration stops the worker here.
         orchestrator = build_orchestrator(settings)
         try:
             graph = GraphClient(settings)
             try:
-                yield cls(settings, orchestrator, graph)
+                yield cls(settings, pool, orchestrator, graph)
             finally:
                 await graph.aclose()
         finally:
@@ -38,4 +51,7 @@ class WorkerResources:
 
 
 def resources_of(context: procrastinate.JobContext) -> WorkerResources:
-    return context.additional_context[CONTEXT_KEY]  # type: ignore[no-any-return]
+    resources = context.additional_context[CONTEXT_KEY]
+    if not isinstance(resources, WorkerResources):
+        raise TypeError("the worker runs without WorkerResources: start it through worker.queue")
+    return resources

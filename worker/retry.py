@@ -27,7 +27,8 @@ class FollowTaskDecision(BaseRetryStrategy):
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
         if isinstance(exception, RetryLater):
-            return RetryDecision(retry_in={"seconds": exception.delay})
+            # retry_at, not retry_in: procrastinate types retry_in's seconds as int, and delays are fractional
+            return RetryDecision(retry_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=exception.delay))
         return None
 
 

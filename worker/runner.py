@@ -8,7 +8,7 @@ from prometheus_client import start_http_server
 
 from waypost import metrics
 from waypost.settings import Settings
-from worker.queue import app, open_app, worker_options
+from worker.queue import app, open_app
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +28,8 @@ async def run_worker(settings: Settings) -> None:
     serve_metrics(settings)
     pool = await open_app(settings)
     try:
-        options = worker_options(settings)
-        logger.info(
-            "worker starting concurrency=%s poll_interval=%ss",
-            options["concurrency"],
-            options["fetch_job_polling_interval"],
-        )
-        await app.run_worker_async(**options, additional_context={"settings": settings})
+        # The settings make the worker's options (worker.queue.WaypostApp.run_worker_async).
+        await app.run_worker_async(additional_context={"settings": settings})
     finally:
         await app.close_async()
         await pool.close()

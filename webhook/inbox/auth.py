@@ -31,7 +31,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waypost import operators
-from waypost.db import fetchone
+from waypost.db import execute, fetch_one, fetch_optional
 from waypost.errors import (
     CsrfRefused,
     InboxDisabled,
@@ -41,7 +41,6 @@ from waypost.errors import (
     WrongCredentials,
 )
 from waypost.settings import Settings
-from waypost.sql import query
 from waypost.text import unfit
 from webhook.signature import tokens_equal
 from webhook.state import app_state, path_for
@@ -114,7 +113,7 @@ async def _live_session(request: Request, query_name: str) -> dict[str, Any] | N
         return None
     state = app_state(request)
     async with state.pool.connection() as conn:
-        return await fetchone(
+        return await fetch_optional(
             conn,
             query_name,
             token_sha256=token_hash(token),
@@ -140,7 +139,7 @@ async def end_session(request: Request, reason: str) -> None:
     token = request.session.get(SESSION_KEY)
     if isinstance(token, str):
         async with app_state(request).pool.connection() as conn:
-            await conn.execute(query("operator_session_end"), {"token_sha256": token_hash(token), "reason": reason})
+            await execute(conn, "operator_session_end", token_sha256=token_hash(token), reason=reason)
     request.session.clear()
 
 
@@ -202,13 +201,11 @@ async def sign_in(request: Request, email: str, password: str) -> dict[str, Any]
     # The attempt is written down (as a failure) before it is judged, so that parallel guesses
     # count against each other; a success is marked as such afterwards.
     async with state.pool.connection() as conn:  # committed on its own, before the count
-        attempt = await fetchone(conn, "sign_in_attempt_insert", email=email, client_ip=ip)
-        assert attempt is not None
+        attempt = await fetch_one(conn, "sign_in_attempt_insert", email=email, client_ip=ip)
     async with state.pool.connection() as conn:
-        recent = await fetchone(
+        recent = await fetch_one(
             conn, "sign_in_recent_failures", email=email, client_ip=ip, window=settings.sign_in_window_seconds
         )
-        assert recent is not None
     allowed = settings.sign_in_max_failures
     if recent["by_email_and_client"] > allowed or recent["by_client"] > allowed * CLIENT_FAILURE_FACTOR:
         logger.warning("sign-in refused: too many failures from client %s", ip)
@@ -219,24 +216,23 @@ async def sign_in(request: Request, email: str, password: str) -> dict[str, Any]
         logger.warning("sign-in slowed by %.2fs: %s recent failures on this email", delay, recent["by_email"])
         await anyio.sleep(delay)
     async with state.pool.connection() as conn:
-        operator = await fetchone(conn, "operator_by_email", email=email)
+        operator = await fetch_optional(conn, "operator_by_email", email=email)
     password_hash = operator["password_hash"] if operator else None
     if not await anyio.to_thread.run_sync(operators.check_password, password_hash, password) or operator is None:
         logger.warning("sign-in failed (client %s)", ip)
         raise WrongCredentials()
     token = secrets.token_urlsafe(32)
     async with state.pool.connection() as conn, conn.transaction():
-        await conn.execute(query("sign_in_succeeded"), {"attempt_id": attempt["id"]})
+        await execute(conn, "sign_in_succeeded", attempt_id=attempt["id"])
         rehashed = operators.rehash_if_needed(operator["password_hash"], password)
-        await conn.execute(query("operator_signed_in"), {"operator_id": operator["id"], "password_hash": rehashed})
-        await conn.execute(
-            query("operator_session_start"),
-            {
-                "operator_id": operator["id"],
-                "token_sha256": token_hash(token),
-                "client_ip": ip,
-                "user_agent": (request.headers.get("user-agent") or "")[:300] or None,
-            },
+        await execute(conn, "operator_signed_in", operator_id=operator["id"], password_hash=rehashed)
+        await execute(
+            conn,
+            "operator_session_start",
+            operator_id=operator["id"],
+            token_sha256=token_hash(token),
+            client_ip=ip,
+            user_agent=(request.headers.get("user-agent") or "")[:300] or None,
         )
     # A fresh cookie: whatever session the browser carried before (fixation) is not this one, and
     # it ends on the server too (whoever copied that cookie keeps nothing).

@@ -9,14 +9,11 @@ import uuid
 from typing import Any, Literal
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import fetchone
+from waypost.db import DictPool, execute, fetch_all, fetch_one, fetch_optional
 from waypost.errors import BadFilter, BadInput, BadTime, Conflict, ContactHasLiveConversation, NotFound, WindowClosed
-from waypost.sql import query
 from waypost.text import unfit
-from worker.operator_send import operator_key, send_operator_message
-from worker.reply import conversation_lock
+from worker.tasks import defer_operator_send, operator_key
 
 Filter = Literal["unread", "ai_paused", "send_failed", "window_closed"]
 FILTERS: tuple[Filter, ...] = ("unread", "ai_paused", "send_failed", "window_closed")
@@ -41,60 +38,54 @@ def check_text(value: str, field: str) -> str:
     return value
 
 
-async def _rows(pool: AsyncConnectionPool, name: str, **params: Any) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cursor = await conn.execute(query(name), params)
-        return await cursor.fetchall()  # type: ignore[return-value]
-
-
-async def _one(pool: AsyncConnectionPool, name: str, **params: Any) -> dict[str, Any] | None:
-    async with pool.connection() as conn:
-        return await fetchone(conn, name, **params)
-
-
 async def list_conversations(
-    pool: AsyncConnectionPool, *, q: str | None, filter: str | None, deleted: bool, limit: int = 200
+    pool: DictPool, *, q: str | None, filter: str | None, deleted: bool, limit: int = 200
 ) -> list[dict[str, Any]]:
     if filter is not None and filter not in FILTERS:
         raise BadFilter(f"filter must be one of {', '.join(FILTERS)}")
     q = check_text(q or "", "the search").strip()[:100] or None
     digits = re.sub(r"\D", "", q or "")
-    return await _rows(
-        pool, "inbox_conversations", q=q, digits=digits, filter=filter, deleted=deleted, limit=min(limit, 500)
-    )
+    async with pool.connection() as conn:
+        return await fetch_all(
+            conn, "inbox_conversations", q=q, digits=digits, filter=filter, deleted=deleted, limit=min(limit, 500)
+        )
 
 
-async def conversation(pool: AsyncConnectionPool, conversation_id: int) -> dict[str, Any]:
-    found = await _one(pool, "inbox_conversation", conversation_id=conversation_id)
+async def conversation(pool: DictPool, conversation_id: int) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        found = await fetch_optional(conn, "inbox_conversation", conversation_id=conversation_id)
     if found is None:
         raise NotFound.of("conversation")
     return found
 
 
-async def messages(pool: AsyncConnectionPool, conversation_id: int) -> list[dict[str, Any]]:
-    return await _rows(pool, "inbox_messages", conversation_id=conversation_id, limit=MESSAGES_SHOWN)
-
-
-async def mark_read(pool: AsyncConnectionPool, conversation_id: int) -> None:
+async def messages(pool: DictPool, conversation_id: int) -> list[dict[str, Any]]:
     async with pool.connection() as conn:
-        await conn.execute(query("inbox_mark_read"), {"conversation_id": conversation_id})
+        return await fetch_all(conn, "inbox_messages", conversation_id=conversation_id, limit=MESSAGES_SHOWN)
 
 
-async def _update_conversation(pool: AsyncConnectionPool, name: str, conversation_id: int, **params: Any) -> None:
-    if await _one(pool, name, conversation_id=conversation_id, **params) is None:
+async def mark_read(pool: DictPool, conversation_id: int) -> None:
+    async with pool.connection() as conn:
+        await execute(conn, "inbox_mark_read", conversation_id=conversation_id)
+
+
+async def _update_conversation(pool: DictPool, name: str, conversation_id: int, **params: Any) -> None:
+    async with pool.connection() as conn:
+        updated = await fetch_optional(conn, name, conversation_id=conversation_id, **params)
+    if updated is None:
         await conversation(pool, conversation_id)  # 404 when it does not exist at all
         raise Conflict()
 
 
-async def set_ai(pool: AsyncConnectionPool, conversation_id: int, enabled: bool) -> None:
+async def set_ai(pool: DictPool, conversation_id: int, enabled: bool) -> None:
     await _update_conversation(pool, "inbox_set_ai", conversation_id, enabled=enabled)
 
 
-async def delete(pool: AsyncConnectionPool, conversation_id: int) -> None:
+async def delete(pool: DictPool, conversation_id: int) -> None:
     await _update_conversation(pool, "inbox_delete_conversation", conversation_id)
 
 
-async def restore(pool: AsyncConnectionPool, conversation_id: int) -> None:
+async def restore(pool: DictPool, conversation_id: int) -> None:
     try:
         await _update_conversation(pool, "inbox_restore_conversation", conversation_id)
     except psycopg.errors.UniqueViolation:
@@ -108,7 +99,7 @@ class Queued:
 
 
 async def send(
-    pool: AsyncConnectionPool,
+    pool: DictPool,
     conversation_id: int,
     *,
     operator_id: int,
@@ -121,7 +112,7 @@ async def send(
     check_text(body, "the message")
     key = operator_key(client_key or uuid.uuid4().hex)
     async with pool.connection() as conn, conn.transaction():
-        row = await fetchone(
+        row = await fetch_one(
             conn,
             "inbox_queue_operator_message",
             conversation_id=conversation_id,
@@ -130,45 +121,45 @@ async def send(
             operator_id=operator_id,
             pause_ai=pause_ai,
         )
-        assert row is not None
         outcome = row["outcome"]
         if outcome == "conversation_missing":
             raise NotFound.of("live conversation")
         if outcome == "window_closed":
             raise WindowClosed()
         if outcome == "queued":
-            await send_operator_message.configure(connection=conn, lock=conversation_lock(conversation_id)).defer_async(
-                message_id=row["message_id"], request_id=request_id
+            await defer_operator_send(
+                conn, message_id=row["message_id"], conversation_id=conversation_id, request_id=request_id
             )
-        message = await fetchone(conn, "inbox_message", message_id=row["message_id"])
-    assert message is not None
+        message = await fetch_one(conn, "inbox_message", message_id=row["message_id"])
     return Queued(message, duplicate=outcome == "duplicate")
 
 
 async def notifications(
-    pool: AsyncConnectionPool, *, include_read: bool = False, include_snoozed: bool = False, limit: int = 200
+    pool: DictPool, *, include_read: bool = False, include_snoozed: bool = False, limit: int = 200
 ) -> list[dict[str, Any]]:
-    return await _rows(
-        pool,
-        "inbox_notifications",
-        include_read=include_read,
-        include_snoozed=include_snoozed,
-        limit=min(limit, 500),
-    )
+    async with pool.connection() as conn:
+        return await fetch_all(
+            conn,
+            "inbox_notifications",
+            include_read=include_read,
+            include_snoozed=include_snoozed,
+            limit=min(limit, 500),
+        )
 
 
-async def notification_counts(pool: AsyncConnectionPool) -> dict[str, Any]:
-    counts = await _one(pool, "inbox_notification_counts")
-    assert counts is not None
-    return counts
+async def notification_counts(pool: DictPool) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        return await fetch_one(conn, "inbox_notification_counts")
 
 
-async def mark_notification_read(pool: AsyncConnectionPool, notification_id: int) -> None:
-    if await _one(pool, "inbox_notification_read", notification_id=notification_id) is None:
+async def mark_notification_read(pool: DictPool, notification_id: int) -> None:
+    async with pool.connection() as conn:
+        found = await fetch_optional(conn, "inbox_notification_read", notification_id=notification_id)
+    if found is None:
         raise NotFound.of("notification")
 
 
-async def snooze(pool: AsyncConnectionPool, notification_id: int, until: dt.datetime | None) -> None:
+async def snooze(pool: DictPool, notification_id: int, until: dt.datetime | None) -> None:
     if until is not None:
         if until.tzinfo is None:
             raise BadTime("give the snooze time with its UTC offset, e.g. 2026-11-24T18:00:00Z")
@@ -177,5 +168,7 @@ async def snooze(pool: AsyncConnectionPool, notification_id: int, until: dt.date
             raise BadTime("the snooze time must be in the future")
         if until > now + MAX_SNOOZE:
             raise BadTime("a notification can be snoozed for 30 days at most")
-    if await _one(pool, "inbox_notification_snooze", notification_id=notification_id, until=until) is None:
+    async with pool.connection() as conn:
+        found = await fetch_optional(conn, "inbox_notification_snooze", notification_id=notification_id, until=until)
+    if found is None:
         raise NotFound.of("notification")

@@ -1,0 +1,96 @@
+"""The task facade: what the web side (and the sweep) need to queue work, and nothing more.
+
+Task and queue names, the per-conversation lock, the idempotency keys, and the defer-and-link
+helpers. Jobs are deferred by task NAME (procrastinate's `configure_task`), so importing this module
+loads neither the task modules nor the Graph client, the orchestrator or the worker: `webhook/`
+imports nothing else from `worker/` (tests/test_lint.py). The task functions register themselves
+on the App (`worker.queue`); the retry policy is theirs, applied by the worker that runs the job.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from procrastinate import PsycopgConnector
+from procrastinate.manager import JobManager
+from procrastinate.tasks import configure_task
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from waypost.db import execute
+from waypost.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.sweep import SweepReport
+
+# Task names are a contract with the database too: sql/queries.sql (sweep_orphan_operator_messages)
+# names SEND_OPERATOR_MESSAGE, and the queue rows keep them across deployments.
+SEND_REPLY = "send_reply"
+SEND_OPERATOR_MESSAGE = "send_operator_message"
+SWEEP = "sweep"
+
+REPLY_QUEUE = "replies"
+MAINTENANCE_QUEUE = "maintenance"
+
+
+def conversation_lock(conversation_id: int) -> str:
+    """procrastinate lock serialising the sends of one conversation, in order (the operator views
+    in migrations/0008_operator_views.sql parse it back)."""
+    return f"conversation:{conversation_id}"
+
+
+def idempotency_key(inbound_wa_message_id: str) -> str:
+    """One reply per inbound message; also sent as biz_opaque_callback_data (max 512 chars)."""
+    return f"reply:{inbound_wa_message_id}"[:512]
+
+
+def operator_key(client_key: str) -> str:
+    """The idempotency key of an operator message, from the key the compose form generated."""
+    return f"operator:{client_key}"[:512]
+
+
+# Defers only ever run on the caller's connection (its transaction commits the job with the rows
+# that need it), so this connector is never opened and holds no pool.
+_on_callers_connection = JobManager(PsycopgConnector())
+
+
+async def _defer(conn: AsyncConnection[Any], task: str, conversation_id: int, **task_kwargs: int | str) -> int:
+    # Exactly what the task's own `configure(connection=..., lock=...)` wrote: its name, its queue,
+    # the lock, no queueing lock, the default priority.
+    deferrer = configure_task(
+        name=task,
+        job_manager=_on_callers_connection,
+        connection=conn,
+        lock=conversation_lock(conversation_id),
+        queue=REPLY_QUEUE,
+    )
+    return await deferrer.defer_async(**task_kwargs)
+
+
+async def defer_reply(
+    conn: AsyncConnection[Any], *, outbound_job_id: int, conversation_id: int, request_id: str
+) -> int:
+    """Queue the reply of an outbound job and link the job to it, in the caller's transaction."""
+    job_id = await _defer(conn, SEND_REPLY, conversation_id, outbound_job_id=outbound_job_id, request_id=request_id)
+    await execute(
+        conn, "outbound_job_set_procrastinate_id", outbound_job_id=outbound_job_id, procrastinate_job_id=job_id
+    )
+    return job_id
+
+
+async def defer_operator_send(
+    conn: AsyncConnection[Any], *, message_id: int, conversation_id: int, request_id: str
+) -> int:
+    """Queue the send of an operator message, in the caller's transaction (the sweep finds the job
+    by its `message_id` argument: no link is written)."""
+    return await _defer(conn, SEND_OPERATOR_MESSAGE, conversation_id, message_id=message_id, request_id=request_id)
+
+
+async def sweep_now(pool: AsyncConnectionPool[Any], settings: Settings) -> SweepReport:
+    """The sweep, run by the cron endpoint on the web app's pool."""
+    # Imported here, not above: worker.sweep defers through this module.
+    from worker.sweep import sweep
+
+    connector = PsycopgConnector()
+    await connector.open_async(pool=pool)  # the web app's pool, not a second one
+    return await sweep(pool, settings, JobManager(connector))
