@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import WebServer
 from waypost.settings import SECRET_FIELDS, ConfigurationError, Settings, env_name, load_settings
-from webhook.signature import tokens_equal
+from waypost.signing import tokens_equal
 
 EVERY_SECRET = {
     "whatsapp_app_secret",

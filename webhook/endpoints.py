@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute
 from starlette.schemas import EndpointInfo, SchemaGenerator
 
-from waypost import metrics
+from waypost import metrics, signing
 from waypost.errors import (
     BadSignature,
     BodyTooLarge,
@@ -28,7 +28,7 @@ from waypost.errors import (
     WaypostError,
 )
 from waypost.logs import request_id_var
-from webhook import ingest, payload, signature
+from webhook import ingest, payload
 from webhook.errors import SCHEMA_ERRORS, error_response
 from webhook.state import app_state
 from worker.tasks import sweep_now
@@ -45,6 +45,11 @@ WEBHOOK_OUTCOMES: dict[type[WaypostError], str] = {
 }
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, if that is what it is."""
+    return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+
+
 async def verify_subscription(request: Request) -> Response:
     """Meta's handshake: echo hub.challenge when the verify token matches."""
     params = request.query_params
@@ -52,7 +57,7 @@ async def verify_subscription(request: Request) -> Response:
     if (
         token is None
         or params.get("hub.mode") != "subscribe"
-        or not signature.tokens_equal(params.get("hub.verify_token"), token.get_secret_value())
+        or not signing.tokens_equal(params.get("hub.verify_token"), token.get_secret_value())
     ):
         logger.warning("webhook verification refused")
         return PlainTextResponse("Forbidden", status_code=403)
@@ -117,9 +122,9 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
     state = app_state(request)
     settings = state.settings
     request_id = request_id_var.get()
-    verdict: signature.Verdict = "not_checked"
+    verdict: signing.Verdict = "not_checked"
     if settings.whatsapp_app_secret is not None:
-        verdict = signature.check(
+        verdict = signing.check(
             settings.whatsapp_app_secret.get_secret_value(),
             body,
             request.headers.get("x-hub-signature-256"),
@@ -185,14 +190,14 @@ async def run_outbound_jobs(request: Request) -> Response:
     secret = state.settings.cron_secret
     if secret is None:
         raise CronDisabled()
-    bearer = signature.bearer_token(request.headers.get("authorization", ""))
+    bearer = bearer_token(request.headers.get("authorization", ""))
     if bearer is not None:
         method, given = "bearer", bearer
     elif "token" in request.query_params:
         method, given = "query", request.query_params["token"]
     else:
         raise Unauthorized("give CRON_SECRET as a bearer token or ?token=")
-    if not signature.tokens_equal(given, secret.get_secret_value()):
+    if not signing.tokens_equal(given, secret.get_secret_value()):
         logger.warning("cron endpoint: wrong secret (%s)", method)
         raise Unauthorized("wrong cron secret")
     started = time.perf_counter()
@@ -257,8 +262,8 @@ async def metrics_endpoint(request: Request) -> Response:
     token = app_state(request).settings.metrics_token
     if token is None:
         raise MetricsOff()
-    given = signature.bearer_token(request.headers.get("authorization", ""))
-    if not signature.tokens_equal(given, token.get_secret_value()):
+    given = bearer_token(request.headers.get("authorization", ""))
+    if not signing.tokens_equal(given, token.get_secret_value()):
         raise Unauthorized("send WAYPOST_METRICS_TOKEN as Authorization: Bearer <token>")
     database_url = app_state(request).settings.require_database_url()
     body = await anyio.to_thread.run_sync(metrics.render, database_url)

@@ -19,8 +19,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from waypost.db import DictConnection, DictPool, execute, fetch_one, fetch_value
+from waypost.signing import Verdict
 from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
-from webhook.signature import Verdict
 from worker.tasks import defer_reply
 
 logger = logging.getLogger(__name__)

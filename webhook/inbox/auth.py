@@ -41,8 +41,8 @@ from waypost.errors import (
     WrongCredentials,
 )
 from waypost.settings import Settings
+from waypost.signing import tokens_equal
 from waypost.text import unfit
-from webhook.signature import tokens_equal
 from webhook.state import app_state, path_for
 
 logger = logging.getLogger(__name__)
