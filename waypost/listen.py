@@ -13,9 +13,16 @@ from psycopg import sql
 
 from waypost.db import KEEPALIVES
 
-# How long a quiet connection waits before proving it is alive, and the reconnect backoff.
+# How long a quiet connection waits before proving it is alive.
 PING_SECONDS = 15.0
+# Waits between attempts to reach a database that is away: quick at first, then at most 2 s apart,
+# so a connection is back within about 2 s of the database (the worker's retries use it too).
 BACKOFF = (0.2, 0.5, 1.0, 2.0)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt + 1` (0-based)."""
+    return BACKOFF[min(attempt, len(BACKOFF) - 1)]
 
 
 async def listen_forever(
@@ -46,7 +53,7 @@ async def listen_forever(
                         await _call(on_payload(notify.channel, notify.payload))
                     await conn.execute(sql.SQL("SELECT 1"))
         except psycopg.OperationalError as exc:
-            delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+            delay = backoff(failures)
             if not lost or failures == 0:
                 logger.warning("%s: database connection lost (%s); retrying every %.1fs or less", name, exc, delay)
             lost = True

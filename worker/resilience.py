@@ -29,14 +29,13 @@ from procrastinate.manager import get_channel_for_queues
 from procrastinate.worker import Worker
 from psycopg_pool import PoolTimeout
 
-from waypost.listen import listen_forever
+from waypost.listen import backoff, listen_forever
 from waypost.logs import job_request_id, log_context
 from worker.resources import app_pool
 
 logger = logging.getLogger(__name__)
 
 DATABASE_ERRORS = (psycopg.OperationalError, ConnectorException, PoolTimeout)
-RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
 # When stopping, how long a finished job's status may wait for the database.
 STOPPING_PERSIST_SECONDS = 10.0
 
@@ -65,10 +64,6 @@ class DatabaseWatch:
             self.down_since = None
 
 
-def retry_delay(attempt: int) -> float:
-    return RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
-
-
 class WaypostWorker(Worker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -90,7 +85,7 @@ class WaypostWorker(Worker):
                     job = await self.app.job_manager.fetch_job(queues=self.queues, worker_id=self.worker_id)
                 except DATABASE_ERRORS as exc:
                     self.database.failed("fetching jobs", exc)
-                    await asyncio.sleep(retry_delay(1))
+                    await asyncio.sleep(backoff(1))
                     self._new_job_event.set()  # try again at once rather than after the poll
                 else:
                     self.database.ok()
@@ -175,7 +170,7 @@ class WaypostWorker(Worker):
                 return await super()._periodic_deferrer()
             except DATABASE_ERRORS as exc:
                 self.database.failed("deferring periodic tasks", exc)
-                await asyncio.sleep(retry_delay(attempt))
+                await asyncio.sleep(backoff(attempt))
                 attempt += 1
 
     async def _persist_job_status(self, job: procrastinate.jobs.Job, *args: Any, **kwargs: Any) -> None:
@@ -200,5 +195,5 @@ class WaypostWorker(Worker):
                 self.database.failed("recording a job's end", exc)
                 if self._stop_event.is_set() and time.monotonic() - started > STOPPING_PERSIST_SECONDS:
                     raise
-                await asyncio.sleep(retry_delay(attempt))
+                await asyncio.sleep(backoff(attempt))
                 attempt += 1
