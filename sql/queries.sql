@@ -262,3 +262,11 @@ SELECT COALESCE(error -> 0 ->> 'code', error ->> 'code', 'none') AS code, count(
 SELECT count(*) FILTER (WHERE snoozed_until IS NULL OR snoozed_until <= now()) AS unread,
        count(*) FILTER (WHERE snoozed_until > now()) AS snoozed
   FROM notifications WHERE read_at IS NULL
+
+-- listen_channel --
+-- Subscribe a LISTEN connection to a channel: {channel} is filled with psycopg.sql.Identifier
+LISTEN {channel}
+
+-- listen_ping --
+-- Proves a quiet LISTEN connection is still alive
+SELECT 1

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable
 import psycopg
 from psycopg import sql
 
-from waypost.db import KEEPALIVES
+from waypost.db import KEEPALIVES, execute
+from waypost.sql import query
 
 # How long a quiet connection waits before proving it is alive.
 PING_SECONDS = 15.0
@@ -42,7 +43,7 @@ async def listen_forever(
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **KEEPALIVES) as conn:
                 for channel in channels:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    await conn.execute(sql.SQL(query("listen_channel")).format(channel=sql.Identifier(channel)))
                 if lost:
                     logger.warning("%s: listening again after %s failed attempt(s)", name, failures)
                 failures = 0
@@ -51,7 +52,7 @@ async def listen_forever(
                 while True:
                     async for notify in conn.notifies(timeout=PING_SECONDS):
                         await _call(on_payload(notify.channel, notify.payload))
-                    await conn.execute(sql.SQL("SELECT 1"))
+                    await execute(conn, "listen_ping")
         except psycopg.OperationalError as exc:
             delay = backoff(failures)
             if not lost or failures == 0:
