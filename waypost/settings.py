@@ -217,5 +217,5 @@ def load_settings(env_file: Path | None = None, **overrides: object) -> Settings
     if env_file is not None:
         if not env_file.is_file():
             raise ConfigurationError(f"env file {env_file} does not exist")
-        return Settings(_env_file=env_file, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **values)
     return Settings(**values)

@@ -54,7 +54,7 @@ class OpenAIOrchestrator:
     async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         response = await self._client.post("/chat/completions", json=body)
         response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     async def reply(self, request: ReplyRequest) -> str | None:
         body = {"model": self.model, "messages": self.messages(request)}
