@@ -20,9 +20,9 @@ import uvicorn
 from psycopg.rows import dict_row
 from starlette.types import ASGIApp
 
-from tests import payloads
-from waypost import embedded_pg
-from waypost.fake_graph import FakeGraph
+from waypost.devtools import embedded_pg, payloads
+from waypost.devtools.fake_graph import FakeGraph
+from waypost.devtools.processes import poll, stop_processes, workers_listening
 from waypost.schema import migrate
 from waypost.settings import Settings, environment
 from webhook.app import create_app
@@ -163,12 +163,7 @@ def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def wait_until(condition: Callable[[], Any], timeout: float = 20, what: str = "a condition") -> Any:
     """Poll until `condition()` is truthy; its value. For waits on a busy machine: never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return value
+    return poll(condition, timeout=timeout, what=f"timed out waiting for {what}", interval=0.02, error=AssertionError)
 
 
 def settled(db: psycopg.Connection, timeout: float = 20) -> None:
@@ -224,19 +219,18 @@ class WorkerProcess:
 
     def wait_ready(self, timeout: float = 20, listeners: int = 1) -> None:
         """Ready once `listeners` workers LISTEN for jobs on this database (this one among them)."""
-        deadline = time.monotonic() + timeout
         with psycopg.connect(self.database_url, autocommit=True) as conn:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.output()}")
-                listening = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%procrastinate%%'"
-                    " AND datname = current_database()"
-                ).fetchone()
-                if listening and listening[0] >= listeners:
-                    return
-                time.sleep(0.05)
-        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.output()}")
+            poll(
+                lambda: workers_listening(conn) >= listeners,
+                timeout=timeout,
+                what=lambda: f"worker not ready in {timeout}s:\n{self.output()}",
+                interval=0.05,
+                alive=self._alive,
+            )
+
+    def _alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.output()}")
 
     def output(self) -> str:
         if not self._log.closed:
@@ -244,13 +238,7 @@ class WorkerProcess:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_processes([self.proc])
         self._log.close()
 
 

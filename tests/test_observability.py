@@ -15,7 +15,6 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from tests import payloads
 from tests.conftest import (
     APP_SECRET,
     WebServer,
@@ -26,7 +25,8 @@ from tests.conftest import (
     wait_until,
     waypost_env,
 )
-from tests.net import free_port, wait_until_ready
+from waypost.devtools import payloads
+from waypost.devtools.net import free_port, wait_until_ready
 from waypost.settings import Settings
 from worker.queue import MAINTENANCE_QUEUE, REPLY_QUEUE
 

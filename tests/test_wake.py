@@ -10,8 +10,8 @@ import time
 import httpx
 import psycopg
 
-from tests import payloads
 from tests.conftest import post_webhook, waypost_env
+from waypost.devtools import payloads
 from waypost.settings import Settings
 
 
