@@ -1,5 +1,7 @@
-"""Shared fixtures: one embedded PostgreSQL per session, a fresh migrated database per test,
-the web app under uvicorn on 127.0.0.1, and worker subprocesses."""
+"""Shared fixtures: one embedded PostgreSQL per session, a fresh migrated database per test (dropped
+after it), the web app under uvicorn on 127.0.0.1, the fake Graph API for tests that send, and worker
+subprocesses. Each test gets a tier marker from what it uses (pytest_collection_modifyitems; the
+markers are described in pyproject.toml and README "Test")."""
 
 from __future__ import annotations
 
@@ -33,7 +35,33 @@ CRON_SECRET = "test-cron-secret"
 VERIFY_TOKEN = "test-verify-token"
 SESSION_SECRET = "test-session-secret-0123456789abcdef"
 TEMPLATE = "waypost_template"
+# Where a test that does not start the fake Graph API sends: a closed port, so a send fails at once.
+NO_GRAPH_API = "http://127.0.0.1:9"
 _counter = itertools.count()
+# Fixtures that bring up PostgreSQL or a server: a test using any of them is not a unit test.
+INTEGRATION_FIXTURES = {"pg", "own_postgres", "database_url", "fake_graph", "start_worker"}
+# Modules that start servers or subprocesses without those fixtures.
+INTEGRATION_MODULES = {"test_dev", "test_lint", "test_fake_graph"}
+# Tests that start a server of their own (a fake OpenAI API under ServerThread).
+INTEGRATION_TESTS = ("test_orchestrator.py::test_openai_provider_",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        if "faults" in path.parts:
+            tier = "faults"
+        elif path.stem == "test_inbox_browser":
+            tier = "browser"
+        elif (
+            INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or path.stem in INTEGRATION_MODULES
+            or any(name in item.nodeid for name in INTEGRATION_TESTS)
+        ):
+            tier = "integration"
+        else:
+            tier = "unit"
+        item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +83,12 @@ def own_postgres(tmp_path: Path) -> Iterator[embedded_pg.EmbeddedPostgres]:
 
 
 @pytest.fixture
-def database_url(pg: embedded_pg.EmbeddedPostgres) -> str:
-    """A database of its own for each test, cloned from the migrated template."""
-    return pg.create_database(f"test_{os.getpid()}_{next(_counter)}", template=TEMPLATE)
+def database_url(pg: embedded_pg.EmbeddedPostgres) -> Iterator[str]:
+    """A database of its own for each test, cloned from the migrated template, dropped after it
+    (as procrastinate's db_factory does): the session's end has no pile of databases to stop."""
+    name = f"test_{os.getpid()}_{next(_counter)}"
+    yield pg.create_database(name, template=TEMPLATE)
+    pg.drop_database(name)
 
 
 @pytest.fixture
@@ -75,13 +106,16 @@ def fake_graph() -> Iterator[FakeGraph]:
 
 
 @pytest.fixture
-def settings(database_url: str, fake_graph: FakeGraph) -> Settings:
+def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
+    # Only a test that may send (it asks for the fake or for a worker) starts the fake Graph API.
+    uses_fake = "fake_graph" in request.fixturenames
+    api_base = request.getfixturevalue("fake_graph").url if uses_fake else NO_GRAPH_API
     return Settings(
         database_url=database_url,
         whatsapp_app_secret=APP_SECRET,
         whatsapp_verify_token=VERIFY_TOKEN,
         whatsapp_access_token=ACCESS_TOKEN,
-        whatsapp_api_base=fake_graph.url,
+        whatsapp_api_base=api_base,
         cron_secret=CRON_SECRET,
         db_pool_min_size=1,
         db_pool_max_size=8,
@@ -126,9 +160,10 @@ class WebServer(ServerThread):
 
 
 @pytest.fixture
-def web(settings: Settings, fake_graph: FakeGraph) -> Iterator[WebServer]:
+def web(request: pytest.FixtureRequest, settings: Settings) -> Iterator[WebServer]:
     with WebServer(settings) as server:
-        fake_graph.webhook_url = server.url + "/api/webhooks/whatsapp"
+        if "fake_graph" in request.fixturenames:  # the fake posts its status webhooks here
+            request.getfixturevalue("fake_graph").webhook_url = server.url + "/api/webhooks/whatsapp"
         yield server
 
 
@@ -243,7 +278,8 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator:
+def start_worker(settings: Settings, fake_graph: FakeGraph, tmp_path: Path) -> Iterator:
+    """Workers send: asking for them brings up the fake Graph API (settings point at it)."""
     workers: list[WorkerProcess] = []
 
     def start(**extra_env: str) -> WorkerProcess:
