@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 
-from tests import payloads
-from tests.net import free_port, wait_until_ready
-from waypost import embedded_pg
+from waypost.devtools import embedded_pg, payloads
+from waypost.devtools.net import free_port, wait_until_ready
+from waypost.devtools.processes import poll, stop_processes, workers_listening
 from waypost.schema import migrate
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -70,7 +71,7 @@ def stack(workers: int = 1, **extra_env: str) -> Iterator[Stack]:
     python = sys.executable
     procs = [
         subprocess.Popen(
-            [python, "-m", "waypost.fake_graph", "--port", str(graph_port), "--access-token", ACCESS_TOKEN]
+            [python, "-m", "waypost.devtools.fake_graph", "--port", str(graph_port), "--access-token", ACCESS_TOKEN]
         ),
         subprocess.Popen([python, "-m", "waypost.cli", "serve"], env=env),
         *(subprocess.Popen([python, "-m", "waypost.cli", "worker"], env=env) for _ in range(workers)),
@@ -78,13 +79,11 @@ def stack(workers: int = 1, **extra_env: str) -> Iterator[Stack]:
     try:
         running = Stack(database_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{graph_port}")
         wait_until_ready(running.web)
-        time.sleep(1)  # let the workers start listening
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            poll(lambda: workers_listening(conn) >= workers, timeout=30, what="the workers did not start listening")
         yield running
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=15)
+        stop_processes(procs)
         pg.stop()
 
 

@@ -19,7 +19,7 @@ import time
 import httpx
 
 from bench.common import machine, percentile, report, signed_post, stack
-from tests import payloads
+from waypost.devtools import payloads
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ import httpx
 from playwright.sync_api import sync_playwright
 
 from bench.common import machine, percentile, report, signed_post, stack
-from tests import payloads
-from tests.browser import CHROMIUM_FLAGS, chromium_path
+from waypost.devtools import payloads
+from waypost.devtools.browser import CHROMIUM_FLAGS, chromium_path
 from waypost.operators import add_operator
 
 PASSWORD = "bench-operator-password"

@@ -29,10 +29,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
+from procrastinate.types import JSONDict
 from psycopg_pool import AsyncConnectionPool
 
 from bench.common import SECRET, Stack, machine, percentile, report, stack
-from tests import payloads
+from waypost.devtools import payloads
 from waypost.schema import migrate
 
 RATES = (50, 100, 150, 200, 300, 400, 500, 700, 1000)
@@ -91,18 +92,19 @@ def graph_sends(running: Stack) -> dict[str, float]:
     return {r["body"]["context"]["message_id"]: r["at"] for r in requests if r["accepted"]}
 
 
+def rate_poster(prefix: str) -> Callable[[httpx.AsyncClient, int], Awaitable[int]]:
+    """Posts message i from one of 500 senders whose numbers start with `prefix`."""
+
+    def post(client: httpx.AsyncClient, i: int) -> Awaitable[int]:
+        return post_message(client, payloads.text_message(f"rate {i}", wa_id=f"{prefix}{i % 500:05d}"))
+
+    return post
+
+
 def webhook_rates(running: Stack, seconds: float) -> tuple[list[str], int]:
     lines, best = [], 0
     for rate in RATES:
-        prefix = f"5{rate:04d}"
-        posts, achieved, errors = asyncio.run(
-            open_loop(
-                running.web,
-                rate,
-                seconds,
-                lambda c, i, p=prefix: post_message(c, payloads.text_message(f"rate {i}", wa_id=f"{p}{i % 500:05d}")),
-            )
-        )
+        posts, achieved, errors = asyncio.run(open_loop(running.web, rate, seconds, rate_poster(f"5{rate:04d}")))
         health, _, _ = asyncio.run(open_loop(running.web, rate, seconds, _health))
         p99 = percentile(posts, 0.99)
         held = p99 < P99_GOAL_MS and achieved >= 0.95 * rate and not errors
@@ -204,7 +206,8 @@ def procrastinate_noop(running: Stack, count: int) -> float:
             AsyncConnectionPool(database_url, open=False) as pool,
             app.open_async(pool=pool),
         ):
-            await noop.batch_defer_async(*({"i": i} for i in range(count)))
+            jobs: list[JSONDict] = [{"i": i} for i in range(count)]
+            await noop.batch_defer_async(*jobs)
 
     asyncio.run(defer())
     worker = subprocess.Popen(

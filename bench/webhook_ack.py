@@ -23,7 +23,7 @@ import httpx
 import psycopg
 
 from bench.common import machine, percentile, report, signed_post, stack
-from tests import payloads
+from waypost.devtools import payloads
 
 
 def summarise(name: str, samples_ms: list[float]) -> tuple[str, float, float, int]:

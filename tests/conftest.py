@@ -1,5 +1,7 @@
-"""Shared fixtures: one embedded PostgreSQL per session, a fresh migrated database per test,
-the web app under uvicorn on 127.0.0.1, and worker subprocesses."""
+"""Shared fixtures: one embedded PostgreSQL per session, a fresh migrated database per test (dropped
+after it), the web app under uvicorn on 127.0.0.1, the fake Graph API for tests that send, and worker
+subprocesses. Each test gets a tier marker from what it uses (pytest_collection_modifyitems; the
+markers are described in pyproject.toml and README "Test")."""
 
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ import uvicorn
 from psycopg.rows import dict_row
 from starlette.types import ASGIApp
 
-from tests import payloads
-from waypost import embedded_pg
-from waypost.fake_graph import FakeGraph
+from waypost.devtools import embedded_pg, payloads
+from waypost.devtools.fake_graph import FakeGraph
+from waypost.devtools.processes import poll, stop_processes, workers_listening
 from waypost.schema import migrate
 from waypost.settings import Settings, environment
 from webhook.app import create_app
@@ -33,7 +35,33 @@ CRON_SECRET = "test-cron-secret"
 VERIFY_TOKEN = "test-verify-token"
 SESSION_SECRET = "test-session-secret-0123456789abcdef"
 TEMPLATE = "waypost_template"
+# Where a test that does not start the fake Graph API sends: a closed port, so a send fails at once.
+NO_GRAPH_API = "http://127.0.0.1:9"
 _counter = itertools.count()
+# Fixtures that bring up PostgreSQL or a server: a test using any of them is not a unit test.
+INTEGRATION_FIXTURES = {"pg", "own_postgres", "database_url", "fake_graph", "start_worker"}
+# Modules that start servers or subprocesses without those fixtures.
+INTEGRATION_MODULES = {"test_dev", "test_lint", "test_fake_graph"}
+# Tests that start a server of their own (a fake OpenAI API under ServerThread).
+INTEGRATION_TESTS = ("test_orchestrator.py::test_openai_provider_",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        if "faults" in path.parts:
+            tier = "faults"
+        elif path.stem == "test_inbox_browser":
+            tier = "browser"
+        elif (
+            INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or path.stem in INTEGRATION_MODULES
+            or any(name in item.nodeid for name in INTEGRATION_TESTS)
+        ):
+            tier = "integration"
+        else:
+            tier = "unit"
+        item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +83,12 @@ def own_postgres(tmp_path: Path) -> Iterator[embedded_pg.EmbeddedPostgres]:
 
 
 @pytest.fixture
-def database_url(pg: embedded_pg.EmbeddedPostgres) -> str:
-    """A database of its own for each test, cloned from the migrated template."""
-    return pg.create_database(f"test_{os.getpid()}_{next(_counter)}", template=TEMPLATE)
+def database_url(pg: embedded_pg.EmbeddedPostgres) -> Iterator[str]:
+    """A database of its own for each test, cloned from the migrated template, dropped after it
+    (as procrastinate's db_factory does): the session's end has no pile of databases to stop."""
+    name = f"test_{os.getpid()}_{next(_counter)}"
+    yield pg.create_database(name, template=TEMPLATE)
+    pg.drop_database(name)
 
 
 @pytest.fixture
@@ -75,13 +106,16 @@ def fake_graph() -> Iterator[FakeGraph]:
 
 
 @pytest.fixture
-def settings(database_url: str, fake_graph: FakeGraph) -> Settings:
+def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
+    # Only a test that may send (it asks for the fake or for a worker) starts the fake Graph API.
+    uses_fake = "fake_graph" in request.fixturenames
+    api_base = request.getfixturevalue("fake_graph").url if uses_fake else NO_GRAPH_API
     return Settings(
         database_url=database_url,
         whatsapp_app_secret=APP_SECRET,
         whatsapp_verify_token=VERIFY_TOKEN,
         whatsapp_access_token=ACCESS_TOKEN,
-        whatsapp_api_base=fake_graph.url,
+        whatsapp_api_base=api_base,
         cron_secret=CRON_SECRET,
         db_pool_min_size=1,
         db_pool_max_size=8,
@@ -126,9 +160,10 @@ class WebServer(ServerThread):
 
 
 @pytest.fixture
-def web(settings: Settings, fake_graph: FakeGraph) -> Iterator[WebServer]:
+def web(request: pytest.FixtureRequest, settings: Settings) -> Iterator[WebServer]:
     with WebServer(settings) as server:
-        fake_graph.webhook_url = server.url + "/api/webhooks/whatsapp"
+        if "fake_graph" in request.fixturenames:  # the fake posts its status webhooks here
+            request.getfixturevalue("fake_graph").webhook_url = server.url + "/api/webhooks/whatsapp"
         yield server
 
 
@@ -163,12 +198,7 @@ def waypost_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def wait_until(condition: Callable[[], Any], timeout: float = 20, what: str = "a condition") -> Any:
     """Poll until `condition()` is truthy; its value. For waits on a busy machine: never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return value
+    return poll(condition, timeout=timeout, what=f"timed out waiting for {what}", interval=0.02, error=AssertionError)
 
 
 def settled(db: psycopg.Connection, timeout: float = 20) -> None:
@@ -224,19 +254,18 @@ class WorkerProcess:
 
     def wait_ready(self, timeout: float = 20, listeners: int = 1) -> None:
         """Ready once `listeners` workers LISTEN for jobs on this database (this one among them)."""
-        deadline = time.monotonic() + timeout
         with psycopg.connect(self.database_url, autocommit=True) as conn:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.output()}")
-                listening = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%procrastinate%%'"
-                    " AND datname = current_database()"
-                ).fetchone()
-                if listening and listening[0] >= listeners:
-                    return
-                time.sleep(0.05)
-        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.output()}")
+            poll(
+                lambda: workers_listening(conn) >= listeners,
+                timeout=timeout,
+                what=lambda: f"worker not ready in {timeout}s:\n{self.output()}",
+                interval=0.05,
+                alive=self._alive,
+            )
+
+    def _alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.output()}")
 
     def output(self) -> str:
         if not self._log.closed:
@@ -244,18 +273,13 @@ class WorkerProcess:
         return self.log_path.read_text()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_processes([self.proc])
         self._log.close()
 
 
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator:
+def start_worker(settings: Settings, fake_graph: FakeGraph, tmp_path: Path) -> Iterator:
+    """Workers send: asking for them brings up the fake Graph API (settings point at it)."""
     workers: list[WorkerProcess] = []
 
     def start(**extra_env: str) -> WorkerProcess:

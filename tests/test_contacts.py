@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests import payloads
 from tests.conftest import post_webhook
 from tests.test_reply import job_with_status
-from waypost.fake_graph import FakeGraph
+from waypost.devtools import payloads
+from waypost.devtools.fake_graph import FakeGraph
 
 PHONE, BSUID, PARENT = "919810218674", "IN.1410018717833190", "IN.ENT.11815799212886844830"
 

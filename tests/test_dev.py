@@ -16,7 +16,7 @@ import psutil
 
 from tests.conftest import wait_until
 from tests.inbox_client import sign_in
-from tests.net import free_port
+from waypost.devtools.net import free_port
 
 
 def test_dev_runs_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:

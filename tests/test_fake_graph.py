@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import ServerThread
-from waypost.fake_graph import FakeGraph
+from waypost.devtools.fake_graph import FakeGraph
 
 SEND = "/v25.0/100000000000001/messages"
 

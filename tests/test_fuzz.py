@@ -15,8 +15,8 @@ import psycopg
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests import payloads
 from tests.conftest import post_webhook
+from waypost.devtools import payloads
 
 # WAYPOST_FUZZ_EXAMPLES=2000 for a longer hunt than CI's
 FUZZ = settings(

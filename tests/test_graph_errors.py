@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from waypost.fake_graph import error_body
+from waypost.devtools.fake_graph import error_body
 from worker.graph import classify_response
 
 

@@ -9,9 +9,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests import payloads
 from tests.conftest import ServerThread, post_webhook, run_waypost, settled, wait_for, wait_until
 from tests.inbox_client import PASSWORD, Inbox, conversation_id, create_operator, sign_in
+from waypost.devtools import payloads
 from waypost.settings import Settings
 from webhook.app import create_app
 

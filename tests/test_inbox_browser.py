@@ -14,12 +14,12 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from starlette.responses import HTMLResponse
 
-from tests import payloads
-from tests.browser import CHROMIUM_FLAGS, chromium_path
 from tests.conftest import ServerThread, WebServer, post_webhook
 from tests.inbox_client import PASSWORD, create_operator
-from tests.net import free_port
-from waypost.fake_graph import Behaviour, FakeGraph
+from waypost.devtools import payloads
+from waypost.devtools.browser import CHROMIUM_FLAGS, chromium_path
+from waypost.devtools.fake_graph import Behaviour, FakeGraph
+from waypost.devtools.net import free_port
 from waypost.settings import Settings
 from webhook.app import create_app
 

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from starlette.requests import Request
 
-from tests import payloads
 from tests.conftest import ServerThread, WebServer, post_webhook, run_waypost, waypost_env
 from tests.inbox_client import PASSWORD, Inbox, create_operator, sign_in
-from tests.net import free_port, wait_until_ready
+from waypost.devtools import payloads
+from waypost.devtools.net import free_port, wait_until_ready
 from waypost.settings import Settings
 from webhook.app import create_app
 from webhook.inbox import live

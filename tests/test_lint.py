@@ -6,6 +6,7 @@ import ast
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +99,55 @@ def test_importing_the_worker_app_reads_no_environment() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("WaypostApp"), result.stdout
+
+
+def imports_of(tree: ast.AST) -> Iterator[tuple[ast.Import | ast.ImportFrom, list[str]]]:
+    """Every import statement under `tree` with the full names of the modules it imports."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node, [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            yield node, [alias.name for alias in node.names]
+
+
+def python_files() -> Iterator[Path]:
+    for path in sorted(ROOT.rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        if not relative.parts[0].startswith(".") and "node_modules" not in relative.parts:
+            yield path
+
+
+def test_only_the_dev_commands_tests_and_benchmarks_import_the_dev_tools() -> None:
+    def is_devtools(name: str) -> bool:
+        return name == "waypost.devtools" or name.startswith("waypost.devtools.")
+
+    offenders = []
+    for path in python_files():
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] in {"tests", "bench"} or relative.parts[:2] == ("waypost", "devtools"):
+            continue
+        tree = ast.parse(path.read_text())
+        # waypost/cli.py may import them inside its commands (dev, simulate), never when imported.
+        lazy = set()
+        if relative == Path("waypost/cli.py"):
+            functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+            lazy = {id(node) for function in functions for node, _ in imports_of(function)}
+        for node, names in imports_of(tree):
+            if any(map(is_devtools, names)) and id(node) not in lazy:
+                offenders.append(f"{relative}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_benchmarks_never_import_the_tests() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in (ROOT / "bench").rglob("*.py")
+        for node, names in imports_of(ast.parse(path.read_text()))
+        if any(name == "tests" or name.startswith("tests.") for name in names)
+    ]
+    assert not offenders, offenders
+
+
+def test_the_image_leaves_the_dev_tools_out() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "waypost.devtools" in dockerfile and "devtools.sql" in dockerfile

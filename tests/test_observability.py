@@ -15,7 +15,6 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from tests import payloads
 from tests.conftest import (
     APP_SECRET,
     WebServer,
@@ -26,7 +25,8 @@ from tests.conftest import (
     wait_until,
     waypost_env,
 )
-from tests.net import free_port, wait_until_ready
+from waypost.devtools import payloads
+from waypost.devtools.net import free_port, wait_until_ready
 from waypost.settings import Settings
 from worker.queue import MAINTENANCE_QUEUE, REPLY_QUEUE
 
@@ -54,6 +54,7 @@ def moved(before: dict[str, float], after: dict[str, float], name: str) -> float
     return after.get(name, 0.0) - before.get(name, 0.0)
 
 
+@pytest.mark.usefixtures("fake_graph")  # its worker sends
 def test_metrics_move_with_an_end_to_end_message(observed: Settings, db: psycopg.Connection, tmp_path: Path) -> None:
     worker = WorkerProcess(observed, tmp_path / "worker.log")
     worker.wait_ready()
@@ -124,6 +125,7 @@ def test_metrics_add_up_across_web_processes(observed: Settings, tmp_path: Path)
     assert len(list(multiproc.glob("counter_*.db"))) == 2  # two processes wrote their share
 
 
+@pytest.mark.usefixtures("fake_graph")  # its worker sends
 def test_json_logs_carry_the_ids_and_no_secrets(observed: Settings, db: psycopg.Connection, tmp_path: Path) -> None:
     worker = WorkerProcess(observed, tmp_path / "worker.log", WAYPOST_LOG_FORMAT="json")
     port = free_port()
@@ -278,6 +280,7 @@ def test_the_queue_depth_reads_zero_when_the_queue_is_empty(observed: Settings) 
         assert samples[f'waypost_queue_oldest_seconds{{queue="{queue}"}}'] == 0, queue
 
 
+@pytest.mark.usefixtures("fake_graph")  # its worker sends
 def test_status_exit_codes(observed: Settings, db: psycopg.Connection, tmp_path: Path) -> None:
     # broken: no worker at all
     lonely = run_waypost(observed, "status")

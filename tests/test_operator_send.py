@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import psycopg
 
-from tests import payloads
 from tests.conftest import CRON_SECRET, post_webhook, wait_for
 from tests.inbox_client import Inbox, conversation_id, create_operator
-from waypost.fake_graph import Behaviour, FakeGraph
+from waypost.devtools import payloads
+from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.settings import Settings
 
 

@@ -9,9 +9,9 @@ import time
 import httpx
 import psycopg
 
-from tests import payloads
 from tests.conftest import post_webhook, settled, wait_for
-from waypost.fake_graph import Behaviour, FakeGraph
+from waypost.devtools import payloads
+from waypost.devtools.fake_graph import Behaviour, FakeGraph
 
 STAGES = (
     "picked job",

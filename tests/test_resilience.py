@@ -14,10 +14,9 @@ import psycopg
 import pytest
 from procrastinate.worker import Worker
 
-from tests import payloads
 from tests.conftest import WebServer, WorkerProcess, post_webhook, wait_for, wait_until
-from waypost import embedded_pg
-from waypost.fake_graph import Behaviour, FakeGraph
+from waypost.devtools import embedded_pg, payloads
+from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.schema import migrate
 from waypost.settings import Settings
 from worker.resilience import WaypostWorker

@@ -8,8 +8,8 @@ import sys
 import httpx
 import psycopg
 
-from tests import payloads
 from tests.conftest import WebServer, post_webhook, run_waypost, waypost_env
+from waypost.devtools import payloads
 from waypost.schema import EXPECTED_COLUMNS, migrate, migration_ids
 from waypost.settings import Settings
 

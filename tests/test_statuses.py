@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import psycopg
 
-from tests import payloads
 from tests.conftest import post_webhook
+from waypost.devtools import payloads
 
 
 def outbound(db: psycopg.Connection, *, wamid: str | None, key: str, status: str = "sent") -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import CRON_SECRET, WebServer
 from tests.test_reply import deliver, job_with_status, outbound
-from waypost.fake_graph import Behaviour, FakeGraph
+from waypost.devtools.fake_graph import Behaviour, FakeGraph
 
 CRON = "/api/cron/run-outbound-jobs"
 

@@ -7,8 +7,8 @@ import datetime as dt
 import psycopg
 import pytest
 
-from tests import payloads
 from waypost.db import create_pool
+from waypost.devtools import payloads
 from waypost.settings import Settings
 from webhook import ingest
 from webhook.payload import Batch, InboundMessage, parse

@@ -9,9 +9,10 @@ import time
 
 import httpx
 import psycopg
+import pytest
 
-from tests import payloads
 from tests.conftest import post_webhook, waypost_env
+from waypost.devtools import payloads
 from waypost.settings import Settings
 
 
@@ -50,6 +51,7 @@ def test_commit_wakes_the_worker_without_waiting_for_its_poll(
     assert f"request_id={first['request_id']} job_id={first['procrastinate_job_id']}" in log
 
 
+@pytest.mark.usefixtures("fake_graph")  # its worker sends
 def test_procrastinate_cli_runs_the_app_as_it_stands(
     client: httpx.Client, db: psycopg.Connection, settings: Settings
 ) -> None:

@@ -10,8 +10,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests import payloads
 from tests.conftest import APP_SECRET, VERIFY_TOKEN, post_webhook
+from waypost.devtools import payloads
 
 HOOK = "/api/webhooks/whatsapp"
 

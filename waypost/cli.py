@@ -72,7 +72,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from waypost.simulate import simulate
+    from waypost.devtools.simulate import simulate
 
     replied, report = asyncio.run(
         simulate(settings, args.text, wa_id=args.from_number, name=args.name, url=args.url, wait_seconds=args.timeout)
@@ -82,7 +82,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from waypost.dev import run_dev
+    from waypost.devtools.stack import run_dev
 
     return run_dev(settings, data_dir=args.data_dir, graph_port=args.graph_port, verbose=args.verbose)
 

@@ -14,9 +14,9 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from tests import payloads
 from tests.conftest import APP_SECRET, CRON_SECRET
-from waypost.fake_graph import FakeGraph
+from waypost.devtools import payloads
+from waypost.devtools.fake_graph import FakeGraph
 from waypost.settings import Settings
 
 # Short enough for a scenario to converge in seconds: a send in flight is presumed dead after

@@ -14,12 +14,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests import payloads
 from tests.conftest import ServerThread, WebServer, WorkerProcess, waypost_env
 from tests.faults.harness import Driver, check_invariants, fault_settings, settle
-from tests.net import free_port, wait_until_ready
-from waypost import embedded_pg
-from waypost.fake_graph import Behaviour, FakeGraph
+from waypost.devtools import embedded_pg, payloads
+from waypost.devtools.fake_graph import Behaviour, FakeGraph
+from waypost.devtools.net import free_port, wait_until_ready
 from waypost.schema import migrate
 from waypost.settings import Settings
 

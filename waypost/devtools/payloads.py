@@ -1,4 +1,5 @@
-"""Webhook bodies: Meta's documented examples verbatim, and builders for variations."""
+"""WhatsApp webhook bodies, the one builder for the tests, the benchmarks, the fake Graph API's status
+webhooks and `waypost simulate`: Meta's documented example verbatim, and builders for variations."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 from waypost.signing import sign as sign
 
 PHONE_NUMBER_ID = "106540352242922"
+DISPLAY_PHONE_NUMBER = "15550783881"
+WABA_ID = "102290129340398"
+RECIPIENT_ID = "16505551234"
 _ids = itertools.count(1)
 
 # Meta's documented inbound text example (reference A3), byte for byte in structure.
@@ -63,11 +67,12 @@ def change(
     statuses: list[dict[str, Any]] | None = None,
     *,
     phone_number_id: str = PHONE_NUMBER_ID,
+    display_phone_number: str = DISPLAY_PHONE_NUMBER,
     contacts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     value: dict[str, Any] = {
         "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+        "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
     }
     if messages is not None:
         value["contacts"] = (
@@ -81,15 +86,15 @@ def change(
     return {"value": value, "field": "messages"}
 
 
-def envelope(*entries: list[dict[str, Any]]) -> dict[str, Any]:
+def envelope(*entries: list[dict[str, Any]], waba_id: str = WABA_ID) -> dict[str, Any]:
     return {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": changes} for changes in entries],
+        "entry": [{"id": waba_id, "changes": changes} for changes in entries],
     }
 
 
-def inbound(*messages: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    return envelope([change(list(messages), **kwargs)])
+def inbound(*messages: dict[str, Any], waba_id: str = WABA_ID, **kwargs: Any) -> dict[str, Any]:
+    return envelope([change(list(messages), **kwargs)], waba_id=waba_id)
 
 
 def status(
@@ -99,12 +104,13 @@ def status(
     timestamp: int | None = None,
     callback: str | None = None,
     errors: list[dict[str, Any]] | None = None,
+    recipient_id: str = RECIPIENT_ID,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": wamid,
         "status": value,
         "timestamp": str(timestamp or int(time.time())),
-        "recipient_id": "16505551234",
+        "recipient_id": recipient_id,
     }
     if callback is not None:
         item["biz_opaque_callback_data"] = callback
@@ -113,8 +119,8 @@ def status(
     return item
 
 
-def statuses(*items: dict[str, Any]) -> dict[str, Any]:
-    return envelope([change(statuses=list(items))])
+def statuses(*items: dict[str, Any], waba_id: str = WABA_ID, **kwargs: Any) -> dict[str, Any]:
+    return envelope([change(statuses=list(items), **kwargs)], waba_id=waba_id)
 
 
 def dumps(payload: dict[str, Any]) -> bytes:

@@ -24,12 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-import httpx
 import psycopg
 from psycopg import sql
 
+from waypost.devtools.net import answers
+from waypost.devtools.processes import poll, stop_processes, worker_registered
 from waypost.operators import add_operator, password_matches
 from waypost.settings import Settings
+from waypost.sql import query
 
 logger = logging.getLogger("waypost.dev")
 
@@ -122,36 +124,21 @@ def write_env_file(env_file: Path, values: dict[str, str]) -> None:
 
 def ensure_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+        if not conn.execute(query("devtools_database_exists"), {"name": name}).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def worker_registered(database_url: str) -> bool:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM procrastinate_workers").fetchone() is not None
 
 
 def wait_ready(children: list[Child], checks: list[tuple[str, Callable[[], bool]]]) -> None:
     """Until every component's check passes, printing one line as each does; fails fast if a child dies."""
     deadline = time.monotonic() + READY_TIMEOUT
-    pending = list(checks)
-    while pending:
-        check_children(children)
-        line, check = pending[0]
-        if check():
-            say(line)
-            pending.pop(0)
-            continue
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the stack was not ready within {READY_TIMEOUT:.0f} s")
-        time.sleep(0.1)
+    for line, check in checks:
+        poll(
+            check,
+            timeout=max(0.0, deadline - time.monotonic()),
+            what=f"the stack was not ready within {READY_TIMEOUT:.0f} s",
+            alive=lambda: check_children(children),
+        )
+        say(line)
 
 
 def say(line: str) -> None:
@@ -167,16 +154,8 @@ def check_children(children: list[Child]) -> None:
 
 
 def stop_children(children: list[Child]) -> None:
-    for child in children:
-        if child.proc.poll() is None:
-            child.proc.terminate()
-    for child in children:
-        try:
-            child.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            logger.warning("dev: %s did not stop in 15 s; killing it", child.name)
-            child.proc.kill()
-            child.proc.wait()
+    names = {id(child.proc): child.name for child in children}
+    stop_processes([child.proc for child in children], label=lambda proc: f"dev: {names[id(proc)]}")
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -205,7 +184,7 @@ def run_dev(settings: Settings, *, data_dir: Path, graph_port: int, verbose: boo
         if database_url:
             say("PostgreSQL: DATABASE_URL (no embedded PostgreSQL)")
         else:
-            from waypost import embedded_pg
+            from waypost.devtools import embedded_pg
 
             pg = embedded_pg.start(data_dir / "pgdata")
             ensure_database(pg.url(), "waypost")
@@ -240,7 +219,7 @@ def run_dev(settings: Settings, *, data_dir: Path, graph_port: int, verbose: boo
                 [
                     python,
                     "-m",
-                    "waypost.fake_graph",
+                    "waypost.devtools.fake_graph",
                     "--port",
                     str(graph_port),
                     # `=` form: a generated secret may start with "-", which argparse takes for an option

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from waypost.devtools import payloads
 from waypost.signing import sign
 
 ERRORS = {  # code -> (HTTP status, details), as Meta answers them (reference A6)
@@ -82,34 +83,13 @@ def status_payload(
     callback_data: str | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": wa_message_id,
-        "status": status,
-        "timestamp": str(int(time.time())),
-        "recipient_id": recipient_id,
-    }
-    if callback_data is not None:
-        item["biz_opaque_callback_data"] = callback_data
-    if errors:
-        item["errors"] = errors
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "fake-waba",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
-                            "statuses": [item],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
+    """The status webhook Meta posts for one send."""
+    item = payloads.status(
+        wa_message_id, status, callback=callback_data, errors=errors or None, recipient_id=recipient_id
+    )
+    return payloads.statuses(
+        item, waba_id="fake-waba", phone_number_id=phone_number_id, display_phone_number="15550000000"
+    )
 
 
 class FakeGraph:
@@ -291,7 +271,7 @@ class FakeGraph:
 
 
 def main() -> None:
-    """`python -m waypost.fake_graph --port 8081`: serve the fake on 127.0.0.1."""
+    """`python -m waypost.devtools.fake_graph --port 8081`: serve the fake on 127.0.0.1."""
     import argparse
 
     import uvicorn
