@@ -11,10 +11,11 @@ COPY worker ./worker
 COPY sql ./sql
 COPY migrations ./migrations
 # The package only: no dev or test extras in the image, and no dev tools (`waypost dev`, `simulate`,
-# the fake Graph API): waypost.devtools and its SQL are removed once installed; the runtime never imports them.
+# the fake Graph API) nor benchmark queries: waypost.devtools and their SQL are removed once installed; the
+# runtime never imports them.
 RUN pip install . && rm -rf /app/* \
     && python -c "import shutil, waypost.devtools as d, waypost.sql as s; \
-shutil.rmtree(d.__path__[0]); (s.SQL_DIR / 'devtools.sql').unlink()"
+shutil.rmtree(d.__path__[0]); (s.SQL_DIR / 'devtools.sql').unlink(); (s.SQL_DIR / 'bench.sql').unlink()"
 USER waypost
 ENV WAYPOST_HOST=0.0.0.0 WAYPOST_PORT=8000
 EXPOSE 8000

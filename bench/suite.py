@@ -30,11 +30,14 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 from procrastinate.types import JSONDict
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from bench.common import SECRET, Stack, machine, percentile, report, stack
+from waypost.db import connect_sync, fetch_all_sync, fetch_one_sync, fetch_optional_sync
 from waypost.devtools import payloads
 from waypost.schema import migrate
+from waypost.sql import query
 
 RATES = (50, 100, 150, 200, 300, 400, 500, 700, 1000)
 FIXED = (50, 200, 500)
@@ -78,9 +81,9 @@ async def post_message(client: httpx.AsyncClient, message: dict) -> int:
 
 def wait_drained(database_url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect_sync(database_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            if not conn.execute("SELECT 1 FROM outbound_jobs WHERE status IN ('pending', 'running')").fetchone():
+            if not fetch_optional_sync(conn, "bench_outbound_open"):
                 return
             time.sleep(0.2)
     raise RuntimeError("the worker did not drain the queue")
@@ -133,15 +136,8 @@ def wake_latency(running: Stack) -> list[float]:
             body, headers = signed(payloads.text_message(f"wake {i}", wa_id=f"6{i:010d}"))
             client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
     wait_drained(running.database_url)
-    with psycopg.connect(running.database_url) as conn:
-        return [
-            float(row[0])
-            for row in conn.execute(
-                "SELECT EXTRACT(EPOCH FROM j.started_at - e.processed_at) * 1000 FROM outbound_jobs j "
-                "JOIN webhook_events e ON e.request_id = j.request_id "
-                "JOIN conversations c ON c.id = j.conversation_id WHERE c.wa_id LIKE '6%%'"
-            )
-        ]
+    with connect_sync(running.database_url) as conn:
+        return [float(row["ms"]) for row in fetch_all_sync(conn, "bench_wake_ms", prefix="6")]
 
 
 def end_to_end(running: Stack, rate: float, seconds: float) -> list[float]:
@@ -181,11 +177,8 @@ def sustained(running: Stack, count: int) -> tuple[float, float]:
     wait_drained(running.database_url, timeout=300)
     received = graph_sends(running)
     last = max(received[w] for w in wamids)
-    with psycopg.connect(running.database_url) as conn:
-        span = conn.execute(
-            "SELECT EXTRACT(EPOCH FROM max(j.finished_at) - min(j.started_at)) FROM outbound_jobs j "
-            "JOIN conversations c ON c.id = j.conversation_id WHERE c.wa_id LIKE '8%%'"
-        ).fetchone()[0]  # type: ignore[index]
+    with connect_sync(running.database_url) as conn:
+        span = fetch_one_sync(conn, "bench_reply_span", prefix="8")["seconds"]
     return count / (last - started), count / float(span)
 
 
@@ -194,9 +187,10 @@ def procrastinate_noop(running: Stack, count: int) -> float:
     database of its own on the same server (Waypost's workers take jobs from every queue)."""
     from bench.noop_app import app, noop
 
-    with psycopg.connect(running.database_url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS bench_noop")
-        conn.execute("CREATE DATABASE bench_noop")
+    with psycopg.connect(running.database_url, autocommit=True) as admin:
+        name = sql.Identifier("bench_noop")
+        admin.execute(sql.SQL(query("devtools_drop_database")).format(name=name))
+        admin.execute(sql.SQL(query("devtools_create_database")).format(name=name))
     database_url = urlunsplit(urlsplit(running.database_url)._replace(path="/bench_noop"))
     migrate(database_url)
     env = {**os.environ, "DATABASE_URL": database_url}
@@ -217,18 +211,12 @@ def procrastinate_noop(running: Stack, count: int) -> float:
         stderr=subprocess.DEVNULL,
     )
     try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        with connect_sync(database_url, autocommit=True) as conn:
             deadline = time.monotonic() + 120
-            while conn.execute(
-                "SELECT 1 FROM procrastinate_jobs WHERE queue_name = 'bench_noop' AND status <> 'succeeded'"
-            ).fetchone():
+            while fetch_optional_sync(conn, "bench_noop_open"):
                 assert time.monotonic() < deadline, "procrastinate did not finish the no-op jobs"
                 time.sleep(0.2)
-            span = conn.execute(
-                "SELECT EXTRACT(EPOCH FROM max(e.at) FILTER (WHERE e.type = 'succeeded') "
-                "- min(e.at) FILTER (WHERE e.type = 'started')) FROM procrastinate_events e "
-                "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE j.queue_name = 'bench_noop'"
-            ).fetchone()[0]  # type: ignore[index]
+            span = fetch_one_sync(conn, "bench_noop_span")["seconds"]
     finally:
         worker.terminate()
         worker.wait(timeout=15)

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 
 import httpx
-import psycopg
 
 from bench.common import machine, percentile, report, signed_post, stack
+from waypost.db import connect_sync, fetch_all_sync
 from waypost.devtools import payloads
 
 
@@ -73,16 +73,8 @@ def main() -> None:
                 time.sleep(0.1)
                 post_one(client, i, "3")
         time.sleep(1)
-        with psycopg.connect(running.database_url) as conn:
-            wake = [
-                float(row[0])
-                for row in conn.execute(
-                    "SELECT EXTRACT(EPOCH FROM j.started_at - e.processed_at) * 1000 FROM outbound_jobs j "
-                    "JOIN webhook_events e ON e.request_id = j.request_id "
-                    "JOIN conversations c ON c.id = j.conversation_id "
-                    "WHERE c.wa_id LIKE '3%%' AND j.started_at IS NOT NULL"
-                )
-            ]
+        with connect_sync(running.database_url) as conn:
+            wake = [float(row["ms"]) for row in fetch_all_sync(conn, "bench_wake_ms", prefix="3")]
 
     rows = [
         summarise("GET /healthz, sequential", health),

@@ -22,3 +22,15 @@ SELECT j.status AS job_status, j.skip_reason, j.last_error, r.status AS reply_st
   JOIN outbound_jobs j ON j.inbound_message_id = i.id
   LEFT JOIN messages r ON r.reply_to_message_id = i.id AND r.author = 'ai'
  WHERE i.wa_message_id = %(wamid)s
+
+-- devtools_create_database --
+-- A new database: {name} (and {template}, in the _from form) are filled with psycopg.sql.Identifier
+CREATE DATABASE {name}
+
+-- devtools_create_database_from --
+-- A new database as a copy of another (a migrated template: each test's own database)
+CREATE DATABASE {name} TEMPLATE {template}
+
+-- devtools_drop_database --
+-- Drop a database if it exists; FORCE ends the sessions still connected to it
+DROP DATABASE IF EXISTS {name} WITH (FORCE)

@@ -1,9 +1,10 @@
-"""The tree stays ruff clean and keeps its dependency arrows one-way."""
+"""The tree stays ruff clean and type checked, keeps its SQL in sql/ and its dependency arrows one-way."""
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,44 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ruff_check_is_clean() -> None:
     result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    """The packages and settings are in pyproject.toml's [tool.mypy]: the runtime and the benchmarks."""
+    result = subprocess.run([sys.executable, "-m", "mypy"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A string that starts like an SQL statement (upper-case keywords, as sql/ writes them).
+SQL_STATEMENT = re.compile(
+    r"\s*(SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE|DROP|ALTER|TRUNCATE|LISTEN|NOTIFY|WITH \w+ AS)\b"
+)
+
+
+def test_no_sql_outside_sql_files() -> None:
+    """Statements live in sql/*.sql, loaded by name (migrations/ aside); a statement that needs an
+    identifier names it as a {placeholder} filled with psycopg.sql.Identifier, never an f-string."""
+    offenders = []
+    for package in ("waypost", "webhook", "worker", "bench"):
+        for path in (ROOT / package).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            docstrings = {
+                id(node.body[0].value)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.body
+                and isinstance(node.body[0], ast.Expr)
+            }
+            for node in ast.walk(tree):
+                if isinstance(node, ast.JoinedStr):
+                    text = "".join(part.value for part in node.values if isinstance(part, ast.Constant))
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                    text = node.value
+                else:
+                    continue
+                if SQL_STATEMENT.match(text):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders
 
 
 def imported_packages(package: str) -> set[str]:
@@ -150,4 +189,4 @@ def test_benchmarks_never_import_the_tests() -> None:
 
 def test_the_image_leaves_the_dev_tools_out() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "waypost.devtools" in dockerfile and "devtools.sql" in dockerfile
+    assert "waypost.devtools" in dockerfile and "devtools.sql" in dockerfile and "bench.sql" in dockerfile

