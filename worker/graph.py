@@ -33,7 +33,6 @@ class SendFailed(Exception):
     kind: FailureKind
     reason: str
     code: int | None = None
-    http_status: int | None = None
     retry_after: float | None = None
     error: dict[str, Any] | None = None
 
@@ -78,13 +77,13 @@ def classify_response(response: httpx.Response) -> SendFailed:
         kind = "retryable"
     else:
         kind = "permanent"
-    return SendFailed(kind, reason, code, response.status_code, _retry_after(response), error or None)
+    return SendFailed(kind, reason, code, _retry_after(response), error or None)
 
 
 class GraphClient:
     """One per worker process: a shared connection pool to the Graph API."""
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         settings.check_sending()
         assert settings.whatsapp_access_token is not None
         self._version = settings.whatsapp_api_version
@@ -97,7 +96,6 @@ class GraphClient:
                 write=settings.send_read_timeout,
                 pool=settings.send_connect_timeout,
             ),
-            transport=transport,
         )
 
     async def aclose(self) -> None:

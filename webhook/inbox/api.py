@@ -70,7 +70,7 @@ async def list_conversations(request: Request) -> Response:
         app_state(request).pool,
         q=params.get("q"),
         filter=params.get("filter") or None,
-        deleted=params.get("deleted", "").lower() in {"1", "true", "yes"},
+        deleted=present.flag(params, "deleted"),
     )
     return ok(conversations=[present.conversation_json(row) for row in rows])
 
@@ -216,8 +216,8 @@ async def list_notifications(request: Request) -> Response:
     params = request.query_params
     rows = await store.notifications(
         pool,
-        include_read=params.get("include_read", "").lower() in {"1", "true", "yes"},
-        include_snoozed=params.get("include_snoozed", "").lower() in {"1", "true", "yes"},
+        include_read=present.flag(params, "include_read"),
+        include_snoozed=present.flag(params, "include_snoozed"),
     )
     counts = await store.notification_counts(pool)
     return ok(

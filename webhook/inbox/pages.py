@@ -123,7 +123,7 @@ def _list_params(request: Request) -> dict[str, Any]:
     return {
         "q": params.get("q") or None,
         "filter": params.get("filter") or None,
-        "deleted": params.get("deleted") == "1",
+        "deleted": present.flag(params, "deleted"),
     }
 
 
@@ -166,13 +166,13 @@ async def conversation_fragment(request: Request) -> Response:
 async def notifications_page(request: Request) -> Response:
     pool = app_state(request).pool
     counts = await store.notification_counts(pool)
-    rows = await store.notifications(pool, include_snoozed=request.query_params.get("snoozed") == "1")
+    rows = await store.notifications(pool, include_snoozed=present.flag(request.query_params, "snoozed"))
     return render(
         request,
         "notifications.html",
         notifications=rows,
         counts=counts,
-        show_snoozed=request.query_params.get("snoozed") == "1",
+        show_snoozed=present.flag(request.query_params, "snoozed"),
     )
 
 
@@ -180,7 +180,7 @@ async def notifications_page(request: Request) -> Response:
 async def notifications_fragment(request: Request) -> Response:
     pool = app_state(request).pool
     counts = await store.notification_counts(pool)
-    rows = await store.notifications(pool, include_snoozed=request.query_params.get("snoozed") == "1")
+    rows = await store.notifications(pool, include_snoozed=present.flag(request.query_params, "snoozed"))
     return render(request, "_notification_rows.html", notifications=rows, counts=counts)
 
 

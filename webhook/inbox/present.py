@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 STATUS_LABELS = {
@@ -143,3 +144,8 @@ def notification_json(row: dict[str, Any]) -> dict[str, Any]:
         "read_at": iso(row["read_at"]),
         "snoozed_until": iso(row["snoozed_until"]),
     }
+
+
+def flag(params: Mapping[str, str], name: str) -> bool:
+    """A yes/no query parameter, read one way by the pages and the API: 1, true or yes."""
+    return params.get(name, "").lower() in {"1", "true", "yes"}

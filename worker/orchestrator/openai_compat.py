@@ -27,7 +27,7 @@ def _transient(exc: BaseException) -> bool:
 class OpenAIOrchestrator:
     name = "openai"
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         if not settings.openai_base_url or not settings.openai_base_url.startswith(("http://", "https://")):
             raise ConfigurationError("OPENAI_BASE_URL must be an http(s) URL, e.g. https://api.openai.com/v1")
         if not settings.openai_model:
@@ -42,7 +42,6 @@ class OpenAIOrchestrator:
             base_url=settings.openai_base_url.rstrip("/"),
             headers=headers,
             timeout=settings.openai_timeout,
-            transport=transport,
         )
 
     def messages(self, request: ReplyRequest) -> list[dict[str, str]]:
