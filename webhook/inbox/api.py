@@ -214,12 +214,11 @@ async def list_notifications(request: Request) -> Response:
     """
     pool = app_state(request).pool
     params = request.query_params
-    rows = await store.notifications(
+    rows, counts = await store.notifications(
         pool,
         include_read=present.flag(params, "include_read"),
         include_snoozed=present.flag(params, "include_snoozed"),
     )
-    counts = await store.notification_counts(pool)
     return ok(
         unread=counts["unread"],
         snoozed=counts["snoozed"],

@@ -165,8 +165,7 @@ async def conversation_fragment(request: Request) -> Response:
 @operator_page
 async def notifications_page(request: Request) -> Response:
     pool = app_state(request).pool
-    counts = await store.notification_counts(pool)
-    rows = await store.notifications(pool, include_snoozed=present.flag(request.query_params, "snoozed"))
+    rows, counts = await store.notifications(pool, include_snoozed=present.flag(request.query_params, "snoozed"))
     return render(
         request,
         "notifications.html",
@@ -179,8 +178,7 @@ async def notifications_page(request: Request) -> Response:
 @operator_page
 async def notifications_fragment(request: Request) -> Response:
     pool = app_state(request).pool
-    counts = await store.notification_counts(pool)
-    rows = await store.notifications(pool, include_snoozed=present.flag(request.query_params, "snoozed"))
+    rows, counts = await store.notifications(pool, include_snoozed=present.flag(request.query_params, "snoozed"))
     return render(request, "_notification_rows.html", notifications=rows, counts=counts)
 
 

@@ -136,15 +136,18 @@ async def send(
 
 async def notifications(
     pool: DictPool, *, include_read: bool = False, include_snoozed: bool = False, limit: int = 200
-) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        return await fetch_all(
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The notifications and their counts, in one transaction: both see the same now(), so a snooze
+    that ends between the two reads cannot make them disagree."""
+    async with pool.connection() as conn, conn.transaction():
+        rows = await fetch_all(
             conn,
             "inbox_notifications",
             include_read=include_read,
             include_snoozed=include_snoozed,
             limit=min(limit, 500),
         )
+        return rows, await fetch_one(conn, "inbox_notification_counts")
 
 
 async def notification_counts(pool: DictPool) -> dict[str, Any]:
