@@ -30,14 +30,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 from procrastinate.types import JSONDict
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from bench.common import SECRET, Stack, machine, percentile, report, stack
-from waypost.db import connect_sync, fetch_all_sync, fetch_one_sync, fetch_optional_sync
+from waypost.db import composed, connect_sync, fetch_all_sync, fetch_one_sync, fetch_optional_sync
 from waypost.devtools import payloads
 from waypost.schema import migrate
-from waypost.sql import query
 
 RATES = (50, 100, 150, 200, 300, 400, 500, 700, 1000)
 FIXED = (50, 200, 500)
@@ -188,9 +186,8 @@ def procrastinate_noop(running: Stack, count: int) -> float:
     from bench.noop_app import app, noop
 
     with psycopg.connect(running.database_url, autocommit=True) as admin:
-        name = sql.Identifier("bench_noop")
-        admin.execute(sql.SQL(query("devtools_drop_database")).format(name=name))
-        admin.execute(sql.SQL(query("devtools_create_database")).format(name=name))
+        admin.execute(composed("devtools_drop_database", name="bench_noop"))
+        admin.execute(composed("devtools_create_database", name="bench_noop"))
     database_url = urlunsplit(urlsplit(running.database_url)._replace(path="/bench_noop"))
     migrate(database_url)
     env = {**os.environ, "DATABASE_URL": database_url}

@@ -13,7 +13,7 @@ SELECT 1 FROM procrastinate_workers
 -- How many connections LISTEN for procrastinate's job notifications on this database (run without parameters)
 SELECT count(*) AS listening
   FROM pg_stat_activity
- WHERE query LIKE 'LISTEN %procrastinate%' AND datname = current_database()
+ WHERE query LIKE 'LISTEN %%procrastinate%%' AND datname = current_database()
 
 -- devtools_simulated_reply --
 -- The reply job and the AI's reply to the simulated inbound message %(wamid)s

@@ -89,6 +89,7 @@ def test_named_routes_keep_their_paths(name: str, params: dict[str, object], pat
         ("POST", "/inbox", 405, None),
         ("GET", "/healthz/", 307, "http://testserver/healthz"),
         ("GET", "/api", 404, None),
+        ("GET", "/api/", 404, None),
         ("GET", "/api/nope", 404, None),
         ("GET", "/api/inbox", 404, None),
         ("GET", "/api/inbox/", 404, None),

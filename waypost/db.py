@@ -16,7 +16,7 @@ import time
 from typing import Any, TypeVar, overload
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow, class_row, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -120,6 +120,12 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 @functools.cache
 def _placeholders(name: str) -> frozenset[str]:
     return frozenset(_PLACEHOLDER.findall(query(name)))
+
+
+def composed(name: str, /, **identifiers: str) -> sql.Composed:
+    """A named statement whose {placeholders} are identifiers (a channel, a database), quoted as
+    such by psycopg.sql: the only SQL that cannot take them as parameters."""
+    return sql.SQL(query(name)).format(**{key: sql.Identifier(value) for key, value in identifiers.items()})
 
 
 def _statement(name: str, params: dict[str, Any]) -> str:

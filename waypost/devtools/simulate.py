@@ -11,10 +11,10 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from waypost.db import fetch_optional
 from waypost.devtools import payloads
 from waypost.settings import ConfigurationError, Settings
 from waypost.signing import sign
-from waypost.sql import query
 
 DEV_PHONE_NUMBER_ID = "100000000000001"
 
@@ -61,7 +61,7 @@ async def simulate(
     ) as conn:
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
-            row = await (await conn.execute(query("devtools_simulated_reply"), {"wamid": wamid})).fetchone()
+            row = await fetch_optional(conn, "devtools_simulated_reply", wamid=wamid)
             elapsed = (time.monotonic() - started) * 1000
             if row and row["reply_status"] in ("sent", "delivered", "read"):
                 return True, "\n".join([*lines, f"← reply after {elapsed:.0f} ms: {row['reply']}"])

@@ -25,13 +25,12 @@ from pathlib import Path
 from types import FrameType
 
 import psycopg
-from psycopg import sql
 
+from waypost.db import composed, fetch_optional_sync
 from waypost.devtools.net import answers
 from waypost.devtools.processes import poll, stop_processes, worker_registered
 from waypost.operators import add_operator, password_matches
 from waypost.settings import Settings
-from waypost.sql import query
 
 logger = logging.getLogger("waypost.dev")
 
@@ -124,8 +123,8 @@ def write_env_file(env_file: Path, values: dict[str, str]) -> None:
 
 def ensure_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute(query("devtools_database_exists"), {"name": name}).fetchone():
-            conn.execute(sql.SQL(query("devtools_create_database")).format(name=sql.Identifier(name)))
+        if not fetch_optional_sync(conn, "devtools_database_exists", name=name):
+            conn.execute(composed("devtools_create_database", name=name))
 
 
 def wait_ready(children: list[Child], checks: list[tuple[str, Callable[[], bool]]]) -> None:
