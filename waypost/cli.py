@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from waypost import __version__, operators
 from waypost.errors import BadOperatorInput, OperatorError
@@ -46,15 +47,20 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     settings.check_webhook_security()
     # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default: the app decides instead,
     # from WAYPOST_TRUSTED_PROXIES (none by default).
-    options = {"host": settings.host, "port": settings.port, "log_config": None, "proxy_headers": False}
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "proxy_headers": False,
+    }
     if args.workers > 1:
         # Each process imports webhook.app:app and reads these settings from its environment.
         os.environ.update(environment(settings))
-        uvicorn.run("webhook.app:app", workers=args.workers, **options)  # type: ignore[arg-type]
+        uvicorn.run("webhook.app:app", workers=args.workers, **options)
     else:
         from webhook.app import create_app  # not in the parent of --workers: it serves nothing itself
 
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 

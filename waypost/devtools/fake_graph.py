@@ -182,8 +182,8 @@ class FakeGraph:
         # Unique across restarts, like Meta's: a dev database outlives the fake's process.
         wa_message_id = f"wamid.FAKE{uuid.uuid4().hex}" if accepted else None
         self.requests.append(Recorded(time.time(), phone_number_id, body, behaviour.status, accepted, wa_message_id))
-        if accepted:
-            self._schedule_statuses(phone_number_id, body, wa_message_id)  # type: ignore[arg-type]
+        if wa_message_id is not None:  # accepted
+            self._schedule_statuses(phone_number_id, body, wa_message_id)
         if behaviour.hang:
             await asyncio.sleep(behaviour.hang)
         if behaviour.status != 200:
