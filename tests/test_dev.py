@@ -156,3 +156,27 @@ def test_dev_shows_a_failing_component_in_full(tmp_path: Path, database_url: str
     assert dev.returncode == 1
     assert "web exited with code" in dev.stderr
     assert re.search(r"web \| .*address already in use", dev.stderr), dev.stderr
+
+
+# The production image deletes waypost.devtools (Dockerfile): the commands that need it say so.
+WITHOUT_DEVTOOLS = """
+import sys, importlib.abc
+class LeftOut(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("waypost.devtools"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, LeftOut())
+from waypost.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_dev_commands_say_they_are_left_out_of_an_installation_without_the_dev_tools(tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"}
+    for command in (["dev"], ["simulate", "hello"]):
+        result = subprocess.run(
+            [sys.executable, "-c", WITHOUT_DEVTOOLS, *command], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+        assert result.returncode == 2, result.stderr
+        assert "dev tools, left out of this installation" in result.stderr
+        assert "Traceback" not in result.stderr

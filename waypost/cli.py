@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from waypost import __version__, operators
@@ -77,8 +79,21 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def devtools(module: str) -> ModuleType:
+    """A dev tool's module, imported only by the command that needs it (the image leaves them out)."""
+    try:
+        return importlib.import_module(f"waypost.devtools.{module}")
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("waypost.devtools"):
+            raise
+        raise ConfigurationError(
+            "`waypost dev` and `waypost simulate` are dev tools, left out of this installation (the production "
+            "image): run them from a checkout, e.g. `python3 bootstrap.py dev`"
+        ) from None
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from waypost.devtools.simulate import simulate
+    simulate = devtools("simulate").simulate
 
     replied, report = asyncio.run(
         simulate(settings, args.text, wa_id=args.from_number, name=args.name, url=args.url, wait_seconds=args.timeout)
@@ -88,9 +103,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from waypost.devtools.stack import run_dev
-
-    return run_dev(settings, data_dir=args.data_dir, graph_port=args.graph_port, verbose=args.verbose)
+    return devtools("stack").run_dev(settings, data_dir=args.data_dir, graph_port=args.graph_port, verbose=args.verbose)
 
 
 def read_password(args: argparse.Namespace) -> str:
