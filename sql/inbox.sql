@@ -146,10 +146,14 @@ SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, 
 SELECT * FROM (
     SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
            m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
-           o.email AS operator_email, j.status AS ai_job_status, j.skip_reason AS ai_skip_reason
+           o.email AS operator_email, j.status AS ai_job_status, j.skip_reason AS ai_skip_reason,
+           md.id AS media_id, md.kind AS media_kind, md.mime_type AS media_mime_type,
+           md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
+           md.last_error AS media_error
       FROM messages m
       LEFT JOIN operators o ON o.id = m.operator_id
       LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
+      LEFT JOIN media md ON md.message_id = m.id
      WHERE m.conversation_id = %(conversation_id)s
      ORDER BY m.id DESC
      LIMIT %(limit)s
@@ -159,8 +163,13 @@ SELECT * FROM (
 -- One message, as the inbox shows it
 SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
        m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
-       o.email AS operator_email, NULL::text AS ai_job_status, NULL::text AS ai_skip_reason
-  FROM messages m LEFT JOIN operators o ON o.id = m.operator_id
+       o.email AS operator_email, NULL::text AS ai_job_status, NULL::text AS ai_skip_reason,
+       md.id AS media_id, md.kind AS media_kind, md.mime_type AS media_mime_type,
+       md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
+       md.last_error AS media_error
+  FROM messages m
+  LEFT JOIN operators o ON o.id = m.operator_id
+  LEFT JOIN media md ON md.message_id = m.id
  WHERE m.id = %(message_id)s
 
 -- inbox_mark_read --

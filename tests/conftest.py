@@ -124,6 +124,7 @@ def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
         retry_base_seconds=0.2,
         worker_poll_interval=0.5,
         session_secret=SESSION_SECRET,
+        media_hosts=("127.0.0.1",),  # the fake Graph API serves media files
     )
 
 

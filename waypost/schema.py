@@ -130,6 +130,23 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "client_ip",
         "user_agent",
     ),
+    "media": (
+        "id",
+        "message_id",
+        "wa_media_id",
+        "kind",
+        "mime_type",
+        "sha256",
+        "filename",
+        "voice",
+        "status",
+        "attempts",
+        "last_error",
+        "byte_size",
+        "created_at",
+        "stored_at",
+    ),
+    "media_chunks": ("media_id", "seq", "data"),
     # operators' views (docs/operations.md)
     "waypost_jobs_by_status": ("status", "jobs", "oldest_age"),
     "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),
@@ -166,6 +183,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "message_statuses_wa_message_id_status_key",
     "operators_email_key",
     "operator_sessions_token_key",
+    "media_message_id_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (

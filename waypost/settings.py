@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(2.0, gt=0, validation_alias=_env("WAYPOST_RETRY_BASE_SECONDS"))
     unknown_grace_seconds: float = Field(600.0, ge=0, validation_alias=_env("WAYPOST_UNKNOWN_GRACE_SECONDS"))
     window_margin_seconds: float = Field(300.0, ge=0, validation_alias=_env("WAYPOST_WINDOW_MARGIN_SECONDS"))
+    # Inbound media: the hosts a media URL from Meta may point at (the access token goes only there;
+    # comma-separated host names), and how many attempts a download gets before it is given up.
+    media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("lookaside.fbsbx.com",), validation_alias=_env("WHATSAPP_MEDIA_HOSTS")
+    )
+    media_max_attempts: int = Field(6, ge=1, validation_alias=_env("WAYPOST_MEDIA_MAX_ATTEMPTS"))
 
     # Sweep
     stalled_worker_seconds: float = Field(60.0, gt=0, validation_alias=_env("WAYPOST_STALLED_WORKER_SECONDS"))
@@ -107,6 +113,13 @@ class Settings(BaseSettings):
             if text is None or (isinstance(text, str) and not text.strip()):
                 return None
         return value
+
+    @field_validator("media_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip().lower() for item in value.split(",") if item.strip()]
+        return tuple(value)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

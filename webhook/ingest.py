@@ -20,8 +20,9 @@ from psycopg.types.json import Jsonb
 
 from waypost.db import DictConnection, DictPool, execute, fetch_one, fetch_value
 from waypost.signing import Verdict
+from webhook.media import media_of
 from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
-from worker.tasks import defer_reply
+from worker.tasks import defer_download, defer_reply
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ async def _ingest_message(
         logger.info("duplicate message %s ignored", message.wa_message_id)
         return
     result.new_messages += 1
+    await _queue_media_download(conn, row["message_id"], message, request_id)
     outbound_job_id = row["outbound_job_id"]
     if outbound_job_id is None:
         logger.info("stored message %s type=%s, no reply due", message.wa_message_id, message.type)
@@ -223,3 +225,26 @@ async def _ingest_message(
         outbound_job_id,
         procrastinate_job_id,
     )
+
+
+async def _queue_media_download(
+    conn: DictConnection, message_id: int, message: InboundMessage, request_id: str
+) -> None:
+    """A media message's file is fetched by a job of its own, committed with the message: never in
+    the request, and a failed download never loses the message."""
+    media = media_of(message)
+    if media is None:
+        return
+    media_id = await fetch_value(
+        conn,
+        "media_insert",
+        message_id=message_id,
+        wa_media_id=media.wa_media_id,
+        kind=message.type,
+        mime_type=media.mime_type,
+        sha256=media.sha256,
+        filename=media.filename,
+        voice=media.voice,
+    )
+    job_id = await defer_download(conn, media_id=media_id, request_id=request_id)
+    logger.info("media %s of message %s queued for download as job %s", media_id, message.wa_message_id, job_id)

@@ -9,6 +9,7 @@ Meta offers no idempotency key, so the class of a failure decides what is safe:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
 import logging
@@ -80,6 +81,10 @@ def classify_response(response: httpx.Response) -> SendFailed:
     return SendFailed(kind, reason, code, _retry_after(response), error or None)
 
 
+class OffHost(Exception):
+    """A URL outside the hosts the access token may go to."""
+
+
 class GraphClient:
     """One per worker process: a shared connection pool to the Graph API."""
 
@@ -87,6 +92,7 @@ class GraphClient:
         settings.check_sending()
         assert settings.whatsapp_access_token is not None
         self._version = settings.whatsapp_api_version
+        self._media_hosts = frozenset(settings.media_hosts)
         self._client = httpx.AsyncClient(
             base_url=settings.whatsapp_api_base.rstrip("/"),
             headers={"Authorization": f"Bearer {settings.whatsapp_access_token.get_secret_value()}"},
@@ -100,6 +106,19 @@ class GraphClient:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def media_info(self, media_id: str) -> httpx.Response:
+        """GET /{media-id}: a fresh download URL (valid for minutes), the type, size and SHA-256."""
+        return await self._client.get(f"/{self._version}/{media_id}")
+
+    def stream_file(self, url: str) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+        """Stream a media URL with the access token, which only Meta's media hosts may receive
+        (WHATSAPP_MEDIA_HOSTS): any other URL is refused here, before a byte is sent. Redirects are
+        not followed, so the token cannot be carried elsewhere either."""
+        host = (httpx.URL(url).host or "").lower()
+        if host not in self._media_hosts:
+            raise OffHost(f"media URL on {host or 'no host'}, not one of WHATSAPP_MEDIA_HOSTS: not fetched")
+        return self._client.stream("GET", url)
 
     async def send_text(
         self,

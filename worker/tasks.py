@@ -28,9 +28,12 @@ if TYPE_CHECKING:
 SEND_REPLY = "send_reply"
 SEND_OPERATOR_MESSAGE = "send_operator_message"
 SWEEP = "sweep"
+DOWNLOAD_MEDIA = "download_media"
 
 REPLY_QUEUE = "replies"
 MAINTENANCE_QUEUE = "maintenance"
+# Downloads take no conversation lock: a slow file never holds up the conversation's replies.
+MEDIA_QUEUE = "media"
 
 
 def conversation_lock(conversation_id: int) -> str:
@@ -54,16 +57,12 @@ def operator_key(client_key: str) -> str:
 _on_callers_connection = JobManager(PsycopgConnector())
 
 
-async def _defer(conn: AsyncConnection[Any], task: str, conversation_id: int, **task_kwargs: int | str) -> int:
+async def _defer(
+    conn: AsyncConnection[Any], task: str, queue: str, lock: str | None, **task_kwargs: int | str
+) -> int:
     # Exactly what the task's own `configure(connection=..., lock=...)` wrote: its name, its queue,
     # the lock, no queueing lock, the default priority.
-    deferrer = configure_task(
-        name=task,
-        job_manager=_on_callers_connection,
-        connection=conn,
-        lock=conversation_lock(conversation_id),
-        queue=REPLY_QUEUE,
-    )
+    deferrer = configure_task(name=task, job_manager=_on_callers_connection, connection=conn, lock=lock, queue=queue)
     return await deferrer.defer_async(**task_kwargs)
 
 
@@ -71,7 +70,14 @@ async def defer_reply(
     conn: AsyncConnection[Any], *, outbound_job_id: int, conversation_id: int, request_id: str
 ) -> int:
     """Queue the reply of an outbound job and link the job to it, in the caller's transaction."""
-    job_id = await _defer(conn, SEND_REPLY, conversation_id, outbound_job_id=outbound_job_id, request_id=request_id)
+    job_id = await _defer(
+        conn,
+        SEND_REPLY,
+        REPLY_QUEUE,
+        conversation_lock(conversation_id),
+        outbound_job_id=outbound_job_id,
+        request_id=request_id,
+    )
     await execute(
         conn, "outbound_job_set_procrastinate_id", outbound_job_id=outbound_job_id, procrastinate_job_id=job_id
     )
@@ -83,7 +89,20 @@ async def defer_operator_send(
 ) -> int:
     """Queue the send of an operator message, in the caller's transaction (the sweep finds the job
     by its `message_id` argument: no link is written)."""
-    return await _defer(conn, SEND_OPERATOR_MESSAGE, conversation_id, message_id=message_id, request_id=request_id)
+    return await _defer(
+        conn,
+        SEND_OPERATOR_MESSAGE,
+        REPLY_QUEUE,
+        conversation_lock(conversation_id),
+        message_id=message_id,
+        request_id=request_id,
+    )
+
+
+async def defer_download(conn: AsyncConnection[Any], *, media_id: int, request_id: str) -> int:
+    """Queue the download of an inbound media file, in the caller's transaction (the webhook's: the
+    message and its download commit together, and the download never runs inside the request)."""
+    return await _defer(conn, DOWNLOAD_MEDIA, MEDIA_QUEUE, None, media_id=media_id, request_id=request_id)
 
 
 async def sweep_now(pool: AsyncConnectionPool[Any], settings: Settings) -> SweepReport:

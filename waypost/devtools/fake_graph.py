@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import random
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from waypost.devtools import payloads
@@ -46,6 +47,18 @@ class Behaviour:
     hang: float = 0.0
     accept: bool | None = None  # default: accepted iff status is 200
     retry_after: str | None = None
+
+
+@dataclasses.dataclass
+class FakeMedia:
+    """A file the fake serves for a media id, and how its next requests fail."""
+
+    data: bytes
+    mime_type: str
+    fail_lookups: int = 0  # the next lookups (GET /{media-id}) answer 503
+    fail_downloads: int = 0  # the next downloads of its URL answer 503
+    url_host: str | None = None  # the URL names this host instead of the fake's own
+    sha256: str | None = None  # reported instead of the file's own
 
 
 @dataclasses.dataclass
@@ -115,6 +128,9 @@ class FakeGraph:
         self.url: str | None = None  # where it is served, once known
         self.requests: list[Recorded] = []
         self.script: deque[Behaviour] = deque()
+        self.media: dict[str, FakeMedia] = {}
+        # (what, media id, Authorization header) for every media lookup and download
+        self.media_requests: list[tuple[str, str, str | None]] = []
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
@@ -124,6 +140,8 @@ class FakeGraph:
                 Route("/_fake/script", self.add_script, methods=["POST"]),
                 Route("/_fake/config", self.configure, methods=["POST"]),
                 Route("/_fake/status", self.post_status_endpoint, methods=["POST"]),
+                Route("/_fake/media/{media_id}", self.media_download, methods=["GET"]),
+                Route("/{version}/{media_id}", self.media_lookup, methods=["GET"]),
             ]
         )
 
@@ -248,6 +266,49 @@ class FakeGraph:
                 headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(self.app_secret, content)},
             )
         return response.status_code
+
+    def add_media(self, media_id: str, data: bytes, mime_type: str, **options: Any) -> FakeMedia:
+        self.media[media_id] = FakeMedia(data, mime_type, **options)
+        return self.media[media_id]
+
+    async def media_lookup(self, request: Request) -> Response:
+        """GET /{media-id}, as Meta answers it: a short-lived URL and what the file is."""
+        media_id = request.path_params["media_id"]
+        self.media_requests.append(("lookup", media_id, request.headers.get("authorization")))
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            return JSONResponse(error_body(190, "Invalid OAuth access token."), status_code=401)
+        media = self.media.get(media_id)
+        if media is None:
+            return JSONResponse(error_body(100, "Unsupported get request."), status_code=400)
+        if media.fail_lookups > 0:
+            media.fail_lookups -= 1
+            return JSONResponse(error_body(131000, "Something went wrong"), status_code=503)
+        url = httpx.URL(f"{self.url}/_fake/media/{media_id}")
+        if media.url_host:
+            url = url.copy_with(host=media.url_host)
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "url": str(url),
+                "mime_type": media.mime_type,
+                "sha256": media.sha256 or hashlib.sha256(media.data).hexdigest(),
+                "file_size": str(len(media.data)),
+                "id": media_id,
+            }
+        )
+
+    async def media_download(self, request: Request) -> Response:
+        media_id = request.path_params["media_id"]
+        self.media_requests.append(("download", media_id, request.headers.get("authorization")))
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            return Response(status_code=401)
+        media = self.media.get(media_id)
+        if media is None:
+            return Response(status_code=404)
+        if media.fail_downloads > 0:
+            media.fail_downloads -= 1
+            return Response(status_code=503)
+        return Response(media.data, media_type=media.mime_type)
 
     async def list_requests(self, request: Request) -> JSONResponse:
         return JSONResponse([r.as_dict() for r in self.requests])

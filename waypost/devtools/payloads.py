@@ -62,6 +62,31 @@ def text_message(
     }
 
 
+def media_message(
+    kind: str,
+    media_id: str,
+    *,
+    mime_type: str,
+    sha256: str | None = None,
+    caption: str | None = None,
+    filename: str | None = None,
+    voice: bool | None = None,
+    wa_id: str = "16505551234",
+    wamid: str | None = None,
+) -> dict[str, Any]:
+    """An inbound image, audio (a voice note with voice=True), video, document or sticker."""
+    part: dict[str, Any] = {"id": media_id, "mime_type": mime_type}
+    optional = {"sha256": sha256, "caption": caption, "filename": filename, "voice": voice}
+    part.update({key: value for key, value in optional.items() if value is not None})
+    return {
+        "from": wa_id,
+        "id": wamid or new_wamid(),
+        "timestamp": str(int(time.time())),
+        "type": kind,
+        kind: part,
+    }
+
+
 def change(
     messages: list[dict[str, Any]] | None = None,
     statuses: list[dict[str, Any]] | None = None,

@@ -17,7 +17,7 @@ from starlette.templating import Jinja2Templates
 
 from waypost.errors import NotFound, SignInRefused, TooManySignIns, WaypostError
 from webhook.errors import status_of
-from webhook.inbox import live, present, store
+from webhook.inbox import live, media, present, store
 from webhook.inbox.auth import (
     csrf_ok,
     csrf_token,
@@ -52,6 +52,8 @@ templates.env.globals.update(
     contact_label=present.contact_label,
     first_error=present.first_error,
     error_text=present.error_text,
+    file_size=present.file_size,
+    media_shown=media.kind_shown,
     filters=store.FILTERS,
     # paths, never absolute URLs (Starlette's url_for): those would be built from the client's Host header
     path=_path,
@@ -183,6 +185,14 @@ async def notifications_fragment(request: Request) -> Response:
 
 
 @operator_page
+async def media_file(request: Request) -> Response:
+    """A contact's file (webhook.inbox.media decides inline or download)."""
+    media_id = store.row_id(request.path_params["media_id"], "file")
+    download = present.flag(request.query_params, "download")
+    return await media.media_response(app_state(request).pool, media_id, download=download)
+
+
+@operator_page
 async def badge_fragment(request: Request) -> Response:
     counts = await store.notification_counts(app_state(request).pool)
     return render(request, "_badge.html", counts=counts)
@@ -208,6 +218,7 @@ routes: list[BaseRoute] = [
     ),
     Route("/fragments/notifications", notifications_fragment, methods=["GET"], name="notifications_fragment"),
     Route("/fragments/badge", badge_fragment, methods=["GET"], name="badge_fragment"),
+    Route("/media/{media_id:int}", media_file, methods=["GET"], name="media"),
     Route("/events", live.events, methods=["GET"], name="events"),
     Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
 ]

@@ -129,6 +129,22 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         "ai_job": {"status": row["ai_job_status"], "skip_reason": row.get("ai_skip_reason")}
         if row.get("ai_job_status")
         else None,
+        "media": media_json(row),
+    }
+
+
+def media_json(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A media message's file: its state and, once stored, what it is (served at /inbox/media/{id})."""
+    if not row.get("media_id"):
+        return None
+    return {
+        "id": row["media_id"],
+        "kind": row["media_kind"],
+        "status": row["media_status"],
+        "mime_type": row.get("media_mime_type"),
+        "filename": row.get("media_filename"),
+        "size": row.get("media_size"),
+        "error": row.get("media_error") if row["media_status"] == "failed" else None,
     }
 
 
@@ -149,3 +165,14 @@ def notification_json(row: dict[str, Any]) -> dict[str, Any]:
 def flag(params: Mapping[str, str], name: str) -> bool:
     """A yes/no query parameter, read one way by the pages and the API: 1, true or yes."""
     return params.get(name, "").lower() in {"1", "true", "yes"}
+
+
+def file_size(size: int | None) -> str:
+    """A file's size for people: 912 B, 48 KB, 3.4 MB."""
+    if size is None:
+        return ""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"

@@ -1,0 +1,50 @@
+-- Inbound media: the download's state (media) and the file's bytes (media_chunks, one row per chunk).
+
+-- media_insert --
+-- A media message's row, once: a redelivered webhook finds it there (no id returned then)
+INSERT INTO media (message_id, wa_media_id, kind, mime_type, sha256, filename, voice)
+VALUES (%(message_id)s, %(wa_media_id)s, %(kind)s, %(mime_type)s, %(sha256)s, %(filename)s, %(voice)s)
+ON CONFLICT (message_id) DO NOTHING
+RETURNING id
+
+-- media_start --
+-- Take a pending download for an attempt (one more attempt); none when it is stored or given up
+UPDATE media m
+   SET attempts = m.attempts + 1
+  FROM messages msg
+ WHERE m.id = %(media_id)s AND m.status = 'pending' AND msg.id = m.message_id
+RETURNING m.id, m.message_id, msg.conversation_id, m.wa_media_id, m.kind, m.mime_type, m.sha256, m.attempts
+
+-- media_clear_chunks --
+-- An attempt starts from nothing: chunks of an earlier attempt go (in the same transaction)
+DELETE FROM media_chunks WHERE media_id = %(media_id)s
+
+-- media_chunk_insert --
+-- One chunk of a file being stored
+INSERT INTO media_chunks (media_id, seq, data) VALUES (%(media_id)s, %(seq)s, %(data)s)
+
+-- media_stored --
+-- The file's bytes are all in media_chunks: the download is done
+UPDATE media
+   SET status = 'stored', mime_type = %(mime_type)s, byte_size = %(byte_size)s, stored_at = now(), last_error = NULL
+ WHERE id = %(media_id)s
+
+-- media_note --
+-- Why the last attempt failed (another attempt follows)
+UPDATE media SET last_error = %(last_error)s WHERE id = %(media_id)s
+
+-- media_give_up --
+-- The download is given up: the message stays, the inbox says the file could not be fetched
+UPDATE media SET status = 'failed', last_error = %(last_error)s
+ WHERE id = %(media_id)s AND status = 'pending'
+RETURNING id
+
+-- media_file --
+-- What the inbox serves for a media row: its type, name and size, once stored
+SELECT id, kind, mime_type, filename, byte_size, status
+  FROM media
+ WHERE id = %(media_id)s
+
+-- media_chunk --
+-- One chunk of a stored file, by its position
+SELECT data FROM media_chunks WHERE media_id = %(media_id)s AND seq = %(seq)s

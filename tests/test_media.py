@@ -1,0 +1,204 @@
+"""Inbound media: the message is stored in the webhook's transaction with its download queued; the
+download is a job of its own (fresh URL each attempt, token only to Meta's media hosts, SHA-256 and
+size checked, retried, given up visibly); the inbox serves the file, inline only when harmless."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.conftest import ACCESS_TOKEN, post_webhook, wait_until
+from tests.inbox_client import Inbox, conversation_id, create_operator
+from waypost.devtools import payloads
+from waypost.devtools.fake_graph import FakeGraph
+from webhook.inbox.media import inline_type
+from worker.media import _hex
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 5000  # 1.2 MB: more than one chunk
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>'
+
+
+def b64_sha256(data: bytes) -> str:
+    """The file's SHA-256 as Meta's webhooks write it (base64)."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def post_media(client: httpx.Client, message: dict[str, Any]) -> None:
+    answer = post_webhook(client, payloads.dumps(payloads.inbound(message)))
+    assert answer.status_code == 200, answer.text
+
+
+def media_row(db: psycopg.Connection, wamid: str) -> dict[str, Any]:
+    row = db.execute(
+        "SELECT md.* FROM media md JOIN messages m ON m.id = md.message_id WHERE m.wa_message_id = %s", (wamid,)
+    ).fetchone()
+    assert row is not None, f"no media row for {wamid}"
+    return row
+
+
+def settled_media(db: psycopg.Connection, wamid: str) -> dict[str, Any]:
+    return wait_until(lambda: (row := media_row(db, wamid))["status"] != "pending" and row, what="the download")
+
+
+def stored_bytes(db: psycopg.Connection, media_id: int) -> bytes:
+    rows = db.execute("SELECT data FROM media_chunks WHERE media_id = %s ORDER BY seq", (media_id,)).fetchall()
+    return b"".join(bytes(row["data"]) for row in rows)
+
+
+def test_an_image_is_downloaded_by_a_job_of_its_own_and_shown_inline(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    fake_graph: FakeGraph,
+    start_worker: Callable[..., Any],
+    database_url: str,
+) -> None:
+    fake_graph.add_media("media-image", JPEG, "image/jpeg")
+    message = payloads.media_message(
+        "image", "media-image", mime_type="image/jpeg", sha256=b64_sha256(JPEG), caption="my receipt"
+    )
+    post_media(client, message)
+    # stored with the message, downloaded by nobody yet: no worker runs
+    assert media_row(db, message["id"])["status"] == "pending"
+    assert fake_graph.media_requests == []
+
+    start_worker()
+    stored = settled_media(db, message["id"])
+    assert (stored["status"], stored["attempts"], stored["byte_size"]) == ("stored", 1, len(JPEG))
+    assert stored_bytes(db, stored["id"]) == JPEG
+    chunks = db.execute("SELECT count(*) AS n FROM media_chunks WHERE media_id = %s", (stored["id"],)).fetchone()
+    assert chunks["n"] == 2
+    # a fresh URL, then the file: the token went to the fake Graph API (127.0.0.1) only
+    assert [(what, auth) for what, _, auth in fake_graph.media_requests] == [
+        ("lookup", f"Bearer {ACCESS_TOKEN}"),
+        ("download", f"Bearer {ACCESS_TOKEN}"),
+    ]
+
+    create_operator(database_url)
+    inbox = Inbox(client)
+    page = inbox.get(f"/inbox/conversations/{conversation_id(db)}").text
+    assert f'<img src="/inbox/media/{stored["id"]}"' in page and "my receipt" in page
+    served = inbox.get(f"/inbox/media/{stored['id']}")
+    assert served.status_code == 200 and served.content == JPEG
+    assert served.headers["content-type"] == "image/jpeg"
+    assert served.headers["content-disposition"].startswith("inline")
+    assert served.headers["x-content-type-options"] == "nosniff"
+    listed = inbox.get(f"/api/inbox/conversations/{conversation_id(db)}").json()
+    assert next(m["media"] for m in listed["messages"] if m["media"])["status"] == "stored"
+    with httpx.Client(base_url=str(client.base_url)) as stranger:
+        refused = stranger.get(f"/inbox/media/{stored['id']}")
+    assert refused.status_code == 303 and "/inbox/login" in refused.headers["location"]
+
+
+def test_a_download_that_fails_twice_is_stored_on_the_third_attempt(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
+) -> None:
+    fake_graph.add_media("media-flaky", PNG, "image/png", fail_lookups=1, fail_downloads=1)
+    message = payloads.media_message("image", "media-flaky", mime_type="image/png")
+    post_media(client, message)
+    start_worker()
+    stored = settled_media(db, message["id"])
+    assert (stored["status"], stored["attempts"]) == ("stored", 3)
+    assert stored_bytes(db, stored["id"]) == PNG
+    # each attempt asked for a fresh URL
+    assert [what for what, _, _ in fake_graph.media_requests] == ["lookup", "lookup", "download", "lookup", "download"]
+
+
+def test_a_download_that_never_succeeds_keeps_the_message_tells_the_operators_and_the_reply_goes_out(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    fake_graph: FakeGraph,
+    start_worker: Callable[..., Any],
+    database_url: str,
+) -> None:
+    fake_graph.add_media("media-gone", PNG, "image/png", fail_lookups=100)
+    message = payloads.media_message("image", "media-gone", mime_type="image/png", caption="what does this cost?")
+    post_media(client, message)
+    start_worker(WAYPOST_MEDIA_MAX_ATTEMPTS="3")
+    failed = settled_media(db, message["id"])
+    assert (failed["status"], failed["attempts"]) == ("failed", 3)
+    assert "HTTP 503" in failed["last_error"]
+    notification = db.execute("SELECT * FROM notifications WHERE kind = 'media_failed'").fetchone()
+    assert notification is not None and notification["message_id"] == failed["message_id"]
+    # the message and its caption's reply are not held up by the file
+    wait_until(lambda: fake_graph.accepted(), what="the reply to the caption")
+    create_operator(database_url)
+    page = Inbox(client).get(f"/inbox/conversations/{conversation_id(db)}").text
+    assert "could not be fetched" in page and "what does this cost?" in page
+
+
+def test_a_media_url_off_metas_hosts_is_refused_and_never_fetched(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
+) -> None:
+    # "localhost" reaches the same fake, but it is not in WHATSAPP_MEDIA_HOSTS (127.0.0.1 in tests)
+    fake_graph.add_media("media-elsewhere", PNG, "image/png", url_host="localhost")
+    message = payloads.media_message("image", "media-elsewhere", mime_type="image/png")
+    post_media(client, message)
+    worker = start_worker()
+    failed = settled_media(db, message["id"])
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)
+    assert "not one of WHATSAPP_MEDIA_HOSTS" in failed["last_error"]
+    assert [what for what, _, _ in fake_graph.media_requests] == ["lookup"]
+    assert "not one of WHATSAPP_MEDIA_HOSTS" in worker.output()
+    assert ACCESS_TOKEN not in worker.output()
+
+
+def test_a_file_whose_hash_does_not_match_is_not_kept(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
+) -> None:
+    fake_graph.add_media("media-corrupt", PNG, "image/png", sha256="0" * 64)
+    message = payloads.media_message("image", "media-corrupt", mime_type="image/png")
+    post_media(client, message)
+    start_worker(WAYPOST_MEDIA_MAX_ATTEMPTS="2")
+    failed = settled_media(db, message["id"])
+    assert (failed["status"], failed["attempts"]) == ("failed", 2)
+    assert "SHA-256" in failed["last_error"]
+    assert stored_bytes(db, failed["id"]) == b""  # a failed attempt leaves no chunk behind
+
+
+def test_an_svg_or_a_file_that_lies_about_its_type_is_only_ever_a_download(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    fake_graph: FakeGraph,
+    start_worker: Callable[..., Any],
+    database_url: str,
+) -> None:
+    fake_graph.add_media("media-svg", SVG, "image/svg+xml")
+    fake_graph.add_media("media-liar", b"<html><script>alert(1)</script></html>", "image/png")
+    svg = payloads.media_message("document", "media-svg", mime_type="image/svg+xml", filename="logo.svg")
+    liar = payloads.media_message("image", "media-liar", mime_type="image/png")
+    post_media(client, svg)
+    post_media(client, liar)
+    start_worker()
+    create_operator(database_url)
+    inbox = Inbox(client)
+    for message, name in ((svg, "logo.svg"), (liar, "image")):
+        stored = settled_media(db, message["id"])
+        assert stored["status"] == "stored"
+        served = inbox.get(f"/inbox/media/{stored['id']}")
+        assert served.status_code == 200
+        assert served.headers["content-type"] == "application/octet-stream"
+        assert served.headers["content-disposition"].startswith(f'attachment; filename="{name}"')
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'none'" in served.headers["content-security-policy"]
+
+
+def test_inline_types_need_the_bytes_to_agree() -> None:
+    assert inline_type("image/png", PNG[:16]) == "image/png"
+    assert inline_type("image/jpeg; charset=x", JPEG[:16]) == "image/jpeg"
+    assert inline_type("image/png", JPEG[:16]) is None
+    assert inline_type("image/svg+xml", SVG[:16]) is None
+    assert inline_type("text/html", b"<html>") is None
+    assert inline_type(None, PNG[:16]) is None
+
+
+def test_meta_sha256_is_read_in_hex_or_base64() -> None:
+    digest = hashlib.sha256(PNG).hexdigest()
+    assert _hex(digest.upper()) == digest
+    assert _hex(b64_sha256(PNG)) == digest
+    assert _hex("not a hash") is None and _hex(None) is None and _hex("") is None

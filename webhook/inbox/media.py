@@ -1,0 +1,82 @@
+"""Serving a contact's file to an operator. Files come from outside, so the inbox's origin renders
+only what is known to be harmless: an image, audio or video whose stored type is on a short list AND
+whose first bytes say the same. Anything else (an SVG, an HTML page, a PDF, a type that lies) is
+offered as a download (`application/octet-stream`, `Content-Disposition: attachment`). Always
+`nosniff`, and the bytes are streamed a stored chunk at a time."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import AsyncIterator
+
+from starlette.responses import Response, StreamingResponse
+
+from waypost.db import DictPool, fetch_optional
+from waypost.errors import NotFound
+
+# Types shown inline, each with the first bytes that prove it (offset, magic).
+INLINE: dict[str, tuple[tuple[int, bytes], ...]] = {
+    "image/jpeg": ((0, b"\xff\xd8\xff"),),
+    "image/png": ((0, b"\x89PNG\r\n\x1a\n"),),
+    "image/webp": ((8, b"WEBP"),),
+    "audio/ogg": ((0, b"OggS"),),
+    "audio/mpeg": ((0, b"ID3"), (0, b"\xff\xfb"), (0, b"\xff\xf3"), (0, b"\xff\xf2")),
+    "audio/mp4": ((4, b"ftyp"),),
+    "audio/aac": ((0, b"\xff\xf1"), (0, b"\xff\xf9")),
+    "audio/amr": ((0, b"#!AMR"),),
+    "video/mp4": ((4, b"ftyp"),),
+    "video/3gpp": ((4, b"ftyp"),),
+}
+
+
+def inline_type(mime_type: str | None, head: bytes) -> str | None:
+    """The type to render the file inline with, or None: offer it as a download."""
+    base = (mime_type or "").split(";")[0].strip().lower()
+    magics = INLINE.get(base, ())
+    return base if any(head[offset : offset + len(magic)] == magic for offset, magic in magics) else None
+
+
+def kind_shown(kind: str | None, mime_type: str | None) -> str | None:
+    """How a page shows a stored file: image, audio, video, or None (a link). The served bytes are
+    checked again by inline_type; a file that fails that check is a download even in an <img>."""
+    base = (mime_type or "").split(";")[0].strip().lower()
+    family = base.split("/")[0]
+    return family if base in INLINE and family in ("image", "audio", "video") and kind != "document" else None
+
+
+def disposition(kind: str, filename: str | None, inline: bool) -> str:
+    name = filename or f"{kind}"
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
+    quoted = urllib.parse.quote(name, safe="")
+    return f"{'inline' if inline else 'attachment'}; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
+
+
+async def media_response(pool: DictPool, media_id: int, *, download: bool) -> Response:
+    async with pool.connection() as conn:
+        media = await fetch_optional(conn, "media_file", media_id=media_id)
+        first = await fetch_optional(conn, "media_chunk", media_id=media_id, seq=0)
+    if media is None or media["status"] != "stored" or first is None:
+        raise NotFound.of("file")
+    head = bytes(first["data"])
+    shown = None if download else inline_type(media["mime_type"], head[:16])
+    headers = {
+        "Content-Disposition": disposition(media["kind"], media["filename"], shown is not None),
+        "Content-Length": str(media["byte_size"]),
+        "Cache-Control": "private, max-age=3600",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return StreamingResponse(
+        _chunks(pool, media_id, head), media_type=shown or "application/octet-stream", headers=headers
+    )
+
+
+async def _chunks(pool: DictPool, media_id: int, first: bytes) -> AsyncIterator[bytes]:
+    yield first
+    seq = 1
+    while True:
+        async with pool.connection() as conn:
+            chunk = await fetch_optional(conn, "media_chunk", media_id=media_id, seq=seq)
+        if chunk is None:
+            return
+        yield bytes(chunk["data"])
+        seq += 1

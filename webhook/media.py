@@ -1,0 +1,44 @@
+"""What the webhook takes from a media message (image, audio and voice notes, video, document,
+sticker): the media id and what Meta says of the file. The download itself is a job of its own
+(worker/media.py), queued with the message by webhook.ingest."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from webhook.payload import MAX_ID, InboundMessage
+
+# The message types that carry a file: the part named like the type holds its media id.
+MEDIA_KINDS = frozenset({"image", "audio", "video", "document", "sticker"})
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaRef:
+    wa_media_id: str
+    mime_type: str | None
+    sha256: str | None
+    filename: str | None
+    voice: bool
+
+
+def media_of(message: InboundMessage) -> MediaRef | None:
+    """The file of a media message that names one; None for anything else (stored as it came)."""
+    part = message.payload.get(message.type) if message.type in MEDIA_KINDS else None
+    if not isinstance(part, dict):
+        return None
+    media_id = part.get("id")
+    if not isinstance(media_id, str) or not media_id or len(media_id) > MAX_ID:
+        return None
+    return MediaRef(
+        wa_media_id=media_id,
+        mime_type=_short(part.get("mime_type")),
+        sha256=_short(part.get("sha256")),
+        filename=_short(part.get("filename"), 255),
+        voice=part.get("voice") is True,
+    )
+
+
+def _short(value: Any, limit: int = MAX_ID) -> str | None:
+    """A short descriptive string (a type, a hash, a file name), cut to `limit`; anything else is absent."""
+    return value[:limit] if isinstance(value, str) and value else None
