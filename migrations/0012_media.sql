@@ -16,14 +16,17 @@ ALTER TABLE media
     ADD COLUMN IF NOT EXISTS sha256 text,
     ADD COLUMN IF NOT EXISTS filename text,
     ADD COLUMN IF NOT EXISTS voice boolean NOT NULL DEFAULT false,
-    -- pending: to download; stored: bytes in media_chunks; failed: given up (last_error says why)
+    -- pending: to download; stored: bytes in media_chunks; failed: given up (last_error says why);
+    -- purged: the bytes were deleted after WAYPOST_MEDIA_RETENTION_DAYS (the row stays)
     ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'pending'
-        CHECK (status IN ('pending', 'stored', 'failed')),
+        CHECK (status IN ('pending', 'stored', 'failed', 'purged')),
     ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0,
     ADD COLUMN IF NOT EXISTS last_error text,
     ADD COLUMN IF NOT EXISTS byte_size bigint,
     ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now(),
-    ADD COLUMN IF NOT EXISTS stored_at timestamptz;
+    ADD COLUMN IF NOT EXISTS stored_at timestamptz,
+    ADD COLUMN IF NOT EXISTS purged_at timestamptz;
+CREATE INDEX IF NOT EXISTS media_stored_at_idx ON media (stored_at) WHERE status = 'stored';
 CREATE UNIQUE INDEX IF NOT EXISTS media_message_id_key ON media (message_id);
 
 CREATE TABLE IF NOT EXISTS media_chunks (

@@ -204,6 +204,19 @@ SELECT m.id, m.conversation_id, m.send_attempts
  LIMIT 500
    FOR UPDATE OF m SKIP LOCKED
 
+-- sweep_purge_old_media --
+-- Media bytes past WAYPOST_MEDIA_RETENTION_DAYS: the chunks go, the row stays (purged), a batch per run
+WITH old AS (
+    UPDATE media SET status = 'purged', purged_at = now()
+     WHERE id IN (SELECT id FROM media
+                   WHERE status = 'stored' AND stored_at < now() - make_interval(secs => %(seconds)s)
+                   ORDER BY stored_at LIMIT 200 FOR UPDATE SKIP LOCKED)
+    RETURNING id
+), gone AS (
+    DELETE FROM media_chunks c USING old WHERE c.media_id = old.id
+)
+SELECT count(*) AS purged FROM old
+
 -- sweep_delete_old_sign_in_attempts --
 -- Sign-in attempts older than the longest rate-limit window anyone configures
 DELETE FROM sign_in_attempts WHERE attempted_at < clock_timestamp() - interval '1 day'

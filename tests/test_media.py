@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 
-from tests.conftest import ACCESS_TOKEN, post_webhook, wait_until
+from tests.conftest import ACCESS_TOKEN, CRON_SECRET, post_webhook, wait_until
 from tests.inbox_client import Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
+from waypost.settings import Settings
 from webhook.inbox.media import inline_type
 from worker.media import _hex
 
@@ -202,3 +205,59 @@ def test_meta_sha256_is_read_in_hex_or_base64() -> None:
     assert _hex(digest.upper()) == digest
     assert _hex(b64_sha256(PNG)) == digest
     assert _hex("not a hash") is None and _hex(None) is None and _hex("") is None
+
+
+def test_the_sweep_deletes_file_bytes_past_their_retention_and_keeps_the_message(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings
+) -> None:
+    old, recent = (payloads.media_message("image", f"media-{n}", mime_type="image/png") for n in ("old", "recent"))
+    for message in (old, recent):
+        post_media(client, message)
+        media_id = media_row(db, message["id"])["id"]
+        db.execute("INSERT INTO media_chunks (media_id, seq, data) VALUES (%s, 0, %s)", (media_id, PNG))
+        db.execute(
+            "UPDATE media SET status = 'stored', byte_size = %s, stored_at = now() WHERE id = %s", (len(PNG), media_id)
+        )
+    days = settings.media_retention_days
+    db.execute(
+        "UPDATE media SET stored_at = now() - make_interval(days => %s) - interval '1 hour' WHERE id = %s",
+        (int(days), media_row(db, old["id"])["id"]),
+    )
+    report = client.post("/api/cron/run-outbound-jobs", headers={"Authorization": f"Bearer {CRON_SECRET}"}).json()
+    assert report["media_purged"] == 1
+    purged, kept = media_row(db, old["id"]), media_row(db, recent["id"])
+    assert (purged["status"], kept["status"]) == ("purged", "stored")
+    assert purged["purged_at"] is not None and stored_bytes(db, purged["id"]) == b""
+    assert stored_bytes(db, kept["id"]) == PNG
+    assert db.execute("SELECT count(*) AS n FROM messages WHERE wa_message_id = %s", (old["id"],)).fetchone()["n"] == 1
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_100_mb_document_is_stored_with_bounded_worker_memory(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
+) -> None:
+    document = os.urandom(100 * 1024 * 1024)  # Meta's limit for documents, exactly
+    fake_graph.add_media("media-big", document, "application/pdf")
+    message = payloads.media_message("document", "media-big", mime_type="application/pdf", filename="catalogue.pdf")
+    worker = start_worker()
+    before = peak_rss_mb(worker.proc.pid)
+    post_media(client, message)
+    stored = wait_until(
+        lambda: (row := media_row(db, message["id"]))["status"] != "pending" and row, timeout=120, what="the download"
+    )
+    assert (stored["status"], stored["byte_size"]) == ("stored", len(document)), stored["last_error"]
+    peak = peak_rss_mb(worker.proc.pid)
+    print(f"worker peak RSS {before:.0f} MiB before, {peak:.0f} MiB after storing a 100 MiB document")
+    assert peak - before < 40, (before, peak)  # 1 MiB chunks: a few MiB in flight, never the file
+    digest = db.execute(
+        "SELECT sha256(string_agg(data, ''::bytea ORDER BY seq)) AS digest FROM media_chunks WHERE media_id = %s",
+        (stored["id"],),
+    ).fetchone()["digest"]
+    assert bytes(digest) == hashlib.sha256(document).digest()

@@ -145,6 +145,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "byte_size",
         "created_at",
         "stored_at",
+        "purged_at",
     ),
     "media_chunks": ("media_id", "seq", "data"),
     # operators' views (docs/operations.md)

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
         ("lookaside.fbsbx.com",), validation_alias=_env("WHATSAPP_MEDIA_HOSTS")
     )
     media_max_attempts: int = Field(6, ge=1, validation_alias=_env("WAYPOST_MEDIA_MAX_ATTEMPTS"))
+    media_retention_days: float = Field(90.0, gt=0, validation_alias=_env("WAYPOST_MEDIA_RETENTION_DAYS"))
 
     # Sweep
     stalled_worker_seconds: float = Field(60.0, gt=0, validation_alias=_env("WAYPOST_STALLED_WORKER_SECONDS"))

@@ -14,7 +14,7 @@ from procrastinate.manager import JobManager
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import execute, fetch_all
+from waypost.db import execute, fetch_all, fetch_value
 from waypost.settings import Settings
 from worker.tasks import defer_operator_send, defer_reply
 
@@ -33,6 +33,7 @@ class SweepReport:
     operator_messages_redeferred: int = 0
     operator_messages_failed: int = 0
     webhook_events_deleted: int = 0
+    media_purged: int = 0
     elapsed_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
@@ -110,6 +111,8 @@ async def sweep(pool: AsyncConnectionPool[Any], settings: Settings, manager: Job
         report.webhook_events_deleted = await execute(conn, "sweep_delete_old_webhook_events", seconds=seconds)
         await execute(conn, "sweep_delete_old_sign_in_attempts")
         await execute(conn, "sweep_delete_old_operator_sessions", seconds=seconds)
+        media_seconds = settings.media_retention_days * 86400
+        report.media_purged = await fetch_value(conn, "sweep_purge_old_media", seconds=media_seconds)
     report.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("sweep done: %s", report.as_dict())
     return report
