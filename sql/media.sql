@@ -29,6 +29,10 @@ UPDATE media
    SET status = 'stored', mime_type = %(mime_type)s, byte_size = %(byte_size)s, stored_at = now(), last_error = NULL
  WHERE id = %(media_id)s
 
+-- media_message_changed --
+-- Touch the media's message: its row's trigger tells open inbox pages (waypost_notify_inbox_v1)
+UPDATE messages SET updated_at = now() WHERE id = (SELECT message_id FROM media WHERE id = %(media_id)s)
+
 -- media_note --
 -- Why the last attempt failed (another attempt follows)
 UPDATE media SET last_error = %(last_error)s WHERE id = %(media_id)s

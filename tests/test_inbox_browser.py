@@ -4,7 +4,9 @@ conversation arrive live, reply, see the ticks move, pause the AI, snooze a noti
 from __future__ import annotations
 
 import datetime as dt
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -215,3 +217,35 @@ def test_the_inbox_cannot_be_framed_and_runs_under_its_policy(
         [framed] = [frame for frame in page.frames if frame != page.main_frame]
         assert framed.locator("#pause-ai").count() == 0, framed.url
     assert db.execute("SELECT ai_enabled FROM conversations").fetchone()["ai_enabled"] is True
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real, decodable PNG of one colour."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_an_image_appears_inline_and_a_voice_note_gets_a_player_once_downloaded(
+    page: Page, client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker
+) -> None:
+    fake_graph.add_media("photo-1", png(40, 30, (200, 30, 30)), "image/png")
+    fake_graph.add_media("voice-1", b"OggS" + bytes(2000), "audio/ogg")
+    photo = payloads.media_message("image", "photo-1", mime_type="image/png", caption="the broken lamp")
+    voice = payloads.media_message("audio", "voice-1", mime_type="audio/ogg; codecs=opus", voice=True)
+    for message in (photo, voice):
+        assert post_webhook(client, payloads.dumps(payloads.inbound(message))).status_code == 200
+    page.locator("li.conversation a").first.click()
+    expect(page.locator(".message.inbound").first).to_contain_text("the broken lamp")
+    expect(page.locator(".media[data-media-status=pending]")).to_have_count(2)  # no worker yet
+
+    start_worker()  # the page follows the downloads live
+    image = page.locator(".media[data-media-status=stored] img")
+    expect(image).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth === 40", arg=image.element_handle())
+    expect(page.locator(".media[data-media-status=stored] audio")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "media.png"), full_page=True)

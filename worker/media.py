@@ -120,6 +120,7 @@ class Download:
             if expected and digest.hexdigest() not in expected:
                 raise DownloadFailed("the file's SHA-256 does not match Meta's", retryable=True)
             await execute(conn, "media_stored", media_id=self.media_id, mime_type=mime_type, byte_size=size)
+            await execute(conn, "media_message_changed", media_id=self.media_id)
         return size
 
     async def failed(self, media: dict[str, Any], failure: DownloadFailed) -> None:
@@ -134,6 +135,7 @@ class Download:
         logger.error("media %s: download given up after %s attempt(s): %s", self.media_id, attempts, reason)
         async with self.resources.pool.connection() as conn, conn.transaction():
             if await fetch_optional(conn, "media_give_up", media_id=self.media_id, last_error=reason):
+                await execute(conn, "media_message_changed", media_id=self.media_id)
                 await execute(
                     conn,
                     "notification_insert",
