@@ -19,7 +19,7 @@ from tests.inbox_client import Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.settings import Settings
-from webhook.inbox.media import inline_type
+from webhook.inbox.media import disposition, inline_type
 from worker.media import _hex
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -189,6 +189,13 @@ def test_an_svg_or_a_file_that_lies_about_its_type_is_only_ever_a_download(
         assert served.headers["content-disposition"].startswith(f'attachment; filename="{name}"')
         assert served.headers["x-content-type-options"] == "nosniff"
         assert "default-src 'none'" in served.headers["content-security-policy"]
+
+
+def test_a_file_name_from_the_contact_cannot_break_the_header() -> None:
+    header = disposition("document", 'price "list"\r\nSet-Cookie: x=1\\.pdf', inline=False)
+    assert "\r" not in header and "\n" not in header
+    assert header.startswith('attachment; filename="price \'list\'Set-Cookie: x=1_.pdf"; filename*=UTF-8\'\'')
+    assert disposition("image", "\x00\x1f", inline=True) == "inline; filename=\"image\"; filename*=UTF-8''image"
 
 
 def test_inline_types_need_the_bytes_to_agree() -> None:

@@ -45,7 +45,8 @@ def kind_shown(kind: str | None, mime_type: str | None) -> str | None:
 
 
 def disposition(kind: str, filename: str | None, inline: bool) -> str:
-    name = filename or f"{kind}"
+    """Content-Disposition with the contact's file name, stripped of what a header cannot carry."""
+    name = "".join(c for c in filename or "" if c.isprintable()).strip() or kind
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "_")
     quoted = urllib.parse.quote(name, safe="")
     return f"{'inline' if inline else 'attachment'}; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
