@@ -5,6 +5,7 @@ size checked, retried, given up visibly); the inbox serves the file, inline only
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import os
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from tests.conftest import ACCESS_TOKEN, CRON_SECRET, post_webhook, wait_until
 from tests.inbox_client import Inbox, conversation_id, create_operator
@@ -20,6 +22,9 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.settings import Settings
 from webhook.inbox.media import disposition, inline_type
+from webhook.media import media_of
+from webhook.payload import InboundMessage
+from worker.graph import GraphClient, OffHost
 from worker.media import _hex
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -194,7 +199,7 @@ def test_an_svg_or_a_file_that_lies_about_its_type_is_only_ever_a_download(
 def test_a_file_name_from_the_contact_cannot_break_the_header() -> None:
     header = disposition("document", 'price "list"\r\nSet-Cookie: x=1\\.pdf', inline=False)
     assert "\r" not in header and "\n" not in header
-    assert header.startswith('attachment; filename="price \'list\'Set-Cookie: x=1_.pdf"; filename*=UTF-8\'\'')
+    assert header.startswith("attachment; filename=\"price 'list'Set-Cookie: x=1_.pdf\"; filename*=UTF-8''")
     assert disposition("image", "\x00\x1f", inline=True) == "inline; filename=\"image\"; filename*=UTF-8''image"
 
 
@@ -268,3 +273,26 @@ def test_a_100_mb_document_is_stored_with_bounded_worker_memory(
         (stored["id"],),
     ).fetchone()["digest"]
     assert bytes(digest) == hashlib.sha256(document).digest()
+
+
+def test_the_token_goes_to_metas_media_hosts_over_https_only(settings: Settings) -> None:
+    graph = GraphClient(settings.model_copy(update={"media_hosts": ("lookaside.fbsbx.com",)}))
+    for url in (
+        "http://lookaside.fbsbx.com/file?mid=1",
+        "https://evil.example/file",
+        "https://lookaside.fbsbx.com.evil/x",
+    ):
+        with pytest.raises(OffHost):
+            graph.stream_file(url)  # refused before any connection is made
+
+
+def test_a_media_id_that_is_not_an_id_is_never_looked_up() -> None:
+    def message(media_id: object) -> InboundMessage:
+        part = {"id": media_id, "mime_type": "image/png"}
+        return InboundMessage(
+            "1", "1", None, None, None, None, "wamid.x", "image", None, dt.datetime.now(dt.UTC), {"image": part}
+        )
+
+    assert media_of(message("1234567890")) is not None
+    for bad in ("../me/accounts", "1?fields=x", "", 12345, "1" * 300):
+        assert media_of(message(bad)) is None

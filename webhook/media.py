@@ -5,12 +5,15 @@ sticker): the media id and what Meta says of the file. The download itself is a 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from webhook.payload import MAX_ID, InboundMessage
 
 # The message types that carry a file: the part named like the type holds its media id.
 MEDIA_KINDS = frozenset({"image", "audio", "video", "document", "sticker"})
+# Meta's media ids are numbers; the id becomes a Graph API path, so nothing else gets that far.
+MEDIA_ID = re.compile(r"[0-9A-Za-z_-]{1,256}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +31,7 @@ def media_of(message: InboundMessage) -> MediaRef | None:
     if not isinstance(part, dict):
         return None
     media_id = part.get("id")
-    if not isinstance(media_id, str) or not media_id or len(media_id) > MAX_ID:
+    if not isinstance(media_id, str) or not MEDIA_ID.fullmatch(media_id):
         return None
     return MediaRef(
         wa_media_id=media_id,

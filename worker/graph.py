@@ -81,6 +81,9 @@ def classify_response(response: httpx.Response) -> SendFailed:
     return SendFailed(kind, reason, code, _retry_after(response), error or None)
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 class OffHost(Exception):
     """A URL outside the hosts the access token may go to."""
 
@@ -115,9 +118,12 @@ class GraphClient:
         """Stream a media URL with the access token, which only Meta's media hosts may receive
         (WHATSAPP_MEDIA_HOSTS): any other URL is refused here, before a byte is sent. Redirects are
         not followed, so the token cannot be carried elsewhere either."""
-        host = (httpx.URL(url).host or "").lower()
+        parsed = httpx.URL(url)
+        host = (parsed.host or "").lower()
         if host not in self._media_hosts:
             raise OffHost(f"media URL on {host or 'no host'}, not one of WHATSAPP_MEDIA_HOSTS: not fetched")
+        if parsed.scheme != "https" and host not in LOOPBACK:  # plain HTTP only to this machine (dev, tests)
+            raise OffHost(f"media URL over {parsed.scheme or 'no scheme'}, not HTTPS: not fetched")
         return self._client.stream("GET", url)
 
     async def send_text(
