@@ -296,3 +296,40 @@ def test_a_media_id_that_is_not_an_id_is_never_looked_up() -> None:
     assert media_of(message("1234567890")) is not None
     for bad in ("../me/accounts", "1?fields=x", "", 12345, "1" * 300):
         assert media_of(message(bad)) is None
+
+
+def test_a_voice_note_gets_the_configured_answer_once_and_an_operator_is_told(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    fake_graph: FakeGraph,
+    start_worker: Callable[..., Any],
+    settings: Settings,
+) -> None:
+    fake_graph.add_media("voice-note", b"OggS" + bytes(200), "audio/ogg")
+    message = payloads.media_message("audio", "voice-note", mime_type="audio/ogg; codecs=opus", voice=True)
+    post_media(client, message)
+    post_media(client, message)  # Meta redelivers
+    start_worker()
+    sent = wait_until(lambda: fake_graph.accepted(), what="the answer")
+    assert [r.body["text"]["body"] for r in sent] == [settings.media_unreadable_reply]
+    job = wait_until(lambda: db.execute("SELECT * FROM outbound_jobs WHERE status = 'done'").fetchone())
+    assert job["skip_reason"] is None
+    notice = db.execute("SELECT * FROM notifications WHERE kind = 'operator_needed'").fetchone()
+    assert notice is not None and "audio" in notice["body"]
+    assert settled_media(db, message["id"])["status"] == "stored"  # the file is kept for the operator
+    assert len(fake_graph.accepted()) == 1
+
+
+def test_without_an_unreadable_answer_a_photo_waits_for_an_operator(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
+) -> None:
+    fake_graph.add_media("photo-plain", PNG, "image/png")
+    message = payloads.media_message("image", "photo-plain", mime_type="image/png")
+    post_media(client, message)
+    start_worker(WAYPOST_MEDIA_UNREADABLE_REPLY="")
+    job = wait_until(lambda: db.execute("SELECT * FROM outbound_jobs WHERE status = 'skipped'").fetchone())
+    assert "cannot read" in job["skip_reason"]
+    notice = db.execute("SELECT * FROM notifications WHERE kind = 'operator_needed'").fetchone()
+    assert notice is not None and "image" in notice["body"]
+    settled_media(db, message["id"])
+    assert fake_graph.accepted() == []

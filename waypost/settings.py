@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     )
     media_max_attempts: int = Field(6, ge=1, validation_alias=_env("WAYPOST_MEDIA_MAX_ATTEMPTS"))
     media_retention_days: float = Field(90.0, gt=0, validation_alias=_env("WAYPOST_MEDIA_RETENTION_DAYS"))
+    # The AI's answer to a voice note, or a photo, video or document without a caption, which it cannot
+    # read: the message is also left to an operator. Empty: no answer, only the operator is told.
+    media_unreadable_reply: str = Field(
+        "Thanks! I can only read text messages here, so a member of our team will look at this and get back to you.",
+        validation_alias=_env("WAYPOST_MEDIA_UNREADABLE_REPLY"),
+    )
 
     # Sweep
     stalled_worker_seconds: float = Field(60.0, gt=0, validation_alias=_env("WAYPOST_STALLED_WORKER_SECONDS"))

@@ -22,6 +22,9 @@ from webhook.identity import identity_change
 
 # Types whose text deserves an answer. Reactions, system notices and unsupported types do not.
 REPLY_TYPES = frozenset({"text", "interactive", "button", "image", "video", "document"})
+# Media answered even without a caption: the AI cannot read them yet, so the worker answers with
+# WAYPOST_MEDIA_UNREADABLE_REPLY and leaves the message to an operator (stickers get nothing).
+UNREADABLE_ANSWERED = frozenset({"image", "audio", "video", "document"})
 # Identifiers are stored in unique indexes, whose entries PostgreSQL caps at about 2.7 kB: Meta's are
 # far shorter (a wamid is under 100 characters, a BSUID at most 131).
 MAX_ID = 256
@@ -143,7 +146,9 @@ class InboundMessage:
 
     @property
     def needs_reply(self) -> bool:
-        return self.type in REPLY_TYPES and bool(self.body and self.body.strip())
+        if self.type in REPLY_TYPES and self.body and self.body.strip():
+            return True
+        return self.type in UNREADABLE_ANSWERED
 
 
 @dataclasses.dataclass(frozen=True)

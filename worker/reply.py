@@ -33,6 +33,8 @@ WINDOW = dt.timedelta(hours=24)
 AI_PAUSED = "AI disabled for this conversation"
 WINDOW_CLOSED = "outside the 24-hour customer service window"
 NO_ANSWER = "the orchestrator had no reply"
+UNREADABLE = "a file the AI cannot read (WAYPOST_MEDIA_UNREADABLE_REPLY is empty)"
+UNREADABLE_NOTICE = ("operator_needed", "The contact sent a {kind} the AI cannot read: it needs a person.")
 SKIP_NOTIFICATIONS = {
     NO_ANSWER: ("ai_no_reply", "The AI had no answer for a message; it needs a person."),
     AI_PAUSED: ("operator_needed", "A new message arrived while the AI is paused: it waits for an operator."),
@@ -93,6 +95,8 @@ class ReplyRun(SendRun):
             if reason:
                 await self.skip(conversation.id, reason)
                 return None
+            if not (inbound.body or "").strip():  # a media message without a caption (webhook.payload)
+                return await self.unreadable(conversation, inbound, key)
             body = await self.ask_orchestrator(conversation, inbound)
             if body is None:
                 return None
@@ -150,6 +154,23 @@ class ReplyRun(SendRun):
                 conn, "reply_fail_claimed_send", outbound_job_id=self.outbound_job_id, reason=reason, errors=errors
             )
             await execute(conn, "outbound_job_give_up", outbound_job_id=self.outbound_job_id, reason=reason)
+
+    async def unreadable(self, conversation: Conversation, inbound: Inbound, key: str) -> Outbound | None:
+        """A voice note or an uncaptioned file: the configured answer, never one that pretends to
+        have understood, and an operator is told."""
+        kind, body = UNREADABLE_NOTICE
+        answer = clean_text(self.settings.media_unreadable_reply).strip()[:4096]
+        if not answer:
+            async with self.pool.connection() as conn, conn.transaction():
+                await notify(conn, conversation.id, kind, body.format(kind=inbound.type))
+                await self.close_job(conn, "skipped", skip_reason=UNREADABLE)
+            self.ended("skipped")
+            self.clock.log("job done", f"skipped: {UNREADABLE}")
+            return None
+        async with self.pool.connection() as conn:
+            await notify(conn, conversation.id, kind, body.format(kind=inbound.type))
+        self.clock.log("unreadable media", f"type={inbound.type}: the configured answer, an operator told")
+        return Outbound(conversation, key=key, body=answer, author="ai", reply_to=inbound)
 
     async def ask_orchestrator(self, conversation: Conversation, inbound: Inbound) -> str | None:
         async with self.pool.connection() as conn:
