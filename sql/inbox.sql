@@ -141,19 +141,30 @@ SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, 
   FROM conversations c WHERE c.id = %(conversation_id)s
 
 -- inbox_messages --
--- The latest messages of a conversation, oldest first, with who wrote them and what became of the
--- AI's job for each inbound one
+-- The latest messages of a conversation, oldest first, with who wrote them, what became of the
+-- AI's job for each inbound one, the message a contact replied to (context.id) and the contact's
+-- latest reaction to each (an empty emoji: the reaction was removed)
 SELECT * FROM (
     SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
            m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
            o.email AS operator_email, j.status AS ai_job_status, j.skip_reason AS ai_skip_reason,
            md.id AS media_id, md.kind AS media_kind, md.mime_type AS media_mime_type,
            md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
-           md.last_error AS media_error
+           md.last_error AS media_error,
+           q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
+           NULLIF(rx.emoji, '') AS reaction
       FROM messages m
       LEFT JOIN operators o ON o.id = m.operator_id
       LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
       LEFT JOIN media md ON md.message_id = m.id
+      LEFT JOIN messages q ON q.wa_message_id = m.payload #>> '{context,id}' AND q.conversation_id = m.conversation_id
+      LEFT JOIN (
+          SELECT DISTINCT ON (r.payload #>> '{reaction,message_id}')
+                 r.payload #>> '{reaction,message_id}' AS target, coalesce(r.body, '') AS emoji
+            FROM messages r
+           WHERE r.conversation_id = %(conversation_id)s AND r.type = 'reaction' AND r.direction = 'inbound'
+           ORDER BY r.payload #>> '{reaction,message_id}', r.id DESC
+      ) rx ON rx.target = m.wa_message_id
      WHERE m.conversation_id = %(conversation_id)s
      ORDER BY m.id DESC
      LIMIT %(limit)s
@@ -166,10 +177,13 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
        o.email AS operator_email, NULL::text AS ai_job_status, NULL::text AS ai_skip_reason,
        md.id AS media_id, md.kind AS media_kind, md.mime_type AS media_mime_type,
        md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
-       md.last_error AS media_error
+       md.last_error AS media_error,
+       q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
+       NULL::text AS reaction
   FROM messages m
   LEFT JOIN operators o ON o.id = m.operator_id
   LEFT JOIN media md ON md.message_id = m.id
+  LEFT JOIN messages q ON q.wa_message_id = m.payload #>> '{context,id}' AND q.conversation_id = m.conversation_id
  WHERE m.id = %(message_id)s
 
 -- inbox_mark_read --

@@ -130,6 +130,16 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         if row.get("ai_job_status")
         else None,
         "media": media_json(row),
+        # the message a contact replied to (context.id), and the contact's latest reaction to this one
+        "quoted": {
+            "id": row["quoted_id"],
+            "author": row["quoted_author"],
+            "type": row["quoted_type"],
+            "body": row["quoted_body"],
+        }
+        if row.get("quoted_id")
+        else None,
+        "reaction": row.get("reaction"),
     }
 
 
