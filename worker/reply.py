@@ -111,11 +111,12 @@ class ReplyRun(SendRun):
         if state == "done" and self.inbound_at is not None:
             metrics.REPLY_SECONDS.observe((dt.datetime.now(dt.UTC) - self.inbound_at).total_seconds())
 
-    async def skip(self, conversation_id: int, reason: str) -> None:
+    async def skip(self, conversation_id: int, reason: str, notice: tuple[str, str] | None = None) -> None:
+        """Close the job as skipped; the operators get `notice`, or the reason's own notification."""
+        notice = notice or SKIP_NOTIFICATIONS.get(reason)
         async with self.pool.connection() as conn, conn.transaction():
-            if reason in SKIP_NOTIFICATIONS:
-                kind, body = SKIP_NOTIFICATIONS[reason]
-                await notify(conn, conversation_id, kind, body)
+            if notice is not None:
+                await notify(conn, conversation_id, *notice)
             await self.close_job(conn, "skipped", skip_reason=reason)
         self.ended("skipped")
         self.clock.log("job done", f"skipped: {reason}")
@@ -159,16 +160,13 @@ class ReplyRun(SendRun):
         """A voice note or an uncaptioned file: the configured answer, never one that pretends to
         have understood, and an operator is told."""
         kind, body = UNREADABLE_NOTICE
+        notice = (kind, body.format(kind=inbound.type))
         answer = clean_text(self.settings.media_unreadable_reply).strip()[:4096]
         if not answer:
-            async with self.pool.connection() as conn, conn.transaction():
-                await notify(conn, conversation.id, kind, body.format(kind=inbound.type))
-                await self.close_job(conn, "skipped", skip_reason=UNREADABLE)
-            self.ended("skipped")
-            self.clock.log("job done", f"skipped: {UNREADABLE}")
+            await self.skip(conversation.id, UNREADABLE, notice)
             return None
         async with self.pool.connection() as conn:
-            await notify(conn, conversation.id, kind, body.format(kind=inbound.type))
+            await notify(conn, conversation.id, *notice)
         self.clock.log("unreadable media", f"type={inbound.type}: the configured answer, an operator told")
         return Outbound(conversation, key=key, body=answer, author="ai", reply_to=inbound)
 

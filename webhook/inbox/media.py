@@ -29,9 +29,14 @@ INLINE: dict[str, tuple[tuple[int, bytes], ...]] = {
 }
 
 
+def _base(mime_type: str | None) -> str:
+    """`image/jpeg; charset=x` → `image/jpeg`."""
+    return (mime_type or "").split(";")[0].strip().lower()
+
+
 def inline_type(mime_type: str | None, head: bytes) -> str | None:
     """The type to render the file inline with, or None: offer it as a download."""
-    base = (mime_type or "").split(";")[0].strip().lower()
+    base = _base(mime_type)
     magics = INLINE.get(base, ())
     return base if any(head[offset : offset + len(magic)] == magic for offset, magic in magics) else None
 
@@ -39,7 +44,7 @@ def inline_type(mime_type: str | None, head: bytes) -> str | None:
 def kind_shown(kind: str | None, mime_type: str | None) -> str | None:
     """How a page shows a stored file: image, audio, video, or None (a link). The served bytes are
     checked again by inline_type; a file that fails that check is a download even in an <img>."""
-    base = (mime_type or "").split(";")[0].strip().lower()
+    base = _base(mime_type)
     family = base.split("/")[0]
     return family if base in INLINE and family in ("image", "audio", "video") and kind != "document" else None
 
