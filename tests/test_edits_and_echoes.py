@@ -3,6 +3,7 @@ treats them and as the operator sees them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from tests.conftest import ServerThread, post_webhook, settled, wait_until
 from tests.inbox_client import Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
+from waypost.devtools.simulate import simulate
 from waypost.settings import Settings
 from webhook.app import create_app
 
@@ -221,3 +223,40 @@ def test_an_edit_without_an_original_id_is_stored_and_shown_as_it_came(
     messages, page = shown(inbox, db)
     assert [(m["type"], m["unmatched_change"]) for m in messages] == [("edit", None)]
     assert "<em>[edit]</em>" in page
+
+
+def test_waypost_simulate_sends_media_an_edit_a_revoke_and_an_echo(
+    settings: Settings,
+    web: Any,
+    db: psycopg.Connection,
+    fake_graph: FakeGraph,
+    start_worker: Callable[..., Any],
+) -> None:
+    """What `python3 bootstrap.py dev` users see: the fake Graph API serves the simulated files."""
+    start_worker()
+    url = web.url + "/api/webhooks/whatsapp"
+
+    def run(text: str, kind: str, wa_id: str = "15551230000") -> tuple[bool, str]:
+        return asyncio.run(
+            simulate(settings, text, wa_id=wa_id, name="Dev Tester", url=url, wait_seconds=20, kind=kind)
+        )
+
+    replied, report = run("how much does this cost?", "image")
+    assert replied and "← reply" in report
+    replied, report = run("", "voice")
+    assert replied and settings.media_unreadable_reply in report  # the AI cannot listen yet
+    replied, report = run("", "document")
+    assert replied
+    wait_until(
+        lambda: db.execute("SELECT count(*) AS n FROM media WHERE status = 'stored'").fetchone()["n"] == 3,
+        what="the three files stored",
+    )
+    assert (run("a price list please", "edit")[0], run("", "revoke")[0], run("I'll answer this one", "echo")[0]) == (
+        True,
+        True,
+        True,
+    )
+    latest = db.execute("SELECT body, edited_at, revoked_at FROM messages WHERE type = 'document'").fetchone()
+    assert latest["body"] == "a price list please" and latest["edited_at"] and latest["revoked_at"]
+    echo = db.execute("SELECT source, author FROM messages WHERE source = 'phone_app'").fetchone()
+    assert echo == {"source": "phone_app", "author": "operator"}
