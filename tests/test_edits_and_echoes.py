@@ -16,6 +16,7 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.devtools.simulate import simulate
 from waypost.settings import Settings
+from waypost.sql import query
 from webhook.app import create_app
 
 
@@ -121,6 +122,15 @@ def test_a_revoke_marks_the_message_deleted_keeps_its_text_and_cancels_its_pendi
     assert row["body"] == "my card number is 4111" and row["revoked_at"] is not None
     job = db.execute("SELECT status, skip_reason FROM outbound_jobs WHERE inbound_message_id = %s", (row["id"],))
     assert job.fetchone() == {"status": "skipped", "skip_reason": "the contact deleted the message"}
+
+    # the AI's history forgets it
+    later = deliver(client, payloads.text_message("sorry, wrong chat"))
+    later_id = db.execute("SELECT id, conversation_id FROM messages WHERE wa_message_id = %s", (later,)).fetchone()
+    history = db.execute(
+        query("reply_history"),
+        {"conversation_id": later_id["conversation_id"], "message_id": later_id["id"], "limit": 10},
+    ).fetchall()
+    assert [h["body"] for h in history] == ["sorry, wrong chat"]
 
     messages, page = shown(inbox, db)
     listed = by_wamid(messages, original)
