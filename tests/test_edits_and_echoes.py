@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import psycopg
+from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import ServerThread, post_webhook, settled, wait_until
-from tests.inbox_client import Inbox, conversation_id, create_operator
+from tests.inbox_client import PASSWORD, Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
+from waypost.devtools.browser import CHROMIUM_FLAGS, chromium_path
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.devtools.simulate import simulate
 from waypost.settings import Settings
@@ -270,3 +272,36 @@ def test_waypost_simulate_sends_media_an_edit_a_revoke_and_an_echo(
     assert latest["body"] == "a price list please" and latest["edited_at"] and latest["revoked_at"]
     echo = db.execute("SELECT source, author FROM messages WHERE source = 'phone_app'").fetchone()
     assert echo == {"source": "phone_app", "author": "operator"}
+
+
+def test_an_open_conversation_shows_an_edit_a_deletion_and_an_echo_live(
+    settings: Settings, web: Any, client: httpx.Client, db: psycopg.Connection, database_url: str
+) -> None:
+    """In headless Chromium: the open page updates itself; the earlier text is one click away."""
+    create_operator(database_url)
+    original = deliver(client, payloads.text_message("Table for 2 at 8?"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        page = browser.new_context(base_url=web.url).new_page()
+        page.set_default_timeout(15_000)
+        page.goto("/inbox/login")
+        page.fill("input[name=email]", "op@example.com")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(f"/inbox/conversations/{conversation_id(db)}")
+        message = page.locator("li.message", has_text="Table for")
+        expect(message).to_be_visible()
+
+        deliver(client, payloads.edit_message(original, "Table for 4 at 8?"))
+        expect(message.locator(".body")).to_have_text("Table for 4 at 8?", timeout=15_000)
+        message.locator("details.edited summary").click()
+        expect(message.locator("p.earlier")).to_have_text("Table for 2 at 8?")
+
+        deliver(client, payloads.revoke_message(original))
+        expect(message.locator("[data-revoked]")).to_contain_text("deleted by the contact", timeout=15_000)
+
+        deliver_echo(client, payloads.echo_message("See you at 8!"))
+        echo = page.locator("li.message.outbound", has_text="See you at 8!")
+        expect(echo.locator("[data-source=phone_app]")).to_be_visible(timeout=15_000)
+        expect(page.locator("#ai-state")).to_have_attribute("data-ai", "paused", timeout=15_000)
+        browser.close()
