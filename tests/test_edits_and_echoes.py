@@ -224,6 +224,17 @@ def test_an_edit_or_revoke_of_an_unknown_message_is_journaled_shown_and_applied_
     assert len(messages) == 2  # the applied edit is shown on its message, the revoke still alone
 
 
+def test_a_contact_cannot_edit_or_delete_the_businesss_messages(client: httpx.Client, db: psycopg.Connection) -> None:
+    deliver(client, payloads.text_message("hello"))
+    ours = deliver_echo(client, payloads.echo_message("We open at 9"))
+    deliver(client, payloads.edit_message(ours, "We are closed forever"))
+    deliver(client, payloads.revoke_message(ours))
+    row = db.execute("SELECT body, edited_at, revoked_at FROM messages WHERE wa_message_id = %s", (ours,)).fetchone()
+    assert row == {"body": "We open at 9", "edited_at": None, "revoked_at": None}
+    pending = db.execute("SELECT count(*) AS n FROM message_changes WHERE message_id IS NULL").fetchone()
+    assert pending["n"] == 2  # shown as changes of a message Waypost does not have
+
+
 def test_an_edit_without_an_original_id_is_stored_and_shown_as_it_came(
     client: httpx.Client, db: psycopg.Connection, database_url: str
 ) -> None:

@@ -1,10 +1,11 @@
 -- Applies the edits and revokes waiting for a message (by its Graph id), oldest first; how many.
 -- Called when an edit or revoke is recorded, and when a new message arrives (its edit may have come
 -- first: Meta does not promise order). A change applies only inside the conversation of the event
--- that names it. An edit replaces the text and keeps the one before in message_changes; the newest
--- edit wins. A revoke marks the message deleted and keeps its text. A reply job still pending reads
--- the edited text when it runs, and a revoked message's pending job is skipped; when the message was
--- already answered (or left for an operator) the AI does not answer again and the operators are told.
+-- that names it, and to a message of the event's direction (a contact cannot edit the AI's replies).
+-- An edit replaces the text and keeps the one before in message_changes; the newest edit wins. A
+-- revoke marks the message deleted and keeps its text. A reply job still pending reads the edited
+-- text when it runs, and a revoked message's pending job is skipped; when the message was already
+-- answered (or left for an operator) the AI does not answer again and the operators are told.
 CREATE OR REPLACE FUNCTION waypost_apply_message_changes_v1(p_wa_message_id text) RETURNS integer
     LANGUAGE plpgsql
 AS $$
@@ -27,6 +28,7 @@ BEGIN
           FROM message_changes c JOIN messages e ON e.id = c.event_message_id
          WHERE c.original_wa_message_id = p_wa_message_id AND c.message_id IS NULL
            AND e.conversation_id = v_message.conversation_id
+           AND e.direction = v_message.direction  -- the contact changes their messages, the business its own
          ORDER BY c.changed_at, c.id
            FOR UPDATE OF c
     LOOP
