@@ -1,6 +1,7 @@
 """Validates a WhatsApp Cloud API webhook body and flattens it into the items Waypost stores.
 
-Every entry x change x messages[]/statuses[]/errors[] is kept: batches are normal. Unknown fields
+Every entry x change x messages[]/statuses[]/errors[] is kept (and the message_echoes[] of a
+smb_message_echoes change: webhook/changes.py): batches are normal. Unknown fields
 and unknown message types pass through into `payload`. Each item is validated on its own: one we
 cannot store is refused with its reason (`Batch.refused`) and never sinks the others. Only a body
 that is not JSON, or not a WhatsApp webhook at all, is an error as a whole.
