@@ -34,3 +34,10 @@ CREATE DATABASE {name} TEMPLATE {template}
 -- devtools_drop_database --
 -- Drop a database if it exists; FORCE ends the sessions still connected to it
 DROP DATABASE IF EXISTS {name} WITH (FORCE)
+
+-- devtools_latest_inbound --
+-- The Graph id of a contact's latest message (what `waypost simulate --kind edit|revoke` changes by default)
+SELECT m.wa_message_id
+  FROM messages m JOIN conversations c ON c.id = m.conversation_id
+ WHERE c.wa_id = %(wa_id)s AND m.direction = 'inbound' AND m.type NOT IN ('edit', 'revoke')
+ ORDER BY m.id DESC LIMIT 1

@@ -116,7 +116,10 @@ SELECT * FROM (
                       ORDER BY o.id DESC LIMIT 1), false) AS send_failed
       FROM conversations c
       LEFT JOIN LATERAL (SELECT m.body, m.type, m.author, m.status, m.created_at FROM messages m
-                          WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1) last ON true
+                          WHERE m.conversation_id = c.id
+                            AND NOT EXISTS (SELECT 1 FROM message_changes mc  -- shown on the message it changed
+                                             WHERE mc.event_message_id = m.id AND mc.message_id IS NOT NULL)
+                          ORDER BY m.id DESC LIMIT 1) last ON true
      WHERE (c.deleted_at IS NOT NULL) = %(deleted)s
        AND (%(q)s::text IS NULL
             OR c.contact_name ILIKE '%%' || %(q)s || '%%'
@@ -143,7 +146,9 @@ SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, 
 -- inbox_messages --
 -- The latest messages of a conversation, oldest first, with who wrote them, what became of the
 -- AI's job for each inbound one, the message a contact replied to (context.id) and the contact's
--- latest reaction to each (an empty emoji: the reaction was removed)
+-- latest reaction to each (an empty emoji: the reaction was removed). An edit or revoke is shown on the
+-- message it changed (edited_at and the earlier texts, revoked_at); one whose message Waypost does not
+-- have is shown on its own (change_kind)
 SELECT * FROM (
     SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
            m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
@@ -152,7 +157,11 @@ SELECT * FROM (
            md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
            md.last_error AS media_error,
            q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
-           NULLIF(rx.emoji, '') AS reaction
+           NULLIF(rx.emoji, '') AS reaction,
+           m.source, m.edited_at, m.revoked_at,
+           (SELECT array_agg(c.body_before ORDER BY c.changed_at, c.id) FROM message_changes c
+             WHERE c.message_id = m.id AND c.kind = 'edit') AS earlier_bodies,
+           ev.kind AS change_kind, ev.original_wa_message_id AS change_original, ev.body_after AS change_body
       FROM messages m
       LEFT JOIN operators o ON o.id = m.operator_id
       LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
@@ -165,7 +174,8 @@ SELECT * FROM (
            WHERE r.conversation_id = %(conversation_id)s AND r.type = 'reaction' AND r.direction = 'inbound'
            ORDER BY r.payload #>> '{reaction,message_id}', r.id DESC
       ) rx ON rx.target = m.wa_message_id
-     WHERE m.conversation_id = %(conversation_id)s
+      LEFT JOIN message_changes ev ON ev.event_message_id = m.id
+     WHERE m.conversation_id = %(conversation_id)s AND ev.message_id IS NULL
      ORDER BY m.id DESC
      LIMIT %(limit)s
 ) latest ORDER BY id
@@ -179,9 +189,14 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
        md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
        md.last_error AS media_error,
        q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
-       NULL::text AS reaction
+       NULL::text AS reaction,
+       m.source, m.edited_at, m.revoked_at,
+       (SELECT array_agg(c.body_before ORDER BY c.changed_at, c.id) FROM message_changes c
+         WHERE c.message_id = m.id AND c.kind = 'edit') AS earlier_bodies,
+       ev.kind AS change_kind, ev.original_wa_message_id AS change_original, ev.body_after AS change_body
   FROM messages m
   LEFT JOIN operators o ON o.id = m.operator_id
+  LEFT JOIN message_changes ev ON ev.event_message_id = m.id
   LEFT JOIN media md ON md.message_id = m.id
   LEFT JOIN messages q ON q.wa_message_id = m.payload #>> '{context,id}' AND q.conversation_id = m.conversation_id
  WHERE m.id = %(message_id)s

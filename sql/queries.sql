@@ -108,9 +108,10 @@ SELECT id, wa_message_id, type, body, contact_sent_at, created_at FROM messages 
 
 -- reply_history --
 -- The last messages of a conversation with text, up to and including the one answered, newest first
+-- (not those their sender deleted for everyone: the AI forgets them)
 SELECT author, body FROM messages
  WHERE conversation_id = %(conversation_id)s AND id <= %(message_id)s AND body IS NOT NULL
-   AND status <> 'failed'
+   AND status <> 'failed' AND revoked_at IS NULL
  ORDER BY id DESC LIMIT %(limit)s
 
 -- reply_find_send --

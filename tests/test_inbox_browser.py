@@ -249,3 +249,32 @@ def test_an_image_appears_inline_and_a_voice_note_gets_a_player_once_downloaded(
     page.wait_for_function("img => img.complete && img.naturalWidth === 40", arg=image.element_handle())
     expect(page.locator(".media[data-media-status=stored] audio")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "media.png"), full_page=True)
+
+
+def test_an_open_conversation_shows_an_edit_a_deletion_and_a_phone_app_echo_live(
+    page: Page, client: httpx.Client, db: psycopg.Connection
+) -> None:
+    """Edits and deletions show on their message, the earlier text one click away; a message sent from
+    the WhatsApp Business app shows as such and pauses the AI, all without a reload."""
+    original = payloads.text_message("Table for 2 at 8?")
+    assert post_webhook(client, payloads.dumps(payloads.inbound(original))).status_code == 200
+    conversation = db.execute("SELECT id FROM conversations").fetchone()["id"]
+    page.goto(f"/inbox/conversations/{conversation}")
+    message = page.locator("li.message", has_text="Table for")
+    expect(message).to_be_visible()
+
+    edit = payloads.edit_message(original["id"], "Table for 4 at 8?")
+    assert post_webhook(client, payloads.dumps(payloads.inbound(edit))).status_code == 200
+    expect(message.locator(".body")).to_have_text("Table for 4 at 8?")
+    message.locator("details.edited summary").click()
+    expect(message.locator("p.earlier")).to_have_text("Table for 2 at 8?")
+
+    revoke = payloads.revoke_message(original["id"])
+    assert post_webhook(client, payloads.dumps(payloads.inbound(revoke))).status_code == 200
+    expect(message.locator("[data-revoked]")).to_contain_text("deleted by the contact")
+
+    echo = payloads.echo_message("See you at 8!")
+    assert post_webhook(client, payloads.dumps(payloads.echoes(echo))).status_code == 200
+    sent = page.locator("li.message.outbound", has_text="See you at 8!")
+    expect(sent.locator("[data-source=phone_app]")).to_be_visible()
+    expect(page.locator("#ai-state")).to_have_attribute("data-ai", "paused")

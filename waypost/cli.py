@@ -96,7 +96,17 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     simulate = devtools("simulate").simulate
 
     replied, report = asyncio.run(
-        simulate(settings, args.text, wa_id=args.from_number, name=args.name, url=args.url, wait_seconds=args.timeout)
+        simulate(
+            settings,
+            args.text,
+            wa_id=args.from_number,
+            name=args.name,
+            url=args.url,
+            wait_seconds=args.timeout,
+            kind=args.kind,
+            target=args.target,
+            file=args.file,
+        )
     )
     print(report)
     return 0 if replied else 1
@@ -199,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--name", default="Dev Tester", help="the contact's profile name")
     simulate.add_argument("--url", help="webhook URL (default http://WAYPOST_HOST:WAYPOST_PORT/api/webhooks/whatsapp)")
     simulate.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
+    simulate.add_argument(
+        "--kind",
+        choices=("text", "image", "voice", "document", "edit", "revoke", "echo"),
+        default="text",
+        help="media (the text is the caption), the contact editing or deleting a message, or a message the "
+        "business sends from the WhatsApp Business app",
+    )
+    simulate.add_argument("--target", help="the wamid an edit or revoke names (default: the contact's latest message)")
+    simulate.add_argument("--file", type=Path, help="the file of an image, voice or document (default: a small sample)")
     simulate.set_defaults(func=cmd_simulate)
     status = sub.add_parser("status", help="what needs attention, from the database; exits 1 if anything does")
     status.add_argument("--json", action="store_true", help="machine-readable output")

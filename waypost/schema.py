@@ -56,6 +56,10 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "send_attempts",
         "sending_since",
         "operator_id",
+        # 0016_edits_and_echoes
+        "edited_at",
+        "revoked_at",
+        "source",
     ),
     "outbound_jobs": (
         "id",
@@ -148,6 +152,18 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "purged_at",
     ),
     "media_chunks": ("media_id", "seq", "data"),
+    "message_changes": (
+        "id",
+        "event_message_id",
+        "kind",
+        "original_wa_message_id",
+        "message_id",
+        "body_before",
+        "body_after",
+        "changed_at",
+        "applied_at",
+        "created_at",
+    ),
     # operators' views (docs/operations.md)
     "waypost_jobs_by_status": ("status", "jobs", "oldest_age"),
     "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),
@@ -169,6 +185,9 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_fail_send_v1",
     "waypost_queue_operator_message_v1",
     "waypost_notify_inbox_v1",
+    "waypost_apply_message_changes_v1",
+    "waypost_record_message_change_v1",
+    "waypost_ingest_echo_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
@@ -185,6 +204,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "operators_email_key",
     "operator_sessions_token_key",
     "media_message_id_key",
+    "message_changes_event_message_id_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = Field(None, validation_alias=_env("WAYPOST_SESSION_SECRET"))
     session_max_age_seconds: int = Field(12 * 3600, gt=0, validation_alias=_env("WAYPOST_SESSION_MAX_AGE_SECONDS"))
     operator_reply_pauses_ai: bool = Field(True, validation_alias=_env("WAYPOST_OPERATOR_REPLY_PAUSES_AI"))
+    # A message the business sends from the WhatsApp Business app (coexistence) pauses that conversation's AI
+    pause_ai_on_phone_reply: bool = Field(True, validation_alias=_env("WAYPOST_PAUSE_AI_ON_PHONE_REPLY"))
     sign_in_max_failures: int = Field(5, ge=1, validation_alias=_env("WAYPOST_SIGN_IN_MAX_FAILURES"))
     sign_in_window_seconds: float = Field(
         900.0, gt=0, le=86400, validation_alias=_env("WAYPOST_SIGN_IN_WINDOW_SECONDS")

@@ -156,7 +156,9 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
         raise payload.PayloadError(batch.refused[0].reason, refused=[item.as_dict() for item in batch.refused])
 
     try:
-        result = await ingest.process(state.pool, event_id, batch, request_id)
+        result = await ingest.process(
+            state.pool, event_id, batch, request_id, pause_ai_on_echo=settings.pause_ai_on_phone_reply
+        )
     except SCHEMA_ERRORS as exc:
         await ingest.record_error(state.pool, event_id, f"DB_MISMATCH: {exc}")
         raise  # the guard middleware answers DB_MISMATCH

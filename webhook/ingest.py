@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from waypost.db import DictConnection, DictPool, execute, fetch_one, fetch_value
 from waypost.signing import Verdict
+from webhook.changes import Echo
 from webhook.media import media_of
 from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
 from worker.tasks import defer_download, defer_reply
@@ -89,19 +90,25 @@ async def record_error(pool: DictPool, event_id: int, error: str) -> None:
         await execute(conn, "webhook_event_error", id=event_id, error=error)
 
 
-def _lock_order(message: InboundMessage) -> tuple[str, str, str, float]:
+def _lock_order(message: InboundMessage | Echo) -> tuple[str, str, str, float]:
     # One order for every request: concurrent batches lock conversations without deadlocking,
     # and messages of one conversation get their jobs (hence their replies) in send order.
-    return (message.phone_number_id, message.wa_id or "", message.user_id or "", message.contact_sent_at.timestamp())
+    at = message.contact_sent_at if isinstance(message, InboundMessage) else message.sent_at
+    return (message.phone_number_id, message.wa_id or "", message.user_id or "", at.timestamp())
 
 
 Store = Callable[[DictConnection, IngestResult], Awaitable[None]]
 
 
-def _steps(batch: Batch, request_id: str) -> list[tuple[str, str | None, Store]]:
+def _steps(batch: Batch, request_id: str, pause_ai_on_echo: bool) -> list[tuple[str, str | None, Store]]:
     """Every item of the batch as (kind, Graph id, how to store it), in locking order."""
     steps: list[tuple[str, str | None, Store]] = []
-    for message in sorted(batch.messages, key=_lock_order):
+    items: list[InboundMessage | Echo] = [*batch.messages, *batch.echoes]
+    for message in sorted(items, key=_lock_order):
+        if isinstance(message, Echo):
+            echo = functools.partial(_ingest_echo, echo=message, pause_ai=pause_ai_on_echo)
+            steps.append(("echo", message.wa_message_id, echo))
+            continue
         store = functools.partial(_ingest_message, message=message, request_id=request_id)
         steps.append(("message", message.wa_message_id, store))
     for status in sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status)):
@@ -111,9 +118,12 @@ def _steps(batch: Batch, request_id: str) -> list[tuple[str, str | None, Store]]
     return steps
 
 
-async def process(pool: DictPool, event_id: int, batch: Batch, request_id: str) -> IngestResult:
-    """Store every item of the batch and mark the journal row processed, in one transaction."""
-    steps = _steps(batch, request_id)
+async def process(
+    pool: DictPool, event_id: int, batch: Batch, request_id: str, *, pause_ai_on_echo: bool = True
+) -> IngestResult:
+    """Store every item of the batch and mark the journal row processed, in one transaction.
+    `pause_ai_on_echo`: a message sent from the phone app pauses its conversation's AI."""
+    steps = _steps(batch, request_id, pause_ai_on_echo)
     try:
         return await _store(pool, event_id, batch, steps, isolate=False)
     except ITEM_ERRORS as exc:
@@ -208,6 +218,7 @@ async def _ingest_message(
         logger.info("duplicate message %s ignored", message.wa_message_id)
         return
     result.new_messages += 1
+    await _apply_changes(conn, row["message_id"], message)
     await _queue_media_download(conn, row["message_id"], message, request_id)
     outbound_job_id = row["outbound_job_id"]
     if outbound_job_id is None:
@@ -248,3 +259,48 @@ async def _queue_media_download(
     )
     job_id = await defer_download(conn, media_id=media_id, request_id=request_id)
     logger.info("media %s of message %s queued for download as job %s", media_id, message.wa_message_id, job_id)
+
+
+async def _apply_changes(conn: DictConnection, message_id: int, message: InboundMessage | Echo) -> None:
+    """An edit or revoke changes the message it names; any other message may have edits or revokes
+    that arrived before it (Meta does not promise order), applied now."""
+    change = message.change
+    if change is None:
+        await execute(conn, "apply_message_changes", wa_message_id=message.wa_message_id)
+        return
+    outcome = await fetch_value(
+        conn,
+        "record_message_change",
+        event_message_id=message_id,
+        kind=change.kind,
+        original_wa_message_id=change.original_wa_message_id,
+        body=change.body,
+        changed_at=message.contact_sent_at if isinstance(message, InboundMessage) else message.sent_at,
+    )
+    logger.info("%s of %s by %s: %s", change.kind, change.original_wa_message_id, message.wa_message_id, outcome)
+
+
+async def _ingest_echo(conn: DictConnection, result: IngestResult, echo: Echo, pause_ai: bool) -> None:
+    """A message the business sent from the WhatsApp Business app: shown as sent from the phone app,
+    and (a setting) the conversation's AI pauses so the owner and the AI never talk over each other."""
+    row = await fetch_one(
+        conn,
+        "ingest_echo",
+        phone_number_id=echo.phone_number_id,
+        wa_id=echo.wa_id,
+        user_id=echo.user_id,
+        wa_message_id=echo.wa_message_id,
+        type=echo.type,
+        body=echo.body,
+        payload=Jsonb(echo.payload),
+        sent_at=echo.sent_at,
+        pause_ai=pause_ai,
+    )
+    if not row["created"]:
+        result.duplicate_messages += 1
+        logger.info("duplicate echo %s ignored", echo.wa_message_id)
+        return
+    result.new_messages += 1
+    await _apply_changes(conn, row["message_id"], echo)
+    paused = " (AI paused)" if row["paused"] else ""
+    logger.info("stored echo %s type=%s from the phone app%s", echo.wa_message_id, echo.type, paused)

@@ -1,6 +1,7 @@
 """Validates a WhatsApp Cloud API webhook body and flattens it into the items Waypost stores.
 
-Every entry x change x messages[]/statuses[]/errors[] is kept: batches are normal. Unknown fields
+Every entry x change x messages[]/statuses[]/errors[] is kept (and the message_echoes[] of a
+smb_message_echoes change: webhook/changes.py): batches are normal. Unknown fields
 and unknown message types pass through into `payload`. Each item is validated on its own: one we
 cannot store is refused with its reason (`Batch.refused`) and never sinks the others. Only a body
 that is not JSON, or not a WhatsApp webhook at all, is an error as a whole.
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from waypost.errors import BadRequest
 from waypost.text import clean_text
+from webhook.changes import CHANGE_TYPES, Echo, MessageChange, message_change
 from webhook.identity import identity_change
 
 # Types whose text deserves an answer. Reactions, system notices and unsupported types do not.
@@ -88,6 +90,25 @@ class Message(_Model):
         return self
 
 
+class EchoMessage(_Model):
+    """A smb_message_echoes item: a message the business sent from the WhatsApp Business app, to `to`."""
+
+    id: str = Id
+    from_: str | None = Field(default=None, alias="from", max_length=MAX_ID)
+    to: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    to_user_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    timestamp: str
+    type: str = Field(min_length=1, max_length=64)
+
+    _check_timestamp = field_validator("timestamp")(_unix_seconds)
+
+    @model_validator(mode="after")
+    def _addressed(self) -> EchoMessage:
+        if not (self.to or self.to_user_id):
+            raise ValueError("an echo needs 'to' (phone number) or 'to_user_id' (BSUID)")
+        return self
+
+
 class Status(_Model):
     id: str = Id
     status: str = Field(min_length=1, max_length=64)
@@ -143,6 +164,7 @@ class InboundMessage:
     # set by user_changed_number / user_changed_user_id system messages
     new_wa_id: str | None = None
     new_user_id: str | None = None
+    change: MessageChange | None = None  # an edit or a revoke (the message itself then has no body)
 
     @property
     def needs_reply(self) -> bool:
@@ -196,13 +218,14 @@ class Batch:
     messages: list[InboundMessage] = dataclasses.field(default_factory=list)
     statuses: list[StatusUpdate] = dataclasses.field(default_factory=list)
     errors: list[PlatformError] = dataclasses.field(default_factory=list)
+    echoes: list[Echo] = dataclasses.field(default_factory=list)
     ignored_changes: list[str] = dataclasses.field(default_factory=list)
     refused: list[Refused] = dataclasses.field(default_factory=list)
 
     @property
     def items(self) -> int:
         """How many items can be stored."""
-        return len(self.messages) + len(self.statuses) + len(self.errors)
+        return len(self.messages) + len(self.statuses) + len(self.errors) + len(self.echoes)
 
     def refuse(self, item: str, raw: Any, reason: str) -> None:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
@@ -247,12 +270,12 @@ def _field(value: Any, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
 
 
-def message_body(message: Message) -> str | None:
+def message_body(message: Message | EchoMessage) -> str | None:
     """The human-readable text of a message, whatever its type (None when it has none, or when the
     part that should hold it is not a string)."""
     content = getattr(message, message.type, None)
-    if not isinstance(content, dict):
-        return None
+    if not isinstance(content, dict) or message.type in CHANGE_TYPES:
+        return None  # an edit's text belongs to the message it edits (message_change)
     if message.type == "text":
         return _text(content.get("body"))
     if message.type == "interactive":
@@ -313,6 +336,9 @@ def parse(body: bytes) -> Batch:
             except ValidationError as exc:
                 batch.refuse(where, raw_change, _describe(exc, f"{where}."))
                 continue
+            if change.field == "smb_message_echoes":
+                _echoes(change.value, f"{where}.value", batch)
+                continue
             if change.field != "messages":
                 batch.ignored_changes.append(f"{where}: field {change.field!r}")
                 continue
@@ -355,6 +381,36 @@ def _flatten(value: Value, where: str, batch: Batch) -> None:
             batch.refuse(f"{where}.errors.{i}", None, f"{where}.errors.{i}: must be an object")
 
 
+def _echoes(raw_value: dict[str, Any], where: str, batch: Batch) -> None:
+    """A smb_message_echoes change: its `message_echoes` (Meta's reference; `messages` is read too)."""
+    try:
+        phone_number_id = Metadata.model_validate(raw_value.get("metadata")).phone_number_id
+    except ValidationError as exc:
+        batch.refuse(where, None, _describe(exc, f"{where}.metadata."))
+        return
+    key = "message_echoes" if "message_echoes" in raw_value else "messages"
+    items = raw_value.get(key)
+    for i, raw in enumerate(items if isinstance(items, list) else []):
+        try:
+            echo = EchoMessage.model_validate(raw)
+        except ValidationError as exc:
+            batch.refuse(f"{where}.{key}.{i}", raw, _describe(exc, f"{where}.{key}.{i}."))
+            continue
+        batch.echoes.append(
+            Echo(
+                phone_number_id=phone_number_id,
+                wa_id=echo.to,
+                user_id=echo.to_user_id,
+                wa_message_id=echo.id,
+                type=echo.type,
+                body=message_body(echo),
+                sent_at=_time(echo.timestamp),
+                payload=echo.model_dump(by_alias=True, exclude_unset=True),
+                change=message_change(echo.type, getattr(echo, echo.type, None)),
+            )
+        )
+
+
 def _reason(exc: Exception, prefix: str) -> str:
     return _describe(exc, prefix) if isinstance(exc, ValidationError) else f"{prefix.rstrip('.')}: {exc}"
 
@@ -383,6 +439,7 @@ def _inbound(phone_number_id: str, contacts: list[Contact], message: Message) ->
         body=message_body(message),
         contact_sent_at=_time(message.timestamp),
         payload=message.model_dump(by_alias=True, exclude_unset=True),
+        change=message_change(message.type, getattr(message, message.type, None)),
     )
 
 

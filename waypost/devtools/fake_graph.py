@@ -142,6 +142,7 @@ class FakeGraph:
                 Route("/_fake/config", self.configure, methods=["POST"]),
                 Route("/_fake/status", self.post_status_endpoint, methods=["POST"]),
                 Route("/_fake/media/{media_id}", self.media_download, methods=["GET"]),
+                Route("/_fake/media/{media_id}", self.media_upload, methods=["PUT"]),
                 Route("/{version}/{media_id}", self.media_lookup, methods=["GET"]),
             ]
         )
@@ -334,6 +335,13 @@ class FakeGraph:
             media.fail_downloads -= 1
             return Response(status_code=503)
         return Response(media.data, media_type=media.mime_type)
+
+    async def media_upload(self, request: Request) -> JSONResponse:
+        """PUT /_fake/media/{media-id} with the file as the body: serve it as that media id from now on
+        (`waypost simulate --kind image|voice|document` against `waypost dev`)."""
+        mime_type = request.headers.get("content-type", "application/octet-stream")
+        media = self.add_media(request.path_params["media_id"], await request.body(), mime_type)
+        return JSONResponse({"id": request.path_params["media_id"], "file_size": len(media.data)})
 
     async def list_requests(self, request: Request) -> JSONResponse:
         return JSONResponse([r.as_dict() for r in self.requests])

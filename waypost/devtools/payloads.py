@@ -87,6 +87,59 @@ def media_message(
     }
 
 
+def edit_message(
+    original_wamid: str, body: str, *, wa_id: str = "16505551234", wamid: str | None = None
+) -> dict[str, Any]:
+    """The contact edits a text message (Meta's edit webhook reference: the new message in `edit.message`)."""
+    return {
+        "from": wa_id,
+        "id": wamid or new_wamid(),
+        "timestamp": str(int(time.time())),
+        "type": "edit",
+        "edit": {"original_message_id": original_wamid, "message": {"type": "text", "text": {"body": body}}},
+    }
+
+
+def revoke_message(original_wamid: str, *, wa_id: str = "16505551234", wamid: str | None = None) -> dict[str, Any]:
+    """The contact deletes a message for everyone (Meta's revoke webhook reference)."""
+    return {
+        "from": wa_id,
+        "id": wamid or new_wamid(),
+        "timestamp": str(int(time.time())),
+        "type": "revoke",
+        "revoke": {"original_message_id": original_wamid},
+    }
+
+
+def echo_message(
+    body: str, *, to: str = "16505551234", wamid: str | None = None, business_number: str = DISPLAY_PHONE_NUMBER
+) -> dict[str, Any]:
+    """A text the business sent from the WhatsApp Business app (an item of `message_echoes`)."""
+    return {
+        "from": business_number,
+        "to": to,
+        "id": wamid or new_wamid(),
+        "timestamp": str(int(time.time())),
+        "type": "text",
+        "text": {"body": body},
+    }
+
+
+def echoes(
+    *items: dict[str, Any],
+    waba_id: str = WABA_ID,
+    phone_number_id: str = PHONE_NUMBER_ID,
+    display_phone_number: str = DISPLAY_PHONE_NUMBER,
+) -> dict[str, Any]:
+    """A smb_message_echoes webhook (coexistence): messages the business sent from the phone app."""
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
+        "message_echoes": list(items),
+    }
+    return envelope([{"value": value, "field": "smb_message_echoes"}], waba_id=waba_id)
+
+
 def change(
     messages: list[dict[str, Any]] | None = None,
     statuses: list[dict[str, Any]] | None = None,

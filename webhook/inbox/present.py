@@ -140,6 +140,28 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         if row.get("quoted_id")
         else None,
         "reaction": row.get("reaction"),
+        **changes_json(row),
+    }
+
+
+def changes_json(row: dict[str, Any]) -> dict[str, Any]:
+    """Edits, deletions and where an outbound message was written: `source` is "phone_app" for a message
+    the business sent from the WhatsApp Business app; `deleted_by` is who deleted it for everyone (its text
+    stays); `unmatched_change` is an edit or deletion of a message Waypost does not have."""
+    revoked = row.get("revoked_at")
+    return {
+        "source": row.get("source"),
+        "edited_at": iso(row.get("edited_at")),
+        "earlier_texts": list(row.get("earlier_bodies") or []),
+        "revoked_at": iso(revoked),
+        "deleted_by": ("contact" if row["direction"] == "inbound" else "business") if revoked else None,
+        "unmatched_change": {
+            "kind": row["change_kind"],
+            "original_wa_message_id": row.get("change_original"),
+            "body": row.get("change_body"),
+        }
+        if row.get("change_kind")
+        else None,
     }
 
 

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS message_changes;
+ALTER TABLE messages DROP COLUMN IF EXISTS source, DROP COLUMN IF EXISTS revoked_at, DROP COLUMN IF EXISTS edited_at;
