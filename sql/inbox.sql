@@ -143,7 +143,8 @@ SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, 
 -- inbox_messages --
 -- The latest messages of a conversation, oldest first, with who wrote them, what became of the
 -- AI's job for each inbound one, the message a contact replied to (context.id) and the contact's
--- latest reaction to each (an empty emoji: the reaction was removed)
+-- latest reaction to each (an empty emoji: the reaction was removed); a tap's or an interactive
+-- message's Graph object (`interactive`: webhook/inbox/present.py shows the choice or the choices)
 SELECT * FROM (
     SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
            m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
@@ -152,7 +153,8 @@ SELECT * FROM (
            md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
            md.last_error AS media_error,
            q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
-           NULLIF(rx.emoji, '') AS reaction
+           NULLIF(rx.emoji, '') AS reaction,
+           CASE WHEN m.type IN ('interactive', 'button') THEN m.payload END AS interactive
       FROM messages m
       LEFT JOIN operators o ON o.id = m.operator_id
       LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
@@ -179,7 +181,8 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
        md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
        md.last_error AS media_error,
        q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
-       NULL::text AS reaction
+       NULL::text AS reaction,
+       CASE WHEN m.type IN ('interactive', 'button') THEN m.payload END AS interactive
   FROM messages m
   LEFT JOIN operators o ON o.id = m.operator_id
   LEFT JOIN media md ON md.message_id = m.id
