@@ -135,6 +135,10 @@ BUTTON = "{{ id = 'b{0}', title = 'Choice {0}' }}"
         ("buttons = [{ id = 'a', title = 'A' }, { id = 'a', title = 'B' }]", "distinct ids"),
         ("buttons = [{ id = 'a', title = 'A' }]\nlist = { button = 'x', rows = [] }", "'buttons' or 'list', not both"),
         ("list = { rows = [{ id = 'a', title = 'A' }] }", "book: 'list' needs 'button'"),
+        (
+            "list = { button = 'x', rows = [{ id = 'a', title = 'A', descripton = 'typo' }] }",
+            "book: 'list.rows' takes description, id, title, not descripton",
+        ),
     ],
 )
 def test_a_rule_meta_would_refuse_is_a_clear_configuration_error(tmp_path: Path, extra: str, error: str) -> None:

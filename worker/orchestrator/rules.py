@@ -38,9 +38,12 @@ def _strings(name: str, key: str, value: object) -> list[str]:
     return [v.strip() for v in value]
 
 
-def _tables(name: str, key: str, value: object) -> list[dict[str, Any]]:
+def _tables(name: str, key: str, value: object, allowed: frozenset[str]) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise ConfigurationError(f"{name}: '{key}' must be a list of tables, e.g. [{{id = 'a', title = 'A'}}]")
+    unknown = sorted({k for v in value for k in v} - allowed)
+    if unknown:  # a misspelt 'description' would otherwise vanish without a word
+        raise ConfigurationError(f"{name}: '{key}' takes {', '.join(sorted(allowed))}, not {', '.join(unknown)}")
     return value
 
 
@@ -50,7 +53,7 @@ def _interactive(name: str, answer: str, buttons: object, listed: object) -> dic
         raise ConfigurationError(f"{name}: give 'buttons' or 'list', not both")
     try:
         if buttons is not None:
-            items = _tables(name, "buttons", buttons)
+            items = _tables(name, "buttons", buttons, frozenset({"id", "title"}))
             if len(items) > MAX_BUTTONS:
                 raise ConfigurationError(f"{name}: at most {MAX_BUTTONS} buttons (Meta's limit), not {len(items)}")
             return buttons_object(answer, items)
@@ -61,7 +64,7 @@ def _interactive(name: str, answer: str, buttons: object, listed: object) -> dic
                 raise ConfigurationError(
                     f"{name}: 'list' needs 'button', the label that opens it (at most 20 characters)"
                 )
-            rows = _tables(name, "list.rows", listed.get("rows"))
+            rows = _tables(name, "list.rows", listed.get("rows"), frozenset({"id", "title", "description"}))
             if len(rows) > MAX_ROWS:
                 raise ConfigurationError(f"{name}: a list has at most {MAX_ROWS} rows (Meta's limit), not {len(rows)}")
             return list_object(answer, listed.get("button"), rows, listed.get("section"))
