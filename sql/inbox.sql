@@ -148,7 +148,8 @@ SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, 
 -- AI's job for each inbound one, the message a contact replied to (context.id) and the contact's
 -- latest reaction to each (an empty emoji: the reaction was removed). An edit or revoke is shown on the
 -- message it changed (edited_at and the earlier texts, revoked_at); one whose message Waypost does not
--- have is shown on its own (change_kind)
+-- have is shown on its own (change_kind). A tap's or an interactive message's Graph object
+-- (`interactive`: webhook/inbox/present.py shows the choice or the choices)
 SELECT * FROM (
     SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
            m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
@@ -161,7 +162,8 @@ SELECT * FROM (
            m.source, m.edited_at, m.revoked_at,
            (SELECT array_agg(c.body_before ORDER BY c.changed_at, c.id) FROM message_changes c
              WHERE c.message_id = m.id AND c.kind = 'edit') AS earlier_bodies,
-           ev.kind AS change_kind, ev.original_wa_message_id AS change_original, ev.body_after AS change_body
+           ev.kind AS change_kind, ev.original_wa_message_id AS change_original, ev.body_after AS change_body,
+           CASE WHEN m.type IN ('interactive', 'button') THEN m.payload END AS interactive
       FROM messages m
       LEFT JOIN operators o ON o.id = m.operator_id
       LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
@@ -193,7 +195,8 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
        m.source, m.edited_at, m.revoked_at,
        (SELECT array_agg(c.body_before ORDER BY c.changed_at, c.id) FROM message_changes c
          WHERE c.message_id = m.id AND c.kind = 'edit') AS earlier_bodies,
-       ev.kind AS change_kind, ev.original_wa_message_id AS change_original, ev.body_after AS change_body
+       ev.kind AS change_kind, ev.original_wa_message_id AS change_original, ev.body_after AS change_body,
+       CASE WHEN m.type IN ('interactive', 'button') THEN m.payload END AS interactive
   FROM messages m
   LEFT JOIN operators o ON o.id = m.operator_id
   LEFT JOIN message_changes ev ON ev.event_message_id = m.id

@@ -106,6 +106,12 @@ SELECT id, phone_number_id, wa_id, user_id, contact_name, ai_enabled, deleted_at
 -- The inbound message a reply job answers
 SELECT id, wa_message_id, type, body, contact_sent_at, created_at FROM messages WHERE id = %(message_id)s
 
+-- reply_tap_id --
+-- The id of the choice an inbound tap carries: a reply button, a list row, a template quick reply
+SELECT coalesce(payload #>> '{interactive,button_reply,id}', payload #>> '{interactive,list_reply,id}',
+                payload #>> '{button,payload}') AS tap_id
+  FROM messages WHERE id = %(message_id)s
+
 -- reply_history --
 -- The last messages of a conversation with text, up to and including the one answered, newest first
 -- (not those their sender deleted for everyone: the AI forgets them)

@@ -278,3 +278,26 @@ def test_an_open_conversation_shows_an_edit_a_deletion_and_a_phone_app_echo_live
     sent = page.locator("li.message.outbound", has_text="See you at 8!")
     expect(sent.locator("[data-source=phone_app]")).to_be_visible()
     expect(page.locator("#ai-state")).to_have_attribute("data-ai", "paused")
+
+
+def test_buttons_offered_and_the_tapped_choice_show_live(
+    page: Page, client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker
+) -> None:
+    from tests.test_interactive import button_tap
+
+    start_worker()
+    post_inbound(client, "Can I book an appointment?")
+    page.locator("li.conversation a").first.click()
+    offered = page.locator(".message.outbound ul.choices[data-interactive=button] .chip")
+    expect(offered).to_have_text(["Friday 14:00", "Saturday 10:00", "Another time"])
+    assert page.locator("ul.choices a, ul.choices button").count() == 0  # shown as sent, not clickable
+    question = db.execute("SELECT wa_message_id FROM messages WHERE type = 'interactive'").fetchone()
+    tap = button_tap(question["wa_message_id"], "slot_other", "Another time")
+    assert post_webhook(client, payloads.dumps(payloads.inbound(tap))).status_code == 200
+    chosen = page.locator(".tap[data-tap-id=slot_other]")
+    expect(chosen.locator(".chip.chosen")).to_have_text("Another time")
+    expect(page.locator(".message.inbound", has=chosen).locator("blockquote.quoted")).to_contain_text(
+        "Which time suits you?"
+    )
+    expect(page.locator(".message.outbound .list-button")).to_have_text("☰ See times")  # the list that answered it
+    page.screenshot(path=str(ARTIFACTS / "buttons.png"), full_page=True)

@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     openai_model: str | None = Field(None, validation_alias=_env("OPENAI_MODEL"))
     openai_timeout: float = Field(30.0, gt=0, validation_alias=_env("OPENAI_TIMEOUT"))
     openai_max_retries: int = Field(3, ge=0, validation_alias=_env("OPENAI_MAX_RETRIES"))
+    openai_interactive: bool = Field(False, validation_alias=_env("OPENAI_INTERACTIVE"))
     system_prompt: str = Field(
         "You are the helpful WhatsApp assistant of this business. Answer briefly and politely, in the "
         "customer's language. If you cannot help, say that a person will follow up.",

@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from waypost import metrics
-from waypost.db import execute, fetch_all, fetch_one, fetch_optional
+from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.text import clean_text
 from worker.orchestrator import Answer, OrchestratorError, ReplyRequest, Turn
 from worker.queue import app
@@ -29,6 +29,8 @@ from worker.tasks import REPLY_QUEUE, SEND_REPLY, idempotency_key
 logger = logging.getLogger(__name__)
 
 WINDOW = dt.timedelta(hours=24)
+# Inbound types that are a tap on a choice the business offered (webhook.payload.message_body: the title)
+TAP_TYPES = frozenset({"interactive", "button"})
 
 # Why an AI reply was skipped, and what the operator is told about it (other reasons: nothing).
 AI_PAUSED = "AI disabled for this conversation"
@@ -190,10 +192,14 @@ class ReplyRun(SendRun):
                 message_id=inbound.id,
                 limit=self.settings.history_messages,
             )
+            tap_id = None
+            if inbound.type in TAP_TYPES:
+                tap_id = await fetch_value(conn, "reply_tap_id", message_id=inbound.id)
         history = tuple(Turn(row["author"], row["body"]) for row in reversed(rows))
         orchestrator = self.resources.orchestrator
         self.clock.log("orchestrator start", f"provider={orchestrator.name} history={len(history)}")
-        request = ReplyRequest(conversation.id, conversation.contact_name, history)
+        tap_id = clean_text(tap_id)[:256] if isinstance(tap_id, str) and tap_id.strip() else None
+        request = ReplyRequest(conversation.id, conversation.contact_name, history, tap_id=tap_id)
         timer = metrics.Timer()
         try:
             answer = await orchestrator.reply(request)

@@ -54,6 +54,8 @@ templates.env.globals.update(
     error_text=present.error_text,
     file_size=present.file_size,
     media_shown=media.kind_shown,
+    tap_of=present.tap_of,
+    interactive_of=present.interactive_of,
     filters=store.FILTERS,
     # paths, never absolute URLs (Starlette's url_for): those would be built from the client's Host header
     path=_path,

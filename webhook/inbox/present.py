@@ -141,6 +141,61 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         else None,
         "reaction": row.get("reaction"),
         **changes_json(row),
+        "tap": tap_of(row),
+        "interactive": interactive_of(row),
+    }
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def tap_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    """An inbound tap: the choice the contact tapped (a reply button, a list row, a template quick
+    reply), with its id. The message it answers is `quoted` (its context.id)."""
+    payload = row.get("interactive")
+    if row["direction"] != "inbound" or not isinstance(payload, dict):
+        return None
+    part = payload.get(payload.get("type") or "")
+    if not isinstance(part, dict):
+        return None
+    if payload["type"] == "button":  # a template's quick reply: {payload, text}
+        return {"kind": "quick_reply", "id": _text(part.get("payload")), "title": _text(part.get("text"))}
+    for kind in ("button_reply", "list_reply"):
+        choice = part.get(kind)
+        if isinstance(choice, dict):
+            return {
+                "kind": kind,
+                "id": _text(choice.get("id")),
+                "title": _text(choice.get("title")),
+                "description": _text(choice.get("description")),
+            }
+    return None
+
+
+def interactive_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    """An outbound interactive message as sent: its text, and its buttons or list rows."""
+    payload = row.get("interactive")
+    if row["direction"] != "outbound" or not isinstance(payload, dict):
+        return None
+    action, body = _object(payload.get("action")), _object(payload.get("body"))
+    if payload.get("type") == "button":
+        choices = [b.get("reply") or {} for b in action.get("buttons") or [] if isinstance(b, dict)]
+    else:
+        sections = [s for s in action.get("sections") or [] if isinstance(s, dict)]
+        choices = [r for s in sections for r in s.get("rows") or [] if isinstance(r, dict)]
+    return {
+        "type": payload.get("type"),
+        "text": _text(body.get("text")),
+        "button": _text(action.get("button")),
+        "choices": [
+            {"id": _text(c.get("id")), "title": _text(c.get("title")), "description": _text(c.get("description"))}
+            for c in choices
+        ],
     }
 
 

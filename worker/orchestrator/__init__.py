@@ -23,6 +23,9 @@ class ReplyRequest:
     conversation_id: int
     contact_name: str | None
     history: tuple[Turn, ...]  # oldest first, ending with the message to answer
+    # The message answered is a tap on a reply button, a list row or a template quick reply: the
+    # choice's id (its title is the last turn's text). Rules match it (`taps`); the model is told it.
+    tap_id: str | None = None
 
     @property
     def message(self) -> Turn:

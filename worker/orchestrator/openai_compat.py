@@ -12,6 +12,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from waypost.settings import ConfigurationError, Settings
 from worker.orchestrator import Answer, OrchestratorError, ReplyRequest
+from worker.orchestrator.tools import TOOLS, tool_answer
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class OpenAIOrchestrator:
         self.model = settings.openai_model
         self.system_prompt = settings.system_prompt
         self.max_retries = settings.openai_max_retries
+        self.interactive = settings.openai_interactive  # offer reply buttons and lists (tools.py)
         self._client = httpx.AsyncClient(
             base_url=settings.openai_base_url.rstrip("/"),
             headers=headers,
@@ -45,10 +47,10 @@ class OpenAIOrchestrator:
         )
 
     def messages(self, request: ReplyRequest) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": self.system_prompt},
-            *({"role": ROLES[turn.author], "content": turn.text} for turn in request.history),
-        ]
+        turns = [{"role": ROLES[turn.author], "content": turn.text} for turn in request.history]
+        if request.tap_id is not None:  # the customer tapped a choice: its title is the text, and its id
+            turns[-1]["content"] += f" [tapped the choice with id {request.tap_id!r}]"
+        return [{"role": "system", "content": self.system_prompt}, *turns]
 
     async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         response = await self._client.post("/chat/completions", json=body)
@@ -56,7 +58,9 @@ class OpenAIOrchestrator:
         return response.json()
 
     async def reply(self, request: ReplyRequest) -> Answer | None:
-        body = {"model": self.model, "messages": self.messages(request)}
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages(request)}
+        if self.interactive:
+            body["tools"] = TOOLS
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_transient),
@@ -69,9 +73,13 @@ class OpenAIOrchestrator:
         except (httpx.HTTPError, ValueError) as exc:
             raise OrchestratorError(f"{self._client.base_url}/chat/completions failed: {exc}") from exc
         try:
-            content = data["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as exc:
+            message = data["choices"][0]["message"]
+            content = message.get("content")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise OrchestratorError(f"unexpected chat completion: {str(data)[:200]}") from exc
+        calls = message.get("tool_calls")
+        if self.interactive and isinstance(calls, list) and calls:
+            return tool_answer(calls[0], content if isinstance(content, str) else None)
         if not isinstance(content, str) or not content.strip():
             return None
         return Answer(content.strip())

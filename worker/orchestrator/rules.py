@@ -1,4 +1,9 @@
-"""The `rules` provider: keyword and regex rules from a TOML file, first match wins, else the fallback."""
+"""The `rules` provider: keyword and regex rules from a TOML file, first match wins, else the fallback.
+
+A rule may answer with reply buttons or a list (checked against Meta's limits when the file is
+loaded, so a rule Meta would refuse stops the worker at start, not a customer's reply), and may
+match a tap on a button or list row by its id (`taps`): tap rules are tried before text rules.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +11,89 @@ import dataclasses
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
+from waypost import kinds
 from waypost.settings import ConfigurationError
 from worker.orchestrator import Answer, ReplyRequest
+from worker.orchestrator.tools import buttons_object, list_object
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
+MAX_BUTTONS = 3  # Meta's limits (docs/whatsapp.md, "Sending other kinds"), named here for the message
+MAX_ROWS = 10
 
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
     name: str
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | None
     answer: str
+    taps: frozenset[str] = frozenset()
+    interactive: dict[str, Any] | None = None  # the checked Graph object; its body is `answer`
+
+
+def _strings(name: str, key: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigurationError(f"{name}: '{key}' must be a list of non-empty strings")
+    return [v.strip() for v in value]
+
+
+def _tables(name: str, key: str, value: object, allowed: frozenset[str]) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigurationError(f"{name}: '{key}' must be a list of tables, e.g. [{{id = 'a', title = 'A'}}]")
+    unknown = sorted({k for v in value for k in v} - allowed)
+    if unknown:  # a misspelt 'description' would otherwise vanish without a word
+        raise ConfigurationError(f"{name}: '{key}' takes {', '.join(sorted(allowed))}, not {', '.join(unknown)}")
+    return value
+
+
+def _interactive(name: str, answer: str, buttons: object, listed: object) -> dict[str, Any] | None:
+    """The rule's reply buttons or list, checked by waypost.kinds; a clear error naming the rule."""
+    if buttons is not None and listed is not None:
+        raise ConfigurationError(f"{name}: give 'buttons' or 'list', not both")
+    try:
+        if buttons is not None:
+            items = _tables(name, "buttons", buttons, frozenset({"id", "title"}))
+            if len(items) > MAX_BUTTONS:
+                raise ConfigurationError(f"{name}: at most {MAX_BUTTONS} buttons (Meta's limit), not {len(items)}")
+            return buttons_object(answer, items)
+        if listed is not None:
+            if not isinstance(listed, dict):
+                raise ConfigurationError(f"{name}: 'list' must be a table: {{button = '...', rows = [...]}}")
+            if not isinstance(listed.get("button"), str):
+                raise ConfigurationError(
+                    f"{name}: 'list' needs 'button', the label that opens it (at most 20 characters)"
+                )
+            rows = _tables(name, "list.rows", listed.get("rows"), frozenset({"id", "title", "description"}))
+            if len(rows) > MAX_ROWS:
+                raise ConfigurationError(f"{name}: a list has at most {MAX_ROWS} rows (Meta's limit), not {len(rows)}")
+            return list_object(answer, listed.get("button"), rows, listed.get("section"))
+    except kinds.InvalidMessage as exc:
+        raise ConfigurationError(f"{name}: {exc} (Meta's limits: docs/whatsapp.md)") from exc
+    return None
 
 
 def _compile(index: int, raw: dict[str, object]) -> Rule:
     name = str(raw.get("name") or f"rule {index + 1}")
-    answer, keywords, regex = raw.get("answer"), raw.get("keywords"), raw.get("regex")
+    answer, keywords, regex, taps = raw.get("answer"), raw.get("keywords"), raw.get("regex"), raw.get("taps")
     if not isinstance(answer, str) or not answer.strip():
         raise ConfigurationError(f"{name}: 'answer' must be a non-empty string")
     parts = []
     if keywords is not None:
-        if not isinstance(keywords, list) or not all(isinstance(k, str) and k.strip() for k in keywords):
-            raise ConfigurationError(f"{name}: 'keywords' must be a list of non-empty strings")
-        parts += [rf"\b{re.escape(k.strip())}\b" for k in keywords]
+        parts += [rf"\b{re.escape(k)}\b" for k in _strings(name, "keywords", keywords)]
     if regex is not None:
         if not isinstance(regex, str):
             raise ConfigurationError(f"{name}: 'regex' must be a string")
         parts.append(f"(?:{regex})")
-    if not parts:
-        raise ConfigurationError(f"{name}: give 'keywords', 'regex' or both")
+    tap_ids = frozenset(_strings(name, "taps", taps)) if taps is not None else frozenset()
+    if not parts and not tap_ids:
+        raise ConfigurationError(f"{name}: give 'keywords', 'regex' or 'taps'")
     try:
-        pattern = re.compile("|".join(parts), re.IGNORECASE)
+        pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
     except re.error as exc:
         raise ConfigurationError(f"{name}: bad regex: {exc}") from exc
-    return Rule(name, pattern, answer)
+    interactive = _interactive(name, answer, raw.get("buttons"), raw.get("list"))
+    return Rule(name, pattern, answer, tap_ids, interactive)
 
 
 class RulesOrchestrator:
@@ -70,12 +123,28 @@ class RulesOrchestrator:
         except ConfigurationError as exc:
             raise ConfigurationError(f"{path}: {exc}") from exc
 
-    async def reply(self, request: ReplyRequest) -> Answer | None:
+    def match(self, request: ReplyRequest) -> Rule | None:
+        """A rule naming the tapped choice's id first; else the first whose text pattern matches
+        (a tap's text is its title)."""
+        if request.tap_id is not None:
+            tapped = next((rule for rule in self.rules if request.tap_id in rule.taps), None)
+            if tapped is not None:
+                return tapped
         text = request.message.text
-        answer = next((rule.answer for rule in self.rules if rule.pattern.search(text)), self.fallback)
-        if answer is None:
+        return next((rule for rule in self.rules if rule.pattern and rule.pattern.search(text)), None)
+
+    async def reply(self, request: ReplyRequest) -> Answer | None:
+        rule = self.match(request)
+        template = rule.answer if rule else self.fallback
+        if template is None:
             return None
-        return Answer(answer.replace("{contact_name}", request.contact_name or "there"))
+        text = template.replace("{contact_name}", request.contact_name or "there")
+        text = text.replace("{message}", request.message.text)
+        if rule is None or rule.interactive is None:
+            return Answer(text)
+        # The body was checked with the template; a long name cannot push it past Meta's limit.
+        payload = {**rule.interactive, "body": {"text": text[: kinds.CAPTION_MAX].strip()}}
+        return Answer(kinds.summary("interactive", payload, None), kind="interactive", payload=payload)
 
     async def aclose(self) -> None:
         return None
