@@ -141,7 +141,7 @@ def test_send_failure_shows_metas_error_and_a_notification_can_be_snoozed(
     expect(page.locator("#notification-badge .count")).to_have_attribute("data-unread", "1")
     # snooze until a few seconds from now (the browser's local time), then see it come back by itself;
     # long enough that a busy machine still shows it gone before it is due back
-    snooze = 8
+    snooze = 20
     until = (dt.datetime.now() + dt.timedelta(seconds=snooze)).strftime("%Y-%m-%dT%H:%M:%S")
     notification.locator("input[name=until]").fill(until)
     notification.locator("button[type=submit]").click()
