@@ -75,12 +75,14 @@ class FakeMedia:
     # downloads; None: never.
     url_ttl: float | None = None
     url_uses: int | None = None
+    expired_urls: int = 0  # the next lookups hand out a URL that has expired already (a late download)
 
 
 @dataclasses.dataclass
 class IssuedUrl:
     media_id: str
     issued_at: float
+    expired: bool = False
     uses: int = 0
 
 
@@ -315,7 +317,9 @@ class FakeGraph:
             media.fail_lookups -= 1
             return JSONResponse(error_body(131000, "Something went wrong"), status_code=503)
         token = uuid.uuid4().hex  # each lookup a new URL, as Meta's (mid, ext, hash) differ each time
-        self._issued[token] = IssuedUrl(media_id, time.monotonic())
+        expired = media.expired_urls > 0  # as if the download came after Meta's 5 minutes
+        media.expired_urls -= expired
+        self._issued[token] = IssuedUrl(media_id, time.monotonic(), expired=expired)
         self.media_urls.append(("issued", token))
         url = httpx.URL(f"{self.url}/_fake/media/{media_id}", params={"token": token})
         if media.url_host:
@@ -341,8 +345,10 @@ class FakeGraph:
         if media is None or issued is None or issued.media_id != media_id:
             return Response(status_code=404)
         issued.uses += 1
-        if (media.url_ttl is not None and time.monotonic() - issued.issued_at > media.url_ttl) or (
-            media.url_uses is not None and issued.uses > media.url_uses
+        if (
+            issued.expired
+            or (media.url_ttl is not None and time.monotonic() - issued.issued_at > media.url_ttl)
+            or (media.url_uses is not None and issued.uses > media.url_uses)
         ):
             # Meta's reference lists 404 among the download's answers; "must be re-retrieved if expired"
             self.media_urls.append(("expired", token))
