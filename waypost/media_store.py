@@ -29,6 +29,15 @@ logger = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024  # a media_chunks row; and what a read hands the inbox at a time
 
 
+def describe(settings: Settings) -> str:
+    """Where new files go, for `waypost status` and the logs (ConfigurationError if nowhere valid)."""
+    target = settings.media_store()
+    if target is None:
+        return "PostgreSQL (media_chunks)"
+    bucket, prefix = target
+    return f"S3 bucket {bucket!r}, prefix {prefix!r}, at {settings.s3_endpoint_url or 'AWS'}"
+
+
 class MediaWriter(abc.ABC):
     """One attempt at storing one file: `write` its bytes in order, then `commit`. Leaving the
     `MediaStore.writer` block without a commit (an exception, a timeout) leaves nothing behind."""
@@ -100,13 +109,11 @@ class MediaStore:
             from waypost.s3 import S3Store  # boto3 is loaded only where S3 is configured
 
             self.s3 = S3Store(settings, *target)
+        logger.info("media files go to %s", describe(settings))
 
     @property
     def name(self) -> str:
         return "s3" if self.s3 else "postgres"
-
-    def describe(self) -> str:
-        return self.s3.describe() if self.s3 else "PostgreSQL (media_chunks)"
 
     @contextlib.asynccontextmanager
     async def writer(self, pool: DictPool, media_id: int) -> AsyncIterator[MediaWriter]:

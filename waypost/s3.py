@@ -76,9 +76,6 @@ class S3Store:
             config=config,
         )
 
-    def describe(self) -> str:
-        return f"S3 bucket {self.bucket!r}, prefix {self.prefix!r}, at {self.endpoint or 'AWS'}"
-
     def key(self, media_id: int) -> str:
         return f"{self.prefix}{media_id}"
 
@@ -150,13 +147,16 @@ class S3Writer(MediaWriter):
             raise MediaStoreUnavailable(_reason(exc)) from exc
 
     async def write(self, data: bytes) -> None:
-        self.pending += data
-        while len(self.pending) >= PART_BYTES:
-            part = bytes(self.pending[:PART_BYTES])
-            del self.pending[:PART_BYTES]
-            await self._upload_part(part)
+        view = memoryview(data)
+        while view:
+            room = PART_BYTES - len(self.pending)
+            self.pending += view[:room]
+            view = view[room:]
+            if len(self.pending) == PART_BYTES:  # the buffer itself goes up, uncopied
+                part, self.pending = self.pending, bytearray()
+                await self._upload_part(part)
 
-    async def _upload_part(self, body: bytes) -> None:
+    async def _upload_part(self, body: bytearray) -> None:
         bucket = self.store.bucket
         if self.upload_id is None:
             answer = await self._call(
@@ -171,12 +171,11 @@ class S3Writer(MediaWriter):
 
     async def commit(self, *, mime_type: str | None, byte_size: int) -> None:
         bucket = self.store.bucket
+        body, self.pending = self.pending, bytearray()
         if self.upload_id is None:  # it fitted in one part: one request
-            body, self.pending = bytes(self.pending), bytearray()
             await self._call(self.client.put_object, Bucket=bucket, Key=self.key, Body=body, **_object_headers())
         else:
-            if self.pending:
-                body, self.pending = bytes(self.pending), bytearray()
+            if body:
                 await self._upload_part(body)
             await self._call(
                 self.client.complete_multipart_upload,
