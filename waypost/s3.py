@@ -107,7 +107,8 @@ class S3Store:
 
     async def delete(self, objects: list[tuple[int, str, str]]) -> list[int]:
         """Delete these objects (media id, bucket, key); the ids whose object is gone now, including
-        those that were gone already (S3 answers a delete of a missing key with success)."""
+        those that were gone already (S3 answers a delete of a missing key with success). One
+        DeleteObject each: not every S3-compatible store offers the batch DeleteObjects."""
         done = []
         for media_id, bucket, key in objects:
             try:
