@@ -118,10 +118,10 @@ SELECT author, body FROM messages
 SELECT id, status, body FROM messages WHERE idempotency_key = %(idempotency_key)s
 
 -- claim_send --
--- Claim the send of an idempotency key (see waypost_claim_send_v1)
-SELECT message_id, outcome, body, send_attempts
-  FROM waypost_claim_send_v1(%(conversation_id)s, %(idempotency_key)s, %(author)s, %(body)s,
-                             %(reply_to_message_id)s, make_interval(secs => %(stale_after)s),
+-- Claim the send of an idempotency key (see waypost_claim_send_v2)
+SELECT message_id, outcome, type, body, payload, send_attempts
+  FROM waypost_claim_send_v2(%(conversation_id)s, %(idempotency_key)s, %(author)s, %(type)s, %(body)s,
+                             %(payload)s, %(reply_to_message_id)s, make_interval(secs => %(stale_after)s),
                              make_interval(secs => %(grace)s))
 
 -- record_send --

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from tests.conftest import ServerThread, run_waypost
 from waypost.settings import ConfigurationError, Settings
-from worker.orchestrator import OrchestratorError, ReplyRequest, Turn, build_orchestrator
+from worker.orchestrator import Answer, Orchestrator, OrchestratorError, ReplyRequest, Turn, build_orchestrator
 from worker.orchestrator.rules import RulesOrchestrator
 
 
@@ -21,12 +21,17 @@ def ask(text: str, *, name: str | None = "Ana", earlier: tuple[Turn, ...] = ()) 
     return ReplyRequest(conversation_id=1, contact_name=name, history=(*earlier, Turn("contact", text)))
 
 
+async def text_of(orchestrator: Orchestrator, text: str, *, name: str | None = "Ana") -> str | None:
+    answer = await orchestrator.reply(ask(text, name=name))
+    return answer.text if answer else None
+
+
 async def test_default_rules_answer_sensibly() -> None:
     rules = RulesOrchestrator.from_file(None)
-    assert "Monday to Friday" in (await rules.reply(ask("What are your opening HOURS?")) or "")
-    assert await rules.reply(ask("hello!")) == "Hello Ana! How can we help you today?"
-    assert "order number" in (await rules.reply(ask("where is my order")) or "")
-    assert (await rules.reply(ask("qwerty", name=None)) or "").startswith("Thanks for your message, there!")
+    assert "Monday to Friday" in await text_of(rules, "What are your opening HOURS?")
+    assert await text_of(rules, "hello!") == "Hello Ana! How can we help you today?"
+    assert "order number" in await text_of(rules, "where is my order")
+    assert (await text_of(rules, "qwerty", name=None)).startswith("Thanks for your message, there!")
 
 
 async def test_rules_file_first_match_wins_and_no_fallback_means_no_reply(tmp_path: Path) -> None:
@@ -35,9 +40,9 @@ async def test_rules_file_first_match_wins_and_no_fallback_means_no_reply(tmp_pa
         '[[rules]]\nkeywords = ["refund"]\nanswer = "A"\n\n[[rules]]\nregex = "re(fund|turn)"\nanswer = "B"\n'
     )
     rules = RulesOrchestrator.from_file(path)
-    assert await rules.reply(ask("I want a refund")) == "A"
-    assert await rules.reply(ask("can I return it")) == "B"
-    assert await rules.reply(ask("refunding")) == "B"  # keywords match whole words only
+    assert await text_of(rules, "I want a refund") == "A"
+    assert await text_of(rules, "can I return it") == "B"
+    assert await text_of(rules, "refunding") == "B"  # keywords match whole words only
     assert await rules.reply(ask("nothing relevant")) is None
 
 
@@ -118,7 +123,7 @@ async def test_openai_provider_sends_history_and_retries_429_and_5xx() -> None:
             )
         finally:
             await orchestrator.aclose()
-    assert answer == "You said: Do you ship to Spain?"
+    assert answer == Answer("You said: Do you ship to Spain?")
     assert len(fake.requests) == 3
     request = fake.requests[-1]
     assert request["authorization"] == "Bearer sk-test"

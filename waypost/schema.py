@@ -167,7 +167,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_apply_message_status_v2",
     "waypost_finish_reply_job_v1",
     "waypost_notify_send_failed_v1",
-    "waypost_claim_send_v1",
+    "waypost_claim_send_v2",
     "waypost_record_send_v1",
     "waypost_fail_send_v1",
     "waypost_queue_operator_message_v1",

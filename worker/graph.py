@@ -1,4 +1,4 @@
-"""Sending text replies through the WhatsApp Cloud API, with every failure classified.
+"""Sending messages through the WhatsApp Cloud API, with every failure classified.
 
 Meta offers no idempotency key, so the class of a failure decides what is safe:
   retryable  Meta answered with a transient error, or the request never left (connect failure);
@@ -126,17 +126,19 @@ class GraphClient:
             raise OffHost(f"media URL over {parsed.scheme or 'no scheme'}, not HTTPS: not fetched")
         return self._client.stream("GET", url)
 
-    async def send_text(
+    async def send_message(
         self,
         *,
         phone_number_id: str,
         wa_id: str | None,
         user_id: str | None,
-        body: str,
+        kind: str,
+        content: dict[str, Any],
         context_message_id: str | None,
         callback_data: str,
     ) -> str:
-        """Send a text reply; returns the Graph message id (wamid) or raises SendFailed.
+        """Send one message of WhatsApp type `kind` (text, image, document, interactive, reaction...)
+        whose Graph object is `content`; returns the Graph message id (wamid) or raises SendFailed.
 
         Addressed with `to` when the phone number is known, else with `recipient` = the BSUID.
         """
@@ -147,9 +149,7 @@ class GraphClient:
             payload["recipient"] = user_id
         else:
             raise SendFailed("permanent", "the contact has neither a phone number nor a user id")
-        payload.update(
-            {"type": "text", "text": {"preview_url": False, "body": body}, "biz_opaque_callback_data": callback_data}
-        )
+        payload.update({"type": kind, kind: content, "biz_opaque_callback_data": callback_data})
         if context_message_id:
             payload["context"] = {"message_id": context_message_id}
         try:

@@ -23,7 +23,7 @@ async def send_operator_message(context: procrastinate.JobContext, message_id: i
 
 class OperatorSendRun(SendRun):
     """An operator message: its job is the message row itself, which the send path keeps up to date
-    (waypost_claim_send_v1, record/fail_send); the job has no row of its own to close or annotate."""
+    (waypost_claim_send_v2, record/fail_send); the job has no row of its own to close or annotate."""
 
     def __init__(self, resources: WorkerResources, message_id: int) -> None:
         super().__init__(resources)

@@ -6,6 +6,7 @@ phrase with request_id, job_id and the elapsed milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from typing import Any
@@ -17,7 +18,7 @@ from psycopg.types.json import Jsonb
 from waypost import metrics
 from waypost.db import execute, fetch_all, fetch_one, fetch_optional
 from waypost.text import clean_text
-from worker.orchestrator import OrchestratorError, ReplyRequest, Turn
+from worker.orchestrator import Answer, OrchestratorError, ReplyRequest, Turn
 from worker.queue import app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
@@ -89,7 +90,8 @@ class ReplyRun(SendRun):
             existing = await fetch_optional(conn, "reply_find_send", idempotency_key=key)
 
         if existing is not None:
-            body = existing["body"]  # a retry resends the text already decided, never a new one
+            # A retry resends what was decided, never a new answer (the claim returns its kind and object).
+            answer = Answer(existing["body"] or "")
         else:
             reason = skip_reason(conversation, self.settings.window_margin_seconds)
             if reason:
@@ -97,10 +99,19 @@ class ReplyRun(SendRun):
                 return None
             if not (inbound.body or "").strip():  # a media message without a caption (webhook.payload)
                 return await self.unreadable(conversation, inbound, key)
-            body = await self.ask_orchestrator(conversation, inbound)
-            if body is None:
+            found = await self.ask_orchestrator(conversation, inbound)
+            if found is None:
                 return None
-        return Outbound(conversation, key=key, body=body, author="ai", reply_to=inbound)
+            answer = found
+        return Outbound(
+            conversation,
+            key=key,
+            body=answer.text,
+            author="ai",
+            reply_to=inbound,
+            kind=answer.kind,
+            payload=answer.payload,
+        )
 
     def claimed(self, send_attempts: int) -> None:
         """Nothing to count: a reply's budget is its job's attempts, counted at `outbound_job_start`."""
@@ -170,7 +181,7 @@ class ReplyRun(SendRun):
         self.clock.log("unreadable media", f"type={inbound.type}: the configured answer, an operator told")
         return Outbound(conversation, key=key, body=answer, author="ai", reply_to=inbound)
 
-    async def ask_orchestrator(self, conversation: Conversation, inbound: Inbound) -> str | None:
+    async def ask_orchestrator(self, conversation: Conversation, inbound: Inbound) -> Answer | None:
         async with self.pool.connection() as conn:
             rows = await fetch_all(
                 conn,
@@ -193,12 +204,13 @@ class ReplyRun(SendRun):
             return None
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
         # The model's text is outside input: a NUL or a lone surrogate would fail every write of it.
-        answer = clean_text(answer) if answer else None
-        text = f" text={answer!r}" if answer and self.settings.log_bodies else ""
-        self.clock.log("orchestrator end", f"chars={len(answer) if answer else 0}{text}")
-        if answer is None:
+        text = clean_text(answer.text)[:4096] if answer else ""
+        logged = f" text={text!r}" if text and self.settings.log_bodies else ""
+        self.clock.log("orchestrator end", f"kind={answer.kind if answer else '-'} chars={len(text)}{logged}")
+        if answer is None or not (text or answer.payload):
             await self.skip(conversation.id, NO_ANSWER)
-        return answer[:4096] if answer else None
+            return None
+        return dataclasses.replace(answer, text=text)
 
     async def give_up(self, conversation_id: int, reason: str) -> None:
         """Out of retries before any message was claimed: fail the job, tell the operators."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +53,12 @@ ClaimOutcome = Literal["claimed", "resend", "already_sent", "failed", "in_progre
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """`claim_send` (waypost_claim_send_v1): whether this run may call the Graph API, and with what."""
+    """`claim_send` (waypost_claim_send_v2): whether this run may call the Graph API, and with what:
+    the message's type and, for any type but text, its Graph object (`payload`)."""
 
     message_id: int
     outcome: ClaimOutcome
-    body: str
+    type: str
+    body: str | None
+    payload: dict[str, Any] | None
     send_attempts: int

@@ -1,6 +1,6 @@
 """Claim, send, record: the one path every outbound message takes, AI reply or operator message.
 
-The send itself is guarded by SQL (waypost_claim_send_v1): whatever runs a send, however often, at
+The send itself is guarded by SQL (waypost_claim_send_v2): whatever runs a send, however often, at
 most one claim for a message's idempotency key is live at a time, and a recorded send ends it.
 
 Control goes one way: a task builds its SendRun and hands it to `run_send_task`, which asks the run
@@ -55,9 +55,11 @@ class Outbound:
 
     conversation: Conversation
     key: str  # the idempotency key, also sent to Meta as biz_opaque_callback_data
-    body: str
+    body: str | None  # the text, or what the inbox and the AI's history show for another kind
     author: Literal["ai", "operator"]
     reply_to: Inbound | None = None
+    kind: str = "text"  # the WhatsApp message type
+    payload: dict[str, Any] | None = None  # its Graph object, for any kind but text
 
 
 class SendRun(abc.ABC):
@@ -163,7 +165,9 @@ async def send_once(run: SendRun, outbound: Outbound) -> None:
             conversation_id=outbound.conversation.id,
             idempotency_key=outbound.key,
             author=outbound.author,
+            type=outbound.kind,
             body=outbound.body,
+            payload=Jsonb(outbound.payload) if outbound.payload is not None else None,
             reply_to_message_id=outbound.reply_to.id if outbound.reply_to else None,
             stale_after=run.settings.sending_stale_after,
             grace=run.settings.unknown_grace_seconds,
@@ -196,16 +200,25 @@ async def send_once(run: SendRun, outbound: Outbound) -> None:
     await _send(run, outbound, claim)
 
 
+def graph_content(claim: Claim) -> dict[str, Any]:
+    """The Graph object for the claimed message: the text, or the payload stored with the claim
+    (a retry sends what the first attempt decided, never a new answer)."""
+    if claim.type == "text" or claim.payload is None:
+        return {"preview_url": False, "body": claim.body or ""}
+    return claim.payload
+
+
 async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
     message_id = claim.message_id
     run.clock.log("send start", f"message_id={message_id} send_attempt={claim.send_attempts}")
     conversation = outbound.conversation
     try:
-        wa_message_id = await run.resources.graph.send_text(
+        wa_message_id = await run.resources.graph.send_message(
             phone_number_id=conversation.phone_number_id,
             wa_id=conversation.wa_id,
             user_id=conversation.user_id,
-            body=claim.body,
+            kind=claim.type,
+            content=graph_content(claim),
             context_message_id=outbound.reply_to.wa_message_id if outbound.reply_to else None,
             callback_data=outbound.key,
         )

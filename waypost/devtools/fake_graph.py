@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from waypost import kinds
 from waypost.devtools import payloads
 from waypost.signing import sign
 
@@ -200,19 +201,43 @@ class FakeGraph:
             return "messaging_product must be 'whatsapp'"
         if not body.get("to") and not body.get("recipient"):
             return "'to' (or 'recipient') is required"
-        if body.get("type", "text") != "text":
-            return "this fake only sends text"
-        text = body.get("text")
-        if not isinstance(text, dict) or not isinstance(text.get("body"), str) or not text["body"].strip():
-            return "text.body is required"
-        if len(text["body"]) > 4096:
-            return "text.body is longer than 4096 characters"
+        kind = body.get("type", "text")
+        problem = FakeGraph.content_problem(kind, body.get(kind))
+        if problem:
+            return problem
         callback = body.get("biz_opaque_callback_data")
         if callback is not None and (not isinstance(callback, str) or len(callback) > 512):
             return "biz_opaque_callback_data must be a string of at most 512 characters"
         context = body.get("context")
         if context is not None and not isinstance((context or {}).get("message_id"), str):
             return "context.message_id must be a string"
+        return None
+
+    @staticmethod
+    def content_problem(kind: Any, content: Any) -> str | None:
+        """What Meta would refuse in the `kind` object of a send (waypost.kinds holds the limits)."""
+        if kind == "text":
+            if not isinstance(content, dict) or not isinstance(content.get("body"), str) or not content["body"].strip():
+                return "text.body is required"
+            if len(content["body"]) > kinds.TEXT_MAX:
+                return f"text.body is longer than {kinds.TEXT_MAX} characters"
+            return None
+        if kind in kinds.OUTBOUND_MEDIA_TYPES:
+            if not isinstance(content, dict) or not (content.get("id") or content.get("link")):
+                return f"{kind}.id or {kind}.link is required"
+            caption = content.get("caption")
+            if caption is not None and (kind in ("audio", "sticker") or len(str(caption)) > kinds.CAPTION_MAX):
+                return f"{kind}.caption is not allowed or longer than {kinds.CAPTION_MAX} characters"
+            return None
+        try:
+            if kind == "interactive":
+                kinds.check_interactive(content)
+            elif kind == "reaction":
+                kinds.check_reaction(content)
+            else:
+                return f"this fake does not send {kind!r} messages"
+        except kinds.InvalidMessage as exc:
+            return str(exc)
         return None
 
     async def send(self, request: Request) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The orchestrator ("the AI"): a conversation and its recent history in, a reply (or none) out.
+"""The orchestrator ("the AI"): a conversation and its recent history in, an answer (or none) out.
 
 Providers: `rules` (offline, deterministic, the default) and `openai` (any OpenAI-compatible
 chat completions endpoint). `build_orchestrator` validates the configuration at worker start.
@@ -7,7 +7,7 @@ chat completions endpoint). `build_orchestrator` validates the configuration at 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from waypost.settings import ConfigurationError, Settings
 
@@ -29,6 +29,17 @@ class ReplyRequest:
         return self.history[-1]
 
 
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What the AI sends: a text, or a message of another WhatsApp type (`kind`) with its Graph
+    object (`payload`, checked by waypost.kinds before the send); `text` is then what the inbox and
+    later turns' history show for it."""
+
+    text: str
+    kind: str = "text"
+    payload: dict[str, Any] | None = None
+
+
 class OrchestratorError(Exception):
     """The provider could not produce an answer now (it may later: the job retries)."""
 
@@ -36,7 +47,7 @@ class OrchestratorError(Exception):
 class Orchestrator(Protocol):
     name: str
 
-    async def reply(self, request: ReplyRequest) -> str | None: ...
+    async def reply(self, request: ReplyRequest) -> Answer | None: ...
 
     async def aclose(self) -> None: ...
 

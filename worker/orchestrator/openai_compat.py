@@ -11,7 +11,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from waypost.settings import ConfigurationError, Settings
-from worker.orchestrator import OrchestratorError, ReplyRequest
+from worker.orchestrator import Answer, OrchestratorError, ReplyRequest
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class OpenAIOrchestrator:
         response.raise_for_status()
         return response.json()
 
-    async def reply(self, request: ReplyRequest) -> str | None:
+    async def reply(self, request: ReplyRequest) -> Answer | None:
         body = {"model": self.model, "messages": self.messages(request)}
         try:
             async for attempt in AsyncRetrying(
@@ -74,7 +74,7 @@ class OpenAIOrchestrator:
             raise OrchestratorError(f"unexpected chat completion: {str(data)[:200]}") from exc
         if not isinstance(content, str) or not content.strip():
             return None
-        return content.strip()
+        return Answer(content.strip())
 
     async def aclose(self) -> None:
         await self._client.aclose()

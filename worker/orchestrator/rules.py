@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from waypost.settings import ConfigurationError
-from worker.orchestrator import ReplyRequest
+from worker.orchestrator import Answer, ReplyRequest
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
 
@@ -70,12 +70,12 @@ class RulesOrchestrator:
         except ConfigurationError as exc:
             raise ConfigurationError(f"{path}: {exc}") from exc
 
-    async def reply(self, request: ReplyRequest) -> str | None:
+    async def reply(self, request: ReplyRequest) -> Answer | None:
         text = request.message.text
         answer = next((rule.answer for rule in self.rules if rule.pattern.search(text)), self.fallback)
         if answer is None:
             return None
-        return answer.replace("{contact_name}", request.contact_name or "there")
+        return Answer(answer.replace("{contact_name}", request.contact_name or "there"))
 
     async def aclose(self) -> None:
         return None
