@@ -24,9 +24,10 @@ DELETE FROM media_chunks WHERE media_id = %(media_id)s
 INSERT INTO media_chunks (media_id, seq, data) VALUES (%(media_id)s, %(seq)s, %(data)s)
 
 -- media_stored --
--- The file's bytes are all in media_chunks: the download is done
+-- The file's bytes are all stored (in media_chunks, or one object in the S3 store): the download is done
 UPDATE media
-   SET status = 'stored', mime_type = %(mime_type)s, byte_size = %(byte_size)s, stored_at = now(), last_error = NULL
+   SET status = 'stored', mime_type = %(mime_type)s, byte_size = %(byte_size)s, stored_at = now(), last_error = NULL,
+       storage = %(storage)s, object_bucket = %(object_bucket)s, object_key = %(object_key)s
  WHERE id = %(media_id)s
 
 -- media_message_changed --
@@ -45,7 +46,7 @@ RETURNING id
 
 -- media_file --
 -- What the inbox serves for a media row: its type, name and size, once stored
-SELECT id, kind, mime_type, filename, byte_size, status
+SELECT id, kind, mime_type, filename, byte_size, status, storage, object_bucket, object_key
   FROM media
  WHERE id = %(media_id)s
 

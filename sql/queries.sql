@@ -211,13 +211,21 @@ SELECT m.id, m.conversation_id, m.send_attempts
  LIMIT 500
    FOR UPDATE OF m SKIP LOCKED
 
--- sweep_purge_old_media --
--- Media bytes past WAYPOST_MEDIA_RETENTION_DAYS: the chunks go, the row stays (purged), a batch per run
+-- sweep_old_media --
+-- Files stored longer ago than WAYPOST_MEDIA_RETENTION_DAYS, a batch per run, locked while their
+-- objects are deleted from the S3 store (if that is where they are), then purged
+SELECT id, storage, object_bucket, object_key
+  FROM media
+ WHERE status = 'stored' AND stored_at < now() - make_interval(secs => %(seconds)s)
+ ORDER BY stored_at
+ LIMIT 200
+   FOR UPDATE SKIP LOCKED
+
+-- sweep_purge_media --
+-- These files' bytes are gone: the chunks go, the row stays (purged)
 WITH old AS (
     UPDATE media SET status = 'purged', purged_at = now()
-     WHERE id IN (SELECT id FROM media
-                   WHERE status = 'stored' AND stored_at < now() - make_interval(secs => %(seconds)s)
-                   ORDER BY stored_at LIMIT 200 FOR UPDATE SKIP LOCKED)
+     WHERE id = ANY(%(media_ids)s) AND status = 'stored'
     RETURNING id
 ), gone AS (
     DELETE FROM media_chunks c USING old WHERE c.media_id = old.id

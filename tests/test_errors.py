@@ -39,6 +39,7 @@ CONTRACT: dict[type[errors.WaypostError], tuple[str, int]] = {
     errors.WrongCredentials: ("SIGN_IN_REFUSED", 401),
     errors.TooManySignIns: ("SIGN_IN_REFUSED", 429),
     errors.DatabaseUnavailable: ("DB_UNAVAILABLE", 503),
+    errors.MediaStoreUnavailable: ("MEDIA_STORE_UNAVAILABLE", 503),
     errors.SchemaMismatch: ("DB_MISMATCH", 500),
 }
 # Bases nobody raises as such, and the CLI's operator errors (never answered over HTTP).

@@ -29,7 +29,9 @@ def app_without_lifespan() -> Starlette:
     settings = load_settings(database_url="postgresql://unused@localhost/unused", session_secret="s" * 32)
     app = create_app(settings)
     # these requests stop before any query: the pool is never used
-    app.state.waypost = AppState(settings=settings, pool=cast(Any, None), schema=cast(Any, SchemaOk()))
+    app.state.waypost = AppState(
+        settings=settings, pool=cast(Any, None), schema=cast(Any, SchemaOk()), media_store=cast(Any, None)
+    )
     return app
 
 

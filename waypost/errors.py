@@ -38,6 +38,7 @@ The hierarchy:
     - NoSuchOperator                NOT_FOUND (also a NotFound)
     - OperatorExists                CONFLICT (also a Conflict)
   + DatabaseUnavailable             DB_UNAVAILABLE
+  + MediaStoreUnavailable           MEDIA_STORE_UNAVAILABLE (the S3-compatible store did not answer)
   + SchemaMismatch                  DB_MISMATCH (carries the problems)
 """
 
@@ -247,6 +248,12 @@ class DatabaseUnavailable(WaypostError):
     """the database cannot be reached"""
 
     code = "DB_UNAVAILABLE"
+
+
+class MediaStoreUnavailable(WaypostError):
+    """the media store cannot be reached"""
+
+    code = "MEDIA_STORE_UNAVAILABLE"
 
 
 class SchemaMismatch(WaypostError):

@@ -150,6 +150,9 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
         "stored_at",
         "purged_at",
+        "storage",
+        "object_bucket",
+        "object_key",
     ),
     "media_chunks": ("media_id", "seq", "data"),
     "message_changes": (

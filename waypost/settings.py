@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,6 +15,9 @@ from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# S3's bucket naming rules (lowercase, digits, dots, hyphens; 3 to 63 characters)
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class ConfigurationError(RuntimeError):
@@ -70,6 +74,16 @@ class Settings(BaseSettings):
         ("lookaside.fbsbx.com",), validation_alias=_env("WHATSAPP_MEDIA_HOSTS")
     )
     media_max_attempts: int = Field(6, ge=1, validation_alias=_env("WAYPOST_MEDIA_MAX_ATTEMPTS"))
+    # The longest one download attempt may take, lookup to last byte: a URL that hangs or drips is cut
+    # off and retried with a fresh URL (each read also has WAYPOST_SEND_READ_TIMEOUT).
+    media_download_timeout: float = Field(600.0, gt=0, validation_alias=_env("WAYPOST_MEDIA_DOWNLOAD_TIMEOUT"))
+    # Where file bytes go: empty = PostgreSQL (media_chunks); `s3://bucket/prefix` = an S3-compatible
+    # object store (waypost.media_store), reached at WAYPOST_S3_ENDPOINT_URL (empty: AWS).
+    media_store_url: str = Field("", validation_alias=_env("WAYPOST_MEDIA_STORE_URL"))
+    s3_endpoint_url: str | None = Field(None, validation_alias=_env("WAYPOST_S3_ENDPOINT_URL"))
+    s3_region: str = Field("us-east-1", validation_alias=_env("WAYPOST_S3_REGION"))
+    s3_access_key_id: str | None = Field(None, validation_alias=_env("WAYPOST_S3_ACCESS_KEY_ID"))
+    s3_secret_access_key: SecretStr | None = Field(None, validation_alias=_env("WAYPOST_S3_SECRET_ACCESS_KEY"))
     media_retention_days: float = Field(90.0, gt=0, validation_alias=_env("WAYPOST_MEDIA_RETENTION_DAYS"))
     # The AI's answer to a voice note, or a photo, video or document without a caption, which it cannot
     # read: the message is also left to an operator. Empty: no answer, only the operator is told.
@@ -124,6 +138,11 @@ class Settings(BaseSettings):
                 return None
         return value
 
+    @field_validator("s3_endpoint_url", "s3_access_key_id", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("media_hosts", mode="before")
     @classmethod
     def _host_list(cls, value: Any) -> Any:
@@ -163,6 +182,35 @@ class Settings(BaseSettings):
     def check_sending(self) -> None:
         if not self.whatsapp_access_token:
             raise ConfigurationError("WHATSAPP_ACCESS_TOKEN is not set: the worker cannot send replies")
+
+    def media_store(self) -> tuple[str, str] | None:
+        """The S3 bucket and key prefix files go to, or None: PostgreSQL. Raises ConfigurationError
+        for a URL or an S3 setting that cannot work, at start rather than at the first file."""
+        url = self.media_store_url.strip()
+        if not url or url in ("postgres", "postgresql"):
+            return None
+        parts = urlsplit(url)
+        bucket, prefix = parts.netloc, parts.path.strip("/")
+        if parts.scheme != "s3" or not S3_BUCKET.fullmatch(bucket) or parts.query or parts.fragment:
+            raise ConfigurationError(
+                f"WAYPOST_MEDIA_STORE_URL must be empty (PostgreSQL) or s3://bucket/prefix, not {url!r}"
+            )
+        if self.s3_endpoint_url is not None:
+            endpoint = urlsplit(self.s3_endpoint_url)
+            if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+                raise ConfigurationError(
+                    f"WAYPOST_S3_ENDPOINT_URL must be an http(s) URL, not {self.s3_endpoint_url!r}"
+                )
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ConfigurationError("set both WAYPOST_S3_ACCESS_KEY_ID and WAYPOST_S3_SECRET_ACCESS_KEY, or neither")
+        if self.s3_endpoint_url is not None and self.s3_access_key_id is None:
+            # Without them boto3 would look for AWS credentials (environment, ~/.aws) and sign
+            # requests to another endpoint with them.
+            raise ConfigurationError(
+                "WAYPOST_S3_ENDPOINT_URL is set: set WAYPOST_S3_ACCESS_KEY_ID and WAYPOST_S3_SECRET_ACCESS_KEY "
+                "for that endpoint too"
+            )
+        return bucket, (prefix + "/" if prefix else "")
 
     def check_inbox(self) -> bool:
         """Whether the operator inbox can run: it needs a session secret long enough to sign cookies."""

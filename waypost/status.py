@@ -1,8 +1,9 @@
 """`waypost status`: what an on-call person needs first, read from the database in one go.
 
 Schema state, reply jobs by status with the oldest age, the procrastinate queue, workers and their
-last heartbeat, sends being reconciled, failed sends of the last hour by Graph error code, and
-notifications. `attention` lists what needs a person; the command exits 1 when it is not empty.
+last heartbeat, sends being reconciled, failed sends of the last hour by Graph error code,
+notifications, and where media files go. `attention` lists what needs a person; the command exits 1
+when it is not empty.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 from typing import Any
 
 from waypost.db import connect_sync, fetch_all_sync, fetch_one_sync
+from waypost.media_store import describe
 from waypost.schema import verify
-from waypost.settings import Settings
+from waypost.settings import ConfigurationError, Settings
 
 
 def collect(settings: Settings, max_age_seconds: float) -> dict[str, Any]:
@@ -37,6 +39,10 @@ def collect(settings: Settings, max_age_seconds: float) -> dict[str, Any]:
             "failed_sends_last_hour": {r["code"]: r["sends"] for r in fetch_all_sync(conn, "status_failed_sends")},
             "notifications": fetch_one_sync(conn, "status_notifications"),
         }
+    try:
+        status["media_store"] = describe(settings)
+    except ConfigurationError as exc:
+        status["media_store"] = f"not usable: {exc}"
     status["attention"] = attention(status, settings.stalled_worker_seconds, max_age_seconds)
     return status
 
@@ -49,6 +55,8 @@ def attention(status: dict[str, Any], stalled_after: float, max_age_seconds: flo
     found = []
     if not status["schema"]["ok"]:
         found.append("schema mismatch (DB_MISMATCH): run `waypost migrate`")
+    if status["media_store"].startswith("not usable"):
+        found.append(f"media store {status['media_store']}")
     live = [w for w in status["workers"] if w["heartbeat_age_seconds"] < stalled_after]
     if not live:
         found.append(f"no live worker (no heartbeat in the last {stalled_after:.0f}s)")
@@ -80,6 +88,7 @@ def render(status: dict[str, Any]) -> str:
     lines.append("failed sends, last hour: " + (", ".join(f"{code} x{n}" for code, n in failed.items()) or "none"))
     notes = status["notifications"]
     lines.append(f"notifications: {notes['unread']} unread, {notes['snoozed']} snoozed")
+    lines.append(f"media store: {status['media_store']}")
     lines.append("attention: " + ("; ".join(status["attention"]) or "nothing"))
     return "\n".join(lines)
 

@@ -16,6 +16,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from waypost.db import create_pool
 from waypost.logs import setup_logging
+from waypost.media_store import MediaStore
 from waypost.settings import Settings, load_settings
 from webhook import endpoints
 from webhook.errors import exception_handlers
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         inbox = resolved.check_inbox()
         if not inbox:
             logger.warning("operator inbox off: set WAYPOST_SESSION_SECRET to serve /inbox")
+        media_store = MediaStore(resolved)  # a broken WAYPOST_MEDIA_STORE_URL stops the start here
         pool = create_pool(resolved, name="waypost-web")
         await pool.open(wait=True, timeout=15)
         feed = live.InboxFeed(resolved.require_database_url()) if inbox else None
@@ -112,12 +114,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             logger.info("web app ready, schema %s", "ok" if report.ok else "MISMATCH")
             if feed is not None:
                 feed.start()
-            app.state.waypost = AppState(settings=resolved, pool=pool, schema=guard, feed=feed)
+            app.state.waypost = AppState(settings=resolved, pool=pool, schema=guard, media_store=media_store, feed=feed)
             yield
         finally:
             if feed is not None:
                 await feed.stop()
             await pool.close()
+            await media_store.aclose()
 
     return Starlette(
         routes=routes(resolved),

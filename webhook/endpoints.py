@@ -203,7 +203,7 @@ async def run_outbound_jobs(request: Request) -> Response:
         logger.warning("cron endpoint: wrong secret (%s)", method)
         raise Unauthorized("wrong cron secret")
     started = time.perf_counter()
-    report = await sweep_now(state.pool, state.settings)
+    report = await sweep_now(state.pool, state.settings, state.media_store)
     elapsed = (time.perf_counter() - started) * 1000
     return JSONResponse(
         {

@@ -36,6 +36,7 @@ STATUS: dict[type[errors.WaypostError], int] = {
     errors.UnusableCredentials: 400,
     errors.TooManySignIns: 429,
     errors.DatabaseUnavailable: 503,
+    errors.MediaStoreUnavailable: 503,
     errors.SchemaMismatch: 500,
 }
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from waypost.db import DictPool
+from waypost.media_store import MediaStore
 from waypost.schema import SchemaReport, verify_async
 from waypost.settings import Settings
 
@@ -54,6 +55,7 @@ class AppState:
     settings: Settings
     pool: DictPool
     schema: SchemaGuard
+    media_store: MediaStore
     feed: InboxFeed | None = None  # the live inbox feed; None when the inbox is off
 
 

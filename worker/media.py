@@ -1,16 +1,19 @@
 """Downloading an inbound media file: its own job, queued with the message (webhook.ingest).
 
 Each attempt asks Meta for a fresh URL (`GET /{media-id}`: the URL lives minutes, the id days), streams
-the file from Meta's media host with the access token, and writes it a chunk at a time into
-media_chunks in one transaction, so a large file never sits whole in memory and a failed attempt leaves
-nothing behind. The bytes are checked against the SHA-256 Meta gave and against Meta's size limit for
-the kind. A transient failure is retried with backoff up to WAYPOST_MEDIA_MAX_ATTEMPTS; then the
-download is given up: the message stays, the inbox says the file could not be fetched, the operators
-get a notification. Nothing here blocks the conversation's replies.
+the file from Meta's media host with the access token, and writes it a chunk at a time into the media
+store (waypost.media_store: PostgreSQL or S3), so a large file never sits whole in memory and a failed
+attempt leaves nothing behind. An attempt has WAYPOST_MEDIA_DOWNLOAD_TIMEOUT in all: a download that
+hangs or drips is cut off and retried with a fresh URL. The bytes are checked against the SHA-256
+Meta gave and against Meta's size limit for the kind. A transient failure is retried with backoff up
+to WAYPOST_MEDIA_MAX_ATTEMPTS; then the download is given up: the message stays, the inbox says the
+file could not be fetched, the operators get a notification. Nothing here blocks the conversation's
+replies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -21,7 +24,9 @@ import httpx
 import procrastinate
 
 from waypost.db import execute, fetch_optional
+from waypost.errors import MediaStoreUnavailable
 from waypost.logs import log_context
+from waypost.media_store import CHUNK_BYTES
 from worker.graph import OffHost
 from worker.queue import app
 from worker.resources import WorkerResources, resources_of
@@ -33,7 +38,6 @@ logger = logging.getLogger(__name__)
 MB = 1024 * 1024
 # Meta's limits per message type (Cloud API, "Supported media types"); docs/whatsapp.md.
 SIZE_LIMITS = {"image": 5 * MB, "audio": 16 * MB, "video": 16 * MB, "document": 100 * MB, "sticker": 500 * 1024}
-CHUNK_BYTES = 1 * MB
 
 
 class DownloadFailed(Exception):
@@ -61,8 +65,13 @@ class Download:
         if media is None:
             logger.info("media %s: nothing to download (stored or given up)", self.media_id)
             return
+        timeout = self.settings.media_download_timeout
         try:
-            size = await self.fetch(media)
+            try:
+                async with asyncio.timeout(timeout):
+                    size = await self.fetch(media)
+            except TimeoutError as exc:
+                raise DownloadFailed(f"not downloaded within {timeout:g} s", retryable=True) from exc
         except DownloadFailed as failure:
             await self.failed(media, failure)
         else:
@@ -97,30 +106,22 @@ class Download:
             raise DownloadFailed(f"media download: {type(exc).__name__}: {exc}", retryable=True) from exc
 
     async def store(self, response: httpx.Response, limit: int, expected: set[str], mime_type: str | None) -> int:
-        """The file, a chunk at a time, in one transaction: all of it or nothing."""
+        """The file, a chunk at a time, into the media store: all of it or nothing."""
         digest = hashlib.sha256()
-        size = seq = 0
-        pending = bytearray()
-        async with self.resources.pool.connection() as conn, conn.transaction():
-            await execute(conn, "media_clear_chunks", media_id=self.media_id)
-            async for piece in response.aiter_bytes(CHUNK_BYTES):
-                size += len(piece)
-                if size > limit:
-                    raise DownloadFailed(f"over Meta's {limit} byte limit for this kind of file", retryable=False)
-                digest.update(piece)
-                pending += piece
-                while len(pending) >= CHUNK_BYTES:
-                    await execute(
-                        conn, "media_chunk_insert", media_id=self.media_id, seq=seq, data=bytes(pending[:CHUNK_BYTES])
-                    )
-                    del pending[:CHUNK_BYTES]
-                    seq += 1
-            if pending:
-                await execute(conn, "media_chunk_insert", media_id=self.media_id, seq=seq, data=bytes(pending))
-            if expected and digest.hexdigest() not in expected:
-                raise DownloadFailed("the file's SHA-256 does not match Meta's", retryable=True)
-            await execute(conn, "media_stored", media_id=self.media_id, mime_type=mime_type, byte_size=size)
-            await execute(conn, "media_message_changed", media_id=self.media_id)
+        size = 0
+        try:
+            async with self.resources.media_store.writer(self.resources.pool, self.media_id) as writer:
+                async for piece in response.aiter_bytes(CHUNK_BYTES):
+                    size += len(piece)
+                    if size > limit:
+                        raise DownloadFailed(f"over Meta's {limit} byte limit for this kind of file", retryable=False)
+                    digest.update(piece)
+                    await writer.write(piece)
+                if expected and digest.hexdigest() not in expected:
+                    raise DownloadFailed("the file's SHA-256 does not match Meta's", retryable=True)
+                await writer.commit(mime_type=mime_type, byte_size=size)
+        except MediaStoreUnavailable as exc:
+            raise DownloadFailed(f"media store: {exc}", retryable=True) from exc
         return size
 
     async def failed(self, media: dict[str, Any], failure: DownloadFailed) -> None:
@@ -149,9 +150,12 @@ class Download:
 def _check_status(step: str, response: httpx.Response) -> None:
     if response.status_code == 200:
         return
-    # Meta's 4xx (an expired or unknown media id, a refused token) will not mend by waiting; 429 and
-    # 5xx may, and a redirect means the URL was not Meta's media host after all.
+    # A 4xx to the lookup (an unknown media id, a refused token) will not mend by waiting; 429 and
+    # 5xx may. A 4xx to the download is most likely an expired URL (Meta's last 5 minutes): the next
+    # attempt asks for a fresh one. A redirect means the URL was not Meta's media host after all.
     retryable = response.status_code == 429 or response.status_code >= 500
+    if step == "media download" and 400 <= response.status_code < 500:
+        retryable = True
     raise DownloadFailed(f"{step}: HTTP {response.status_code}", retryable=retryable)
 
 

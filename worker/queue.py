@@ -105,7 +105,7 @@ async def sweep_task(context: procrastinate.JobContext, timestamp: int) -> None:
     resources = resources_of(context)
     # A periodic run serves no request: its lines carry its own id, as procrastinate's do (waypost.logs).
     with log_context(request_id=job_request_id(job.task_name, job.id or 0, job.task_kwargs), job_id=job.id):
-        await sweep(resources.pool, resources.settings, context.app.job_manager)
+        await sweep(resources.pool, resources.settings, context.app.job_manager, resources.media_store)
 
 
 async def open_app(settings: Settings) -> Pool:

@@ -1,6 +1,6 @@
 """What tasks need besides their arguments, built once per worker process and handed to tasks
 through procrastinate's `additional_context` (no module globals): the settings, the pool the App
-runs on (our queries share it), the orchestrator and the Graph client."""
+runs on (our queries share it), the orchestrator, the Graph client and the media store."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import procrastinate
 from psycopg_pool import AsyncConnectionPool
 
 from waypost.db import Pool
+from waypost.media_store import MediaStore
 from waypost.settings import Settings
 from worker.graph import GraphClient
 from worker.orchestrator import Orchestrator, build_orchestrator
@@ -34,20 +35,25 @@ class WorkerResources:
     pool: Pool
     orchestrator: Orchestrator
     graph: GraphClient
+    media_store: MediaStore
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings, pool: Pool) -> AsyncIterator[WorkerResources]:
         # Both constructors validate their settings: a broken configuration stops the worker here.
-        orchestrator = build_orchestrator(settings)
+        media_store = MediaStore(settings)
         try:
-            graph = GraphClient(settings)
+            orchestrator = build_orchestrator(settings)
             try:
-                yield cls(settings, pool, orchestrator, graph)
+                graph = GraphClient(settings)
+                try:
+                    yield cls(settings, pool, orchestrator, graph, media_store)
+                finally:
+                    await graph.aclose()
             finally:
-                await graph.aclose()
+                await orchestrator.aclose()
         finally:
-            await orchestrator.aclose()
+            await media_store.aclose()
 
 
 def resources_of(context: procrastinate.JobContext) -> WorkerResources:

@@ -14,7 +14,8 @@ from procrastinate.manager import JobManager
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import execute, fetch_all, fetch_value
+from waypost.db import execute, fetch_all
+from waypost.media_store import MediaStore
 from waypost.settings import Settings
 from worker.tasks import defer_operator_send, defer_reply
 
@@ -40,8 +41,11 @@ class SweepReport:
         return dataclasses.asdict(self)
 
 
-async def sweep(pool: AsyncConnectionPool[Any], settings: Settings, manager: JobManager) -> SweepReport:
-    """`manager` runs procrastinate's own queries (stalled jobs, retention) on `pool` too."""
+async def sweep(
+    pool: AsyncConnectionPool[Any], settings: Settings, manager: JobManager, media_store: MediaStore
+) -> SweepReport:
+    """`manager` runs procrastinate's own queries (stalled jobs, retention) on `pool` too; old files'
+    bytes go from `media_store` (their chunks or their S3 objects)."""
     started = time.perf_counter()
     report = SweepReport()
 
@@ -111,8 +115,7 @@ async def sweep(pool: AsyncConnectionPool[Any], settings: Settings, manager: Job
         report.webhook_events_deleted = await execute(conn, "sweep_delete_old_webhook_events", seconds=seconds)
         await execute(conn, "sweep_delete_old_sign_in_attempts")
         await execute(conn, "sweep_delete_old_operator_sessions", seconds=seconds)
-        media_seconds = settings.media_retention_days * 86400
-        report.media_purged = await fetch_value(conn, "sweep_purge_old_media", seconds=media_seconds)
+    report.media_purged = await media_store.purge_old(pool, settings.media_retention_days * 86400)
     report.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("sweep done: %s", report.as_dict())
     return report

@@ -21,6 +21,7 @@ from waypost.db import execute
 from waypost.settings import Settings
 
 if TYPE_CHECKING:
+    from waypost.media_store import MediaStore
     from worker.sweep import SweepReport
 
 # Task names are a contract with the database too: sql/queries.sql (sweep_orphan_operator_messages)
@@ -57,9 +58,7 @@ def operator_key(client_key: str) -> str:
 _on_callers_connection = JobManager(PsycopgConnector())
 
 
-async def _defer(
-    conn: AsyncConnection[Any], task: str, queue: str, lock: str | None, **task_kwargs: int | str
-) -> int:
+async def _defer(conn: AsyncConnection[Any], task: str, queue: str, lock: str | None, **task_kwargs: int | str) -> int:
     # Exactly what the task's own `configure(connection=..., lock=...)` wrote: its name, its queue,
     # the lock, no queueing lock, the default priority.
     deferrer = configure_task(name=task, job_manager=_on_callers_connection, connection=conn, lock=lock, queue=queue)
@@ -105,11 +104,11 @@ async def defer_download(conn: AsyncConnection[Any], *, media_id: int, request_i
     return await _defer(conn, DOWNLOAD_MEDIA, MEDIA_QUEUE, None, media_id=media_id, request_id=request_id)
 
 
-async def sweep_now(pool: AsyncConnectionPool[Any], settings: Settings) -> SweepReport:
-    """The sweep, run by the cron endpoint on the web app's pool."""
+async def sweep_now(pool: AsyncConnectionPool[Any], settings: Settings, media_store: MediaStore) -> SweepReport:
+    """The sweep, run by the cron endpoint on the web app's pool and media store."""
     # Imported here, not above: worker.sweep defers through this module.
     from worker.sweep import sweep
 
     connector = PsycopgConnector()
     await connector.open_async(pool=pool)  # the web app's pool, not a second one
-    return await sweep(pool, settings, JobManager(connector))
+    return await sweep(pool, settings, JobManager(connector), media_store)

@@ -2,7 +2,8 @@
 
 It validates a send like Meta does, answers with a wamid, records every request, can be told
 (in Python or over HTTP under /_fake/) to answer errors or to hang, and can post signed status
-webhooks (sent, delivered, read, failed; echoing biz_opaque_callback_data) back to Waypost.
+webhooks (sent, delivered, read, failed; echoing biz_opaque_callback_data) back to Waypost. It
+serves media files too (`add_media`): a fresh URL per lookup, which can fail, hang, drip or expire.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import dataclasses
 import hashlib
 import json
 import random
+import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from waypost import kinds
@@ -52,7 +55,7 @@ class Behaviour:
 
 @dataclasses.dataclass
 class FakeMedia:
-    """A file the fake serves for a media id, and how its next requests fail."""
+    """A file the fake serves for a media id, and how its next requests fail, hang or expire."""
 
     data: bytes
     mime_type: str
@@ -60,6 +63,32 @@ class FakeMedia:
     fail_downloads: int = 0  # the next downloads of its URL answer 503
     url_host: str | None = None  # the URL names this host instead of the fake's own
     sha256: str | None = None  # reported instead of the file's own
+    # The next `hang_downloads` downloads send `hang_after_bytes` of the file (0: not even the
+    # headers), then go silent for `hang_seconds` or until `release` is set.
+    hang_downloads: int = 0
+    hang_after_bytes: int = 0
+    hang_seconds: float = 60.0
+    release: threading.Event = dataclasses.field(default_factory=threading.Event)
+    # The next `slow_downloads` downloads drip: DRIP_BYTES every DRIP_SECONDS, each read in time,
+    # the whole never (only the worker's deadline for an attempt stops them).
+    slow_downloads: int = 0
+    # A URL from a lookup stops working (answers as an expired one) after this many seconds or
+    # downloads; None: never.
+    url_ttl: float | None = None
+    url_uses: int | None = None
+    expired_urls: int = 0  # the next lookups hand out a URL that has expired already (a late download)
+
+
+@dataclasses.dataclass
+class IssuedUrl:
+    media_id: str
+    issued_at: float
+    expired: bool = False
+    uses: int = 0
+
+
+DRIP_BYTES = 16 * 1024
+DRIP_SECONDS = 0.2
 
 
 @dataclasses.dataclass
@@ -132,6 +161,10 @@ class FakeGraph:
         self.media: dict[str, FakeMedia] = {}
         # (what, media id, Authorization header) for every media lookup and download
         self.media_requests: list[tuple[str, str, str | None]] = []
+        # (what, token) for every URL a lookup issued ("issued") and every download of one ("served",
+        # "expired": asked after its url_ttl or url_uses ran out, "hung", "dripped")
+        self.media_urls: list[tuple[str, str]] = []
+        self._issued: dict[str, IssuedUrl] = {}
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
@@ -309,7 +342,12 @@ class FakeGraph:
         if media.fail_lookups > 0:
             media.fail_lookups -= 1
             return JSONResponse(error_body(131000, "Something went wrong"), status_code=503)
-        url = httpx.URL(f"{self.url}/_fake/media/{media_id}")
+        token = uuid.uuid4().hex  # each lookup a new URL, as Meta's (mid, ext, hash) differ each time
+        expired = media.expired_urls > 0  # as if the download came after Meta's 5 minutes
+        media.expired_urls -= expired
+        self._issued[token] = IssuedUrl(media_id, time.monotonic(), expired=expired)
+        self.media_urls.append(("issued", token))
+        url = httpx.URL(f"{self.url}/_fake/media/{media_id}", params={"token": token})
         if media.url_host:
             url = url.copy_with(host=media.url_host)
         return JSONResponse(
@@ -329,12 +367,48 @@ class FakeGraph:
         if request.headers.get("authorization") != f"Bearer {self.access_token}":
             return Response(status_code=401)
         media = self.media.get(media_id)
-        if media is None:
+        issued = self._issued.get(token := request.query_params.get("token", ""))
+        if media is None or issued is None or issued.media_id != media_id:
             return Response(status_code=404)
+        issued.uses += 1
+        if (
+            issued.expired
+            or (media.url_ttl is not None and time.monotonic() - issued.issued_at > media.url_ttl)
+            or (media.url_uses is not None and issued.uses > media.url_uses)
+        ):
+            # Meta's reference lists 404 among the download's answers; "must be re-retrieved if expired"
+            self.media_urls.append(("expired", token))
+            return JSONResponse(error_body(100, "The media URL has expired."), status_code=404)
         if media.fail_downloads > 0:
             media.fail_downloads -= 1
             return Response(status_code=503)
-        return Response(media.data, media_type=media.mime_type)
+        if media.hang_downloads > 0:
+            media.hang_downloads -= 1
+            self.media_urls.append(("hung", token))
+            if not media.hang_after_bytes:
+                await self._hang(request, media)
+                return Response(media.data, media_type=media.mime_type)
+            return StreamingResponse(self._hang_midway(request, media), media_type=media.mime_type)
+        if media.slow_downloads > 0:
+            media.slow_downloads -= 1
+            self.media_urls.append(("dripped", token))
+            return StreamingResponse(_drip(media.data), media_type=media.mime_type)
+        self.media_urls.append(("served", token))
+        return Response(media.data, media_type=media.mime_type, headers={"Content-Length": str(len(media.data))})
+
+    @staticmethod
+    async def _hang(request: Request, media: FakeMedia) -> None:
+        """Silence until released, `hang_seconds` pass, or the client gives up."""
+        deadline = time.monotonic() + media.hang_seconds
+        while not media.release.is_set() and time.monotonic() < deadline:
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.05)
+
+    async def _hang_midway(self, request: Request, media: FakeMedia) -> AsyncIterator[bytes]:
+        yield media.data[: media.hang_after_bytes]
+        await self._hang(request, media)
+        yield media.data[media.hang_after_bytes :]
 
     async def media_upload(self, request: Request) -> JSONResponse:
         """PUT /_fake/media/{media-id} with the file as the body: serve it as that media id from now on
@@ -362,6 +436,12 @@ class FakeGraph:
         data = await request.json()
         code = await self.post_status(data.pop("wa_message_id"), data.pop("status"), **data)
         return JSONResponse({"webhook_status": code})
+
+
+async def _drip(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), DRIP_BYTES):
+        yield data[start : start + DRIP_BYTES]
+        await asyncio.sleep(DRIP_SECONDS)
 
 
 def main() -> None:

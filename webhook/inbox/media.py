@@ -2,17 +2,18 @@
 only what is known to be harmless: an image, audio or video whose stored type is on a short list AND
 whose first bytes say the same. Anything else (an SVG, an HTML page, a PDF, a type that lies) is
 offered as a download (`application/octet-stream`, `Content-Disposition: attachment`). Always
-`nosniff`, and the bytes are streamed a stored chunk at a time."""
+`nosniff`, and the bytes are streamed a stored chunk at a time, from PostgreSQL or the S3 store."""
 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
 from waypost.db import DictPool, fetch_optional
 from waypost.errors import NotFound
+from waypost.media_store import MediaStore
 
 # Types shown inline, each with the first bytes that prove it (offset, magic).
 INLINE: dict[str, tuple[tuple[int, bytes], ...]] = {
@@ -57,13 +58,16 @@ def disposition(kind: str, filename: str | None, inline: bool) -> str:
     return f"{'inline' if inline else 'attachment'}; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
 
 
-async def media_response(pool: DictPool, media_id: int, *, download: bool) -> Response:
+async def media_response(pool: DictPool, store: MediaStore, media_id: int, *, download: bool) -> Response:
     async with pool.connection() as conn:
         media = await fetch_optional(conn, "media_file", media_id=media_id)
-        first = await fetch_optional(conn, "media_chunk", media_id=media_id, seq=0)
-    if media is None or media["status"] != "stored" or first is None:
+    if media is None or media["status"] != "stored":
         raise NotFound.of("file")
-    head = bytes(first["data"])
+    chunks = store.chunks(pool, media)  # from where this file's row says its bytes are
+    head = await anext(chunks, None)
+    if head is None:
+        await chunks.aclose()
+        raise NotFound.of("file")
     shown = None if download else inline_type(media["mime_type"], head[:16])
     headers = {
         "Content-Disposition": disposition(media["kind"], media["filename"], shown is not None),
@@ -71,18 +75,13 @@ async def media_response(pool: DictPool, media_id: int, *, download: bool) -> Re
         "Cache-Control": "private, max-age=3600",
         "X-Content-Type-Options": "nosniff",
     }
-    return StreamingResponse(
-        _chunks(pool, media_id, head), media_type=shown or "application/octet-stream", headers=headers
-    )
+    return StreamingResponse(_then(head, chunks), media_type=shown or "application/octet-stream", headers=headers)
 
 
-async def _chunks(pool: DictPool, media_id: int, first: bytes) -> AsyncIterator[bytes]:
-    yield first
-    seq = 1
-    while True:
-        async with pool.connection() as conn:
-            chunk = await fetch_optional(conn, "media_chunk", media_id=media_id, seq=seq)
-        if chunk is None:
-            return
-        yield bytes(chunk["data"])
-        seq += 1
+async def _then(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()

@@ -191,7 +191,8 @@ async def media_file(request: Request) -> Response:
     """A contact's file (webhook.inbox.media decides inline or download)."""
     media_id = store.row_id(request.path_params["media_id"], "file")
     download = present.flag(request.query_params, "download")
-    return await media.media_response(app_state(request).pool, media_id, download=download)
+    state = app_state(request)
+    return await media.media_response(state.pool, state.media_store, media_id, download=download)
 
 
 @operator_page

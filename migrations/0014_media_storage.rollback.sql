@@ -1,0 +1,1 @@
+ALTER TABLE media DROP COLUMN IF EXISTS object_key, DROP COLUMN IF EXISTS object_bucket, DROP COLUMN IF EXISTS storage;
