@@ -45,7 +45,7 @@ async def test_rules_file_first_match_wins_and_no_fallback_means_no_reply(tmp_pa
     "content, error",
     [
         ("[[rules]]\nkeywords = ['x']\n", "'answer' must be a non-empty string"),
-        ("[[rules]]\nanswer = 'x'\n", "give 'keywords', 'regex' or both"),
+        ("[[rules]]\nanswer = 'x'\n", "give 'keywords', 'regex', 'reaction' or several"),
         ("[[rules]]\nregex = '('\nanswer = 'x'\n", "bad regex"),
         ("fallback = 3\n", "'fallback' must be a string"),
         ("not toml = = =", "not valid TOML"),

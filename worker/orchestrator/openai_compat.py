@@ -1,9 +1,14 @@
 """The `openai` provider: any OpenAI-compatible /chat/completions endpoint (OpenAI, Ollama, vLLM,
 llama.cpp server...). OPENAI_BASE_URL includes the version prefix, e.g. https://api.openai.com/v1
-or http://localhost:11434/v1. Retries 429, 5xx and transport errors with backoff (tenacity)."""
+or http://localhost:11434/v1. Retries 429, 5xx and transport errors with backoff (tenacity).
+
+Each turn is one chat message worded by `Turn.describe` (captions, document names, transcripts,
+reactions and quotes as text); a photo the reply run attached (OPENAI_VISION) goes with its turn as
+an `image_url` part holding a data: URL, so no URL of ours is ever handed to the provider."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -11,7 +16,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from waypost.settings import ConfigurationError, Settings
-from worker.orchestrator import OrchestratorError, ReplyRequest
+from worker.orchestrator import OrchestratorError, ReplyRequest, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +27,14 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code == 429 or exc.response.status_code >= 500
     return isinstance(exc, httpx.TransportError)
+
+
+def _content(turn: Turn) -> str | list[dict[str, Any]]:
+    text = turn.describe()
+    if turn.image is None:
+        return text
+    url = f"data:{turn.image.mime_type};base64,{base64.b64encode(turn.image.data).decode()}"
+    return [{"type": "text", "text": text or "[a photo]"}, {"type": "image_url", "image_url": {"url": url}}]
 
 
 class OpenAIOrchestrator:
@@ -44,10 +57,10 @@ class OpenAIOrchestrator:
             timeout=settings.openai_timeout,
         )
 
-    def messages(self, request: ReplyRequest) -> list[dict[str, str]]:
+    def messages(self, request: ReplyRequest) -> list[dict[str, Any]]:
         return [
             {"role": "system", "content": self.system_prompt},
-            *({"role": ROLES[turn.author], "content": turn.text} for turn in request.history),
+            *({"role": ROLES[turn.author], "content": _content(turn)} for turn in request.history),
         ]
 
     async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:

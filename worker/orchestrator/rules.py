@@ -1,4 +1,8 @@
-"""The `rules` provider: keyword and regex rules from a TOML file, first match wins, else the fallback."""
+"""The `rules` provider: keyword and regex rules from a TOML file, first match wins, else the fallback.
+
+Rules match the words of the message answered (a text, a caption, a voice note's transcript, a
+document's name, a reaction's emoji); a rule with `reaction = ["👍"]` matches a reaction with one of
+those emojis (or a message that is only that emoji), whatever the skin tone."""
 
 from __future__ import annotations
 
@@ -8,21 +12,36 @@ import tomllib
 from pathlib import Path
 
 from waypost.settings import ConfigurationError
-from worker.orchestrator import ReplyRequest
+from worker.orchestrator import ReplyRequest, Turn
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
+
+
+# Emoji variation selector and skin tones: 👍🏽 and ❤️ match a rule written 👍 or ❤
+EMOJI_VARIANTS = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
+
+
+def emoji_key(text: str) -> str:
+    return EMOJI_VARIANTS.sub("", text.strip())
 
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
     name: str
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | None
     answer: str
+    reactions: frozenset[str] = frozenset()
+
+    def matches(self, turn: Turn) -> bool:
+        if self.reactions and turn.kind in ("reaction", "text") and emoji_key(turn.text) in self.reactions:
+            return True
+        return self.pattern is not None and bool(self.pattern.search(turn.words))
 
 
 def _compile(index: int, raw: dict[str, object]) -> Rule:
     name = str(raw.get("name") or f"rule {index + 1}")
     answer, keywords, regex = raw.get("answer"), raw.get("keywords"), raw.get("regex")
+    reaction = raw.get("reaction")
     if not isinstance(answer, str) or not answer.strip():
         raise ConfigurationError(f"{name}: 'answer' must be a non-empty string")
     parts = []
@@ -34,13 +53,18 @@ def _compile(index: int, raw: dict[str, object]) -> Rule:
         if not isinstance(regex, str):
             raise ConfigurationError(f"{name}: 'regex' must be a string")
         parts.append(f"(?:{regex})")
-    if not parts:
-        raise ConfigurationError(f"{name}: give 'keywords', 'regex' or both")
+    reactions: frozenset[str] = frozenset()
+    if reaction is not None:
+        if not isinstance(reaction, list) or not all(isinstance(e, str) and emoji_key(e) for e in reaction):
+            raise ConfigurationError(f"{name}: 'reaction' must be a list of emojis")
+        reactions = frozenset(emoji_key(e) for e in reaction)
+    if not parts and not reactions:
+        raise ConfigurationError(f"{name}: give 'keywords', 'regex', 'reaction' or several")
     try:
-        pattern = re.compile("|".join(parts), re.IGNORECASE)
+        pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
     except re.error as exc:
         raise ConfigurationError(f"{name}: bad regex: {exc}") from exc
-    return Rule(name, pattern, answer)
+    return Rule(name, pattern, answer, reactions)
 
 
 class RulesOrchestrator:
@@ -71,8 +95,7 @@ class RulesOrchestrator:
             raise ConfigurationError(f"{path}: {exc}") from exc
 
     async def reply(self, request: ReplyRequest) -> str | None:
-        text = request.message.text
-        answer = next((rule.answer for rule in self.rules if rule.pattern.search(text)), self.fallback)
+        answer = next((rule.answer for rule in self.rules if rule.matches(request.message)), self.fallback)
         if answer is None:
             return None
         return answer.replace("{contact_name}", request.contact_name or "there")
