@@ -150,7 +150,8 @@ SELECT * FROM (
            o.email AS operator_email, j.status AS ai_job_status, j.skip_reason AS ai_skip_reason,
            md.id AS media_id, md.kind AS media_kind, md.mime_type AS media_mime_type,
            md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
-           md.last_error AS media_error,
+           md.last_error AS media_error, md.transcript AS media_transcript,
+           md.transcript_status AS media_transcript_status,
            q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
            NULLIF(rx.emoji, '') AS reaction
       FROM messages m
@@ -177,7 +178,8 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
        o.email AS operator_email, NULL::text AS ai_job_status, NULL::text AS ai_skip_reason,
        md.id AS media_id, md.kind AS media_kind, md.mime_type AS media_mime_type,
        md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
-       md.last_error AS media_error,
+       md.last_error AS media_error, md.transcript AS media_transcript,
+       md.transcript_status AS media_transcript_status,
        q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
        NULL::text AS reaction
   FROM messages m

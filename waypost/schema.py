@@ -71,6 +71,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "started_at",
         "finished_at",
         "updated_at",
+        "waiting_since",
     ),
     "webhook_events": (
         "id",
@@ -146,6 +147,11 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
         "stored_at",
         "purged_at",
+        "transcript_status",
+        "transcript",
+        "transcript_attempts",
+        "transcript_error",
+        "transcribed_at",
     ),
     "media_chunks": ("media_id", "seq", "data"),
     # operators' views (docs/operations.md)

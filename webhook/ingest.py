@@ -200,7 +200,7 @@ async def _ingest_message(
         body=message.body,
         payload=Jsonb(message.payload),
         contact_sent_at=message.contact_sent_at,
-        needs_reply=message.needs_reply,
+        needs_reply=await _needs_reply(conn, message),
         request_id=request_id,
     )
     if not row["created"]:
@@ -225,6 +225,16 @@ async def _ingest_message(
         outbound_job_id,
         procrastinate_job_id,
     )
+
+
+async def _needs_reply(conn: DictConnection, message: InboundMessage) -> bool:
+    """A reaction is answered when it reacts to a question of the AI (it is the answer); any other
+    reaction, or one taken back (no emoji), is only shown to the operators."""
+    target = message.reacted_to
+    if message.type != "reaction" or not target or not (message.body or "").strip():
+        return message.needs_reply
+    params = {"phone_number_id": message.phone_number_id, "wa_id": message.wa_id, "user_id": message.user_id}
+    return bool(await fetch_value(conn, "reaction_answers_ai_question", target=target, **params))
 
 
 async def _queue_media_download(

@@ -23,6 +23,7 @@ import procrastinate
 from waypost.db import execute, fetch_optional
 from waypost.logs import log_context
 from worker.graph import OffHost
+from worker.media_ready import file_stored, give_up_download
 from worker.queue import app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision, RetryLater, retry_delay
@@ -54,6 +55,7 @@ class Download:
         self.resources = resources
         self.settings = resources.settings
         self.media_id = media_id
+        self.kind = ""
 
     async def run(self) -> None:
         async with self.resources.pool.connection() as conn:
@@ -61,6 +63,7 @@ class Download:
         if media is None:
             logger.info("media %s: nothing to download (stored or given up)", self.media_id)
             return
+        self.kind = str(media["kind"])
         try:
             size = await self.fetch(media)
         except DownloadFailed as failure:
@@ -121,6 +124,7 @@ class Download:
                 raise DownloadFailed("the file's SHA-256 does not match Meta's", retryable=True)
             await execute(conn, "media_stored", media_id=self.media_id, mime_type=mime_type, byte_size=size)
             await execute(conn, "media_message_changed", media_id=self.media_id)
+            await file_stored(conn, self.settings, self.media_id, self.kind)  # transcription, or wake the reply
         return size
 
     async def failed(self, media: dict[str, Any], failure: DownloadFailed) -> None:
@@ -134,16 +138,7 @@ class Download:
             raise RetryLater(reason, delay)
         logger.error("media %s: download given up after %s attempt(s): %s", self.media_id, attempts, reason)
         async with self.resources.pool.connection() as conn, conn.transaction():
-            if await fetch_optional(conn, "media_give_up", media_id=self.media_id, last_error=reason):
-                await execute(conn, "media_message_changed", media_id=self.media_id)
-                await execute(
-                    conn,
-                    "notification_insert",
-                    conversation_id=media["conversation_id"],
-                    message_id=media["message_id"],
-                    kind="media_failed",
-                    body=f"The contact's {media['kind']} could not be downloaded: {reason}",
-                )
+            await give_up_download(conn, media, reason)  # the operators are told, a waiting reply woken
 
 
 def _check_status(step: str, response: httpx.Response) -> None:

@@ -6,7 +6,9 @@ phrase with request_id, job_id and the elapsed milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
 import logging
 from typing import Any
 
@@ -15,9 +17,11 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from waypost import metrics
-from waypost.db import execute, fetch_all, fetch_one, fetch_optional
+from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_value
+from waypost.settings import Settings
 from waypost.text import clean_text
-from worker.orchestrator import OrchestratorError, ReplyRequest, Turn
+from worker.media_ready import transcribes
+from worker.orchestrator import Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
@@ -28,6 +32,8 @@ from worker.tasks import REPLY_QUEUE, SEND_REPLY, idempotency_key
 logger = logging.getLogger(__name__)
 
 WINDOW = dt.timedelta(hours=24)
+# The image types OpenAI-compatible vision models take
+VISION_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 
 # Why an AI reply was skipped, and what the operator is told about it (other reasons: nothing).
 AI_PAUSED = "AI disabled for this conversation"
@@ -43,6 +49,31 @@ SKIP_NOTIFICATIONS = {
         "A message could not be answered inside the 24-hour window; only a template message can reach the contact now.",
     ),
 }
+
+
+def file_pending(settings: Settings, media: dict[str, Any]) -> bool:
+    """Whether a reply must wait for its message's file: it is being transcribed, or still
+    downloading and of a kind the AI will read (a voice note to transcribe, a photo for a model that
+    can see). Anything else is answered at once, from its caption or as unreadable."""
+    if media["transcript_status"] == "pending":
+        return True
+    if media["status"] != "pending":
+        return False
+    return transcribes(settings, media["kind"]) or (media["kind"] == "image" and reads_images(settings))
+
+
+def turn_of(row: dict[str, Any]) -> Turn:
+    """A `reply_history` row as the AI reads it."""
+    text = row["body"] or (row["transcript"] if row["type"] == "audio" else None) or ""
+    quoted = None
+    if row["quoted_author"] is not None:
+        quoted = Quote(row["quoted_author"], row["quoted_text"] or "", row["quoted_type"])
+    filename = row["filename"] if row["type"] == "document" else None
+    return Turn(row["author"], text, kind=row["type"], filename=filename, quoted=quoted)
+
+
+def base_type(mime_type: str | None) -> str:
+    return (mime_type or "").split(";")[0].strip().lower()
 
 
 def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None:
@@ -95,12 +126,15 @@ class ReplyRun(SendRun):
             if reason:
                 await self.skip(conversation.id, reason)
                 return None
-            if not (inbound.body or "").strip():  # a media message without a caption (webhook.payload)
+            if await self.wait_for_file(inbound):
+                return None
+            history = await self.history(conversation, inbound)
+            if history is None or not history[-1].readable:  # a file without words the AI could read
                 return await self.unreadable(conversation, inbound, key)
-            body = await self.ask_orchestrator(conversation, inbound)
+            body = await self.ask_orchestrator(conversation, history)
             if body is None:
                 return None
-        return Outbound(conversation, key=key, body=body, author="ai", reply_to=inbound)
+        return Outbound(conversation, key=key, body=body, author="ai", reply_to=await self.quoting(inbound))
 
     def claimed(self, send_attempts: int) -> None:
         """Nothing to count: a reply's budget is its job's attempts, counted at `outbound_job_start`."""
@@ -170,7 +204,21 @@ class ReplyRun(SendRun):
         self.clock.log("unreadable media", f"type={inbound.type}: the configured answer, an operator told")
         return Outbound(conversation, key=key, body=answer, author="ai", reply_to=inbound)
 
-    async def ask_orchestrator(self, conversation: Conversation, inbound: Inbound) -> str | None:
+    async def wait_for_file(self, inbound: Inbound) -> bool:
+        """True when the message's file is one the AI will read but is not ready: the job then waits,
+        without a procrastinate job, for the download or transcription to wake it (worker.media_ready)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            media = await fetch_optional(conn, "reply_media_lock", message_id=inbound.id)
+            if media is None or not file_pending(self.settings, media):
+                return False
+            await execute(conn, "outbound_job_wait", outbound_job_id=self.outbound_job_id)
+        detail = f"media_id={media['id']} status={media['status']} transcript={media['transcript_status']}"
+        self.clock.log("waiting for file", f"{detail}: the download or transcription wakes this reply")
+        return True
+
+    async def history(self, conversation: Conversation, inbound: Inbound) -> tuple[Turn, ...] | None:
+        """What the AI reads: the last messages, ending with the one answered (None when that one
+        has nothing the AI can read at all)."""
         async with self.pool.connection() as conn:
             rows = await fetch_all(
                 conn,
@@ -179,7 +227,43 @@ class ReplyRun(SendRun):
                 message_id=inbound.id,
                 limit=self.settings.history_messages,
             )
-        history = tuple(Turn(row["author"], row["body"]) for row in reversed(rows))
+            if not rows or rows[0]["id"] != inbound.id:
+                return None
+            image = await self.image(conn, rows[0])
+        turns = [turn_of(row) for row in reversed(rows)]
+        if image is not None:
+            turns[-1] = dataclasses.replace(turns[-1], image=image)
+        return tuple(turns)
+
+    async def image(self, conn: AsyncConnection[Any], row: dict[str, Any]) -> Image | None:
+        """The photo answered, for a model that can see it: stored, of a type it reads, small enough."""
+        mime_type = base_type(row["mime_type"])
+        if not (reads_images(self.settings) and row["type"] == "image" and mime_type in VISION_TYPES):
+            return None
+        data = bytearray()
+        for seq in itertools.count():
+            chunk = await fetch_optional(
+                conn,
+                "reply_image_chunk",
+                media_id=row["media_id"],
+                max_bytes=self.settings.openai_vision_max_bytes,
+                seq=seq,
+            )
+            if chunk is None:
+                break
+            data += chunk["data"]
+        return Image(mime_type, bytes(data)) if data else None
+
+    async def quoting(self, inbound: Inbound) -> Inbound:
+        """The message the reply quotes: the one it answers, or for a reaction the message reacted to
+        (a reaction is not a message the contact can see quoted)."""
+        if inbound.type != "reaction":
+            return inbound
+        async with self.pool.connection() as conn:
+            target = await fetch_value(conn, "reply_reaction_target", message_id=inbound.id)
+        return dataclasses.replace(inbound, wa_message_id=target) if target else inbound
+
+    async def ask_orchestrator(self, conversation: Conversation, history: tuple[Turn, ...]) -> str | None:
         orchestrator = self.resources.orchestrator
         self.clock.log("orchestrator start", f"provider={orchestrator.name} history={len(history)}")
         request = ReplyRequest(conversation.id, conversation.contact_name, history)

@@ -1,6 +1,6 @@
 """What tasks need besides their arguments, built once per worker process and handed to tasks
 through procrastinate's `additional_context` (no module globals): the settings, the pool the App
-runs on (our queries share it), the orchestrator and the Graph client."""
+runs on (our queries share it), the orchestrator, the Graph client and the transcription client."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from waypost.db import Pool
 from waypost.settings import Settings
 from worker.graph import GraphClient
 from worker.orchestrator import Orchestrator, build_orchestrator
+from worker.transcriber import Transcriber
 
 CONTEXT_KEY = "waypost"
 
@@ -34,6 +35,7 @@ class WorkerResources:
     pool: Pool
     orchestrator: Orchestrator
     graph: GraphClient
+    transcriber: Transcriber | None = None  # None: WAYPOST_TRANSCRIBE_URL is not set
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -41,11 +43,14 @@ class WorkerResources:
         # Both constructors validate their settings: a broken configuration stops the worker here.
         orchestrator = build_orchestrator(settings)
         try:
+            transcriber = Transcriber(settings) if settings.transcription_on else None
             graph = GraphClient(settings)
             try:
-                yield cls(settings, pool, orchestrator, graph)
+                yield cls(settings, pool, orchestrator, graph, transcriber)
             finally:
                 await graph.aclose()
+                if transcriber is not None:
+                    await transcriber.aclose()
         finally:
             await orchestrator.aclose()
 

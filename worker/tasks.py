@@ -29,6 +29,7 @@ SEND_REPLY = "send_reply"
 SEND_OPERATOR_MESSAGE = "send_operator_message"
 SWEEP = "sweep"
 DOWNLOAD_MEDIA = "download_media"
+TRANSCRIBE_MEDIA = "transcribe_media"  # sql/media_text.sql (sweep_stuck_media) names both media tasks
 
 REPLY_QUEUE = "replies"
 MAINTENANCE_QUEUE = "maintenance"
@@ -57,9 +58,7 @@ def operator_key(client_key: str) -> str:
 _on_callers_connection = JobManager(PsycopgConnector())
 
 
-async def _defer(
-    conn: AsyncConnection[Any], task: str, queue: str, lock: str | None, **task_kwargs: int | str
-) -> int:
+async def _defer(conn: AsyncConnection[Any], task: str, queue: str, lock: str | None, **task_kwargs: int | str) -> int:
     # Exactly what the task's own `configure(connection=..., lock=...)` wrote: its name, its queue,
     # the lock, no queueing lock, the default priority.
     deferrer = configure_task(name=task, job_manager=_on_callers_connection, connection=conn, lock=lock, queue=queue)
@@ -103,6 +102,11 @@ async def defer_download(conn: AsyncConnection[Any], *, media_id: int, request_i
     """Queue the download of an inbound media file, in the caller's transaction (the webhook's: the
     message and its download commit together, and the download never runs inside the request)."""
     return await _defer(conn, DOWNLOAD_MEDIA, MEDIA_QUEUE, None, media_id=media_id, request_id=request_id)
+
+
+async def defer_transcription(conn: AsyncConnection[Any], *, media_id: int, request_id: str) -> int:
+    """Queue the transcription of a stored voice note, in the caller's transaction (the download's)."""
+    return await _defer(conn, TRANSCRIBE_MEDIA, MEDIA_QUEUE, None, media_id=media_id, request_id=request_id)
 
 
 async def sweep_now(pool: AsyncConnectionPool[Any], settings: Settings) -> SweepReport:
