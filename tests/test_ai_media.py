@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.conftest import ServerThread, post_webhook, settled, wait_until
+from tests.conftest import CRON_SECRET, ServerThread, post_webhook, settled, wait_until
 from tests.inbox_client import Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
@@ -325,6 +325,9 @@ def test_a_reaction_to_the_ais_question_reaches_the_rules_as_its_answer(
     post(client, reaction(asked, "👎"))
     post(client, reaction(booked["wa_message_id"], "👍"))
     post(client, reaction(question["wa_message_id"], ""))
+    taken_back = reaction(question["wa_message_id"], "")
+    del taken_back["reaction"]["emoji"]  # Meta's way: no emoji field at all
+    post(client, taken_back)
     settled(db)
     assert one(db, "SELECT count(*) AS n FROM outbound_jobs")["n"] == 2
     assert len(fake_graph.accepted()) == 2
@@ -361,3 +364,50 @@ def test_what_a_model_reads_of_each_kind_of_turn() -> None:
     )
     assert not Turn("contact", " ", kind="document", filename="x.pdf").readable
     assert Turn("contact", "", kind="image", image=Image("image/png", PNG)).readable
+
+
+def test_the_sweep_keeps_a_lost_download_going_and_no_reply_waits_forever(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings
+) -> None:
+    lost, spent = (
+        payloads.media_message("audio", f"voice-{n}", mime_type="audio/ogg", voice=True, wa_id=f"155500000{n}")
+        for n in (1, 2)
+    )
+    for message in (lost, spent):
+        post(client, message)
+    spent_media = media_of(db, spent["id"])["id"]
+    # no worker: both downloads' jobs are lost; the second one is out of attempts and its reply was
+    # left waiting for it (as a reply run that found the file pending leaves it)
+    db.execute("DELETE FROM procrastinate_jobs")
+    db.execute("UPDATE media SET created_at = now() - interval '1 minute'")
+    db.execute("UPDATE media SET attempts = %s WHERE id = %s", (settings.media_max_attempts, spent_media))
+    db.execute(
+        "UPDATE outbound_jobs SET waiting_since = now(), updated_at = now() - interval '1 minute'"
+        " WHERE inbound_message_id = (SELECT message_id FROM media WHERE id = %s)",
+        (spent_media,),
+    )
+    headers = {"Authorization": f"Bearer {CRON_SECRET}"}
+    report = client.post("/api/cron/run-outbound-jobs", headers=headers).json()
+    assert (report["media_requeued"], report["media_given_up"]) == (1, 1)
+    # the first download is queued again; the second is given up, the operators told, its reply woken
+    assert media_of(db, lost["id"])["status"] == "pending"
+    downloads = db.execute(
+        "SELECT args FROM procrastinate_jobs WHERE status = 'todo' AND task_name = 'download_media'"
+    ).fetchall()
+    assert [job["args"]["media_id"] for job in downloads] == [media_of(db, lost["id"])["id"]]
+    failed = media_of(db, spent["id"])
+    assert (failed["status"], failed["last_error"]) == (
+        "failed",
+        f"gave up after {settings.media_max_attempts} attempt(s)",
+    )
+    assert one(db, "SELECT count(*) AS n FROM notifications WHERE kind = 'media_failed'")["n"] == 1
+    job = one(
+        db,
+        "SELECT j.waiting_since, q.task_name, q.status FROM outbound_jobs j"
+        " JOIN procrastinate_jobs q ON q.id = j.procrastinate_job_id WHERE j.inbound_message_id = %s",
+        failed["message_id"],
+    )
+    assert (job["waiting_since"], job["task_name"], job["status"]) == (None, "send_reply", "todo")
+    # a second sweep finds every download and reply in motion
+    again = client.post("/api/cron/run-outbound-jobs", headers=headers).json()
+    assert (again["media_requeued"], again["media_given_up"]) == (0, 0)
