@@ -185,6 +185,7 @@ def test_a_model_answer_postgresql_cannot_hold_is_cleaned_and_sent(client, db, f
         ({"WAYPOST_RULES_FILE": "/nonexistent/rules.toml"}, "cannot read rules file"),
         ({"WAYPOST_ORCHESTRATOR": "magic"}, "WAYPOST_ORCHESTRATOR"),
         ({"WHATSAPP_ACCESS_TOKEN": ""}, "WHATSAPP_ACCESS_TOKEN is not set"),
+        ({"WAYPOST_TRANSCRIBE_URL": "whisper.local:8080"}, "WAYPOST_TRANSCRIBE_URL must be an http(s) URL"),
     ],
 )
 def test_broken_configuration_stops_the_worker_at_start(settings: Settings, env: dict, error: str) -> None:

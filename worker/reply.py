@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from waypost import metrics
 from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.settings import Settings
-from waypost.text import clean_text
+from waypost.text import clean_text, mime_base
 from worker.media_ready import transcribes
 from worker.orchestrator import Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
@@ -70,10 +70,6 @@ def turn_of(row: dict[str, Any]) -> Turn:
         quoted = Quote(row["quoted_author"], row["quoted_text"] or "", row["quoted_type"])
     filename = row["filename"] if row["type"] == "document" else None
     return Turn(row["author"], text, kind=row["type"], filename=filename, quoted=quoted)
-
-
-def base_type(mime_type: str | None) -> str:
-    return (mime_type or "").split(";")[0].strip().lower()
 
 
 def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None:
@@ -237,7 +233,7 @@ class ReplyRun(SendRun):
 
     async def image(self, conn: AsyncConnection[Any], row: dict[str, Any]) -> Image | None:
         """The photo answered, for a model that can see it: stored, of a type it reads, small enough."""
-        mime_type = base_type(row["mime_type"])
+        mime_type = mime_base(row["mime_type"])
         if not (reads_images(self.settings) and row["type"] == "image" and mime_type in VISION_TYPES):
             return None
         data = bytearray()

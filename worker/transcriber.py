@@ -6,14 +6,16 @@ URL only."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator
 
 import httpx
 
 from waypost.settings import ConfigurationError, Settings
-from waypost.text import clean_text
+from waypost.text import clean_text, mime_base
 
+MIME_TYPE = re.compile(r"[a-z0-9.+-]+/[a-z0-9.+-]+")
 # A transcript longer than this is cut: a one-hour voice note is not an answerable message anyway.
 MAX_TRANSCRIPT_CHARS = 10_000
 # The file name tells OpenAI the format (it refuses names it does not know).
@@ -53,7 +55,9 @@ class Transcriber:
         self._client = httpx.AsyncClient(headers=headers, timeout=settings.transcribe_timeout)
 
     async def transcribe(self, chunks: AsyncIterator[bytes], size: int, mime_type: str | None) -> str:
-        base = (mime_type or "audio/ogg").split(";")[0].strip().lower()
+        base = mime_base(mime_type)
+        if not MIME_TYPE.fullmatch(base):  # it goes into a part's header: a type, nothing else
+            base = "audio/ogg"
         filename = f"voice.{EXTENSIONS.get(base, 'ogg')}"
         boundary = secrets.token_hex(16)
         head = b"".join(
