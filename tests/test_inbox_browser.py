@@ -269,10 +269,16 @@ def test_a_voice_notes_transcript_shows_under_its_player_and_a_photo_inline(
         image = page.locator(".media[data-media-status=stored] img")
         expect(image).to_be_visible()
         page.wait_for_function("img => img.complete && img.naturalWidth === 40", arg=image.element_handle())
-        player = page.locator(".media[data-media-status=stored] audio")
         transcript = page.locator(".media[data-media-status=stored] audio + p.transcript")
         expect(transcript).to_have_text(fake.transcript)  # live: the page follows the transcription
-    above, below = player.bounding_box(), transcript.bounding_box()
-    assert above is not None and below is not None
-    assert below["y"] >= above["y"] + above["height"] - 1  # under the player
+    # shown under the player (measured in the page: a live refresh may replace the elements meanwhile)
+    page.wait_for_function(
+        """() => {
+            const player = document.querySelector(".media[data-media-status=stored] audio");
+            const text = player && player.nextElementSibling;
+            if (!text || !text.classList.contains("transcript")) return false;
+            const above = player.getBoundingClientRect(), below = text.getBoundingClientRect();
+            return above.height > 0 && below.height > 0 && below.top >= above.bottom - 1;
+        }"""
+    )
     page.screenshot(path=str(ARTIFACTS / "voice_transcript.png"), full_page=True)

@@ -19,6 +19,7 @@ EVERY_SECRET = {
     "metrics_token",
     "session_secret",
     "openai_api_key",
+    "transcribe_api_key",
 }
 
 
