@@ -47,6 +47,8 @@ async def test_rules_file_first_match_wins_and_no_fallback_means_no_reply(tmp_pa
         ("[[rules]]\nkeywords = ['x']\n", "'answer' must be a non-empty string"),
         ("[[rules]]\nanswer = 'x'\n", "give 'keywords', 'regex', 'reaction' or several"),
         ("[[rules]]\nregex = '('\nanswer = 'x'\n", "bad regex"),
+        ("[[rules]]\nreaction = ['👍', 3]\nanswer = 'x'\n", "'reaction' must be a list of emojis"),
+        ('[[rules]]\nreaction = ["\\ufe0f"]\nanswer = "x"\n', "'reaction' must be a list of emojis"),  # no emoji
         ("fallback = 3\n", "'fallback' must be a string"),
         ("not toml = = =", "not valid TOML"),
     ],
