@@ -36,7 +36,7 @@ SELECT t.tgname AS name
 -- Claim an outbound job for a run: running, one more attempt. Finished jobs are not reopened.
 UPDATE outbound_jobs
    SET status = 'running', attempts = attempts + 1, started_at = clock_timestamp(),
-       updated_at = clock_timestamp()
+       waiting_since = NULL, updated_at = clock_timestamp()
  WHERE id = %(outbound_job_id)s AND status IN ('pending', 'running')
 RETURNING id, conversation_id, inbound_message_id, request_id, attempts, created_at
 
@@ -113,12 +113,24 @@ SELECT coalesce(payload #>> '{interactive,button_reply,id}', payload #>> '{inter
   FROM messages WHERE id = %(message_id)s
 
 -- reply_history --
--- The last messages of a conversation with text, up to and including the one answered, newest first
--- (not those their sender deleted for everyone: the AI forgets them)
-SELECT author, body FROM messages
- WHERE conversation_id = %(conversation_id)s AND id <= %(message_id)s AND body IS NOT NULL
-   AND status <> 'failed' AND revoked_at IS NULL
- ORDER BY id DESC LIMIT %(limit)s
+-- The last messages of a conversation the AI reads, up to and including the one answered, newest
+-- first: texts, captions, files (a voice note with its transcript, a document with its name),
+-- reactions (not those taken back), each with the message it quotes (context.id) or reacts to;
+-- not those their sender deleted for everyone (the AI forgets them)
+SELECT m.id, m.author, m.type, m.body,
+       md.id AS media_id, md.status AS media_status, md.mime_type, md.filename, md.transcript,
+       md.byte_size, md.storage, md.object_bucket, md.object_key,
+       q.author AS quoted_author, q.type AS quoted_type, COALESCE(q.body, qmd.transcript) AS quoted_text
+  FROM messages m
+  LEFT JOIN media md ON md.message_id = m.id
+  LEFT JOIN messages q
+         ON q.conversation_id = m.conversation_id
+        AND q.wa_message_id = COALESCE(m.payload #>> '{context,id}', m.payload #>> '{reaction,message_id}')
+  LEFT JOIN media qmd ON qmd.message_id = q.id
+ WHERE m.conversation_id = %(conversation_id)s AND m.id <= %(message_id)s
+   AND (m.body IS NOT NULL OR md.id IS NOT NULL) AND m.status <> 'failed' AND m.revoked_at IS NULL
+   AND NOT (m.type = 'reaction' AND COALESCE(m.body, '') = '')
+ ORDER BY m.id DESC LIMIT %(limit)s
 
 -- reply_find_send --
 -- The outbound message of an idempotency key, if a send was ever claimed for it
@@ -169,6 +181,11 @@ SELECT j.id, j.conversation_id, j.request_id, j.attempts
    AND j.updated_at < clock_timestamp() - make_interval(secs => %(min_age)s)
    AND NOT (m.status IN ('sending', 'unknown') AND m.sending_since IS NOT NULL
             AND m.sending_since >= clock_timestamp() - make_interval(secs => %(stale_after)s + %(grace)s))
+   -- a reply waiting for its file is woken by the download or transcription (sweep_stuck_media
+   -- keeps those going)
+   AND NOT (j.waiting_since IS NOT NULL AND EXISTS (
+            SELECT 1 FROM media md WHERE md.message_id = j.inbound_message_id
+               AND (md.status = 'pending' OR md.transcript_status = 'pending')))
  ORDER BY j.id
  LIMIT 500
    FOR UPDATE OF j SKIP LOCKED

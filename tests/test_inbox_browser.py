@@ -301,3 +301,36 @@ def test_buttons_offered_and_the_tapped_choice_show_live(
     )
     expect(page.locator(".message.outbound .list-button")).to_have_text("☰ See times")  # the list that answered it
     page.screenshot(path=str(ARTIFACTS / "buttons.png"), full_page=True)
+
+
+def test_a_voice_notes_transcript_shows_under_its_player_and_a_photo_inline(
+    page: Page, client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker
+) -> None:
+    from tests.test_ai_media import FakeOpenAI  # the fake OpenAI-compatible transcription server
+
+    fake = FakeOpenAI(transcript="Can I come by on Saturday morning to pick it up?")
+    fake_graph.add_media("photo-2", png(40, 30, (30, 160, 60)), "image/png")
+    fake_graph.add_media("voice-2", b"OggS" + bytes(4000), "audio/ogg")
+    photo = payloads.media_message("image", "photo-2", mime_type="image/png", caption="the receipt")
+    voice = payloads.media_message("audio", "voice-2", mime_type="audio/ogg; codecs=opus", voice=True)
+    with ServerThread(fake.app) as server:
+        start_worker(WAYPOST_TRANSCRIBE_URL=f"{server.url}/v1")
+        for message in (photo, voice):
+            assert post_webhook(client, payloads.dumps(payloads.inbound(message))).status_code == 200
+        page.locator("li.conversation a").first.click()
+        image = page.locator(".media[data-media-status=stored] img")
+        expect(image).to_be_visible()
+        page.wait_for_function("img => img.complete && img.naturalWidth === 40", arg=image.element_handle())
+        transcript = page.locator(".media[data-media-status=stored] audio + p.transcript")
+        expect(transcript).to_have_text(fake.transcript)  # live: the page follows the transcription
+    # shown under the player (measured in the page: a live refresh may replace the elements meanwhile)
+    page.wait_for_function(
+        """() => {
+            const player = document.querySelector(".media[data-media-status=stored] audio");
+            const text = player && player.nextElementSibling;
+            if (!text || !text.classList.contains("transcript")) return false;
+            const above = player.getBoundingClientRect(), below = text.getBoundingClientRect();
+            return above.height > 0 && below.height > 0 && below.top >= above.bottom - 1;
+        }"""
+    )
+    page.screenshot(path=str(ARTIFACTS / "voice_transcript.png"), full_page=True)

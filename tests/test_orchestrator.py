@@ -50,8 +50,10 @@ async def test_rules_file_first_match_wins_and_no_fallback_means_no_reply(tmp_pa
     "content, error",
     [
         ("[[rules]]\nkeywords = ['x']\n", "'answer' must be a non-empty string"),
-        ("[[rules]]\nanswer = 'x'\n", "give 'keywords', 'regex' or 'taps'"),
+        ("[[rules]]\nanswer = 'x'\n", "give 'keywords', 'regex', 'taps', 'reaction' or several"),
         ("[[rules]]\nregex = '('\nanswer = 'x'\n", "bad regex"),
+        ("[[rules]]\nreaction = ['👍', 3]\nanswer = 'x'\n", "'reaction' must be a list of emojis"),
+        ('[[rules]]\nreaction = ["\\ufe0f"]\nanswer = "x"\n', "'reaction' must be a list of emojis"),  # no emoji
         ("fallback = 3\n", "'fallback' must be a string"),
         ("not toml = = =", "not valid TOML"),
     ],
@@ -190,6 +192,7 @@ def test_a_model_answer_postgresql_cannot_hold_is_cleaned_and_sent(client, db, f
         ({"WAYPOST_RULES_FILE": "/nonexistent/rules.toml"}, "cannot read rules file"),
         ({"WAYPOST_ORCHESTRATOR": "magic"}, "WAYPOST_ORCHESTRATOR"),
         ({"WHATSAPP_ACCESS_TOKEN": ""}, "WHATSAPP_ACCESS_TOKEN is not set"),
+        ({"WAYPOST_TRANSCRIBE_URL": "whisper.local:8080"}, "WAYPOST_TRANSCRIBE_URL must be an http(s) URL"),
     ],
 )
 def test_broken_configuration_stops_the_worker_at_start(settings: Settings, env: dict, error: str) -> None:

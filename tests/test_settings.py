@@ -20,6 +20,7 @@ EVERY_SECRET = {
     "session_secret",
     "openai_api_key",
     "s3_secret_access_key",
+    "transcribe_api_key",
 }
 
 

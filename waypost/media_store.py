@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
@@ -38,6 +38,10 @@ def describe(settings: Settings) -> str:
     return f"S3 bucket {bucket!r}, prefix {prefix!r}, at {settings.s3_endpoint_url or 'AWS'}"
 
 
+# What runs in the transaction that marks a file stored.
+Then = Callable[[AsyncConnection[Any]], Awaitable[None]]
+
+
 class MediaWriter(abc.ABC):
     """One attempt at storing one file: `write` its bytes in order, then `commit`. Leaving the
     `MediaStore.writer` block without a commit (an exception, a timeout) leaves nothing behind."""
@@ -46,8 +50,9 @@ class MediaWriter(abc.ABC):
     async def write(self, data: bytes) -> None: ...
 
     @abc.abstractmethod
-    async def commit(self, *, mime_type: str | None, byte_size: int) -> None:
-        """The file is whole (its checks passed): make it durable and mark the row `stored`."""
+    async def commit(self, *, mime_type: str | None, byte_size: int, then: Then | None = None) -> None:
+        """The file is whole (its checks passed): make it durable and mark the row `stored`; `then`
+        runs in that same transaction (the worker queues what waits for the file)."""
 
 
 async def mark_stored(
@@ -59,6 +64,7 @@ async def mark_stored(
     storage: str,
     bucket: str | None = None,
     key: str | None = None,
+    then: Then | None = None,
 ) -> None:
     await execute(
         conn,
@@ -71,6 +77,8 @@ async def mark_stored(
         object_key=key,
     )
     await execute(conn, "media_message_changed", media_id=media_id)
+    if then is not None:
+        await then(conn)
 
 
 class PostgresWriter(MediaWriter):
@@ -92,11 +100,13 @@ class PostgresWriter(MediaWriter):
         await execute(self.conn, "media_chunk_insert", media_id=self.media_id, seq=self.seq, data=data)
         self.seq += 1
 
-    async def commit(self, *, mime_type: str | None, byte_size: int) -> None:
+    async def commit(self, *, mime_type: str | None, byte_size: int, then: Then | None = None) -> None:
         if self.pending:
             await self._insert(bytes(self.pending))
             self.pending.clear()
-        await mark_stored(self.conn, self.media_id, mime_type=mime_type, byte_size=byte_size, storage="postgres")
+        await mark_stored(
+            self.conn, self.media_id, mime_type=mime_type, byte_size=byte_size, storage="postgres", then=then
+        )
 
 
 class MediaStore:

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from waypost.db import DictPool
 from waypost.errors import MediaStoreUnavailable
-from waypost.media_store import CHUNK_BYTES, MediaWriter, mark_stored
+from waypost.media_store import CHUNK_BYTES, MediaWriter, Then, mark_stored
 from waypost.settings import Settings
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class S3Writer(MediaWriter):
         )
         self.parts.append({"ETag": answer["ETag"], "PartNumber": number})
 
-    async def commit(self, *, mime_type: str | None, byte_size: int) -> None:
+    async def commit(self, *, mime_type: str | None, byte_size: int, then: Then | None = None) -> None:
         bucket = self.store.bucket
         body, self.pending = self.pending, bytearray()
         if self.upload_id is None:  # it fitted in one part: one request
@@ -189,7 +189,14 @@ class S3Writer(MediaWriter):
         # If this fails, the object stays under its key until the next attempt overwrites it.
         async with self.pool.connection() as conn, conn.transaction():
             await mark_stored(
-                conn, self.media_id, mime_type=mime_type, byte_size=byte_size, storage="s3", bucket=bucket, key=self.key
+                conn,
+                self.media_id,
+                mime_type=mime_type,
+                byte_size=byte_size,
+                storage="s3",
+                bucket=bucket,
+                key=self.key,
+                then=then,
             )
 
     async def abort(self) -> None:

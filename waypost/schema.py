@@ -75,6 +75,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "started_at",
         "finished_at",
         "updated_at",
+        "waiting_since",
     ),
     "webhook_events": (
         "id",
@@ -153,6 +154,11 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "storage",
         "object_bucket",
         "object_key",
+        "transcript_status",
+        "transcript",
+        "transcript_attempts",
+        "transcript_error",
+        "transcribed_at",
     ),
     "media_chunks": ("media_id", "seq", "data"),
     "message_changes": (

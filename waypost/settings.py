@@ -111,6 +111,15 @@ class Settings(BaseSettings):
         validation_alias=_env("WAYPOST_SYSTEM_PROMPT"),
     )
     history_messages: int = Field(10, ge=1, validation_alias=_env("WAYPOST_HISTORY_MESSAGES"))
+    # Images reach the `openai` provider as image parts only when its model can see them, up to a size.
+    openai_vision: bool = Field(False, validation_alias=_env("OPENAI_VISION"))
+    openai_vision_max_bytes: int = Field(5 * 1024 * 1024, gt=0, validation_alias=_env("OPENAI_VISION_MAX_BYTES"))
+    # Voice notes: an OpenAI-compatible /audio/transcriptions endpoint (base URL with /v1; unset: off).
+    # The key goes to that URL only.
+    transcribe_url: str | None = Field(None, validation_alias=_env("WAYPOST_TRANSCRIBE_URL"))
+    transcribe_model: str = Field("whisper-1", min_length=1, validation_alias=_env("WAYPOST_TRANSCRIBE_MODEL"))
+    transcribe_api_key: SecretStr | None = Field(None, validation_alias=_env("WAYPOST_TRANSCRIBE_API_KEY"))
+    transcribe_timeout: float = Field(60.0, gt=0, validation_alias=_env("WAYPOST_TRANSCRIBE_TIMEOUT"))
 
     # Operator inbox
     session_secret: SecretStr | None = Field(None, validation_alias=_env("WAYPOST_SESSION_SECRET"))
@@ -235,6 +244,11 @@ class Settings(BaseSettings):
             if password:
                 values.append(password)
         return values
+
+    @property
+    def transcription_on(self) -> bool:
+        """Whether voice notes are transcribed (an empty WAYPOST_TRANSCRIBE_URL is off)."""
+        return bool(self.transcribe_url and self.transcribe_url.strip())
 
     @property
     def sending_stale_after(self) -> float:

@@ -30,3 +30,8 @@ def unfit(value: str) -> str | None:
     if _SURROGATE.search(value):
         return "contains an unpaired UTF-16 surrogate"
     return None
+
+
+def mime_base(mime_type: str | None) -> str:
+    """A MIME type from outside without its parameters, lowercase: `audio/ogg; codecs=opus` → `audio/ogg`."""
+    return (mime_type or "").split(";")[0].strip().lower()

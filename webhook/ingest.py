@@ -191,9 +191,7 @@ async def _notify_platform_error(conn: DictConnection, result: IngestResult, pla
     await execute(conn, "notification_insert", conversation_id=None, message_id=None, kind="platform_error", body=body)
 
 
-async def _ingest_message(
-    conn: DictConnection, result: IngestResult, message: InboundMessage, request_id: str
-) -> None:
+async def _ingest_message(conn: DictConnection, result: IngestResult, message: InboundMessage, request_id: str) -> None:
     row = await fetch_one(
         conn,
         "ingest_inbound_message",
@@ -210,7 +208,7 @@ async def _ingest_message(
         body=message.body,
         payload=Jsonb(message.payload),
         contact_sent_at=message.contact_sent_at,
-        needs_reply=message.needs_reply,
+        needs_reply=await _needs_reply(conn, message),
         request_id=request_id,
     )
     if not row["created"]:
@@ -236,6 +234,16 @@ async def _ingest_message(
         outbound_job_id,
         procrastinate_job_id,
     )
+
+
+async def _needs_reply(conn: DictConnection, message: InboundMessage) -> bool:
+    """A reaction is answered when it reacts to a question of the AI (it is the answer); any other
+    reaction, or one taken back (no emoji), is only shown to the operators."""
+    target = message.reacted_to
+    if message.type != "reaction" or not target or not (message.body or "").strip():
+        return message.needs_reply
+    params = {"phone_number_id": message.phone_number_id, "wa_id": message.wa_id, "user_id": message.user_id}
+    return bool(await fetch_value(conn, "reaction_answers_ai_question", target=target, **params))
 
 
 async def _queue_media_download(

@@ -167,6 +167,12 @@ class InboundMessage:
     change: MessageChange | None = None  # an edit or a revoke (the message itself then has no body)
 
     @property
+    def reacted_to(self) -> str | None:
+        """The Graph id of the message a reaction reacts to."""
+        target = _field(self.payload.get("reaction"), "message_id") if self.type == "reaction" else None
+        return target if isinstance(target, str) and target else None
+
+    @property
     def needs_reply(self) -> bool:
         if self.type in REPLY_TYPES and self.body and self.body.strip():
             return True

@@ -22,12 +22,14 @@ from typing import Any
 
 import httpx
 import procrastinate
+from psycopg import AsyncConnection
 
 from waypost.db import execute, fetch_optional
 from waypost.errors import MediaStoreUnavailable
 from waypost.logs import log_context
 from waypost.media_store import CHUNK_BYTES
 from worker.graph import OffHost
+from worker.media_ready import file_stored, give_up_download
 from worker.queue import app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision, RetryLater, retry_delay
@@ -58,6 +60,7 @@ class Download:
         self.resources = resources
         self.settings = resources.settings
         self.media_id = media_id
+        self.kind = ""
 
     async def run(self) -> None:
         async with self.resources.pool.connection() as conn:
@@ -66,6 +69,7 @@ class Download:
             logger.info("media %s: nothing to download (stored or given up)", self.media_id)
             return
         timeout = self.settings.media_download_timeout
+        self.kind = str(media["kind"])
         try:
             try:
                 async with asyncio.timeout(timeout):
@@ -119,10 +123,14 @@ class Download:
                     await writer.write(piece)
                 if expected and digest.hexdigest() not in expected:
                     raise DownloadFailed("the file's SHA-256 does not match Meta's", retryable=True)
-                await writer.commit(mime_type=mime_type, byte_size=size)
+                # what waits for the file (its transcription, or the reply) is queued as it is marked stored
+                await writer.commit(mime_type=mime_type, byte_size=size, then=self.stored)
         except MediaStoreUnavailable as exc:
             raise DownloadFailed(f"media store: {exc}", retryable=True) from exc
         return size
+
+    async def stored(self, conn: AsyncConnection[Any]) -> None:
+        await file_stored(conn, self.settings, self.media_id, self.kind)  # transcription, or wake the reply
 
     async def failed(self, media: dict[str, Any], failure: DownloadFailed) -> None:
         attempts = media["attempts"]
@@ -135,16 +143,7 @@ class Download:
             raise RetryLater(reason, delay)
         logger.error("media %s: download given up after %s attempt(s): %s", self.media_id, attempts, reason)
         async with self.resources.pool.connection() as conn, conn.transaction():
-            if await fetch_optional(conn, "media_give_up", media_id=self.media_id, last_error=reason):
-                await execute(conn, "media_message_changed", media_id=self.media_id)
-                await execute(
-                    conn,
-                    "notification_insert",
-                    conversation_id=media["conversation_id"],
-                    message_id=media["message_id"],
-                    kind="media_failed",
-                    body=f"The contact's {media['kind']} could not be downloaded: {reason}",
-                )
+            await give_up_download(conn, media, reason)  # the operators are told, a waiting reply woken
 
 
 def _check_status(step: str, response: httpx.Response) -> None:

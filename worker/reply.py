@@ -17,8 +17,11 @@ from psycopg.types.json import Jsonb
 
 from waypost import metrics
 from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_value
-from waypost.text import clean_text
-from worker.orchestrator import Answer, OrchestratorError, ReplyRequest, Turn
+from waypost.errors import MediaStoreUnavailable
+from waypost.settings import Settings
+from waypost.text import clean_text, mime_base
+from worker.media_ready import transcribes
+from worker.orchestrator import Answer, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
@@ -31,6 +34,8 @@ logger = logging.getLogger(__name__)
 WINDOW = dt.timedelta(hours=24)
 # Inbound types that are a tap on a choice the business offered (webhook.payload.message_body: the title)
 TAP_TYPES = frozenset({"interactive", "button"})
+# The image types OpenAI-compatible vision models take
+VISION_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 
 # Why an AI reply was skipped, and what the operator is told about it (other reasons: nothing).
 AI_PAUSED = "AI disabled for this conversation"
@@ -46,6 +51,27 @@ SKIP_NOTIFICATIONS = {
         "A message could not be answered inside the 24-hour window; only a template message can reach the contact now.",
     ),
 }
+
+
+def file_pending(settings: Settings, media: dict[str, Any]) -> bool:
+    """Whether a reply must wait for its message's file: it is being transcribed, or still
+    downloading and of a kind the AI will read (a voice note to transcribe, a photo for a model that
+    can see). Anything else is answered at once, from its caption or as unreadable."""
+    if media["transcript_status"] == "pending":
+        return True
+    if media["status"] != "pending":
+        return False
+    return transcribes(settings, media["kind"]) or (media["kind"] == "image" and reads_images(settings))
+
+
+def turn_of(row: dict[str, Any]) -> Turn:
+    """A `reply_history` row as the AI reads it."""
+    text = row["body"] or (row["transcript"] if row["type"] == "audio" else None) or ""
+    quoted = None
+    if row["quoted_author"] is not None:
+        quoted = Quote(row["quoted_author"], row["quoted_text"] or "", row["quoted_type"])
+    filename = row["filename"] if row["type"] == "document" else None
+    return Turn(row["author"], text, kind=row["type"], filename=filename, quoted=quoted)
 
 
 def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None:
@@ -99,9 +125,12 @@ class ReplyRun(SendRun):
             if reason:
                 await self.skip(conversation.id, reason)
                 return None
-            if not (inbound.body or "").strip():  # a media message without a caption (webhook.payload)
+            if await self.wait_for_file(inbound):
+                return None
+            history = await self.history(conversation, inbound)
+            if history is None or not history[-1].readable:  # a file without words the AI could read
                 return await self.unreadable(conversation, inbound, key)
-            found = await self.ask_orchestrator(conversation, inbound)
+            found = await self.ask_orchestrator(conversation, inbound, history)
             if found is None:
                 return None
             answer = found
@@ -110,7 +139,7 @@ class ReplyRun(SendRun):
             key=key,
             body=answer.text,
             author="ai",
-            reply_to=inbound,
+            reply_to=await self.quoting(inbound),
             kind=answer.kind,
             payload=answer.payload,
         )
@@ -183,7 +212,21 @@ class ReplyRun(SendRun):
         self.clock.log("unreadable media", f"type={inbound.type}: the configured answer, an operator told")
         return Outbound(conversation, key=key, body=answer, author="ai", reply_to=inbound)
 
-    async def ask_orchestrator(self, conversation: Conversation, inbound: Inbound) -> Answer | None:
+    async def wait_for_file(self, inbound: Inbound) -> bool:
+        """True when the message's file is one the AI will read but is not ready: the job then waits,
+        without a procrastinate job, for the download or transcription to wake it (worker.media_ready)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            media = await fetch_optional(conn, "reply_media_lock", message_id=inbound.id)
+            if media is None or not file_pending(self.settings, media):
+                return False
+            await execute(conn, "outbound_job_wait", outbound_job_id=self.outbound_job_id)
+        detail = f"media_id={media['id']} status={media['status']} transcript={media['transcript_status']}"
+        self.clock.log("waiting for file", f"{detail}: the download or transcription wakes this reply")
+        return True
+
+    async def history(self, conversation: Conversation, inbound: Inbound) -> tuple[Turn, ...] | None:
+        """What the AI reads: the last messages, ending with the one answered (None when that one
+        has nothing the AI can read at all)."""
         async with self.pool.connection() as conn:
             rows = await fetch_all(
                 conn,
@@ -192,10 +235,47 @@ class ReplyRun(SendRun):
                 message_id=inbound.id,
                 limit=self.settings.history_messages,
             )
-            tap_id = None
-            if inbound.type in TAP_TYPES:
+        if not rows or rows[0]["id"] != inbound.id:
+            return None
+        image = await self.image(rows[0])
+        turns = [turn_of(row) for row in reversed(rows)]
+        if image is not None:
+            turns[-1] = dataclasses.replace(turns[-1], image=image)
+        return tuple(turns)
+
+    async def image(self, row: dict[str, Any]) -> Image | None:
+        """The photo answered, for a model that can see it: stored, of a type it reads, small enough."""
+        mime_type = mime_base(row["mime_type"])
+        if not (reads_images(self.settings) and row["type"] == "image" and mime_type in VISION_TYPES):
+            return None
+        if row["media_status"] != "stored" or (row["byte_size"] or 0) > self.settings.openai_vision_max_bytes:
+            return None
+        media = {"id": row["media_id"], **{k: row[k] for k in ("storage", "object_bucket", "object_key")}}
+        data = bytearray()
+        try:
+            async for chunk in self.resources.media_store.chunks(self.pool, media):
+                data += chunk
+        except MediaStoreUnavailable as exc:
+            self.clock.log("vision image", f"not read: {exc}", logging.WARNING)
+            return None
+        return Image(mime_type, bytes(data)) if data else None
+
+    async def quoting(self, inbound: Inbound) -> Inbound:
+        """The message the reply quotes: the one it answers, or for a reaction the message reacted to
+        (a reaction is not a message the contact can see quoted)."""
+        if inbound.type != "reaction":
+            return inbound
+        async with self.pool.connection() as conn:
+            target = await fetch_value(conn, "reply_reaction_target", message_id=inbound.id)
+        return dataclasses.replace(inbound, wa_message_id=target) if target else inbound
+
+    async def ask_orchestrator(
+        self, conversation: Conversation, inbound: Inbound, history: tuple[Turn, ...]
+    ) -> Answer | None:
+        tap_id = None
+        if inbound.type in TAP_TYPES:
+            async with self.pool.connection() as conn:
                 tap_id = await fetch_value(conn, "reply_tap_id", message_id=inbound.id)
-        history = tuple(Turn(row["author"], row["body"]) for row in reversed(rows))
         orchestrator = self.resources.orchestrator
         self.clock.log("orchestrator start", f"provider={orchestrator.name} history={len(history)}")
         tap_id = clean_text(tap_id)[:256] if isinstance(tap_id, str) and tap_id.strip() else None

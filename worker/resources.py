@@ -1,6 +1,7 @@
 """What tasks need besides their arguments, built once per worker process and handed to tasks
 through procrastinate's `additional_context` (no module globals): the settings, the pool the App
-runs on (our queries share it), the orchestrator, the Graph client and the media store."""
+runs on (our queries share it), the orchestrator, the Graph client, the media store and the
+transcription client."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from waypost.media_store import MediaStore
 from waypost.settings import Settings
 from worker.graph import GraphClient
 from worker.orchestrator import Orchestrator, build_orchestrator
+from worker.transcriber import Transcriber
 
 CONTEXT_KEY = "waypost"
 
@@ -36,6 +38,7 @@ class WorkerResources:
     orchestrator: Orchestrator
     graph: GraphClient
     media_store: MediaStore
+    transcriber: Transcriber | None = None  # None: WAYPOST_TRANSCRIBE_URL is not set
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -45,11 +48,14 @@ class WorkerResources:
         try:
             orchestrator = build_orchestrator(settings)
             try:
+                transcriber = Transcriber(settings) if settings.transcription_on else None
                 graph = GraphClient(settings)
                 try:
-                    yield cls(settings, pool, orchestrator, graph, media_store)
+                    yield cls(settings, pool, orchestrator, graph, media_store, transcriber)
                 finally:
                     await graph.aclose()
+                    if transcriber is not None:
+                        await transcriber.aclose()
             finally:
                 await orchestrator.aclose()
         finally:

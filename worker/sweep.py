@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from waypost.db import execute, fetch_all
 from waypost.media_store import MediaStore
 from waypost.settings import Settings
+from worker.media_ready import sweep_stuck_media
 from worker.tasks import defer_operator_send, defer_reply
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class SweepReport:
     operator_messages_failed: int = 0
     webhook_events_deleted: int = 0
     media_purged: int = 0
+    media_requeued: int = 0
+    media_given_up: int = 0
     elapsed_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
@@ -88,6 +91,11 @@ async def sweep(
                 procrastinate_job_id,
                 outbound["request_id"],
             )
+
+    # 2b. Downloads and transcriptions whose job was lost: queued again, or given up once out of
+    # attempts (which wakes the replies waiting for them): no reply waits for a file forever.
+    async with pool.connection() as conn, conn.transaction():
+        report.media_requeued, report.media_given_up = await sweep_stuck_media(conn, settings, MIN_AGE_SECONDS)
 
     # 3. Operator messages whose send job was lost (or whose outcome stayed unknown past the grace).
     async with pool.connection() as conn, conn.transaction():

@@ -30,6 +30,7 @@ SEND_REPLY = "send_reply"
 SEND_OPERATOR_MESSAGE = "send_operator_message"
 SWEEP = "sweep"
 DOWNLOAD_MEDIA = "download_media"
+TRANSCRIBE_MEDIA = "transcribe_media"  # sql/media_text.sql (sweep_stuck_media) names both media tasks
 
 REPLY_QUEUE = "replies"
 MAINTENANCE_QUEUE = "maintenance"
@@ -102,6 +103,11 @@ async def defer_download(conn: AsyncConnection[Any], *, media_id: int, request_i
     """Queue the download of an inbound media file, in the caller's transaction (the webhook's: the
     message and its download commit together, and the download never runs inside the request)."""
     return await _defer(conn, DOWNLOAD_MEDIA, MEDIA_QUEUE, None, media_id=media_id, request_id=request_id)
+
+
+async def defer_transcription(conn: AsyncConnection[Any], *, media_id: int, request_id: str) -> int:
+    """Queue the transcription of a stored voice note, in the caller's transaction (the download's)."""
+    return await _defer(conn, TRANSCRIBE_MEDIA, MEDIA_QUEUE, None, media_id=media_id, request_id=request_id)
 
 
 async def sweep_now(pool: AsyncConnectionPool[Any], settings: Settings, media_store: MediaStore) -> SweepReport:

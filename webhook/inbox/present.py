@@ -232,6 +232,9 @@ def media_json(row: dict[str, Any]) -> dict[str, Any] | None:
         "filename": row.get("media_filename"),
         "size": row.get("media_size"),
         "error": row.get("media_error") if row["media_status"] == "failed" else None,
+        # a voice note's transcript (WAYPOST_TRANSCRIBE_URL): pending, done (the text) or failed
+        "transcript_status": row.get("media_transcript_status"),
+        "transcript": row.get("media_transcript"),
     }
 
 

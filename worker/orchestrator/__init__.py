@@ -2,6 +2,11 @@
 
 Providers: `rules` (offline, deterministic, the default) and `openai` (any OpenAI-compatible
 chat completions endpoint). `build_orchestrator` validates the configuration at worker start.
+
+What a provider reads of each message is a `Turn`: its words (a text, a caption, a voice note's
+transcript, a reaction's emoji), what kind of message it was, a document's name, the message it
+quotes or reacts to, and, for a model that can see, the photo itself (`Turn.describe` is the one
+wording of all that as text, for every provider that reads text).
 """
 
 from __future__ import annotations
@@ -11,11 +16,76 @@ from typing import Any, Literal, Protocol
 
 from waypost.settings import ConfigurationError, Settings
 
+Author = Literal["contact", "ai", "operator"]
+# How a message without words is named to the AI
+KIND_NAMES = {
+    "image": "a photo",
+    "audio": "a voice note",
+    "video": "a video",
+    "document": "a document",
+    "sticker": "a sticker",
+    "location": "a location",
+    "contacts": "a contact card",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """A photo for a model that can see it (OPENAI_VISION), within OPENAI_VISION_MAX_BYTES."""
+
+    mime_type: str
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Quote:
+    """The message a turn replies to (`context.id`) or reacts to."""
+
+    author: Author
+    text: str  # its words, as its Turn would give them ("" when it had none)
+    kind: str = "text"
+
 
 @dataclasses.dataclass(frozen=True)
 class Turn:
-    author: Literal["contact", "ai", "operator"]
-    text: str
+    author: Author
+    text: str  # the words: a text, a caption, a voice note's transcript, a reaction's emoji ("" when none)
+    kind: str = "text"  # the WhatsApp message type
+    filename: str | None = None  # a document's name
+    image: Image | None = None  # only on the message answered, only for a model that can see
+    quoted: Quote | None = None  # what the contact replied to, or reacted to
+
+    @property
+    def words(self) -> str:
+        """What text rules match: the words, and a document's name."""
+        return " ".join(part for part in (self.text, self.filename) if part)
+
+    @property
+    def readable(self) -> bool:
+        """Whether there is anything for the AI to answer (else the unreadable answer goes out)."""
+        return bool(self.text.strip()) or self.image is not None
+
+    def describe(self) -> str:
+        """The turn as one text, for a model: what was sent, with what it quotes."""
+        if self.kind == "reaction" and self.quoted is not None:
+            return f"The customer reacted {self.text} to: {_quote(self.quoted)}"
+        text = self.text
+        if self.kind == "audio":
+            text = f"[voice note, transcribed] {text}" if text else "[a voice note nobody could transcribe]"
+        elif self.kind == "document":
+            name = f' "{self.filename}"' if self.filename else ""
+            text = f"[document{name}] {text}".rstrip()
+        elif self.kind in KIND_NAMES:
+            text = f"[{KIND_NAMES[self.kind]}] {text}".rstrip()
+        if self.quoted is not None:
+            whose = "your" if self.quoted.author != "contact" else "their own"
+            text = f"(replying to {whose} message: {_quote(self.quoted)}) {text}"
+        return text
+
+
+def _quote(quote: Quote) -> str:
+    words = quote.text if len(quote.text) <= 500 else quote.text[:500] + "…"
+    return f'"{words}"' if words else f"[{KIND_NAMES.get(quote.kind, quote.kind)}]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +123,11 @@ class Orchestrator(Protocol):
     async def reply(self, request: ReplyRequest) -> Answer | None: ...
 
     async def aclose(self) -> None: ...
+
+
+def reads_images(settings: Settings) -> bool:
+    """Whether the configured AI sees photos (the `openai` provider with OPENAI_VISION)."""
+    return settings.orchestrator == "openai" and settings.openai_vision
 
 
 def build_orchestrator(settings: Settings) -> Orchestrator:

@@ -1,9 +1,14 @@
 """The `openai` provider: any OpenAI-compatible /chat/completions endpoint (OpenAI, Ollama, vLLM,
 llama.cpp server...). OPENAI_BASE_URL includes the version prefix, e.g. https://api.openai.com/v1
-or http://localhost:11434/v1. Retries 429, 5xx and transport errors with backoff (tenacity)."""
+or http://localhost:11434/v1. Retries 429, 5xx and transport errors with backoff (tenacity).
+
+Each turn is one chat message worded by `Turn.describe` (captions, document names, transcripts,
+reactions and quotes as text); a photo the reply run attached (OPENAI_VISION) goes with its turn as
+an `image_url` part holding a data: URL, so no URL of ours is ever handed to the provider."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -11,7 +16,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from waypost.settings import ConfigurationError, Settings
-from worker.orchestrator import Answer, OrchestratorError, ReplyRequest
+from worker.orchestrator import Answer, OrchestratorError, ReplyRequest, Turn
 from worker.orchestrator.tools import TOOLS, tool_answer
 
 logger = logging.getLogger(__name__)
@@ -23,6 +28,14 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code == 429 or exc.response.status_code >= 500
     return isinstance(exc, httpx.TransportError)
+
+
+def _content(turn: Turn) -> str | list[dict[str, Any]]:
+    text = turn.describe()
+    if turn.image is None:
+        return text
+    url = f"data:{turn.image.mime_type};base64,{base64.b64encode(turn.image.data).decode()}"
+    return [{"type": "text", "text": text or "[a photo]"}, {"type": "image_url", "image_url": {"url": url}}]
 
 
 class OpenAIOrchestrator:
@@ -46,10 +59,15 @@ class OpenAIOrchestrator:
             timeout=settings.openai_timeout,
         )
 
-    def messages(self, request: ReplyRequest) -> list[dict[str, str]]:
-        turns = [{"role": ROLES[turn.author], "content": turn.text} for turn in request.history]
+    def messages(self, request: ReplyRequest) -> list[dict[str, Any]]:
+        turns = [{"role": ROLES[turn.author], "content": _content(turn)} for turn in request.history]
         if request.tap_id is not None:  # the customer tapped a choice: its title is the text, and its id
-            turns[-1]["content"] += f" [tapped the choice with id {request.tap_id!r}]"
+            last = turns[-1]
+            note = f" [tapped the choice with id {request.tap_id!r}]"
+            if isinstance(last["content"], str):
+                last["content"] += note
+            else:
+                last["content"][0]["text"] += note
         return [{"role": "system", "content": self.system_prompt}, *turns]
 
     async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 A rule may answer with reply buttons or a list (checked against Meta's limits when the file is
 loaded, so a rule Meta would refuse stops the worker at start, not a customer's reply), and may
 match a tap on a button or list row by its id (`taps`): tap rules are tried before text rules.
-"""
+
+Rules match the words of the message answered (a text, a caption, a voice note's transcript, a
+document's name, a reaction's emoji); a rule with `reaction = ["👍"]` matches a reaction with one of
+those emojis (or a message that is only that emoji), whatever the skin tone."""
 
 from __future__ import annotations
 
@@ -15,12 +18,20 @@ from typing import Any
 
 from waypost import kinds
 from waypost.settings import ConfigurationError
-from worker.orchestrator import Answer, ReplyRequest
+from worker.orchestrator import Answer, ReplyRequest, Turn
 from worker.orchestrator.tools import buttons_object, list_object
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
 MAX_BUTTONS = 3  # Meta's limits (docs/whatsapp.md, "Sending other kinds"), named here for the message
 MAX_ROWS = 10
+
+
+# Emoji variation selector and skin tones: 👍🏽 and ❤️ match a rule written 👍 or ❤
+EMOJI_VARIANTS = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
+
+
+def emoji_key(text: str) -> str:
+    return EMOJI_VARIANTS.sub("", text.strip())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +41,12 @@ class Rule:
     answer: str
     taps: frozenset[str] = frozenset()
     interactive: dict[str, Any] | None = None  # the checked Graph object; its body is `answer`
+    reactions: frozenset[str] = frozenset()
+
+    def matches(self, turn: Turn) -> bool:
+        if self.reactions and turn.kind in ("reaction", "text") and emoji_key(turn.text) in self.reactions:
+            return True
+        return self.pattern is not None and bool(self.pattern.search(turn.words))
 
 
 def _strings(name: str, key: str, value: object) -> list[str]:
@@ -76,6 +93,7 @@ def _interactive(name: str, answer: str, buttons: object, listed: object) -> dic
 def _compile(index: int, raw: dict[str, object]) -> Rule:
     name = str(raw.get("name") or f"rule {index + 1}")
     answer, keywords, regex, taps = raw.get("answer"), raw.get("keywords"), raw.get("regex"), raw.get("taps")
+    reaction = raw.get("reaction")
     if not isinstance(answer, str) or not answer.strip():
         raise ConfigurationError(f"{name}: 'answer' must be a non-empty string")
     parts = []
@@ -86,14 +104,19 @@ def _compile(index: int, raw: dict[str, object]) -> Rule:
             raise ConfigurationError(f"{name}: 'regex' must be a string")
         parts.append(f"(?:{regex})")
     tap_ids = frozenset(_strings(name, "taps", taps)) if taps is not None else frozenset()
-    if not parts and not tap_ids:
-        raise ConfigurationError(f"{name}: give 'keywords', 'regex' or 'taps'")
+    reactions: frozenset[str] = frozenset()
+    if reaction is not None:
+        if not isinstance(reaction, list) or not all(isinstance(e, str) and emoji_key(e) for e in reaction):
+            raise ConfigurationError(f"{name}: 'reaction' must be a list of emojis")
+        reactions = frozenset(emoji_key(e) for e in reaction)
+    if not parts and not tap_ids and not reactions:
+        raise ConfigurationError(f"{name}: give 'keywords', 'regex', 'taps', 'reaction' or several")
     try:
         pattern = re.compile("|".join(parts), re.IGNORECASE) if parts else None
     except re.error as exc:
         raise ConfigurationError(f"{name}: bad regex: {exc}") from exc
     interactive = _interactive(name, answer, raw.get("buttons"), raw.get("list"))
-    return Rule(name, pattern, answer, tap_ids, interactive)
+    return Rule(name, pattern, answer, tap_ids, interactive, reactions)
 
 
 class RulesOrchestrator:
@@ -130,8 +153,7 @@ class RulesOrchestrator:
             tapped = next((rule for rule in self.rules if request.tap_id in rule.taps), None)
             if tapped is not None:
                 return tapped
-        text = request.message.text
-        return next((rule for rule in self.rules if rule.pattern and rule.pattern.search(text)), None)
+        return next((rule for rule in self.rules if rule.matches(request.message)), None)
 
     async def reply(self, request: ReplyRequest) -> Answer | None:
         rule = self.match(request)

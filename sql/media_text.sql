@@ -1,0 +1,91 @@
+-- What the AI reads of media messages: voice-note transcripts, photos for a model that can see,
+-- and the reply runs that wait for a file (outbound_jobs.waiting_since). See worker/media_ready.py.
+
+-- reply_media_lock --
+-- The file of the message a reply answers, locked: a download or transcription finishing at this
+-- moment waits until the reply has decided to wait (and is then woken), or has seen it finished
+SELECT md.id, md.kind, md.status, md.transcript_status
+  FROM media md WHERE md.message_id = %(message_id)s
+   FOR UPDATE
+
+-- outbound_job_wait --
+-- The reply's file is not ready: the job waits without a procrastinate job (this run did not count
+-- as an attempt); the media task wakes it (media_wake_replies) when the file is ready or given up
+UPDATE outbound_jobs
+   SET status = 'pending', attempts = greatest(attempts - 1, 0),
+       waiting_since = COALESCE(waiting_since, clock_timestamp()),
+       last_error = 'waiting for the file (download or transcription)', updated_at = clock_timestamp()
+ WHERE id = %(outbound_job_id)s AND status = 'running'
+
+-- media_wake_replies --
+-- The file is ready (stored, transcribed) or given up: the replies waiting for it stop waiting; the
+-- caller defers their jobs in this same transaction
+UPDATE outbound_jobs j
+   SET waiting_since = NULL, last_error = NULL, updated_at = clock_timestamp()
+  FROM media md
+ WHERE md.id = %(media_id)s AND j.inbound_message_id = md.message_id
+   AND j.waiting_since IS NOT NULL AND j.status IN ('pending', 'running')
+RETURNING j.id, j.conversation_id, j.request_id
+
+-- media_transcription_due --
+-- A stored voice note will be transcribed (in the download's transaction)
+UPDATE media SET transcript_status = 'pending', transcript_error = NULL
+ WHERE id = %(media_id)s AND status = 'stored' AND transcript_status IS NULL
+RETURNING id
+
+-- transcription_start --
+-- Take a pending transcription for an attempt (one more attempt); none when it is done or given up
+UPDATE media md
+   SET transcript_attempts = md.transcript_attempts + 1
+  FROM messages msg
+ WHERE md.id = %(media_id)s AND md.transcript_status = 'pending' AND msg.id = md.message_id
+RETURNING md.id, md.message_id, msg.conversation_id, md.kind, md.status, md.mime_type, md.byte_size,
+          md.transcript_attempts, md.storage, md.object_bucket, md.object_key
+
+-- transcription_done --
+-- The transcript (in the transaction that wakes the reply waiting for it)
+UPDATE media
+   SET transcript_status = 'done', transcript = %(transcript)s, transcribed_at = now(), transcript_error = NULL
+ WHERE id = %(media_id)s AND transcript_status = 'pending'
+RETURNING id
+
+-- transcription_note --
+-- Why the last transcription attempt failed (another attempt follows)
+UPDATE media SET transcript_error = %(error)s WHERE id = %(media_id)s
+
+-- transcription_give_up --
+-- The transcription is given up: the AI answers the voice note as unreadable, an operator listens
+UPDATE media SET transcript_status = 'failed', transcript_error = %(error)s
+ WHERE id = %(media_id)s AND transcript_status = 'pending'
+RETURNING id
+
+-- sweep_stuck_media --
+-- Downloads and transcriptions still to do whose procrastinate job is gone (it failed on an error
+-- nobody classified, or was deleted): the sweep queues them again, or gives them up once out of
+-- attempts, so that no reply waits for them forever. SKIP LOCKED: concurrent sweeps split the work.
+SELECT md.id, md.message_id, md.kind, md.status, md.attempts, md.transcript_status, md.transcript_attempts,
+       msg.conversation_id
+  FROM media md JOIN messages msg ON msg.id = md.message_id
+ WHERE (md.status = 'pending' OR md.transcript_status = 'pending')
+   AND md.created_at < clock_timestamp() - make_interval(secs => %(min_age)s)
+   AND NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs q
+         WHERE q.task_name IN ('download_media', 'transcribe_media') AND q.status IN ('todo', 'doing')
+           AND q.args ->> 'media_id' = md.id::text)
+ ORDER BY md.id
+ LIMIT 200
+   FOR UPDATE OF md SKIP LOCKED
+
+-- reaction_answers_ai_question --
+-- Whether a reaction reacts to a message of the AI that asked something, in the reacting contact's
+-- conversation: then it counts as the answer, and gets a reply
+SELECT EXISTS (
+    SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
+     WHERE m.wa_message_id = %(target)s AND m.author = 'ai' AND m.body ~ '[?？؟]'
+       AND c.phone_number_id = %(phone_number_id)s
+       AND (c.wa_id = %(wa_id)s OR c.user_id = %(user_id)s)
+) AS answers
+
+-- reply_reaction_target --
+-- The message a reaction reacts to (a reply to the reaction quotes that one)
+SELECT payload #>> '{reaction,message_id}' AS target FROM messages WHERE id = %(message_id)s
