@@ -337,15 +337,14 @@ async def test_the_rules_match_reactions_transcripts_and_document_names() -> Non
     rules = RulesOrchestrator.from_file(None)
     question = Quote("ai", "Is Friday 2 pm good?")
 
-    def ask(turn: Turn) -> ReplyRequest:
-        return ReplyRequest(1, "Ana", (turn,))
+    async def ask(turn: Turn) -> str | None:
+        answer = await rules.reply(ReplyRequest(1, "Ana", (turn,)))
+        return answer.text if answer else None
 
-    assert await rules.reply(ask(Turn("contact", "👍", kind="reaction", quoted=question))) == (
-        "Great, thank you for confirming!"
-    )
-    assert await rules.reply(ask(Turn("contact", "👍🏿"))) == "Great, thank you for confirming!"  # typed, not reacted
-    assert await rules.reply(ask(Turn("contact", "when do you open?", kind="audio"))) == OPENING_HOURS
-    price = await rules.reply(ask(Turn("contact", "", kind="document", filename="price list.pdf")))
+    assert await ask(Turn("contact", "👍", kind="reaction", quoted=question)) == "Great, thank you for confirming!"
+    assert await ask(Turn("contact", "👍🏿")) == "Great, thank you for confirming!"  # typed, not reacted
+    assert await ask(Turn("contact", "when do you open?", kind="audio")) == OPENING_HOURS
+    price = await ask(Turn("contact", "", kind="document", filename="price list.pdf"))
     assert price is not None and price.startswith("You can find our current prices")
 
 

@@ -280,7 +280,11 @@ def test_the_model_answers_with_buttons_and_sees_the_tap(client, db, fake_graph:
     # the tap reaches the model as the customer saying the title, with the id it gave the button
     last = fake.requests[1]["messages"][-2:]
     assert last[0] == {"role": "assistant", "content": "Which day suits you? [Friday 14:00 | Saturday 10:00]"}
-    assert last[1] == {"role": "user", "content": "Saturday 10:00 [tapped the choice with id 'sat']"}
+    assert last[1] == {  # with the question it answers (context.id), as any reply in context
+        "role": "user",
+        "content": '(replying to your message: "Which day suits you? [Friday 14:00 | Saturday 10:00]") '
+        "Saturday 10:00 [tapped the choice with id 'sat']",
+    }
     assert answered["body"] == "Noted, thanks!"
 
 
