@@ -143,7 +143,8 @@ SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, 
 -- inbox_messages --
 -- The latest messages of a conversation, oldest first, with who wrote them, what became of the
 -- AI's job for each inbound one, the message a contact replied to (context.id) and the contact's
--- latest reaction to each (an empty emoji: the reaction was removed)
+-- latest reaction to each (an empty emoji: the reaction was removed), and the operators' latest
+-- reaction to it; an operator's reply quotes the message it replies to
 SELECT * FROM (
     SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
            m.contact_sent_at, m.created_at, m.sent_at, m.delivered_at, m.read_at, m.failed_at,
@@ -152,12 +153,14 @@ SELECT * FROM (
            md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
            md.last_error AS media_error,
            q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
-           NULLIF(rx.emoji, '') AS reaction
+           NULLIF(rx.emoji, '') AS reaction, NULLIF(orx.emoji, '') AS operator_reaction
       FROM messages m
       LEFT JOIN operators o ON o.id = m.operator_id
       LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
       LEFT JOIN media md ON md.message_id = m.id
-      LEFT JOIN messages q ON q.wa_message_id = m.payload #>> '{context,id}' AND q.conversation_id = m.conversation_id
+      LEFT JOIN messages q ON q.conversation_id = m.conversation_id
+                          AND (q.wa_message_id = m.payload #>> '{context,id}'
+                               OR (m.author = 'operator' AND q.id = m.reply_to_message_id))
       LEFT JOIN (
           SELECT DISTINCT ON (r.payload #>> '{reaction,message_id}')
                  r.payload #>> '{reaction,message_id}' AS target, coalesce(r.body, '') AS emoji
@@ -165,6 +168,14 @@ SELECT * FROM (
            WHERE r.conversation_id = %(conversation_id)s AND r.type = 'reaction' AND r.direction = 'inbound'
            ORDER BY r.payload #>> '{reaction,message_id}', r.id DESC
       ) rx ON rx.target = m.wa_message_id
+      LEFT JOIN (
+          SELECT DISTINCT ON (r.payload ->> 'message_id')
+                 r.payload ->> 'message_id' AS target, coalesce(r.body, '') AS emoji
+            FROM messages r
+           WHERE r.conversation_id = %(conversation_id)s AND r.type = 'reaction' AND r.direction = 'outbound'
+             AND r.status <> 'failed'
+           ORDER BY r.payload ->> 'message_id', r.id DESC
+      ) orx ON orx.target = m.wa_message_id
      WHERE m.conversation_id = %(conversation_id)s
      ORDER BY m.id DESC
      LIMIT %(limit)s
@@ -179,11 +190,13 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
        md.filename AS media_filename, md.byte_size AS media_size, md.status AS media_status,
        md.last_error AS media_error,
        q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
-       NULL::text AS reaction
+       NULL::text AS reaction, NULL::text AS operator_reaction
   FROM messages m
   LEFT JOIN operators o ON o.id = m.operator_id
   LEFT JOIN media md ON md.message_id = m.id
-  LEFT JOIN messages q ON q.wa_message_id = m.payload #>> '{context,id}' AND q.conversation_id = m.conversation_id
+  LEFT JOIN messages q ON q.conversation_id = m.conversation_id
+                      AND (q.wa_message_id = m.payload #>> '{context,id}'
+                           OR (m.author = 'operator' AND q.id = m.reply_to_message_id))
  WHERE m.id = %(message_id)s
 
 -- inbox_mark_read --
@@ -213,10 +226,17 @@ UPDATE conversations SET deleted_at = NULL, updated_at = now()
 RETURNING id
 
 -- inbox_queue_operator_message --
--- Queue an operator's message (see the function)
+-- Queue an operator's message of any kind (see the function)
 SELECT message_id, outcome
-  FROM waypost_queue_operator_message_v1(%(conversation_id)s, %(idempotency_key)s, %(body)s, %(operator_id)s,
+  FROM waypost_queue_operator_message_v2(%(conversation_id)s, %(idempotency_key)s, %(type)s, %(body)s,
+                                         %(payload)s, %(reply_to_message_id)s, %(operator_id)s,
                                          %(pause_ai)s, interval '24 hours')
+
+-- inbox_reaction_target --
+-- The contact's message an operator reacts to: Meta's id for it
+SELECT wa_message_id FROM messages
+ WHERE id = %(message_id)s AND conversation_id = %(conversation_id)s AND direction = 'inbound'
+   AND wa_message_id IS NOT NULL AND type <> 'reaction'
 
 -- inbox_notifications --
 -- Notifications, newest first: unread and awake ones unless asked for more

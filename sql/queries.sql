@@ -184,7 +184,8 @@ DELETE FROM webhook_events WHERE received_at < clock_timestamp() - make_interval
 
 -- operator_message_load --
 -- An operator message the worker is asked to send
-SELECT id, conversation_id, idempotency_key, body, status, send_attempts, created_at
+SELECT id, conversation_id, idempotency_key, type, body, payload, reply_to_message_id, status, send_attempts,
+       created_at
   FROM messages WHERE id = %(message_id)s AND author = 'operator'
 
 -- sweep_orphan_operator_messages --

@@ -146,6 +146,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
         "stored_at",
         "purged_at",
+        "uploaded_at",
     ),
     "media_chunks": ("media_id", "seq", "data"),
     # operators' views (docs/operations.md)
@@ -167,7 +168,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_claim_send_v2",
     "waypost_record_send_v1",
     "waypost_fail_send_v1",
-    "waypost_queue_operator_message_v1",
+    "waypost_queue_operator_message_v2",
     "waypost_notify_inbox_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",

@@ -140,6 +140,7 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         if row.get("quoted_id")
         else None,
         "reaction": row.get("reaction"),
+        "operator_reaction": row.get("operator_reaction"),
     }
 
 

@@ -1,0 +1,231 @@
+"""Outbound media, operator reactions and replies: an operator's file is checked against what
+WhatsApp sends before anything is stored, uploaded to Meta's media endpoint by the worker once, and
+sent through the same claim/send/record path as text; the AI can answer with a stored file too.
+Real PostgreSQL, web server, worker processes and the fake Graph API."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from tests.conftest import WebServer, WorkerProcess, post_webhook, settled, wait_for, wait_until
+from tests.faults.harness import fault_settings, settle
+from tests.inbox_client import Inbox, conversation_id, create_operator
+from waypost.devtools import payloads
+from waypost.devtools.fake_graph import Behaviour, FakeGraph
+from waypost.settings import Settings
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int] = (30, 120, 200)) -> bytes:
+    """A real, decodable PNG of one colour."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def setup_conversation(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, text: str = "hello"
+) -> tuple[Inbox, int, str]:
+    """A conversation with one inbound message (its wamid returned) and a signed-in operator."""
+    contacts = [{"profile": {"name": "Sheena"}, "wa_id": "16505551234"}]
+    message = payloads.text_message(text)
+    assert post_webhook(client, payloads.dumps(payloads.inbound(message, contacts=contacts))).status_code == 200
+    create_operator(database_url)
+    return Inbox(client), conversation_id(db), str(message["id"])
+
+
+def send_file(
+    inbox: Inbox,
+    cid: int,
+    data: bytes,
+    mime_type: str,
+    filename: str,
+    *,
+    csrf: str | None = "",
+    **fields: str,
+) -> httpx.Response:
+    headers = {} if csrf is None else {"X-CSRF-Token": csrf or inbox.csrf}
+    return inbox.client.post(
+        f"/api/inbox/conversations/{cid}/files",
+        files={"file": (filename, data, mime_type)},
+        data=fields,
+        headers=headers,
+    )
+
+
+def sends_of(fake: FakeGraph, kind: str) -> list:
+    return [r for r in fake.accepted() if r.body.get("type") == kind]
+
+
+def test_an_operators_pdf_is_uploaded_once_and_sent_once_even_when_the_form_is_resubmitted(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph, start_worker
+) -> None:
+    inbox, cid, _ = setup_conversation(client, db, database_url)
+    key = "pricelist-0001"
+    first = send_file(inbox, cid, PDF, "application/pdf", "Price list.pdf", caption="Our prices", client_key=key)
+    again = send_file(inbox, cid, PDF, "application/pdf", "Price list.pdf", caption="Our prices", client_key=key)
+    assert first.status_code == 202, first.text
+    assert again.status_code == 202 and again.json()["duplicate"] is True
+    message = first.json()["message"]
+    assert message["id"] == again.json()["message"]["id"] and message["type"] == "document"
+    assert message["media"]["filename"] == "Price list.pdf" and message["media"]["size"] == len(PDF)
+    assert db.execute("SELECT count(*) AS n FROM media_chunks").fetchone()["n"] == 1  # stored once
+
+    start_worker()
+    row = wait_for(db, "SELECT * FROM messages WHERE id = %s AND status = 'sent'", [message["id"]])
+    settled(db)
+    (upload,) = fake_graph.accepted_uploads()
+    assert (upload.mime_type, upload.filename, upload.size) == ("application/pdf", "Price list.pdf", len(PDF))
+    assert upload.sha256 == hashlib.sha256(PDF).hexdigest()
+    (sent,) = sends_of(fake_graph, "document")
+    assert sent.body["document"] == {"id": upload.media_id, "caption": "Our prices", "filename": "Price list.pdf"}
+    assert sent.body["biz_opaque_callback_data"] == row["idempotency_key"]
+    media = db.execute("SELECT * FROM media WHERE message_id = %s", [message["id"]]).fetchone()
+    assert media["wa_media_id"] == upload.media_id and media["uploaded_at"] is not None
+    # shown in the inbox like a contact's file, served through the authenticated route
+    shown = inbox.get(f"/api/inbox/conversations/{cid}").json()["messages"][-1]
+    assert shown["media"]["status"] == "stored" and shown["body"] == "Our prices"
+    served = client.get(f"/inbox/media/{shown['media']['id']}")
+    assert served.status_code == 200 and served.content == PDF
+    assert served.headers["content-type"] == "application/octet-stream"  # a PDF is never rendered inline
+
+
+def test_files_meta_would_refuse_are_refused_before_anything_is_stored_or_sent(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph
+) -> None:
+    inbox, cid, _ = setup_conversation(client, db, database_url)
+    refused = {
+        "svg declared as svg": (SVG, "image/svg+xml", "x.svg", {}, 415, "UNSUPPORTED_FILE"),
+        "svg declared as png": (SVG, "image/png", "x.png", {}, 415, "UNSUPPORTED_FILE"),
+        "html as a pdf": (b"<html><body>hi</body></html>", "application/pdf", "x.pdf", {}, 415, "UNSUPPORTED_FILE"),
+        "a 6 MB png": (png(8, 8) + bytes(6 * 1024 * 1024), "image/png", "big.png", {}, 413, "FILE_TOO_LARGE"),
+        "a png as a document": (png(8, 8), "image/png", "x.png", {"kind": "document"}, 415, "UNSUPPORTED_FILE"),
+        "an empty file": (b"", "application/pdf", "x.pdf", {}, 415, "UNSUPPORTED_FILE"),
+        "a caption on audio": (b"OggS" + bytes(100), "audio/ogg", "a.ogg", {"caption": "hi"}, 400, "BAD_INPUT"),
+    }
+    for what, (data, mime_type, name, fields, status, code) in refused.items():
+        answer = send_file(inbox, cid, data, mime_type, name, **fields)
+        assert (answer.status_code, answer.json()["code"]) == (status, code), (what, answer.text)
+        assert answer.json()["ok"] is False and answer.json()["error"], what
+    no_csrf = send_file(inbox, cid, PDF, "application/pdf", "x.pdf", csrf=None)
+    assert (no_csrf.status_code, no_csrf.json()["code"]) == (403, "CSRF")
+    outbound = db.execute("SELECT count(*) AS n FROM messages WHERE direction = 'outbound'").fetchone()
+    assert outbound["n"] == 0 and db.execute("SELECT count(*) AS n FROM media").fetchone()["n"] == 0
+    assert fake_graph.uploads == [] and fake_graph.requests == []
+
+
+def test_an_upload_that_fails_retryably_is_retried_then_sent_once(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph, start_worker
+) -> None:
+    inbox, cid, _ = setup_conversation(client, db, database_url)
+    inbox.post(f"/api/inbox/conversations/{cid}/ai", {"enabled": False})
+    fake_graph.upload_script.extend([Behaviour(status=503), Behaviour(status=500, code=131000)])
+    image = png(40, 30)
+    answer = send_file(inbox, cid, image, "image/png", "photo.png", caption="the colour")
+    assert answer.status_code == 202, answer.text
+    start_worker()
+    message_id = answer.json()["message"]["id"]
+    row = wait_for(db, "SELECT * FROM messages WHERE id = %s AND status = 'sent'", [message_id], timeout=30)
+    assert row["send_attempts"] == 3
+    assert [u.status for u in fake_graph.uploads] == [503, 500, 200]
+    (sent,) = sends_of(fake_graph, "image")
+    assert sent.body["image"] == {"id": fake_graph.accepted_uploads()[0].media_id, "caption": "the colour"}
+    assert len(fake_graph.requests) == 1  # no send went out before the upload succeeded
+
+
+def test_an_upload_meta_refuses_fails_the_message_without_a_send(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph, start_worker
+) -> None:
+    inbox, cid, _ = setup_conversation(client, db, database_url)
+    inbox.post(f"/api/inbox/conversations/{cid}/ai", {"enabled": False})
+    fake_graph.upload_script.append(Behaviour(status=400, code=100))
+    answer = send_file(inbox, cid, PDF, "application/pdf", "p.pdf")
+    start_worker()
+    row = wait_for(db, "SELECT * FROM messages WHERE id = %s AND status = 'failed'", [answer.json()["message"]["id"]])
+    assert (row["error"][0]["code"], row["error"][0]["title"]) == (100, "Meta refused the file's upload")
+    assert fake_graph.requests == [] and len(fake_graph.uploads) == 1
+    wait_for(db, "SELECT 1 FROM notifications WHERE kind = 'send_failed' AND message_id = %s", [row["id"]])
+
+
+def test_a_media_send_retried_after_a_crash_sends_once(
+    settings: Settings, fake_graph: FakeGraph, database_url: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The worker is SIGKILLed while Meta holds the send (uploaded, not yet accepted): the next worker
+    sends the file Meta already holds, without a second upload, and the message is sent once."""
+    settings = fault_settings(settings, whatsapp_api_base=fake_graph.url)
+    with WebServer(settings) as web, httpx.Client(base_url=web.url, timeout=10) as client:
+        inbox, cid, _ = setup_conversation(client, db, database_url)
+        inbox.post(f"/api/inbox/conversations/{cid}/ai", {"enabled": False})
+        answer = send_file(inbox, cid, PDF, "application/pdf", "p.pdf", caption="as promised")
+        message_id = answer.json()["message"]["id"]
+        fake_graph.script.append(Behaviour(status=503, hang=60, accept=False))  # the send hangs, never taken
+        first = WorkerProcess(settings, tmp_path / "worker0.log")
+        first.wait_ready()
+        wait_until(lambda: fake_graph.requests, what="the send in flight")  # Meta holds it now
+        first.proc.kill()  # SIGKILL mid-send: no cleanup, the claim left in 'sending'
+        first.proc.wait()
+        first.stop()
+        assert db.execute("SELECT status FROM messages WHERE id = %s", [message_id]).fetchone()["status"] == "sending"
+        second = WorkerProcess(settings, tmp_path / "worker1.log")
+        second.wait_ready()
+        try:
+            settle(database_url, web.url)
+        finally:
+            second.stop()
+    row = db.execute("SELECT * FROM messages WHERE id = %s", [message_id]).fetchone()
+    assert row["status"] == "sent"
+    assert len(fake_graph.uploads) == 1  # Meta's id was kept: the retry did not upload again
+    assert len(fake_graph.requests) == 2 and len(sends_of(fake_graph, "document")) == 1
+    assert sends_of(fake_graph, "document")[0].body["document"]["id"] == fake_graph.uploads[0].media_id
+
+
+def test_operator_reaction_and_reply_to_reach_the_graph_api_with_the_right_shape(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph, start_worker
+) -> None:
+    inbox, cid, wamid = setup_conversation(client, db, database_url, "Is Friday 2 pm good?")
+    inbox.post(f"/api/inbox/conversations/{cid}/ai", {"enabled": False})
+    inbound_id = db.execute("SELECT id FROM messages WHERE wa_message_id = %s", [wamid]).fetchone()["id"]
+    path = f"/api/inbox/conversations/{cid}"
+    reacted = inbox.post(f"{path}/messages/{inbound_id}/reaction", {"emoji": "👍", "client_key": "react-000001"})
+    assert reacted.status_code == 202, reacted.text
+    assert inbox.post(f"{path}/messages/{inbound_id}/reaction", {"emoji": "👍", "client_key": "react-000001"}).json()[
+        "duplicate"
+    ]
+    replied = inbox.post(f"{path}/messages", {"body": "Friday works", "reply_to": inbound_id})
+    assert replied.status_code == 202, replied.text
+    filed = send_file(inbox, cid, PDF, "application/pdf", "map.pdf", reply_to=str(inbound_id))
+    assert filed.status_code == 202, filed.text
+    # refused: an unknown message, a message of another conversation, an outbound reaction target
+    assert inbox.post(f"{path}/messages", {"body": "x", "reply_to": 999999}).status_code == 404
+    assert inbox.post(f"{path}/messages/{replied.json()['message']['id']}/reaction", {"emoji": "👍"}).status_code == 404
+    assert inbox.post(f"{path}/messages/{inbound_id}/reaction", {"emoji": "👍" * 17}).status_code == 422
+    start_worker()
+    settled(db)
+    (reaction,) = sends_of(fake_graph, "reaction")
+    assert reaction.body["reaction"] == {"message_id": wamid, "emoji": "👍"} and "context" not in reaction.body
+    (text,) = sends_of(fake_graph, "text")
+    assert text.body["context"] == {"message_id": wamid} and text.body["text"]["body"] == "Friday works"
+    (document,) = sends_of(fake_graph, "document")
+    assert document.body["context"] == {"message_id": wamid}
+    shown = {m["id"]: m for m in inbox.get(path).json()["messages"]}
+    assert shown[inbound_id]["operator_reaction"] == "👍"
+    assert shown[replied.json()["message"]["id"]]["quoted"]["id"] == inbound_id
+    assert shown[replied.json()["message"]["id"]]["quoted"]["body"] == "Is Friday 2 pm good?"
+    # removing the reaction: an empty emoji, sent as Meta expects
+    removed = inbox.post(f"{path}/messages/{inbound_id}/reaction", {"emoji": ""})
+    assert removed.status_code == 202, removed.text
+    settled(db)
+    assert sends_of(fake_graph, "reaction")[-1].body["reaction"] == {"message_id": wamid, "emoji": ""}
+    assert {m["id"]: m for m in inbox.get(path).json()["messages"]}[inbound_id]["operator_reaction"] is None
