@@ -11,7 +11,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from waypost.settings import ConfigurationError, Settings
-from worker.orchestrator import Answer, OrchestratorError, ReplyRequest
+from worker.orchestrator import Answer, OrchestratorError, ReplyRequest, ai_files
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class OpenAIOrchestrator:
         self.model = settings.openai_model
         self.system_prompt = settings.system_prompt
         self.max_retries = settings.openai_max_retries
+        self.files = ai_files.load(settings.ai_files_dir)  # offered through the send_file tool
         self._client = httpx.AsyncClient(
             base_url=settings.openai_base_url.rstrip("/"),
             headers=headers,
@@ -56,7 +57,9 @@ class OpenAIOrchestrator:
         return response.json()
 
     async def reply(self, request: ReplyRequest) -> Answer | None:
-        body = {"model": self.model, "messages": self.messages(request)}
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages(request)}
+        if self.files:
+            body["tools"] = [ai_files.tool(self.files)]
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_transient),
@@ -69,9 +72,12 @@ class OpenAIOrchestrator:
         except (httpx.HTTPError, ValueError) as exc:
             raise OrchestratorError(f"{self._client.base_url}/chat/completions failed: {exc}") from exc
         try:
-            content = data["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as exc:
+            message = data["choices"][0]["message"]
+            content = message.get("content")  # null when the model only calls a tool
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise OrchestratorError(f"unexpected chat completion: {str(data)[:200]}") from exc
+        if self.files and (sent := ai_files.from_tool_call(message, self.files)):
+            return sent
         if not isinstance(content, str) or not content.strip():
             return None
         return Answer(content.strip())

@@ -7,8 +7,9 @@ import re
 import tomllib
 from pathlib import Path
 
+from waypost import kinds
 from waypost.settings import ConfigurationError
-from worker.orchestrator import Answer, ReplyRequest
+from worker.orchestrator import Answer, ReplyRequest, ai_files
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
 
@@ -18,6 +19,7 @@ class Rule:
     name: str
     pattern: re.Pattern[str]
     answer: str
+    file: str | None = None  # a file of WAYPOST_AI_FILES_DIR sent as a document, `answer` its caption
 
 
 def _compile(index: int, raw: dict[str, object]) -> Rule:
@@ -40,7 +42,10 @@ def _compile(index: int, raw: dict[str, object]) -> Rule:
         pattern = re.compile("|".join(parts), re.IGNORECASE)
     except re.error as exc:
         raise ConfigurationError(f"{name}: bad regex: {exc}") from exc
-    return Rule(name, pattern, answer)
+    file = raw.get("file")
+    if file is not None and (not isinstance(file, str) or not file or Path(file).name != file):
+        raise ConfigurationError(f"{name}: 'file' must be the name of a file in WAYPOST_AI_FILES_DIR")
+    return Rule(name, pattern, answer, file)
 
 
 class RulesOrchestrator:
@@ -51,7 +56,7 @@ class RulesOrchestrator:
         self.fallback = fallback
 
     @classmethod
-    def from_file(cls, path: Path | None) -> RulesOrchestrator:
+    def from_file(cls, path: Path | None, files_dir: Path | None = None) -> RulesOrchestrator:
         path = path or DEFAULT_RULES
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -66,16 +71,30 @@ class RulesOrchestrator:
         if fallback is not None and not isinstance(fallback, str):
             raise ConfigurationError(f"{path}: 'fallback' must be a string")
         try:
-            return cls([_compile(i, raw) for i, raw in enumerate(raw_rules)], fallback or None)
+            rules = [_compile(i, raw) for i, raw in enumerate(raw_rules)]
+            for rule in rules:
+                if rule.file is not None:  # checked now: a rule never names a file that cannot be sent
+                    if files_dir is None:
+                        raise ConfigurationError(f"{rule.name}: 'file' needs WAYPOST_AI_FILES_DIR")
+                    ai_files.check(files_dir / rule.file)
+                    if len(rule.answer) > kinds.CAPTION_MAX:
+                        raise ConfigurationError(
+                            f"{rule.name}: a file's caption is at most {kinds.CAPTION_MAX} characters"
+                        )
+            return cls(rules, fallback or None)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{path}: {exc}") from exc
 
     async def reply(self, request: ReplyRequest) -> Answer | None:
         text = request.message.text
-        answer = next((rule.answer for rule in self.rules if rule.pattern.search(text)), self.fallback)
+        rule = next((rule for rule in self.rules if rule.pattern.search(text)), None)
+        answer = rule.answer if rule else self.fallback
         if answer is None:
             return None
-        return Answer(answer.replace("{contact_name}", request.contact_name or "there"))
+        answer = answer.replace("{contact_name}", request.contact_name or "there")
+        if rule is not None and rule.file is not None:
+            return ai_files.answer(rule.file, answer)
+        return Answer(answer)
 
     async def aclose(self) -> None:
         return None
