@@ -8,10 +8,13 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -19,8 +22,9 @@ from starlette.routing import Route
 
 from tests.conftest import ServerThread, WebServer, WorkerProcess, post_webhook, settled, wait_for, wait_until
 from tests.faults.harness import fault_settings, settle
-from tests.inbox_client import Inbox, conversation_id, create_operator
+from tests.inbox_client import PASSWORD, Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
+from waypost.devtools.browser import CHROMIUM_FLAGS, chromium_path
 from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.settings import Settings
 
@@ -354,3 +358,59 @@ async def test_the_openai_provider_offers_the_files_and_answers_with_the_one_the
     assert answer is not None and (answer.kind, answer.text) == ("document", "Our prices for 2027")
     assert answer.payload == {"caption": "Our prices for 2027", "filename": "price-list.pdf"}
     assert unknown is None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def test_an_operator_attaches_a_photo_replies_to_a_message_and_reacts_in_the_browser(
+    browser: Browser,
+    web: WebServer,
+    client: httpx.Client,
+    db: psycopg.Connection,
+    database_url: str,
+    fake_graph: FakeGraph,
+    start_worker,
+) -> None:
+    _, cid, wamid = setup_conversation(client, db, database_url, "Can you show me the blue one?")
+    start_worker()
+    wait_for(db, "SELECT 1 FROM messages WHERE author = 'ai' AND status = 'sent'")
+    context = browser.new_context(base_url=web.url, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(f"/inbox/conversations/{cid}")
+        page.fill("input[name=email]", "op@example.com")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=15_000)
+        contact_message = page.locator("li.message.inbound", has_text="the blue one")
+        # reply to the contact's message with a photo and a caption
+        contact_message.get_by_role("button", name="Reply").click()
+        expect(page.locator("#replying-to")).to_contain_text("Can you show me the blue one?")
+        page.set_input_files(
+            "#file-form input[type=file]", {"name": "blue.png", "mimeType": "image/png", "buffer": png(64, 48)}
+        )
+        page.fill("#file-form input[name=caption]", "This one")
+        page.click("#file-form button[type=submit]")
+        sent = page.locator("li.message.author-operator", has_text="This one")
+        expect(sent).to_have_attribute("data-status", "sent", timeout=20_000)
+        expect(sent.locator(".media img")).to_be_visible()
+        expect(sent.locator("blockquote.quoted")).to_contain_text("the blue one")
+        expect(page.locator("#replying-to")).to_be_hidden()
+        assert sent.locator(".media img").evaluate("img => img.naturalWidth") == 64  # served and decoded
+        # react to the contact's message
+        contact_message.locator("button[title=\"react 👍\"]").click()
+        expect(contact_message.locator("[data-operator-reaction]")).to_have_text("👍", timeout=20_000)
+    finally:
+        context.close()
+    (image,) = sends_of(fake_graph, "image")
+    assert image.body["image"]["caption"] == "This one" and image.body["context"] == {"message_id": wamid}
+    wait_until(lambda: sends_of(fake_graph, "reaction"), what="the reaction's send")
+    assert sends_of(fake_graph, "reaction")[0].body["reaction"] == {"message_id": wamid, "emoji": "👍"}
+    assert len(fake_graph.accepted_uploads()) == 1

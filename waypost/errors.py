@@ -148,6 +148,9 @@ class FileTooLarge(BodyTooLarge):
 
     code = "FILE_TOO_LARGE"
 
+    def __init__(self, limit: int, message: str | None = None) -> None:
+        super().__init__(limit, message or " ".join((type(self).__doc__ or "").split()))
+
 
 class Unauthorized(WaypostError):
     """Not authorised."""
