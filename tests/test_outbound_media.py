@@ -6,7 +6,11 @@ Real PostgreSQL, web server, worker processes and the fake Graph API."""
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +24,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.conftest import ServerThread, WebServer, WorkerProcess, post_webhook, settled, wait_for, wait_until
+from tests.conftest import (
+    ServerThread,
+    WebServer,
+    WorkerProcess,
+    post_webhook,
+    settled,
+    wait_for,
+    wait_until,
+    waypost_env,
+)
 from tests.faults.harness import fault_settings, settle
 from tests.inbox_client import PASSWORD, Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
 from waypost.devtools.browser import CHROMIUM_FLAGS, chromium_path
 from waypost.devtools.fake_graph import Behaviour, FakeGraph
+from waypost.devtools.net import free_port, wait_until_ready
 from waypost.settings import Settings
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
@@ -405,7 +419,7 @@ def test_an_operator_attaches_a_photo_replies_to_a_message_and_reacts_in_the_bro
         expect(page.locator("#replying-to")).to_be_hidden()
         assert sent.locator(".media img").evaluate("img => img.naturalWidth") == 64  # served and decoded
         # react to the contact's message
-        contact_message.locator("button[title=\"react 👍\"]").click()
+        contact_message.locator('button[title="react 👍"]').click()
         expect(contact_message.locator("[data-operator-reaction]")).to_have_text("👍", timeout=20_000)
     finally:
         context.close()
@@ -414,3 +428,91 @@ def test_an_operator_attaches_a_photo_replies_to_a_message_and_reacts_in_the_bro
     wait_until(lambda: sends_of(fake_graph, "reaction"), what="the reaction's send")
     assert sends_of(fake_graph, "reaction")[0].body["reaction"] == {"message_id": wamid, "emoji": "👍"}
     assert len(fake_graph.accepted_uploads()) == 1
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_100_mb_document_is_stored_and_uploaded_in_bounded_memory(
+    settings: Settings, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph, tmp_path: Path
+) -> None:
+    """The web process and the worker each hold a chunk of the file at a time, never the file."""
+    size = 100 * 1024 * 1024 - 64  # Meta's limit for documents
+    big = tmp_path / "catalogue.pdf"
+    with big.open("wb") as out:
+        out.write(b"%PDF-1.7\n")
+        for _ in range(100):
+            out.write(os.urandom(1024 * 1024))
+        out.truncate(size)
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "waypost.cli", "serve", "--port", str(port)],
+        env=waypost_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(url, timeout=20)
+        with httpx.Client(base_url=url, timeout=120) as client:
+            inbox, cid, _ = setup_conversation(client, db, database_url)
+            inbox.post(f"/api/inbox/conversations/{cid}/ai", {"enabled": False})
+            web_before = peak_rss_mb(web.pid)
+            started = time.perf_counter()
+            with big.open("rb") as file:
+                answer = inbox.client.post(
+                    f"/api/inbox/conversations/{cid}/files",
+                    files={"file": ("catalogue.pdf", file, "application/pdf")},
+                    headers={"X-CSRF-Token": inbox.csrf},
+                )
+            stored_s = time.perf_counter() - started
+            assert answer.status_code == 202, answer.text
+            web_peak = peak_rss_mb(web.pid)
+        worker = WorkerProcess(settings, tmp_path / "worker.log")
+        worker.wait_ready()
+        worker_before = peak_rss_mb(worker.proc.pid)
+        started = time.perf_counter()
+        wait_for(db, "SELECT 1 FROM messages WHERE id = %s AND status = 'sent'", [answer.json()["message"]["id"]], 180)
+        sent_s = time.perf_counter() - started
+        worker_peak = peak_rss_mb(worker.proc.pid)
+    finally:
+        if worker is not None:
+            worker.stop()
+        web.terminate()
+        web.wait(timeout=15)
+    print(
+        f"\n100 MiB document: web peak RSS {web_before:.0f} -> {web_peak:.0f} MiB (stored in {stored_s:.1f} s), "
+        f"worker {worker_before:.0f} -> {worker_peak:.0f} MiB (uploaded and sent in {sent_s:.1f} s)"
+    )
+    (upload,) = fake_graph.accepted_uploads()
+    assert upload.size == size
+    assert web_peak - web_before < 40 and worker_peak - worker_before < 40, (web_before, web_peak, worker_peak)
+
+
+def test_the_fake_graph_api_refuses_uploads_as_meta_does(fake_graph: FakeGraph) -> None:
+    def upload(data: bytes, mime_type: str, product: str = "whatsapp", token: str = "") -> httpx.Response:
+        return httpx.post(
+            f"{fake_graph.url}/v25.0/123/media",
+            data={"messaging_product": product, "type": mime_type},
+            files={"file": ("f", data, mime_type)},
+            headers={"Authorization": f"Bearer {token or fake_graph.access_token}"},
+        )
+
+    assert upload(SVG, "image/svg+xml").json()["error"]["code"] == 100
+    assert upload(png(8, 8) + bytes(5 * 1024 * 1024), "image/png").json()["error"]["code"] == 100
+    assert upload(PDF, "application/pdf", product="sms").status_code == 400
+    assert upload(PDF, "application/pdf", token="wrong").status_code == 401
+    fake_graph.upload_script.append(Behaviour(status=503))
+    assert upload(PDF, "application/pdf").status_code == 503
+    media_id = upload(PDF, "application/pdf").json()["id"]
+    assert [u.status for u in fake_graph.uploads] == [400, 400, 400, 503, 200]  # the bad token is not recorded
+    looked_up = httpx.get(
+        f"{fake_graph.url}/v25.0/{media_id}", headers={"Authorization": f"Bearer {fake_graph.access_token}"}
+    )
+    assert looked_up.json()["sha256"] == hashlib.sha256(PDF).hexdigest()  # a lookup finds what was uploaded

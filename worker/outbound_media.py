@@ -111,6 +111,7 @@ async def _upload(resources: WorkerResources, media: dict[str, Any], phone_numbe
         return await resources.graph.upload_media(
             phone_number_id=phone_number_id,
             file=spool,
+            size=media["byte_size"] or 0,
             filename=media["filename"] or media["kind"],
             mime_type=media["mime_type"],
         )
