@@ -508,7 +508,7 @@ def test_the_fake_graph_api_refuses_uploads_as_meta_does(fake_graph: FakeGraph) 
     assert upload(png(8, 8) + bytes(5 * 1024 * 1024), "image/png").json()["error"]["code"] == 100
     assert upload(PDF, "application/pdf", product="sms").status_code == 400
     assert upload(PDF, "application/pdf", token="wrong").status_code == 401
-    fake_graph.upload_script.append(Behaviour(status=503))
+    httpx.post(f"{fake_graph.url}/_fake/script?for=uploads", json=[{"status": 503}])  # fail on demand
     assert upload(PDF, "application/pdf").status_code == 503
     media_id = upload(PDF, "application/pdf").json()["id"]
     assert [u.status for u in fake_graph.uploads] == [400, 400, 400, 503, 200]  # the bad token is not recorded

@@ -397,9 +397,11 @@ class FakeGraph:
         return JSONResponse([r.as_dict() for r in self.requests])
 
     async def add_script(self, request: Request) -> JSONResponse:
+        """Queue behaviours for the next sends, or with ?for=uploads for the next media uploads."""
         items = await request.json()
-        self.script.extend(Behaviour(**item) for item in items)
-        return JSONResponse({"queued": len(self.script)})
+        script = self.upload_script if request.query_params.get("for") == "uploads" else self.script
+        script.extend(Behaviour(**item) for item in items)
+        return JSONResponse({"queued": len(script)})
 
     async def configure(self, request: Request) -> JSONResponse:
         for key, value in (await request.json()).items():
