@@ -375,3 +375,33 @@ def test_the_fake_graph_api_refuses_uploads_as_meta_does(fake_graph: FakeGraph) 
         f"{fake_graph.url}/v25.0/{media_id}", headers={"Authorization": f"Bearer {fake_graph.access_token}"}
     )
     assert looked_up.json()["sha256"] == hashlib.sha256(PDF).hexdigest()  # a lookup finds what was uploaded
+
+
+def test_the_file_route_has_its_own_body_limit_of_a_100_mb_document_and_its_form(
+    client: httpx.Client, db: psycopg.Connection, database_url: str
+) -> None:
+    inbox, cid, _ = setup_conversation(client, db, database_url)
+    boundary = "waypost-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n%PDF-1.7\n"
+    ).encode()
+
+    def body(megabytes: int) -> Iterator[bytes]:  # streamed, chunked: the limit counts as it reads
+        yield head
+        for _ in range(megabytes):
+            yield bytes(1024 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    answer = client.post(
+        f"/api/inbox/conversations/{cid}/files",
+        content=body(101),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "X-CSRF-Token": inbox.csrf},
+        timeout=60,
+    )
+    assert (answer.status_code, answer.json()["code"]) == (413, "BODY_TOO_LARGE")
+    assert db.execute("SELECT count(*) AS n FROM media").fetchone()["n"] == 0
+    # a 100 KB file fits the file route; the same size to the text route is refused: each has its own
+    assert send_file(inbox, cid, PDF + bytes(100 * 1024), "application/pdf", "p.pdf").status_code == 202
+    path = f"/api/inbox/conversations/{cid}/messages"
+    assert inbox.client.post(path, content=bytes(100 * 1024), headers={"X-CSRF-Token": inbox.csrf}).status_code == 413
