@@ -161,25 +161,32 @@ def test_an_upload_meta_refuses_fails_the_message_without_a_send(
     wait_for(db, "SELECT 1 FROM notifications WHERE kind = 'send_failed' AND message_id = %s", [row["id"]])
 
 
+@pytest.mark.parametrize("taken", [False, True], ids=["meta-never-took-it", "meta-took-it-status-arrives"])
 def test_a_media_send_retried_after_a_crash_sends_once(
-    settings: Settings, fake_graph: FakeGraph, database_url: str, db: psycopg.Connection, tmp_path: Path
+    settings: Settings, fake_graph: FakeGraph, database_url: str, db: psycopg.Connection, tmp_path: Path, taken: bool
 ) -> None:
-    """The worker is SIGKILLed while Meta holds the send (uploaded, not yet accepted): the next worker
-    sends the file Meta already holds, without a second upload, and the message is sent once."""
+    """The worker is SIGKILLed while Meta holds the send (the file already uploaded). Not taken: the
+    next worker sends the file Meta already holds, without a second upload. Taken: its status webhook
+    records it, and the next worker sends nothing. Either way the contact gets the file once."""
     settings = fault_settings(settings, whatsapp_api_base=fake_graph.url)
     with WebServer(settings) as web, httpx.Client(base_url=web.url, timeout=10) as client:
+        fake_graph.webhook_url = web.url + "/api/webhooks/whatsapp"
+        fake_graph.auto_statuses = ("sent",)
         inbox, cid, _ = setup_conversation(client, db, database_url)
         inbox.post(f"/api/inbox/conversations/{cid}/ai", {"enabled": False})
         answer = send_file(inbox, cid, PDF, "application/pdf", "p.pdf", caption="as promised")
         message_id = answer.json()["message"]["id"]
-        fake_graph.script.append(Behaviour(status=503, hang=60, accept=False))  # the send hangs, never taken
+        # the send hangs: Meta took it (its answer lost with the worker) or not
+        fake_graph.script.append(Behaviour(status=200 if taken else 503, hang=60, accept=taken))
         first = WorkerProcess(settings, tmp_path / "worker0.log")
         first.wait_ready()
         wait_until(lambda: fake_graph.requests, what="the send in flight")  # Meta holds it now
         first.proc.kill()  # SIGKILL mid-send: no cleanup, the claim left in 'sending'
         first.proc.wait()
         first.stop()
-        assert db.execute("SELECT status FROM messages WHERE id = %s", [message_id]).fetchone()["status"] == "sending"
+        if not taken:  # nothing can have recorded it
+            status = db.execute("SELECT status FROM messages WHERE id = %s", [message_id]).fetchone()["status"]
+            assert status == "sending"
         second = WorkerProcess(settings, tmp_path / "worker1.log")
         second.wait_ready()
         try:
@@ -188,9 +195,10 @@ def test_a_media_send_retried_after_a_crash_sends_once(
             second.stop()
     row = db.execute("SELECT * FROM messages WHERE id = %s", [message_id]).fetchone()
     assert row["status"] == "sent"
-    assert len(fake_graph.uploads) == 1  # Meta's id was kept: the retry did not upload again
-    assert len(fake_graph.requests) == 2 and len(sends_of(fake_graph, "document")) == 1
-    assert sends_of(fake_graph, "document")[0].body["document"]["id"] == fake_graph.uploads[0].media_id
+    assert len(fake_graph.uploads) == 1  # Meta's id was kept: a retry never uploads again
+    assert len(fake_graph.requests) == (1 if taken else 2) and len(sends_of(fake_graph, "document")) == 1
+    (sent,) = sends_of(fake_graph, "document")
+    assert sent.body["document"]["id"] == fake_graph.uploads[0].media_id and sent.wa_message_id == row["wa_message_id"]
 
 
 def test_operator_reaction_and_reply_to_reach_the_graph_api_with_the_right_shape(
