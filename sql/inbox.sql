@@ -146,9 +146,10 @@ SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, 
 -- inbox_messages --
 -- The latest messages of a conversation, oldest first, with who wrote them, what became of the
 -- AI's job for each inbound one, the message a contact replied to (context.id) and the contact's
--- latest reaction to each (an empty emoji: the reaction was removed). An edit or revoke is shown on the
--- message it changed (edited_at and the earlier texts, revoked_at); one whose message Waypost does not
--- have is shown on its own (change_kind). A tap's or an interactive message's Graph object
+-- latest reaction to each (an empty emoji: the reaction was removed), and the operators' latest
+-- reaction to it; an operator's reply quotes the message it replies to. An edit or revoke is shown
+-- on the message it changed (edited_at and the earlier texts, revoked_at); one whose message Waypost
+-- does not have is shown on its own (change_kind). A tap's or an interactive message's Graph object
 -- (`interactive`: webhook/inbox/present.py shows the choice or the choices)
 SELECT * FROM (
     SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_message_id,
@@ -159,7 +160,7 @@ SELECT * FROM (
            md.last_error AS media_error, md.transcript AS media_transcript,
            md.transcript_status AS media_transcript_status,
            q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
-           NULLIF(rx.emoji, '') AS reaction,
+           NULLIF(rx.emoji, '') AS reaction, NULLIF(orx.emoji, '') AS operator_reaction,
            m.source, m.edited_at, m.revoked_at,
            (SELECT array_agg(c.body_before ORDER BY c.changed_at, c.id) FROM message_changes c
              WHERE c.message_id = m.id AND c.kind = 'edit') AS earlier_bodies,
@@ -169,7 +170,9 @@ SELECT * FROM (
       LEFT JOIN operators o ON o.id = m.operator_id
       LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
       LEFT JOIN media md ON md.message_id = m.id
-      LEFT JOIN messages q ON q.wa_message_id = m.payload #>> '{context,id}' AND q.conversation_id = m.conversation_id
+      LEFT JOIN messages q ON q.conversation_id = m.conversation_id
+                          AND (q.wa_message_id = m.payload #>> '{context,id}'
+                               OR (m.author = 'operator' AND q.id = m.reply_to_message_id))
       LEFT JOIN (
           SELECT DISTINCT ON (r.payload #>> '{reaction,message_id}')
                  r.payload #>> '{reaction,message_id}' AS target, coalesce(r.body, '') AS emoji
@@ -177,6 +180,14 @@ SELECT * FROM (
            WHERE r.conversation_id = %(conversation_id)s AND r.type = 'reaction' AND r.direction = 'inbound'
            ORDER BY r.payload #>> '{reaction,message_id}', r.id DESC
       ) rx ON rx.target = m.wa_message_id
+      LEFT JOIN (
+          SELECT DISTINCT ON (r.payload ->> 'message_id')
+                 r.payload ->> 'message_id' AS target, coalesce(r.body, '') AS emoji
+            FROM messages r
+           WHERE r.conversation_id = %(conversation_id)s AND r.type = 'reaction' AND r.direction = 'outbound'
+             AND r.status <> 'failed'
+           ORDER BY r.payload ->> 'message_id', r.id DESC
+      ) orx ON orx.target = m.wa_message_id
       LEFT JOIN message_changes ev ON ev.event_message_id = m.id
      WHERE m.conversation_id = %(conversation_id)s AND ev.message_id IS NULL
      ORDER BY m.id DESC
@@ -193,7 +204,7 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
        md.last_error AS media_error, md.transcript AS media_transcript,
        md.transcript_status AS media_transcript_status,
        q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
-       NULL::text AS reaction,
+       NULL::text AS reaction, NULL::text AS operator_reaction,
        m.source, m.edited_at, m.revoked_at,
        (SELECT array_agg(c.body_before ORDER BY c.changed_at, c.id) FROM message_changes c
          WHERE c.message_id = m.id AND c.kind = 'edit') AS earlier_bodies,
@@ -203,7 +214,9 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
   LEFT JOIN operators o ON o.id = m.operator_id
   LEFT JOIN message_changes ev ON ev.event_message_id = m.id
   LEFT JOIN media md ON md.message_id = m.id
-  LEFT JOIN messages q ON q.wa_message_id = m.payload #>> '{context,id}' AND q.conversation_id = m.conversation_id
+  LEFT JOIN messages q ON q.conversation_id = m.conversation_id
+                      AND (q.wa_message_id = m.payload #>> '{context,id}'
+                           OR (m.author = 'operator' AND q.id = m.reply_to_message_id))
  WHERE m.id = %(message_id)s
 
 -- inbox_mark_read --
@@ -233,10 +246,17 @@ UPDATE conversations SET deleted_at = NULL, updated_at = now()
 RETURNING id
 
 -- inbox_queue_operator_message --
--- Queue an operator's message (see the function)
+-- Queue an operator's message of any kind (see the function)
 SELECT message_id, outcome
-  FROM waypost_queue_operator_message_v1(%(conversation_id)s, %(idempotency_key)s, %(body)s, %(operator_id)s,
+  FROM waypost_queue_operator_message_v2(%(conversation_id)s, %(idempotency_key)s, %(type)s, %(body)s,
+                                         %(payload)s, %(reply_to_message_id)s, %(operator_id)s,
                                          %(pause_ai)s, interval '24 hours')
+
+-- inbox_reaction_target --
+-- The contact's message an operator reacts to: Meta's id for it
+SELECT wa_message_id FROM messages
+ WHERE id = %(message_id)s AND conversation_id = %(conversation_id)s AND direction = 'inbound'
+   AND wa_message_id IS NOT NULL AND type <> 'reaction'
 
 -- inbox_notifications --
 -- Notifications, newest first: unread and awake ones unless asked for more

@@ -53,3 +53,25 @@ SELECT id, kind, mime_type, filename, byte_size, status, storage, object_bucket,
 -- media_chunk --
 -- One chunk of a stored file, by its position
 SELECT data FROM media_chunks WHERE media_id = %(media_id)s AND seq = %(seq)s
+
+-- Outbound media: an operator's or the AI's file, uploaded to Meta by the worker before the send.
+
+-- media_insert_outbound --
+-- The file of an outbound message (its bytes follow in media_chunks, in the same transaction)
+INSERT INTO media (message_id, wa_media_id, kind, mime_type, filename, status, stored_at)
+VALUES (%(message_id)s, NULL, %(kind)s, %(mime_type)s, %(filename)s, 'stored', now())
+RETURNING id
+
+-- media_stored_outbound --
+-- The outbound file's bytes are all written
+UPDATE media SET byte_size = %(byte_size)s, sha256 = %(sha256)s WHERE id = %(media_id)s
+
+-- media_outbound --
+-- The file of an outbound message, and whether Meta still holds its upload (30 days; a day's margin)
+SELECT id, kind, mime_type, filename, byte_size, status, wa_media_id,
+       wa_media_id IS NOT NULL AND uploaded_at > now() - interval '29 days' AS upload_fresh
+  FROM media WHERE message_id = %(message_id)s
+
+-- media_uploaded --
+-- The file was uploaded to Meta: a retry sends this id without uploading again
+UPDATE media SET wa_media_id = %(wa_media_id)s, uploaded_at = now() WHERE id = %(media_id)s

@@ -115,7 +115,7 @@ SELECT coalesce(payload #>> '{interactive,button_reply,id}', payload #>> '{inter
 -- reply_history --
 -- The last messages of a conversation the AI reads, up to and including the one answered, newest
 -- first: texts, captions, files (a voice note with its transcript, a document with its name),
--- reactions (not those taken back), each with the message it quotes (context.id) or reacts to;
+-- the contact's reactions (not those taken back), each with the message it quotes (context.id) or reacts to;
 -- not those their sender deleted for everyone (the AI forgets them)
 SELECT m.id, m.author, m.type, m.body,
        md.id AS media_id, md.status AS media_status, md.mime_type, md.filename, md.transcript,
@@ -129,7 +129,7 @@ SELECT m.id, m.author, m.type, m.body,
   LEFT JOIN media qmd ON qmd.message_id = q.id
  WHERE m.conversation_id = %(conversation_id)s AND m.id <= %(message_id)s
    AND (m.body IS NOT NULL OR md.id IS NOT NULL) AND m.status <> 'failed' AND m.revoked_at IS NULL
-   AND NOT (m.type = 'reaction' AND COALESCE(m.body, '') = '')
+   AND NOT (m.type = 'reaction' AND (COALESCE(m.body, '') = '' OR m.direction = 'outbound'))
  ORDER BY m.id DESC LIMIT %(limit)s
 
 -- reply_find_send --
@@ -208,7 +208,8 @@ DELETE FROM webhook_events WHERE received_at < clock_timestamp() - make_interval
 
 -- operator_message_load --
 -- An operator message the worker is asked to send
-SELECT id, conversation_id, idempotency_key, body, status, send_attempts, created_at
+SELECT id, conversation_id, idempotency_key, type, body, payload, reply_to_message_id, status, send_attempts,
+       created_at
   FROM messages WHERE id = %(message_id)s AND author = 'operator'
 
 -- sweep_orphan_operator_messages --

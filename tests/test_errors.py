@@ -26,6 +26,8 @@ CONTRACT: dict[type[errors.WaypostError], tuple[str, int]] = {
     errors.WindowClosed: ("WINDOW_CLOSED", 409),
     errors.ContactHasLiveConversation: ("CONTACT_HAS_LIVE_CONVERSATION", 409),
     errors.BodyTooLarge: ("BODY_TOO_LARGE", 413),
+    errors.FileTooLarge: ("FILE_TOO_LARGE", 413),
+    errors.UnsupportedFile: ("UNSUPPORTED_FILE", 415),
     errors.Unauthorized: ("UNAUTHORIZED", 401),
     errors.Unauthenticated: ("UNAUTHENTICATED", 401),
     errors.CsrfRefused: ("CSRF", 403),
@@ -57,7 +59,7 @@ def every_error_class() -> set[type[errors.WaypostError]]:
 
 
 def example(cls: type[errors.WaypostError]) -> errors.WaypostError:
-    if cls is errors.BodyTooLarge:
+    if cls in (errors.BodyTooLarge, errors.FileTooLarge):
         return cls(4096)
     if cls is errors.TooManySignIns:
         return cls(retry_after=3)

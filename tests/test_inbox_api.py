@@ -312,6 +312,8 @@ def test_openapi_describes_the_inbox_api(client: httpx.Client) -> None:
         "/api/inbox/conversations",
         "/api/inbox/conversations/{conversation_id}",
         "/api/inbox/conversations/{conversation_id}/messages",
+        "/api/inbox/conversations/{conversation_id}/files",
+        "/api/inbox/conversations/{conversation_id}/messages/{message_id}/reaction",
         "/api/inbox/conversations/{conversation_id}/ai",
         "/api/inbox/conversations/{conversation_id}/read",
         "/api/inbox/conversations/{conversation_id}/delete",

@@ -13,11 +13,13 @@ The hierarchy:
     - BadTime                       BAD_TIME
     - InvalidBody                   BAD_REQUEST (a body that does not fit the endpoint's schema)
     - PayloadError                  BAD_PAYLOAD (webhook/payload.py)
+    - UnsupportedFile               UNSUPPORTED_FILE (a type Meta does not send, or bytes that are not it)
   + NotFound                        NOT_FOUND
   + Conflict                        CONFLICT
     - WindowClosed                  WINDOW_CLOSED
     - ContactHasLiveConversation    CONTACT_HAS_LIVE_CONVERSATION
   + BodyTooLarge                    BODY_TOO_LARGE
+    - FileTooLarge                  FILE_TOO_LARGE (over Meta's limit for the kind)
   + Unauthorized                    UNAUTHORIZED (a missing or wrong bearer secret: cron, metrics)
     - Unauthenticated               UNAUTHENTICATED (no live inbox session)
   + CsrfRefused                     CSRF
@@ -91,6 +93,12 @@ class InvalidBody(BadRequest):
     code = "BAD_REQUEST"
 
 
+class UnsupportedFile(BadRequest):
+    """WhatsApp cannot send this file."""
+
+    code = "UNSUPPORTED_FILE"
+
+
 class NotFound(WaypostError):
     """Not found."""
 
@@ -134,6 +142,15 @@ class BodyTooLarge(WaypostError):
     def __init__(self, limit: int, message: str | None = None) -> None:
         super().__init__(message or f"the request body is larger than this endpoint's {limit} byte limit")
         self.limit = limit
+
+
+class FileTooLarge(BodyTooLarge):
+    """The file is larger than WhatsApp allows for its kind."""
+
+    code = "FILE_TOO_LARGE"
+
+    def __init__(self, limit: int, message: str | None = None) -> None:
+        super().__init__(limit, message or " ".join((type(self).__doc__ or "").split()))
 
 
 class Unauthorized(WaypostError):

@@ -159,6 +159,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "transcript_attempts",
         "transcript_error",
         "transcribed_at",
+        "uploaded_at",
     ),
     "media_chunks": ("media_id", "seq", "data"),
     "message_changes": (
@@ -192,7 +193,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_claim_send_v2",
     "waypost_record_send_v1",
     "waypost_fail_send_v1",
-    "waypost_queue_operator_message_v1",
+    "waypost_queue_operator_message_v2",
     "waypost_notify_inbox_v1",
     "waypost_apply_message_changes_v1",
     "waypost_record_message_change_v1",

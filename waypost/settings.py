@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # The orchestrator ("the AI")
     orchestrator: Literal["rules", "openai"] = Field("rules", validation_alias=_env("WAYPOST_ORCHESTRATOR"))
     rules_file: Path | None = Field(None, validation_alias=_env("WAYPOST_RULES_FILE"))
+    # Files the AI may answer with (a price list PDF...): a rules file's `file = "name"`, or the model's
+    # send_file tool. Each is checked against WhatsApp's document types and size when the worker starts.
+    ai_files_dir: Path | None = Field(None, validation_alias=_env("WAYPOST_AI_FILES_DIR"))
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_model: str | None = Field(None, validation_alias=_env("OPENAI_MODEL"))

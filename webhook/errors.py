@@ -25,6 +25,7 @@ STATUS: dict[type[errors.WaypostError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.BodyTooLarge: 413,
+    errors.UnsupportedFile: 415,
     errors.Unauthorized: 401,
     errors.CsrfRefused: 403,
     errors.SignatureMissing: 401,

@@ -14,7 +14,7 @@ import dataclasses
 import email.utils
 import logging
 import time
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import httpx
 
@@ -125,6 +125,37 @@ class GraphClient:
         if parsed.scheme != "https" and host not in LOOPBACK:  # plain HTTP only to this machine (dev, tests)
             raise OffHost(f"media URL over {parsed.scheme or 'no scheme'}, not HTTPS: not fetched")
         return self._client.stream("GET", url)
+
+    async def upload_media(
+        self, *, phone_number_id: str, file: IO[bytes], size: int, filename: str, mime_type: str
+    ) -> str:
+        """POST /{phone-number-id}/media: upload a file to send; returns Meta's media id (kept 30 days)
+        or raises SendFailed. Never "ambiguous": no message has been sent yet, so any failure that
+        is not Meta's refusal may simply be retried (an orphan upload costs nothing). The file is
+        streamed from `file`; Meta's answer may take a second per MiB longer than a send's."""
+        base = self._client.timeout
+        timeout = httpx.Timeout(
+            connect=base.connect, read=(base.read or 0) + size / 2**20, write=base.write, pool=base.pool
+        )
+        try:
+            response = await self._client.post(
+                f"/{self._version}/{phone_number_id}/media",
+                data={"messaging_product": "whatsapp", "type": mime_type},
+                files={"file": (filename, file, mime_type)},
+                timeout=timeout,
+            )
+        except httpx.TransportError as exc:
+            raise SendFailed("retryable", f"upload failed: {type(exc).__name__}: {exc}") from exc
+        if response.is_success:
+            try:
+                return str(response.json()["id"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SendFailed("retryable", f"upload: HTTP {response.status_code} without a media id") from exc
+        failure = classify_response(response)
+        failure.reason = f"upload failed: {failure.reason}"
+        # the inbox shows the title: the file never reached Meta, no message was sent
+        failure.error = {**(failure.error or {"code": failure.code}), "title": "Meta refused the file's upload"}
+        raise failure
 
     async def send_message(
         self,

@@ -1,6 +1,7 @@
-"""The operator-message task: sends a text an operator wrote in the inbox, through the same
-claim/send/record path as AI replies (worker.sending). The web app queues the message row and
-defers this task in one transaction; the sweep re-defers it if the job is lost."""
+"""The operator-message task: sends what an operator wrote in the inbox (a text, a file, a reaction,
+a reply to a chosen message), through the same claim/send/record path as AI replies
+(worker.sending). The web app queues the message row and defers this task in one transaction; the
+sweep re-defers it if the job is lost."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from waypost.db import execute, fetch_one, fetch_optional
 from worker.queue import app
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
-from worker.rows import Conversation
+from worker.rows import Conversation, Inbound
 from worker.sending import JobState, Outbound, SendRun, run_send_task, unexpected_error
 from worker.tasks import REPLY_QUEUE, SEND_OPERATOR_MESSAGE
 
@@ -40,7 +41,21 @@ class OperatorSendRun(SendRun):
             conversation = await fetch_one(
                 conn, "reply_load_conversation", Conversation, conversation_id=message["conversation_id"]
             )
-        return Outbound(conversation, key=message["idempotency_key"], body=message["body"], author="operator")
+            reply_to = None
+            if message["reply_to_message_id"] is not None:  # sent as context.message_id: quoted
+                reply_to = await fetch_one(
+                    conn, "reply_load_message", Inbound, message_id=message["reply_to_message_id"]
+                )
+        # The row holds the kind and Graph object decided when it was queued (a file: its media row).
+        return Outbound(
+            conversation,
+            key=message["idempotency_key"],
+            body=message["body"],
+            author="operator",
+            reply_to=reply_to,
+            kind=message["type"],
+            payload=message["payload"],
+        )
 
     def claimed(self, send_attempts: int) -> None:
         self.attempts = send_attempts  # the budget is the message's send attempts

@@ -29,6 +29,7 @@ from waypost import metrics
 from waypost.db import Pool, execute, fetch_one
 from waypost.logs import log_context
 from waypost.text import clean_text
+from worker import outbound_media
 from worker.graph import SendFailed
 from worker.resources import WorkerResources
 from worker.retry import RetryLater, may_retry, retry_delay
@@ -208,17 +209,34 @@ def graph_content(claim: Claim) -> dict[str, Any]:
     return claim.payload
 
 
+async def resolve_content(run: SendRun, outbound: Outbound, claim: Claim) -> dict[str, Any]:
+    """graph_content, with a media message's file uploaded to Meta first (once: worker.outbound_media
+    keeps Meta's id). Raises SendFailed (never "ambiguous": nothing is sent yet)."""
+    content = graph_content(claim)
+    if not outbound_media.needs_upload(claim.type, content):
+        return content
+    return await outbound_media.media_content(
+        run.resources,
+        message_id=claim.message_id,
+        author=outbound.author,
+        phone_number_id=outbound.conversation.phone_number_id,
+        kind=claim.type,
+        content=content,
+    )
+
+
 async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
     message_id = claim.message_id
     run.clock.log("send start", f"message_id={message_id} send_attempt={claim.send_attempts}")
     conversation = outbound.conversation
     try:
+        content = await resolve_content(run, outbound, claim)
         wa_message_id = await run.resources.graph.send_message(
             phone_number_id=conversation.phone_number_id,
             wa_id=conversation.wa_id,
             user_id=conversation.user_id,
             kind=claim.type,
-            content=graph_content(claim),
+            content=content,
             context_message_id=outbound.reply_to.wa_message_id if outbound.reply_to else None,
             callback_data=outbound.key,
         )

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -89,6 +90,20 @@ class IssuedUrl:
 
 DRIP_BYTES = 16 * 1024
 DRIP_SECONDS = 0.2
+
+
+@dataclasses.dataclass
+class Upload:
+    """A file uploaded to the media endpoint (POST /{phone-number-id}/media), accepted or not."""
+
+    at: float
+    phone_number_id: str
+    mime_type: str | None
+    filename: str | None
+    size: int
+    sha256: str
+    status: int
+    media_id: str | None
 
 
 @dataclasses.dataclass
@@ -165,11 +180,14 @@ class FakeGraph:
         # "expired": asked after its url_ttl or url_uses ran out, "hung", "dripped")
         self.media_urls: list[tuple[str, str]] = []
         self._issued: dict[str, IssuedUrl] = {}
+        self.uploads: list[Upload] = []
+        self.upload_script: deque[Behaviour] = deque()  # how the next uploads answer (default: 200)
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
             routes=[
                 Route("/{version}/{phone_number_id}/messages", self.send, methods=["POST"]),
+                Route("/{version}/{phone_number_id}/media", self.upload, methods=["POST"]),
                 Route("/_fake/requests", self.list_requests, methods=["GET"]),
                 Route("/_fake/script", self.add_script, methods=["POST"]),
                 Route("/_fake/config", self.configure, methods=["POST"]),
@@ -326,6 +344,46 @@ class FakeGraph:
             )
         return response.status_code
 
+    def accepted_uploads(self) -> list[Upload]:
+        return [u for u in self.uploads if u.media_id is not None]
+
+    async def upload(self, request: Request) -> JSONResponse:
+        """POST /{phone-number-id}/media, as Meta answers it: the file's type must be one WhatsApp
+        sends and its size within the kind's limit (code 100 otherwise); the answer is a media id,
+        which a send may then name and a lookup finds."""
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            return JSONResponse(error_body(190, "Invalid OAuth access token."), status_code=401)
+        form = await request.form()
+        file, mime_type = form.get("file"), form.get("type")
+        data = await file.read() if isinstance(file, UploadFile) else b""
+        record = Upload(
+            time.time(),
+            request.path_params["phone_number_id"],
+            mime_type if isinstance(mime_type, str) else None,
+            file.filename if isinstance(file, UploadFile) else None,
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+            400,
+            None,
+        )
+        self.uploads.append(record)
+        kind = next((k for k, types in kinds.OUTBOUND_MEDIA_TYPES.items() if mime_type in types), None)
+        if form.get("messaging_product") != "whatsapp":
+            return JSONResponse(error_body(100, "messaging_product must be 'whatsapp'"), status_code=400)
+        if not data or kind is None:
+            return JSONResponse(error_body(100, f"Param file must be a file of a supported type, not {mime_type}"), 400)
+        if len(data) > kinds.MEDIA_SIZE_LIMITS[kind]:
+            return JSONResponse(error_body(100, f"The file is larger than WhatsApp allows for {kind}"), 400)
+        behaviour = self.upload_script.popleft() if self.upload_script else Behaviour()
+        if behaviour.hang:
+            await asyncio.sleep(behaviour.hang)
+        record.status = behaviour.status
+        if behaviour.status != 200:
+            return JSONResponse(error_body(behaviour.code or 131000), status_code=behaviour.status)
+        record.media_id = str(random.randrange(10**15, 10**16))
+        self.add_media(record.media_id, data, str(mime_type))
+        return JSONResponse({"id": record.media_id})
+
     def add_media(self, media_id: str, data: bytes, mime_type: str, **options: Any) -> FakeMedia:
         self.media[media_id] = FakeMedia(data, mime_type, **options)
         return self.media[media_id]
@@ -421,9 +479,11 @@ class FakeGraph:
         return JSONResponse([r.as_dict() for r in self.requests])
 
     async def add_script(self, request: Request) -> JSONResponse:
+        """Queue behaviours for the next sends, or with ?for=uploads for the next media uploads."""
         items = await request.json()
-        self.script.extend(Behaviour(**item) for item in items)
-        return JSONResponse({"queued": len(self.script)})
+        script = self.upload_script if request.query_params.get("for") == "uploads" else self.script
+        script.extend(Behaviour(**item) for item in items)
+        return JSONResponse({"queued": len(script)})
 
     async def configure(self, request: Request) -> JSONResponse:
         for key, value in (await request.json()).items():

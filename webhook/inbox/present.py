@@ -143,6 +143,7 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         **changes_json(row),
         "tap": tap_of(row),
         "interactive": interactive_of(row),
+        "operator_reaction": row.get("operator_reaction"),
     }
 
 

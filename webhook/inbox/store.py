@@ -6,10 +6,14 @@ import dataclasses
 import datetime as dt
 import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import psycopg
+from psycopg.types.json import Jsonb
 
+from waypost import kinds
+from waypost.attachments import store_file
 from waypost.db import DictPool, execute, fetch_all, fetch_one, fetch_optional
 from waypost.errors import BadFilter, BadInput, BadTime, Conflict, ContactHasLiveConversation, NotFound, WindowClosed
 from waypost.text import unfit
@@ -98,18 +102,34 @@ class Queued:
     duplicate: bool
 
 
+@dataclasses.dataclass(frozen=True)
+class Attachment:
+    """An operator's file, checked (waypost.attachments.check_file), read a chunk at a time."""
+
+    kind: str
+    mime_type: str
+    filename: str | None
+    chunks: AsyncIterator[bytes]
+
+
 async def send(
     pool: DictPool,
     conversation_id: int,
     *,
     operator_id: int,
-    body: str,
+    body: str | None,
     client_key: str | None,
     pause_ai: bool,
     request_id: str,
+    kind: str = "text",
+    payload: dict[str, Any] | None = None,
+    reply_to: int | None = None,
+    attachment: Attachment | None = None,
 ) -> Queued:
-    """Queue an operator message and defer its send, in one transaction."""
-    check_text(body, "the message")
+    """Queue an operator message of any kind (its file, if any, stored with it) and defer its send,
+    in one transaction: a resubmitted form (same client_key) finds it and stores nothing again."""
+    if body is not None:
+        check_text(body, "the message")
     key = operator_key(client_key or uuid.uuid4().hex)
     async with pool.connection() as conn, conn.transaction():
         row = await fetch_one(
@@ -117,7 +137,10 @@ async def send(
             "inbox_queue_operator_message",
             conversation_id=conversation_id,
             idempotency_key=key,
+            type=kind,
             body=body,
+            payload=Jsonb(payload) if payload is not None else None,
+            reply_to_message_id=reply_to,
             operator_id=operator_id,
             pause_ai=pause_ai,
         )
@@ -126,12 +149,57 @@ async def send(
             raise NotFound.of("live conversation")
         if outcome == "window_closed":
             raise WindowClosed()
+        if outcome == "reply_to_missing":
+            raise NotFound.of("message replied to")
         if outcome == "queued":
+            if attachment is not None:
+                await store_file(
+                    conn,
+                    row["message_id"],
+                    kind=attachment.kind,
+                    mime_type=attachment.mime_type,
+                    filename=attachment.filename,
+                    chunks=attachment.chunks,
+                )
             await defer_operator_send(
                 conn, message_id=row["message_id"], conversation_id=conversation_id, request_id=request_id
             )
         message = await fetch_one(conn, "inbox_message", message_id=row["message_id"])
     return Queued(message, duplicate=outcome == "duplicate")
+
+
+async def react(
+    pool: DictPool,
+    conversation_id: int,
+    message_id: int,
+    *,
+    operator_id: int,
+    emoji: str,
+    client_key: str | None,
+    request_id: str,
+) -> Queued:
+    """React to a contact's message (an empty emoji removes the reaction), sent like any message."""
+    async with pool.connection() as conn:
+        target = await fetch_optional(
+            conn, "inbox_reaction_target", conversation_id=conversation_id, message_id=message_id
+        )
+    if target is None:
+        raise NotFound.of("contact's message")
+    try:
+        payload = kinds.check_reaction({"message_id": target["wa_message_id"], "emoji": check_text(emoji, "the emoji")})
+    except kinds.InvalidMessage as exc:
+        raise BadInput(str(exc)) from None
+    return await send(
+        pool,
+        conversation_id,
+        operator_id=operator_id,
+        body=payload["emoji"],
+        client_key=client_key,
+        pause_ai=False,  # a reaction is not an answer
+        request_id=request_id,
+        kind="reaction",
+        payload=payload,
+    )
 
 
 async def notifications(

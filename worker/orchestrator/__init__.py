@@ -134,7 +134,7 @@ def build_orchestrator(settings: Settings) -> Orchestrator:
     if settings.orchestrator == "rules":
         from worker.orchestrator.rules import RulesOrchestrator
 
-        return RulesOrchestrator.from_file(settings.rules_file)
+        return RulesOrchestrator.from_file(settings.rules_file, settings.ai_files_dir)
     if settings.orchestrator == "openai":
         from worker.orchestrator.openai_compat import OpenAIOrchestrator
 

@@ -16,7 +16,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from waypost.settings import ConfigurationError, Settings
-from worker.orchestrator import Answer, OrchestratorError, ReplyRequest, Turn
+from worker.orchestrator import Answer, OrchestratorError, ReplyRequest, Turn, ai_files
 from worker.orchestrator.tools import TOOLS, tool_answer
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class OpenAIOrchestrator:
         self.system_prompt = settings.system_prompt
         self.max_retries = settings.openai_max_retries
         self.interactive = settings.openai_interactive  # offer reply buttons and lists (tools.py)
+        self.files = ai_files.load(settings.ai_files_dir)  # offered through the send_file tool
         self._client = httpx.AsyncClient(
             base_url=settings.openai_base_url.rstrip("/"),
             headers=headers,
@@ -77,8 +78,9 @@ class OpenAIOrchestrator:
 
     async def reply(self, request: ReplyRequest) -> Answer | None:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages(request)}
-        if self.interactive:
-            body["tools"] = TOOLS
+        tools = [*(TOOLS if self.interactive else []), *([ai_files.tool(self.files)] if self.files else [])]
+        if tools:
+            body["tools"] = tools
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_transient),
@@ -92,9 +94,11 @@ class OpenAIOrchestrator:
             raise OrchestratorError(f"{self._client.base_url}/chat/completions failed: {exc}") from exc
         try:
             message = data["choices"][0]["message"]
-            content = message.get("content")
+            content = message.get("content")  # null when the model only calls a tool
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise OrchestratorError(f"unexpected chat completion: {str(data)[:200]}") from exc
+        if self.files and (sent := ai_files.from_tool_call(message, self.files)):
+            return sent
         calls = message.get("tool_calls")
         if self.interactive and isinstance(calls, list) and calls:
             return tool_answer(calls[0], content if isinstance(content, str) else None)

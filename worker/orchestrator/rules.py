@@ -18,7 +18,7 @@ from typing import Any
 
 from waypost import kinds
 from waypost.settings import ConfigurationError
-from worker.orchestrator import Answer, ReplyRequest, Turn
+from worker.orchestrator import Answer, ReplyRequest, Turn, ai_files
 from worker.orchestrator.tools import buttons_object, list_object
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
@@ -42,6 +42,7 @@ class Rule:
     taps: frozenset[str] = frozenset()
     interactive: dict[str, Any] | None = None  # the checked Graph object; its body is `answer`
     reactions: frozenset[str] = frozenset()
+    file: str | None = None  # a file of WAYPOST_AI_FILES_DIR sent as a document, `answer` its caption
 
     def matches(self, turn: Turn) -> bool:
         if self.reactions and turn.kind in ("reaction", "text") and emoji_key(turn.text) in self.reactions:
@@ -116,7 +117,12 @@ def _compile(index: int, raw: dict[str, object]) -> Rule:
     except re.error as exc:
         raise ConfigurationError(f"{name}: bad regex: {exc}") from exc
     interactive = _interactive(name, answer, raw.get("buttons"), raw.get("list"))
-    return Rule(name, pattern, answer, tap_ids, interactive, reactions)
+    file = raw.get("file")
+    if file is not None and (not isinstance(file, str) or not file or Path(file).name != file):
+        raise ConfigurationError(f"{name}: 'file' must be the name of a file in WAYPOST_AI_FILES_DIR")
+    if file is not None and interactive is not None:
+        raise ConfigurationError(f"{name}: give 'file' or 'buttons'/'list', not both")
+    return Rule(name, pattern, answer, tap_ids, interactive, reactions, file)
 
 
 class RulesOrchestrator:
@@ -127,7 +133,7 @@ class RulesOrchestrator:
         self.fallback = fallback
 
     @classmethod
-    def from_file(cls, path: Path | None) -> RulesOrchestrator:
+    def from_file(cls, path: Path | None, files_dir: Path | None = None) -> RulesOrchestrator:
         path = path or DEFAULT_RULES
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -142,7 +148,17 @@ class RulesOrchestrator:
         if fallback is not None and not isinstance(fallback, str):
             raise ConfigurationError(f"{path}: 'fallback' must be a string")
         try:
-            return cls([_compile(i, raw) for i, raw in enumerate(raw_rules)], fallback or None)
+            rules = [_compile(i, raw) for i, raw in enumerate(raw_rules)]
+            for rule in rules:
+                if rule.file is not None:  # checked now: a rule never names a file that cannot be sent
+                    if files_dir is None:
+                        raise ConfigurationError(f"{rule.name}: 'file' needs WAYPOST_AI_FILES_DIR")
+                    ai_files.check(files_dir / rule.file)
+                    if len(rule.answer) > kinds.CAPTION_MAX:
+                        raise ConfigurationError(
+                            f"{rule.name}: a file's caption is at most {kinds.CAPTION_MAX} characters"
+                        )
+            return cls(rules, fallback or None)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{path}: {exc}") from exc
 
@@ -162,6 +178,8 @@ class RulesOrchestrator:
             return None
         text = template.replace("{contact_name}", request.contact_name or "there")
         text = text.replace("{message}", request.message.text)
+        if rule is not None and rule.file is not None:
+            return ai_files.answer(rule.file, text)
         if rule is None or rule.interactive is None:
             return Answer(text)
         # The body was checked with the template; a long name cannot push it past Meta's limit.

@@ -27,11 +27,13 @@
   }
 
   async function api(url, body) {
+    // FormData goes as multipart (a file), anything else as JSON
+    const multipart = body instanceof FormData;
     const response = await fetch(url, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-      body: JSON.stringify(body ?? {}),
+      headers: multipart ? { "X-CSRF-Token": csrf } : { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: multipart ? body : JSON.stringify(body ?? {}),
     });
     const data = await response.json().catch(() => ({}));
     if (response.status === 401) location.assign(document.body.dataset.login + "?next=" + encodeURIComponent(location.pathname));
@@ -101,6 +103,21 @@
     });
   }
 
+  // "Reply" on a message: the next text or file is sent as a reply to it (WhatsApp quotes it).
+  function replyTo(button) {
+    const banner = document.getElementById("replying-to");
+    document.querySelectorAll("form input[name=reply_to]").forEach((input) => { input.value = button ? button.dataset.replyTo : ""; });
+    if (!banner) return;
+    banner.hidden = !button;
+    banner.querySelector("q").textContent = button ? button.dataset.quote : "";
+  }
+
+  document.addEventListener("click", (event) => {
+    const reply = event.target.closest("button[data-reply-to]");
+    if (reply) replyTo(reply);
+    if (event.target.closest("button[data-cancel-reply]")) replyTo(null);
+  });
+
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
@@ -122,8 +139,11 @@
     const form = event.target.closest("form[data-api]");
     if (!form) return;
     event.preventDefault();
-    const body = Object.fromEntries(new FormData(form));
+    const fields = new FormData(form);
+    if (!fields.get("reply_to")) fields.delete("reply_to");
+    const body = "multipart" in form.dataset ? fields : Object.fromEntries(fields);
     if ("until" in body) body.until = new Date(body.until).toISOString();
+    if (body.reply_to && !(body instanceof FormData)) body.reply_to = Number(body.reply_to);
     const submit = form.querySelector("button[type=submit]");
     if (submit) submit.disabled = true;
     try {
@@ -131,6 +151,7 @@
       flash("");
       form.reset();
       if (form.elements.client_key) form.elements.client_key.value = newKey();
+      if (form.elements.reply_to) replyTo(null);
       regions().forEach(schedule);
     } catch (err) {
       flash(err.message);
@@ -148,8 +169,7 @@
   });
 
   document.addEventListener("DOMContentLoaded", () => {
-    const reply = document.getElementById("reply-form");
-    if (reply) reply.elements.client_key.value = newKey();
+    document.querySelectorAll("form[data-api] input[name=client_key]").forEach((input) => { input.value = newKey(); });
     localTimes(document);
     regions().forEach(afterRefresh);
     listen();
