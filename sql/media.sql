@@ -68,7 +68,7 @@ UPDATE media SET byte_size = %(byte_size)s, sha256 = %(sha256)s WHERE id = %(med
 
 -- media_outbound --
 -- The file of an outbound message, and whether Meta still holds its upload (30 days; a day's margin)
-SELECT id, kind, mime_type, filename, byte_size, status, wa_media_id,
+SELECT id, kind, mime_type, filename, byte_size, status, wa_media_id, storage, object_bucket, object_key,
        wa_media_id IS NOT NULL AND uploaded_at > now() - interval '29 days' AS upload_fresh
   FROM media WHERE message_id = %(message_id)s
 

@@ -104,7 +104,7 @@ SELECT id, phone_number_id, wa_id, user_id, contact_name, ai_enabled, deleted_at
 
 -- reply_load_message --
 -- The inbound message a reply job answers
-SELECT id, wa_message_id, type, body, contact_sent_at, created_at FROM messages WHERE id = %(message_id)s
+SELECT id, wa_message_id, type, body, contact_sent_at, created_at, revoked_at FROM messages WHERE id = %(message_id)s
 
 -- reply_tap_id --
 -- The id of the choice an inbound tap carries: a reply button, a list row, a template quick reply
@@ -120,7 +120,9 @@ SELECT coalesce(payload #>> '{interactive,button_reply,id}', payload #>> '{inter
 SELECT m.id, m.author, m.type, m.body,
        md.id AS media_id, md.status AS media_status, md.mime_type, md.filename, md.transcript,
        md.byte_size, md.storage, md.object_bucket, md.object_key,
-       q.author AS quoted_author, q.type AS quoted_type, COALESCE(q.body, qmd.transcript) AS quoted_text
+       q.author AS quoted_author, q.type AS quoted_type,
+       -- a message its sender deleted is quoted by its kind only: the AI forgets its words
+       CASE WHEN q.revoked_at IS NULL THEN COALESCE(q.body, qmd.transcript) END AS quoted_text
   FROM messages m
   LEFT JOIN media md ON md.message_id = m.id
   LEFT JOIN messages q

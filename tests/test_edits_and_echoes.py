@@ -336,3 +336,34 @@ def test_the_shapes_read_from_edits_revokes_and_echoes() -> None:
         )
     ]
     assert batch.ignored_changes == ["entry.2.changes.0: field 'history'"]
+
+
+def test_a_message_deleted_while_its_reply_is_between_attempts_is_not_answered_nor_quoted(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker
+) -> None:
+    """A reply job already started (waiting to retry) when the contact deletes the message: the next
+    attempt skips it, and a later reply quoting the deleted message does not give the AI its words."""
+    original = deliver(client, payloads.text_message("my card number is 4111"))
+    row = db.execute("SELECT id, conversation_id FROM messages WHERE wa_message_id = %s", (original,)).fetchone()
+    # as if a first attempt had started and failed: the job is 'running', which the revoke leaves alone
+    db.execute("UPDATE outbound_jobs SET status = 'running', attempts = 1 WHERE inbound_message_id = %s", (row["id"],))
+    deliver(client, payloads.revoke_message(original))
+    start_worker()
+    job = wait_until(
+        lambda: db.execute(
+            "SELECT status, skip_reason FROM outbound_jobs WHERE inbound_message_id = %s AND status <> 'running'",
+            (row["id"],),
+        ).fetchone(),
+        what="the reply job to finish",
+    )
+    assert job == {"status": "skipped", "skip_reason": "the contact deleted the message"}
+    assert replies(fake_graph) == []
+
+    quoting = payloads.text_message("did you get it?")
+    quoting["context"] = {"from": "15550001111", "id": original}
+    later = deliver(client, quoting)
+    later_id = db.execute("SELECT id FROM messages WHERE wa_message_id = %s", (later,)).fetchone()["id"]
+    history = db.execute(
+        query("reply_history"), {"conversation_id": row["conversation_id"], "message_id": later_id, "limit": 10}
+    ).fetchall()
+    assert [(h["body"], h["quoted_text"]) for h in history] == [("did you get it?", None)]

@@ -20,8 +20,8 @@ from psycopg import AsyncConnection
 from waypost import kinds
 from waypost.db import execute, fetch_value
 from waypost.errors import FileTooLarge, UnsupportedFile
+from waypost.text import mime_base
 
-CHUNK_BYTES = 1024 * 1024
 HEAD_BYTES = 64  # enough of a file's start to recognise its type
 _ZIP = ((0, b"PK\x03\x04"),)  # docx, xlsx, pptx
 _OLE = ((0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"),)  # doc, xls, ppt
@@ -50,11 +50,6 @@ MAGIC: dict[str, tuple[tuple[int, bytes], ...]] = {
 DEFAULT_ORDER = ("image", "audio", "video", "document", "sticker")
 
 
-def base_type(mime_type: str | None) -> str:
-    """`image/jpeg; charset=x` → `image/jpeg`."""
-    return (mime_type or "").split(";")[0].strip().lower()
-
-
 def kind_for(mime_type: str) -> str | None:
     """The message kind a file of this type is sent as, unless the sender asks for another."""
     return next((kind for kind in DEFAULT_ORDER if mime_type in kinds.OUTBOUND_MEDIA_TYPES[kind]), None)
@@ -72,7 +67,7 @@ def _looks_like(mime_type: str, head: bytes) -> bool:
 
 def check_file(declared: str | None, size: int, head: bytes, kind: str | None = None) -> tuple[str, str]:
     """(kind, MIME type) to send a file as, or UnsupportedFile / FileTooLarge saying why not."""
-    mime_type = base_type(declared)
+    mime_type = mime_base(declared)
     kind = kind or kind_for(mime_type)
     if kind is None or kind not in kinds.OUTBOUND_MEDIA_TYPES:
         allowed = ", ".join(sorted(set().union(*kinds.OUTBOUND_MEDIA_TYPES.values())))

@@ -24,6 +24,7 @@ import httpx
 import procrastinate
 from psycopg import AsyncConnection
 
+from waypost import kinds
 from waypost.db import execute, fetch_optional
 from waypost.errors import MediaStoreUnavailable
 from waypost.logs import log_context
@@ -37,9 +38,7 @@ from worker.tasks import DOWNLOAD_MEDIA, MEDIA_QUEUE
 
 logger = logging.getLogger(__name__)
 
-MB = 1024 * 1024
 # Meta's limits per message type (Cloud API, "Supported media types"); docs/whatsapp.md.
-SIZE_LIMITS = {"image": 5 * MB, "audio": 16 * MB, "video": 16 * MB, "document": 100 * MB, "sticker": 500 * 1024}
 
 
 class DownloadFailed(Exception):
@@ -92,7 +91,7 @@ class Download:
         url = info.get("url") if isinstance(info, dict) else None
         if not isinstance(url, str):
             raise DownloadFailed("media lookup: no URL in Meta's answer", retryable=True)
-        limit = SIZE_LIMITS.get(media["kind"], 100 * MB)
+        limit = kinds.MEDIA_SIZE_LIMITS.get(media["kind"], 100 * kinds.MB)
         declared = _int(info.get("file_size"))
         if declared is not None and declared > limit:
             reason = f"{declared} bytes, over Meta's {limit} byte limit for {media['kind']}"

@@ -55,30 +55,26 @@ async def give_up_transcription(conn: AsyncConnection[Any], media: dict[str, Any
     """The voice note will not be transcribed: the operators are told, the reply goes ahead (it gets
     the unreadable answer)."""
     if await fetch_optional(conn, "transcription_give_up", media_id=media["id"], error=reason):
-        await execute(conn, "media_message_changed", media_id=media["id"])
-        await execute(
-            conn,
-            "notification_insert",
-            conversation_id=media["conversation_id"],
-            message_id=media["message_id"],
-            kind="media_failed",
-            body=f"The contact's voice note could not be transcribed: {reason}",
-        )
-        await file_settled(conn, media["id"])
+        await _settled_badly(conn, media, f"The contact's voice note could not be transcribed: {reason}")
 
 
 async def give_up_download(conn: AsyncConnection[Any], media: dict[str, Any], reason: str) -> None:
     if await fetch_optional(conn, "media_give_up", media_id=media["id"], last_error=reason):
-        await execute(conn, "media_message_changed", media_id=media["id"])
-        await execute(
-            conn,
-            "notification_insert",
-            conversation_id=media["conversation_id"],
-            message_id=media["message_id"],
-            kind="media_failed",
-            body=f"The contact's {media['kind']} could not be downloaded: {reason}",
-        )
-        await file_settled(conn, media["id"])
+        await _settled_badly(conn, media, f"The contact's {media['kind']} could not be downloaded: {reason}")
+
+
+async def _settled_badly(conn: AsyncConnection[Any], media: dict[str, Any], body: str) -> None:
+    """A file given up: the inbox updates, the operators are told, a reply waiting for it goes ahead."""
+    await execute(conn, "media_message_changed", media_id=media["id"])
+    await execute(
+        conn,
+        "notification_insert",
+        conversation_id=media["conversation_id"],
+        message_id=media["message_id"],
+        kind="media_failed",
+        body=body,
+    )
+    await file_settled(conn, media["id"])
 
 
 async def sweep_stuck_media(conn: AsyncConnection[Any], settings: Settings, min_age: float) -> tuple[int, int]:

@@ -24,6 +24,7 @@ import anyio
 from waypost import attachments, kinds
 from waypost.db import execute, fetch_optional
 from waypost.errors import WaypostError
+from waypost.media_store import CHUNK_BYTES
 from worker.graph import SendFailed
 from worker.resources import WorkerResources
 
@@ -46,7 +47,7 @@ def ai_file(files_dir: Path | None, name: Any) -> Path:
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
     async with await anyio.open_file(path, "rb") as file:
-        while chunk := await file.read(attachments.CHUNK_BYTES):
+        while chunk := await file.read(CHUNK_BYTES):
             yield chunk
 
 
@@ -99,14 +100,8 @@ async def media_content(
 
 async def _upload(resources: WorkerResources, media: dict[str, Any], phone_number_id: str) -> str:
     with tempfile.TemporaryFile() as spool:
-        seq = 0
-        while True:
-            async with resources.pool.connection() as conn:
-                chunk = await fetch_optional(conn, "media_chunk", media_id=media["id"], seq=seq)
-            if chunk is None:
-                break
-            spool.write(bytes(chunk["data"]))
-            seq += 1
+        async for chunk in resources.media_store.chunks(resources.pool, media):  # where its row says
+            spool.write(chunk)
         spool.seek(0)
         return await resources.graph.upload_media(
             phone_number_id=phone_number_id,

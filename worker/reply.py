@@ -41,6 +41,8 @@ VISION_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 AI_PAUSED = "AI disabled for this conversation"
 WINDOW_CLOSED = "outside the 24-hour customer service window"
 NO_ANSWER = "the orchestrator had no reply"
+# Deleted while its reply waited (a retry, a file): the operators see the deletion, nothing to answer.
+REVOKED = "the contact deleted the message"
 UNREADABLE = "a file the AI cannot read (WAYPOST_MEDIA_UNREADABLE_REPLY is empty)"
 UNREADABLE_NOTICE = ("operator_needed", "The contact sent a {kind} the AI cannot read: it needs a person.")
 SKIP_NOTIFICATIONS = {
@@ -121,7 +123,7 @@ class ReplyRun(SendRun):
             # A retry resends what was decided, never a new answer (the claim returns its kind and object).
             answer = Answer(existing["body"] or "")
         else:
-            reason = skip_reason(conversation, self.settings.window_margin_seconds)
+            reason = REVOKED if inbound.revoked_at else skip_reason(conversation, self.settings.window_margin_seconds)
             if reason:
                 await self.skip(conversation.id, reason)
                 return None

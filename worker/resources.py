@@ -49,11 +49,13 @@ class WorkerResources:
             orchestrator = build_orchestrator(settings)
             try:
                 transcriber = Transcriber(settings) if settings.transcription_on else None
-                graph = GraphClient(settings)
                 try:
-                    yield cls(settings, pool, orchestrator, graph, media_store, transcriber)
+                    graph = GraphClient(settings)
+                    try:
+                        yield cls(settings, pool, orchestrator, graph, media_store, transcriber)
+                    finally:
+                        await graph.aclose()
                 finally:
-                    await graph.aclose()
                     if transcriber is not None:
                         await transcriber.aclose()
             finally:

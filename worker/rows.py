@@ -46,6 +46,7 @@ class Inbound:
     body: str | None
     contact_sent_at: dt.datetime | None
     created_at: dt.datetime
+    revoked_at: dt.datetime | None = None  # the contact deleted it for everyone
 
 
 ClaimOutcome = Literal["claimed", "resend", "already_sent", "failed", "in_progress", "awaiting_status"]

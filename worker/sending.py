@@ -225,12 +225,28 @@ async def resolve_content(run: SendRun, outbound: Outbound, claim: Claim) -> dic
     )
 
 
+async def _content_or_release(run: SendRun, outbound: Outbound, claim: Claim) -> dict[str, Any]:
+    """resolve_content; on an error nobody classified (the database, a file, the disk), the claim is
+    released before the error goes on: nothing was sent, so the next attempt may send at once, where a
+    held claim would wait for the sweep and then resend as a possible duplicate."""
+    try:
+        return await resolve_content(run, outbound, claim)
+    except SendFailed:
+        raise
+    except Exception as exc:
+        errors = Jsonb([unexpected_error(clean_text(f"{type(exc).__name__}: {exc}")[:1000])])
+        with contextlib.suppress(psycopg.Error):
+            async with run.pool.connection() as conn:
+                await execute(conn, "release_send", message_id=claim.message_id, errors=errors)
+        raise
+
+
 async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
     message_id = claim.message_id
     run.clock.log("send start", f"message_id={message_id} send_attempt={claim.send_attempts}")
     conversation = outbound.conversation
     try:
-        content = await resolve_content(run, outbound, claim)
+        content = await _content_or_release(run, outbound, claim)
         wa_message_id = await run.resources.graph.send_message(
             phone_number_id=conversation.phone_number_id,
             wa_id=conversation.wa_id,

@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from waypost.db import DictPool, fetch_optional
 from waypost.errors import NotFound
 from waypost.media_store import MediaStore
+from waypost.text import mime_base
 
 # Types shown inline, each with the first bytes that prove it (offset, magic).
 INLINE: dict[str, tuple[tuple[int, bytes], ...]] = {
@@ -30,14 +31,9 @@ INLINE: dict[str, tuple[tuple[int, bytes], ...]] = {
 }
 
 
-def _base(mime_type: str | None) -> str:
-    """`image/jpeg; charset=x` → `image/jpeg`."""
-    return (mime_type or "").split(";")[0].strip().lower()
-
-
 def inline_type(mime_type: str | None, head: bytes) -> str | None:
     """The type to render the file inline with, or None: offer it as a download."""
-    base = _base(mime_type)
+    base = mime_base(mime_type)
     magics = INLINE.get(base, ())
     return base if any(head[offset : offset + len(magic)] == magic for offset, magic in magics) else None
 
@@ -45,7 +41,7 @@ def inline_type(mime_type: str | None, head: bytes) -> str | None:
 def kind_shown(kind: str | None, mime_type: str | None) -> str | None:
     """How a page shows a stored file: image, audio, video, or None (a link). The served bytes are
     checked again by inline_type; a file that fails that check is a download even in an <img>."""
-    base = _base(mime_type)
+    base = mime_base(mime_type)
     family = base.split("/")[0]
     return family if base in INLINE and family in ("image", "audio", "video") and kind != "document" else None
 

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from waypost import attachments, kinds
 from waypost.errors import BadInput, InvalidBody
 from waypost.logs import request_id_var
+from waypost.media_store import CHUNK_BYTES
 from waypost.text import clean_text
 from webhook.inbox import present, store
 from webhook.inbox.auth import operator_api
@@ -47,7 +48,7 @@ def _client_key(form: FormData) -> str | None:
 
 async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
     await upload.seek(0)
-    while chunk := await upload.read(attachments.CHUNK_BYTES):
+    while chunk := await upload.read(CHUNK_BYTES):
         yield chunk
 
 

@@ -93,7 +93,7 @@ def from_tool_call(message: dict[str, Any], files: dict[str, str]) -> Answer | N
         except ValueError:
             arguments = None
         if not isinstance(arguments, dict) or arguments.get("file") not in files:
-            logger.warning("the model asked to send a file it was not offered: %.200s", function.get("arguments"))
+            logger.warning("the model asked to send a file it was not offered")  # its words: not logged
             continue
         caption = arguments.get("caption") if isinstance(arguments.get("caption"), str) else None
         content = message.get("content") if isinstance(message.get("content"), str) else None
