@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 CHANGE_TYPES = frozenset({"edit", "revoke"})
-# As webhook.payload.MAX_ID: a Graph id that fits a unique index entry.
+# As webhook.models.MAX_ID: a Graph id that fits a unique index entry.
 MAX_ORIGINAL_ID = 256
 
 

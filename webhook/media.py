@@ -8,7 +8,8 @@ import dataclasses
 import re
 from typing import Any
 
-from webhook.payload import MAX_ID, InboundMessage
+from webhook.models import MAX_ID
+from webhook.payload import InboundMessage
 
 # The message types that carry a file: the part named like the type holds its media id.
 MEDIA_KINDS = frozenset({"image", "audio", "video", "document", "sticker"})

@@ -1,0 +1,42 @@
+"""How the fake Graph API answers: Meta's error bodies and the scripted behaviours of a send or upload
+(waypost/devtools/fake_graph.py and fake_media.py share them)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+ERRORS = {  # code -> (HTTP status, details), as Meta answers them (reference A6)
+    130429: (400, "Cloud API message throughput has been reached."),
+    131056: (400, "Too many messages sent from the sender phone number to the same recipient phone number."),
+    131000: (500, "Message failed to send due to an unknown error."),
+    131047: (400, "More than 24 hours have passed since the recipient last replied to the sender number."),
+    131026: (400, "Message undeliverable."),
+    190: (401, "Your access token has expired."),
+    100: (400, "Invalid parameter."),
+}
+
+
+@dataclasses.dataclass
+class Behaviour:
+    """How to answer one request. `hang` seconds of silence first; `accept` decides whether Meta
+    "took" the message even if the answer is an error or never arrives (a lost response)."""
+
+    status: int = 200
+    code: int | None = None
+    hang: float = 0.0
+    accept: bool | None = None  # default: accepted iff status is 200
+    retry_after: str | None = None
+
+
+def error_body(code: int, message: str | None = None) -> dict[str, Any]:
+    details = ERRORS.get(code, (400, message or "error"))[1]
+    return {
+        "error": {
+            "message": f"(#{code}) {message or details}",
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": details},
+            "fbtrace_id": "AFakeTraceId",
+        }
+    }
