@@ -8,8 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import httpx
 import psycopg
+from moto.server import ThreadedMotoServer
 from psycopg import sql
 
 from tests.conftest import post_webhook, run_waypost, settled, wait_until
@@ -237,3 +239,73 @@ def test_the_inbox_exports_and_erases_a_contact_only_when_confirmed(
     audit = db.execute("SELECT erased_by, counts FROM erasures ORDER BY id").fetchall()
     assert [row["erased_by"] for row in audit] == ["op@example.com", "op@example.com"]
     assert inbox.post(f"/api/inbox/conversations/{other}/erase", {"confirm": "erase"}).status_code == 404
+
+
+def system_message(kind: str, **system: str) -> dict[str, Any]:
+    item = {"id": payloads.new_wamid(), "timestamp": str(int(time.time())), "type": "system"}
+    return {**item, "system": {"body": "Priya changed something", "type": kind, **system}}
+
+
+def test_erase_by_the_newest_identifier_finds_the_numbers_and_bsuids_the_contact_had_before(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings
+) -> None:
+    new_phone, new_bsuid, rotated = "919999999999", "IN.NEWBSUID", "IN.ROTATED"
+    post(client, payloads.inbound(message("before"), contacts=[contact()]))
+    change = system_message("user_changed_number", wa_id=new_phone, user_id=new_bsuid, previous_user_id=BSUID)
+    post(client, payloads.inbound({**change, "from": PHONE}, contacts=[]))
+    post(client, payloads.inbound(message("after", phone=None, bsuid=new_bsuid), contacts=[contact(None, new_bsuid)]))
+    rotation = system_message("user_changed_user_id", previous_user_id=new_bsuid, user_id=rotated)
+    post(client, payloads.inbound(rotation, contacts=[]))
+    post(client, payloads.inbound(message("rotated", phone=None, bsuid=rotated), contacts=[contact(None, rotated)]))
+    assert db.execute("SELECT user_id FROM conversations").fetchall() == [{"user_id": rotated}]
+
+    exported = run_waypost(settings, "contact", "export", rotated)
+    assert exported.returncode == 0, exported.stderr
+    assert set(json.loads(exported.stdout)["identifiers"]) == {PHONE, BSUID, new_phone, new_bsuid, rotated}
+    erased = run_waypost(settings, "contact", "erase", rotated, "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert mentions(db, (PHONE, BSUID, new_phone, new_bsuid, rotated, NAME)) == []
+
+
+def test_a_file_in_s3_is_deleted_with_the_contact_and_nothing_is_erased_while_it_cannot_be(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings
+) -> None:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        httpx.post(f"{url}/moto-api/reset")
+        s3 = boto3.client(
+            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="key-id", aws_secret_access_key="secret"
+        )
+        s3.create_bucket(Bucket="files")
+        picture = payloads.media_message("image", "media-priya", mime_type="image/jpeg", wa_id=PHONE)
+        post(client, payloads.inbound(picture, contacts=[contact(bsuid=None)]))
+        media_id = media_row(db, picture["id"])["id"]
+        s3.put_object(Bucket="files", Key=f"waypost/{media_id}", Body=JPEG)
+        db.execute(
+            "UPDATE media SET status = 'stored', stored_at = now(), storage = 's3', object_bucket = 'files',"
+            " object_key = %s WHERE id = %s",
+            (f"waypost/{media_id}", media_id),
+        )
+
+        # the settings name no S3 store: the object cannot be deleted, so nothing is
+        refused = run_waypost(settings, "contact", "erase", PHONE, "--yes")
+        assert refused.returncode == 1 and "S3" in refused.stderr
+        assert media_row(db, picture["id"])["status"] == "stored"
+        assert db.execute("SELECT count(*) AS n FROM erasures").fetchone() == {"n": 0}
+
+        values = {name: getattr(settings, name) for name in Settings.model_fields}
+        values.update(
+            media_store_url="s3://files/waypost",
+            s3_endpoint_url=url,
+            s3_access_key_id="key-id",
+            s3_secret_access_key="secret",
+        )
+        erased = run_waypost(Settings(**values), "contact", "erase", PHONE, "--yes")
+        assert erased.returncode == 0, erased.stderr
+        assert s3.list_objects_v2(Bucket="files").get("Contents", []) == []
+        assert mentions(db, (PHONE, NAME)) == []
+    finally:
+        server.stop()

@@ -23,7 +23,8 @@ BEGIN
             UNION SELECT unnest(ARRAY[
                       m.payload ->> 'from', m.payload ->> 'from_user_id',
                       m.payload -> 'system' ->> 'wa_id', m.payload -> 'system' ->> 'new_wa_id',
-                      m.payload -> 'system' ->> 'user_id', m.payload -> 'system' ->> 'new_user_id'])
+                      m.payload -> 'system' ->> 'user_id', m.payload -> 'system' ->> 'new_user_id',
+                      m.payload -> 'system' ->> 'previous_wa_id', m.payload -> 'system' ->> 'previous_user_id'])
                   FROM messages m
                   WHERE m.conversation_id = ANY (v_next_convs) AND m.direction = 'inbound'
                     AND jsonb_typeof(m.payload) = 'object'
