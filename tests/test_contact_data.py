@@ -309,3 +309,22 @@ def test_a_file_in_s3_is_deleted_with_the_contact_and_nothing_is_erased_while_it
         assert mentions(db, (PHONE, NAME)) == []
     finally:
         server.stop()
+
+
+def test_erase_waits_for_a_send_in_flight_to_the_contact(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings
+) -> None:
+    post(client, payloads.inbound(message("hello", bsuid=None), contacts=[contact(bsuid=None)]))
+    conversation = db.execute("SELECT id FROM conversations").fetchone()["id"]  # type: ignore[index]
+    job = db.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args, status)"
+        " VALUES ('replies', 'send_reply', %s, '{}', 'doing') RETURNING id",
+        (f"conversation:{conversation}",),
+    ).fetchone()["id"]  # type: ignore[index]
+    refused = run_waypost(settings, "contact", "erase", PHONE, "--yes")
+    assert refused.returncode == 1 and "being sent: try again" in refused.stderr
+    assert db.execute("SELECT count(*) AS n FROM messages").fetchone() == {"n": 1}
+    db.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %s", (job,))
+    erased = run_waypost(settings, "contact", "erase", PHONE, "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert mentions(db, (PHONE, NAME)) == []

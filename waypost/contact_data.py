@@ -17,10 +17,10 @@ import json
 import logging
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 
 from waypost.db import fetch_all, fetch_one, fetch_optional
-from waypost.errors import MediaStoreUnavailable, NotFound
+from waypost.errors import Conflict, MediaStoreUnavailable, NotFound
 from waypost.media_store import MediaStore
 
 logger = logging.getLogger(__name__)
@@ -115,19 +115,26 @@ async def erase(
 ) -> Erasure:
     """Erase the contact in one transaction on `conn`; NotFound when nothing names them, and
     MediaStoreUnavailable (nothing erased) when their files in S3 cannot be deleted."""
-    async with conn.transaction():
-        result = (await fetch_one(conn, "contact_erase", identifier=identifier, erased_by=erased_by))["result"]
-        objects = [(int(media_id), bucket, key) for media_id, bucket, key in result["objects"]]
-        if objects:
-            if store is None or store.s3 is None:
-                raise MediaStoreUnavailable(
-                    "the contact's files are in S3, which WAYPOST_MEDIA_STORE_URL does not name"
-                )
-            deleted = await store.s3.delete(objects)
-            if len(set(deleted)) < len(objects):
-                raise MediaStoreUnavailable(f"{len(objects) - len(set(deleted))} file(s) could not be deleted from S3")
-        if result["erasure_id"] is None:
-            raise NotFound.of("contact")
+    try:
+        async with conn.transaction():
+            result = await _erase(conn, identifier, erased_by, store)
+    except errors.LockNotAvailable as exc:  # a send to the contact is in flight (the function says so)
+        raise Conflict(exc.diag.message_primary or "a message to this contact is being sent") from None
     counts = {table: int(n) for table, n in result["counts"].items()}
     logger.info("erasure %s by %s: %s", result["erasure_id"], erased_by, counts)
     return Erasure(int(result["erasure_id"]), counts)
+
+
+async def _erase(conn: AsyncConnection[Any], identifier: str, erased_by: str, store: MediaStore | None) -> Any:
+    """The function's result, once the contact's S3 objects are gone (the caller's transaction commits)."""
+    result = (await fetch_one(conn, "contact_erase", identifier=identifier, erased_by=erased_by))["result"]
+    objects = [(int(media_id), bucket, key) for media_id, bucket, key in result["objects"]]
+    if objects:
+        if store is None or store.s3 is None:
+            raise MediaStoreUnavailable("the contact's files are in S3, which WAYPOST_MEDIA_STORE_URL does not name")
+        deleted = await store.s3.delete(objects)
+        if len(set(deleted)) < len(objects):
+            raise MediaStoreUnavailable(f"{len(objects) - len(set(deleted))} file(s) could not be deleted from S3")
+    if result["erasure_id"] is None:
+        raise NotFound.of("contact")
+    return result

@@ -23,6 +23,12 @@ BEGIN
     SELECT identifiers, conversation_ids INTO v_ids, v_convs FROM waypost_contact_identifiers_v1(p_identifier);
     -- Held until commit: a webhook for this contact waits, then starts afresh.
     PERFORM 1 FROM conversations WHERE id = ANY (v_convs) FOR UPDATE;
+    -- A send in flight would reach the contact after the erasure and leave no trace: wait for it.
+    IF EXISTS (SELECT 1 FROM procrastinate_jobs
+               WHERE status = 'doing' AND lock IN (SELECT 'conversation:' || c FROM unnest(v_convs) AS c)) THEN
+        RAISE EXCEPTION 'a message to this contact is being sent: try again in a minute'
+            USING ERRCODE = 'lock_not_available';
+    END IF;
     SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(wa_message_id) FILTER (WHERE wa_message_id IS NOT NULL), '{}')
         INTO v_msgs, v_wamids FROM messages WHERE conversation_id = ANY (v_convs);
     SELECT coalesce(array_agg(id), '{}') INTO v_media FROM media WHERE message_id = ANY (v_msgs);

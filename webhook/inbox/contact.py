@@ -70,6 +70,7 @@ async def erase_contact(request: Request) -> Response:
       200: {description: "{ok, erasure_id, counts}: counts of rows removed per table"}
       422: {description: "confirm is not \\"erase\\": nothing erased"}
       404: {description: no such conversation}
+      409: {description: "CONFLICT: a message to the contact is being sent; try again in a minute"}
       503: {description: "MEDIA_STORE_UNAVAILABLE: a file in S3 could not be deleted; nothing was erased"}
     """
     try:
