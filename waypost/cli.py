@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from waypost import __version__, operators
-from waypost.errors import BadOperatorInput, OperatorError
+from waypost.errors import BadOperatorInput, OperatorError, WaypostError
 from waypost.logs import setup_logging
 from waypost.operators import add_operator
 from waypost.settings import ConfigurationError, Settings, environment, load_settings
@@ -184,6 +184,44 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report["attention"] else 0
 
 
+async def _contact(settings: Settings, args: argparse.Namespace) -> str:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from waypost import contact_data
+    from waypost.media_store import MediaStore
+
+    async with await psycopg.AsyncConnection.connect(settings.require_database_url(), row_factory=dict_row) as conn:
+        if args.contact_command == "export":
+            data = await contact_data.export(conn, args.id)
+            return contact_data.as_html(data) if args.html else contact_data.as_json(data)
+        store = MediaStore(settings)
+        try:
+            erasure = await contact_data.erase(conn, args.id, "cli", store)
+        finally:
+            await store.aclose()
+        counts = ", ".join(f"{table} {n}" for table, n in erasure.counts.items() if n)
+        return f"Erased (erasure {erasure.erasure_id}): {counts}"
+
+
+def cmd_contact(settings: Settings, args: argparse.Namespace) -> int:
+    if args.contact_command == "erase" and not args.yes:
+        answer = input(f"Erase everything stored about {args.id}? This cannot be undone. Type 'erase': ")
+        if answer.strip() != "erase":
+            print("Not erased", file=sys.stderr)
+            return 1
+    try:
+        out = asyncio.run(_contact(settings, args))
+    except WaypostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.contact_command == "export" and args.output is not None:
+        args.output.write_text(out, encoding="utf-8")
+    else:
+        print(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waypost", description="WhatsApp auto-reply service")
     parser.add_argument("--version", action="version", version=f"waypost {__version__}")
@@ -240,6 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
         toggle = operator_sub.add_parser(name, help=what)
         toggle.add_argument("email")
         toggle.set_defaults(func=cmd_operator_disable)
+    contact = sub.add_parser("contact", help="export or erase everything stored about a contact")
+    contact_sub = contact.add_subparsers(dest="contact_command", required=True)
+    exported = contact_sub.add_parser("export", help="the contact's data as JSON (or --html), to stdout or --output")
+    exported.add_argument("id", help="the contact's phone number (wa_id) or BSUID")
+    exported.add_argument("--html", action="store_true", help="a readable HTML page instead of JSON")
+    exported.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    erased = contact_sub.add_parser("erase", help="delete the contact's conversations, messages, files, journal rows")
+    erased.add_argument("id", help="the contact's phone number (wa_id) or BSUID")
+    erased.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    for command in (exported, erased):
+        command.set_defaults(func=cmd_contact)
     return parser
 
 

@@ -174,6 +174,8 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "applied_at",
         "created_at",
     ),
+    # 0020_erasure
+    "erasures": ("id", "erased_at", "erased_by", "counts"),
     # operators' views (docs/operations.md)
     "waypost_jobs_by_status": ("status", "jobs", "oldest_age"),
     "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),
@@ -198,6 +200,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_apply_message_changes_v1",
     "waypost_record_message_change_v1",
     "waypost_ingest_echo_v1",
+    "waypost_contact_identifiers_v1",
+    "waypost_erase_contact_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",

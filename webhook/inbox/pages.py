@@ -15,9 +15,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from waypost import contact_data
 from waypost.errors import NotFound, SignInRefused, TooManySignIns, WaypostError
 from webhook.errors import status_of
-from webhook.inbox import live, media, present, store
+from webhook.inbox import contact, live, media, present, store
 from webhook.inbox.auth import (
     csrf_ok,
     csrf_token,
@@ -201,8 +202,41 @@ async def badge_fragment(request: Request) -> Response:
     return render(request, "_badge.html", counts=counts)
 
 
+@operator_page
+async def erase_page(request: Request) -> Response:
+    """Erasing the conversation's contact asks first: the page says what goes and what stays."""
+    conversation_id = store.row_id(request.path_params["conversation_id"], "conversation")
+    conversation = await store.conversation(app_state(request).pool, conversation_id)
+    return render(request, "erase.html", conversation=conversation, message=None, erasure=None)
+
+
+@operator_page
+async def erase(request: Request) -> Response:
+    conversation_id = store.row_id(request.path_params["conversation_id"], "conversation")
+    if (await request.form()).get("confirm") != "erase":
+        conversation = await store.conversation(app_state(request).pool, conversation_id)
+        message = "Nothing was erased: type erase to confirm."
+        return render(request, "erase.html", 400, conversation=conversation, message=message, erasure=None)
+    erasure = await contact.contact_erase(request)
+    return render(request, "erase.html", conversation=None, message=None, erasure=erasure)
+
+
+@operator_page
+async def export_html(request: Request) -> Response:
+    """A download, never shown in the app's origin (the contact's words are in it, escaped; the app's
+    CSP forbids inline scripts anyway)."""
+    page = contact_data.as_html(await contact.contact_export(request))
+    headers = {
+        "Content-Disposition": 'attachment; filename="contact-export.html"',
+        "Cache-Control": "no-store",
+    }
+    return Response(page, media_type="text/html; charset=utf-8", headers=headers)
+
+
 # The pages answer their errors as pages; PAGES holds the endpoints (as routed) that are pages.
-PAGES = frozenset({login_page, login, logout, conversations_page, conversation_page, notifications_page})
+PAGES = frozenset(
+    {login_page, login, logout, conversations_page, conversation_page, notifications_page, erase_page, erase}
+)
 
 # Mounted at /inbox (webhook/app.py); the bare /inbox is conversations_page, routed beside the mount.
 form = [Middleware(BodyLimit, limit=FORM_LIMIT)]
@@ -212,6 +246,9 @@ routes: list[BaseRoute] = [
     Route("/logout", logout, methods=["POST"], name="logout", middleware=form),
     Route("/conversations/{conversation_id:int}", conversation_page, methods=["GET"], name="conversation"),
     Route("/notifications", notifications_page, methods=["GET"], name="notifications"),
+    Route("/conversations/{conversation_id:int}/erase", erase_page, methods=["GET"], name="erase"),
+    Route("/conversations/{conversation_id:int}/erase", erase, methods=["POST"], name="erase_contact", middleware=form),
+    Route("/conversations/{conversation_id:int}/export.html", export_html, methods=["GET"], name="export"),
     Route("/fragments/conversations", conversations_fragment, methods=["GET"], name="conversations_fragment"),
     Route(
         "/fragments/conversations/{conversation_id:int}",
