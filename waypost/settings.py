@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(2.0, gt=0, validation_alias=_env("WAYPOST_RETRY_BASE_SECONDS"))
     unknown_grace_seconds: float = Field(600.0, ge=0, validation_alias=_env("WAYPOST_UNKNOWN_GRACE_SECONDS"))
     window_margin_seconds: float = Field(300.0, ge=0, validation_alias=_env("WAYPOST_WINDOW_MARGIN_SECONDS"))
+    # An outbound message accepted by Meta with no delivered/read status after this long is flagged
+    # "not delivered" by the sweep (a number without a payment method: accepted, never delivered).
+    undelivered_after_seconds: float = Field(900.0, gt=0, validation_alias=_env("WAYPOST_UNDELIVERED_AFTER_SECONDS"))
     # Inbound media: the hosts a media URL from Meta may point at (the access token goes only there;
     # comma-separated host names), and how many attempts a download gets before it is given up.
     media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
