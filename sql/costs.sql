@@ -30,3 +30,19 @@ SELECT count(*) AS flagged FROM noted
 -- metrics_undelivered --
 -- Messages flagged not delivered that still have no delivered/read/failed status
 SELECT count(*) AS messages FROM messages WHERE undelivered_at IS NOT NULL AND status = 'sent'
+
+-- budget_service_messages --
+-- Service messages a business number has sent this calendar month (UTC): accepted outbound
+-- messages Meta priced as service, or not priced yet (a free-form message is a service message)
+SELECT count(*) AS messages, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS month
+  FROM messages m
+  JOIN conversations c ON c.id = m.conversation_id
+ WHERE c.phone_number_id = %(phone_number_id)s AND m.direction = 'outbound'
+   AND m.sent_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+   AND m.status <> 'failed' AND (m.pricing_category IS NULL OR m.pricing_category = 'service')
+
+-- notification_insert_ever_once --
+-- A notification unless one with this kind and text was ever made (read or not): said once
+INSERT INTO notifications (kind, body)
+SELECT %(kind)s, %(body)s
+ WHERE NOT EXISTS (SELECT 1 FROM notifications WHERE kind = %(kind)s AND body = %(body)s)

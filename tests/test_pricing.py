@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from tests.conftest import CRON_SECRET, WebServer, post_webhook, run_waypost, wait_for, wait_until
 from tests.inbox_client import Inbox, conversation_id, create_operator
 from tests.test_observability import METRICS_TOKEN, moved, scrape
-from tests.test_reply import deliver
+from tests.test_reply import deliver, job_with_status
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.settings import Settings
@@ -172,3 +172,42 @@ def test_an_accepted_message_never_delivered_is_flagged_once(
         ]
         assert reply["undelivered_at"] is None and reply["status"] == "delivered"
         assert "data-undelivered" not in client.get(f"/inbox/conversations/{conversation}").text
+
+
+def test_service_budget_threshold_notifies_once_and_the_cap_leaves_replies_to_operators(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings, start_worker
+) -> None:
+    create_operator(settings.require_database_url())
+    start_worker(WAYPOST_SERVICE_BUDGET_THRESHOLD="1", WAYPOST_SERVICE_BUDGET_CAP="2")
+
+    def notes(kind: str) -> list[dict]:
+        return db.execute("SELECT * FROM notifications WHERE kind = %s", (kind,)).fetchall()
+
+    deliver(client, "First question", wa_id="16505550021")
+    job_with_status(db, "done", "skipped", count=1)
+    assert notes("service_budget_threshold") == [] and notes("service_budget_cap") == []
+    deliver(client, "Second question", wa_id="16505550022")  # one service message sent: the threshold
+    job_with_status(db, "done", "skipped", count=2)
+    [threshold] = notes("service_budget_threshold")
+    assert payloads.PHONE_NUMBER_ID in threshold["body"] and "threshold is 1, the cap 2" in threshold["body"]
+    assert notes("service_budget_cap") == []
+
+    # Two sent: the cap. The AI stays silent, says so once, and the operators can still answer.
+    for text in ("Third question", "Fourth question"):
+        deliver(client, text, wa_id="16505550021")
+    jobs = job_with_status(db, "done", "skipped", count=4)
+    assert [j["status"] for j in jobs] == ["done", "done", "skipped", "skipped"]
+    assert all(j["skip_reason"].startswith("monthly service-message cap reached (2 for ") for j in jobs[2:])
+    assert len(db.execute("SELECT 1 FROM messages WHERE direction = 'outbound'").fetchall()) == 2
+    [cap] = notes("service_budget_cap")
+    assert "the AI stops answering" in cap["body"]
+    assert len(notes("service_budget_threshold")) == 1
+
+    inbox = Inbox(client)
+    conversation = conversation_id(db, "16505550021")
+    shown = inbox.get(f"/api/inbox/conversations/{conversation}").json()["messages"]
+    assert [m["ai_job"]["status"] for m in shown if m["direction"] == "inbound"] == ["done", "skipped", "skipped"]
+    assert "cap reached" in client.get(f"/inbox/conversations/{conversation}").text
+    sent = inbox.post(f"/api/inbox/conversations/{conversation}/messages", {"body": "An operator answers"})
+    assert sent.status_code in (200, 201, 202), sent.text
+    wait_for(db, "SELECT 1 FROM messages WHERE author = 'operator' AND status = 'sent'")
