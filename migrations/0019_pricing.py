@@ -23,6 +23,8 @@ ALTER TABLE messages
 -- The sweep's search: accepted outbound messages still waiting for their delivery.
 CREATE INDEX IF NOT EXISTS messages_awaiting_delivery_idx ON messages (sent_at)
  WHERE direction = 'outbound' AND status = 'sent' AND undelivered_at IS NULL;
+-- The budget's count (worker/budget.py): a number's messages sent this month.
+CREATE INDEX IF NOT EXISTS messages_outbound_sent_at_idx ON messages (sent_at) WHERE direction = 'outbound';
 
 -- Priced messages per business number, month (UTC), category and type. `billable` is Meta's flag;
 -- where Meta left it out, a `regular` message is the billable kind (docs/whatsapp.md).
@@ -42,6 +44,7 @@ SELECT c.phone_number_id,
 DROP_TABLES = """
 DROP VIEW IF EXISTS waypost_message_costs;
 DROP INDEX IF EXISTS messages_awaiting_delivery_idx;
+DROP INDEX IF EXISTS messages_outbound_sent_at_idx;
 ALTER TABLE messages
     DROP COLUMN IF EXISTS pricing_category,
     DROP COLUMN IF EXISTS pricing_type,
