@@ -162,6 +162,7 @@ SELECT * FROM (
            q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
            NULLIF(rx.emoji, '') AS reaction, NULLIF(orx.emoji, '') AS operator_reaction,
            m.source, m.edited_at, m.revoked_at,
+           m.pricing_category, m.pricing_type, m.billable, m.undelivered_at,
            (SELECT array_agg(c.body_before ORDER BY c.changed_at, c.id) FROM message_changes c
              WHERE c.message_id = m.id AND c.kind = 'edit') AS earlier_bodies,
            ev.kind AS change_kind, ev.original_wa_message_id AS change_original, ev.body_after AS change_body,
@@ -206,6 +207,7 @@ SELECT m.id, m.direction, m.author, m.type, m.body, m.status, m.error, m.wa_mess
        q.id AS quoted_id, q.author AS quoted_author, q.type AS quoted_type, q.body AS quoted_body,
        NULL::text AS reaction, NULL::text AS operator_reaction,
        m.source, m.edited_at, m.revoked_at,
+       m.pricing_category, m.pricing_type, m.billable, m.undelivered_at,
        (SELECT array_agg(c.body_before ORDER BY c.changed_at, c.id) FROM message_changes c
          WHERE c.message_id = m.id AND c.kind = 'edit') AS earlier_bodies,
        ev.kind AS change_kind, ev.original_wa_message_id AS change_original, ev.body_after AS change_body,

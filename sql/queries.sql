@@ -81,8 +81,8 @@ SELECT message_id, conversation_id, created, outbound_job_id
       %(contact_sent_at)s, %(needs_reply)s, %(request_id)s)
 
 -- apply_message_status --
--- Record and apply one status webhook item (see waypost_apply_message_status_v2)
-SELECT waypost_apply_message_status_v2(
+-- Record and apply one status webhook item, its pricing included (see waypost_apply_message_status_v3)
+SELECT waypost_apply_message_status_v3(
     %(wa_message_id)s, %(status)s, %(status_at)s, %(recipient_id)s, %(callback_data)s,
     %(errors)s, %(payload)s) AS outcome
 

@@ -40,6 +40,30 @@ ORCHESTRATOR_SECONDS = Histogram(
     "waypost_orchestrator_seconds", "Orchestrator answer time", ["provider"], buckets=LATENCY_BUCKETS
 )
 ORCHESTRATOR_FAILURES = Counter("waypost_orchestrator_failures", "Orchestrator failures", ["provider"])
+# Cost and delivery (migration 0019_pricing): labels are bounded, unknown values count as "other".
+PRICED_MESSAGES = Counter(
+    "waypost_priced_messages",
+    "Outbound messages priced by a status webhook",
+    ["phone_number_id", "category", "type", "billable"],
+)
+UNDELIVERED = Counter("waypost_undelivered_flagged", "Messages the sweep flagged accepted but not delivered")
+PRICING_CATEGORIES = frozenset(
+    {"service", "utility", "marketing", "marketing_lite", "authentication", "authentication_international"}
+)
+PRICING_TYPES = frozenset({"regular", "free_customer_service", "free_entry_point"})
+
+
+def count_pricing(phone_number_id: str, pricing: dict[str, object]) -> None:
+    """One priced message; pricing is the status item's `pricing` object as Meta sent it."""
+    category = pricing.get("category")
+    kind = pricing.get("type")
+    billable = pricing.get("billable")
+    PRICED_MESSAGES.labels(
+        phone_number_id[:64],
+        category if category in PRICING_CATEGORIES else "other",
+        kind if kind in PRICING_TYPES else "other",
+        str(billable).lower() if isinstance(billable, bool) else str(kind == "regular").lower(),
+    ).inc()
 
 
 class DatabaseCollector(Collector):
@@ -62,7 +86,13 @@ class DatabaseCollector(Collector):
         yield from _families(rows)
 
 
-_QUERIES = ("metrics_queue", "metrics_outbound_jobs", "metrics_workers", "metrics_unknown_sends")
+_QUERIES = (
+    "metrics_queue",
+    "metrics_outbound_jobs",
+    "metrics_workers",
+    "metrics_unknown_sends",
+    "metrics_undelivered",
+)
 
 
 def _families(rows: dict[str, list[dict[str, Any]]]) -> Iterator[GaugeMetricFamily]:
@@ -90,7 +120,11 @@ def _families(rows: dict[str, list[dict[str, Any]]]) -> Iterator[GaugeMetricFami
     workers.add_metric([], len(rows["metrics_workers"]))
     unknown = GaugeMetricFamily("waypost_unknown_sends", "Sends whose outcome is being reconciled")
     unknown.add_metric([], rows["metrics_unknown_sends"][0]["sends"])
-    yield from (depth, oldest, open_jobs, open_oldest, heartbeat, workers, unknown)
+    undelivered = GaugeMetricFamily(
+        "waypost_undelivered_messages", "Messages flagged accepted but not delivered, still without a delivery"
+    )
+    undelivered.add_metric([], rows["metrics_undelivered"][0]["messages"])
+    yield from (depth, oldest, open_jobs, open_oldest, heartbeat, workers, unknown, undelivered)
 
 
 def process_registry() -> CollectorRegistry:

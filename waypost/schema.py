@@ -60,6 +60,12 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "edited_at",
         "revoked_at",
         "source",
+        # 0019_pricing
+        "pricing_category",
+        "pricing_type",
+        "billable",
+        "priced_at",
+        "undelivered_at",
     ),
     "outbound_jobs": (
         "id",
@@ -181,6 +187,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),
     "waypost_failed_sends": ("message_id", "error_code", "error_title", "error_details"),
     "waypost_conversation_queues": ("conversation_id", "waiting", "running"),
+    "waypost_message_costs": ("phone_number_id", "month", "category", "type", "messages", "billable"),
 }
 EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_status_rank_v1",
@@ -189,7 +196,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_resolve_conversation_v1",
     "waypost_merge_conversations_v1",
     "waypost_change_contact_identifiers_v1",
-    "waypost_apply_message_status_v2",
+    "waypost_apply_message_status_v3",
     "waypost_finish_reply_job_v1",
     "waypost_notify_send_failed_v1",
     "waypost_claim_send_v2",

@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(2.0, gt=0, validation_alias=_env("WAYPOST_RETRY_BASE_SECONDS"))
     unknown_grace_seconds: float = Field(600.0, ge=0, validation_alias=_env("WAYPOST_UNKNOWN_GRACE_SECONDS"))
     window_margin_seconds: float = Field(300.0, ge=0, validation_alias=_env("WAYPOST_WINDOW_MARGIN_SECONDS"))
+    # An outbound message accepted by Meta with no delivered/read status after this long is flagged
+    # "not delivered" by the sweep (a number without a payment method: accepted, never delivered).
+    undelivered_after_seconds: float = Field(900.0, gt=0, validation_alias=_env("WAYPOST_UNDELIVERED_AFTER_SECONDS"))
+    # A monthly budget of service messages per business number (0: none): at the threshold the
+    # operators are told once; at the cap the AI stops answering and leaves conversations to them.
+    service_budget_threshold: int = Field(0, ge=0, validation_alias=_env("WAYPOST_SERVICE_BUDGET_THRESHOLD"))
+    service_budget_cap: int = Field(0, ge=0, validation_alias=_env("WAYPOST_SERVICE_BUDGET_CAP"))
     # Inbound media: the hosts a media URL from Meta may point at (the access token goes only there;
     # comma-separated host names), and how many attempts a download gets before it is given up.
     media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(

@@ -38,6 +38,9 @@ def collect(settings: Settings, max_age_seconds: float) -> dict[str, Any]:
             "unknown_sends": {k: _round(v) for k, v in fetch_one_sync(conn, "status_unknown_sends").items()},
             "failed_sends_last_hour": {r["code"]: r["sends"] for r in fetch_all_sync(conn, "status_failed_sends")},
             "notifications": fetch_one_sync(conn, "status_notifications"),
+            # priced messages per number, month, category and type: this month and the last
+            "costs": [{**r, "month": r["month"].isoformat()} for r in fetch_all_sync(conn, "costs_by_month", months=1)],
+            "undelivered": fetch_one_sync(conn, "metrics_undelivered")["messages"],
         }
     try:
         status["media_store"] = describe(settings)
@@ -64,6 +67,8 @@ def attention(status: dict[str, Any], stalled_after: float, max_age_seconds: flo
         job = status["reply_jobs"].get(state)
         if job and job["oldest_seconds"] > max_age_seconds:
             found.append(f"{job['jobs']} reply job(s) {state}, the oldest for {job['oldest_seconds']:.0f}s")
+    if status.get("undelivered"):
+        found.append(f"{status['undelivered']} message(s) accepted by WhatsApp but not delivered")
     return found
 
 
@@ -89,6 +94,13 @@ def render(status: dict[str, Any]) -> str:
     notes = status["notifications"]
     lines.append(f"notifications: {notes['unread']} unread, {notes['snoozed']} snoozed")
     lines.append(f"media store: {status['media_store']}")
+    lines.append("messages by cost (number, month, category, type: messages, billable):")
+    lines += [
+        f"  {c['phone_number_id']} {c['month'][:7]} {c['category'] or '-'} {c['type'] or '-'}: "
+        f"{c['messages']}, billable {c['billable']}"
+        for c in status["costs"]
+    ] or ["  none priced"]
+    lines.append(f"not delivered (accepted, no delivery yet): {status['undelivered']}")
     lines.append("attention: " + ("; ".join(status["attention"]) or "nothing"))
     return "\n".join(lines)
 

@@ -182,6 +182,8 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
     metrics.INBOUND_MESSAGES.inc(result.new_messages)
     for status_outcome, count in result.statuses.items():
         metrics.STATUSES.labels(status_outcome).inc(count)
+    for phone_number_id, pricing in result.priced:
+        metrics.count_pricing(phone_number_id, pricing)
     outcome = "duplicate" if result.duplicate_messages and not result.new_messages else "ok"
     return JSONResponse({"ok": True, "request_id": request_id, **result.summary()}), outcome
 

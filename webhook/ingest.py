@@ -48,6 +48,8 @@ class IngestResult:
     jobs: int = 0
     statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     refused: list[Refused] = dataclasses.field(default_factory=list)
+    # (phone_number_id, pricing) of each status that priced a message: counted once committed
+    priced: list[tuple[str, dict[str, object]]] = dataclasses.field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         summary: dict[str, object] = {
@@ -182,6 +184,9 @@ async def _apply_status(conn: DictConnection, result: IngestResult, status: Stat
         payload=Jsonb(status.payload),
     )
     result.statuses[outcome] += 1
+    pricing = status.payload.get("pricing")
+    if outcome in ("applied", "stale") and isinstance(pricing, dict):
+        result.priced.append((status.phone_number_id, pricing))
     logger.info("status %s for %s: %s", status.status, status.wa_message_id, outcome)
 
 

@@ -20,6 +20,7 @@ from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_valu
 from waypost.errors import MediaStoreUnavailable
 from waypost.settings import Settings
 from waypost.text import clean_text, mime_base
+from worker.budget import over_budget
 from worker.media_ready import transcribes
 from worker.orchestrator import Answer, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
@@ -124,6 +125,9 @@ class ReplyRun(SendRun):
             answer = Answer(existing["body"] or "")
         else:
             reason = REVOKED if inbound.revoked_at else skip_reason(conversation, self.settings.window_margin_seconds)
+            if reason is None:
+                async with self.pool.connection() as conn, conn.transaction():
+                    reason = await over_budget(conn, self.settings, conversation.phone_number_id)
             if reason:
                 await self.skip(conversation.id, reason)
                 return None

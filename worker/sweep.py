@@ -14,8 +14,9 @@ from procrastinate.manager import JobManager
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import execute, fetch_all
+from waypost.db import execute, fetch_all, fetch_value
 from waypost.media_store import MediaStore
+from waypost.metrics import UNDELIVERED
 from waypost.settings import Settings
 from worker.media_ready import sweep_stuck_media
 from worker.tasks import defer_operator_send, defer_reply
@@ -38,6 +39,7 @@ class SweepReport:
     media_purged: int = 0
     media_requeued: int = 0
     media_given_up: int = 0
+    undelivered_flagged: int = 0
     elapsed_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
@@ -114,6 +116,14 @@ async def sweep(
             )
             report.operator_messages_redeferred += 1
             logger.warning("sweep: re-deferred the send of operator message %s", message["id"])
+
+    # 3b. Accepted by Meta but never delivered: flagged and notified once, never silent.
+    async with pool.connection() as conn:
+        flagged = await fetch_value(conn, "sweep_flag_undelivered", after=settings.undelivered_after_seconds)
+        report.undelivered_flagged = int(flagged or 0)
+    if report.undelivered_flagged:
+        UNDELIVERED.inc(report.undelivered_flagged)
+        logger.warning("sweep: %s message(s) accepted but not delivered", report.undelivered_flagged)
 
     # 4. Retention.
     hours = max(1, round(settings.retention_days * 24))

@@ -51,10 +51,16 @@ def status_payload(
     recipient_id: str,
     callback_data: str | None = None,
     errors: list[dict[str, Any]] | None = None,
+    pricing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The status webhook Meta posts for one send."""
     item = payloads.status(
-        wa_message_id, status, callback=callback_data, errors=errors or None, recipient_id=recipient_id
+        wa_message_id,
+        status,
+        callback=callback_data,
+        errors=errors or None,
+        recipient_id=recipient_id,
+        pricing=pricing,
     )
     return payloads.statuses(
         item, waba_id="fake-waba", phone_number_id=phone_number_id, display_phone_number="15550000000"
@@ -78,6 +84,8 @@ class FakeGraph(FakeMediaMixin):
         self.webhook_url = webhook_url
         self.app_secret = app_secret
         self.auto_statuses = auto_statuses
+        # the pricing the first automatic delivered/read status carries, as Meta's does
+        self.pricing: dict[str, Any] | None = payloads.pricing()
         self.failure_rate = failure_rate
         self.hang_rate = hang_rate
         self.hang_seconds = hang_seconds
@@ -211,10 +219,18 @@ class FakeGraph(FakeMediaMixin):
     async def _post_statuses(
         self, phone_number_id: str, recipient: str, wa_message_id: str, callback: str | None
     ) -> None:
+        priced = False
         for status in self.auto_statuses:
             await asyncio.sleep(0.05)
+            pricing = self.pricing if status in ("delivered", "read") and not priced else None
+            priced = priced or pricing is not None
             await self.post_status(
-                wa_message_id, status, phone_number_id=phone_number_id, recipient_id=recipient, callback_data=callback
+                wa_message_id,
+                status,
+                phone_number_id=phone_number_id,
+                recipient_id=recipient,
+                callback_data=callback,
+                pricing=pricing,
             )
 
     async def post_status(
@@ -226,6 +242,7 @@ class FakeGraph(FakeMediaMixin):
         recipient_id: str = "0",
         callback_data: str | None = None,
         errors: list[dict[str, Any]] | None = None,
+        pricing: dict[str, Any] | None = None,
     ) -> int:
         """POST a signed status webhook to `webhook_url`; returns the HTTP status it got."""
         if not self.webhook_url or not self.app_secret:
@@ -238,6 +255,7 @@ class FakeGraph(FakeMediaMixin):
                 recipient_id=recipient_id,
                 callback_data=callback_data,
                 errors=errors,
+                pricing=pricing,
             )
         ).encode()
         async with httpx.AsyncClient(timeout=10) as client:

@@ -183,6 +183,7 @@ def status(
     callback: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     recipient_id: str = RECIPIENT_ID,
+    pricing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": wamid,
@@ -194,7 +195,20 @@ def status(
         item["biz_opaque_callback_data"] = callback
     if errors is not None:
         item["errors"] = errors
+    if pricing is not None:
+        item["pricing"] = pricing
     return item
+
+
+def pricing(
+    category: str = "service", kind: str = "free_customer_service", billable: bool | None = None
+) -> dict[str, Any]:
+    """A status's `pricing` object under per-message pricing (docs/whatsapp.md); `billable` is
+    deprecated by Meta, so it is left out unless given."""
+    found: dict[str, Any] = {"pricing_model": "PMP", "type": kind, "category": category}
+    if billable is not None:
+        found["billable"] = billable
+    return found
 
 
 def statuses(*items: dict[str, Any], waba_id: str = WABA_ID, **kwargs: Any) -> dict[str, Any]:

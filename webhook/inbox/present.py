@@ -144,7 +144,20 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
         "tap": tap_of(row),
         "interactive": interactive_of(row),
         "operator_reaction": row.get("operator_reaction"),
+        **cost_json(row),
     }
+
+
+def cost_json(row: dict[str, Any]) -> dict[str, Any]:
+    """What Meta said the message costs (from its status webhook), and the sweep's "not delivered"
+    flag while no delivery has come."""
+    pricing = (
+        {"category": row["pricing_category"], "type": row["pricing_type"], "billable": row["billable"]}
+        if row.get("pricing_category") or row.get("pricing_type")
+        else None
+    )
+    undelivered = row.get("undelivered_at") if row["status"] == "sent" else None
+    return {"pricing": pricing, "undelivered_at": iso(undelivered)}
 
 
 def _text(value: Any) -> str | None:
