@@ -121,6 +121,7 @@ def test_stop_opts_out_once_with_one_confirmation_and_start_reverses_it(
     state = consent_of(inbox, cid)
     assert state["marketing_opt_out"] is True and state["may_receive_marketing"] is False
     assert state["marketing_source"] == "keyword" and "opted out" in state["marketing_refusal"]
+    assert 'data-marketing="opted_out"' in inbox.get(f"/inbox/conversations/{cid}").text
     job = db.execute(
         "SELECT j.skip_reason FROM outbound_jobs j JOIN messages m ON m.id = j.inbound_message_id"
         " WHERE m.wa_message_id = %s",
@@ -187,6 +188,7 @@ def test_block_and_unblock_reach_the_fake_api_and_a_refused_block_shows_its_erro
     assert fake_graph.blocked[payloads.PHONE_NUMBER_ID] == {CONTACT}
     assert fake_graph.block_calls[0] == ("POST", payloads.PHONE_NUMBER_ID, [CONTACT])
     state = consent_of(inbox, cid)
+    assert 'data-blocked="yes"' in inbox.get(f"/inbox/conversations/{cid}").text
     assert state["blocked"] is True and state["may_receive_marketing"] is False
     assert state["block_request"]["status"] == "done" and "blocked" in state["marketing_refusal"]
 
@@ -204,3 +206,7 @@ def test_block_and_unblock_reach_the_fake_api_and_a_refused_block_shows_its_erro
     assert refused["block_request"]["error"]["code"] == 131047
     assert "User has not messaged in the last 24 hours" in refused["block_request"]["error_text"]
     assert "16505550000" not in fake_graph.blocked[payloads.PHONE_NUMBER_ID]
+    page = inbox.get(f"/inbox/conversations/{stranger}").text
+    assert 'data-status="failed"' in page and "User has not messaged in the last 24 hours" in page
+    notice = db.execute("SELECT body FROM notifications WHERE kind = 'block_failed'").fetchone()
+    assert notice is not None and "refused to block" in notice["body"]

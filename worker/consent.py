@@ -11,7 +11,7 @@ import httpx
 import procrastinate
 from psycopg.types.json import Jsonb
 
-from waypost.db import Pool, fetch_optional, fetch_value
+from waypost.db import Pool, execute, fetch_optional
 from waypost.logs import log_context
 from waypost.settings import Settings
 from worker.graph import classify_response
@@ -48,10 +48,18 @@ async def change_block(context: procrastinate.JobContext, block_request_id: int,
         error = await _ask_meta(resources.graph, row)
         async with resources.pool.connection() as conn, conn.transaction():
             if error is None:
-                await fetch_value(conn, "block_request_done", block_request_id=block_request_id)
-            else:
-                await fetch_optional(
-                    conn, "block_request_failed", block_request_id=block_request_id, error=Jsonb(error)
+                await execute(conn, "block_request_done", block_request_id=block_request_id)
+            elif await fetch_optional(
+                conn, "block_request_failed", block_request_id=block_request_id, error=Jsonb(error)
+            ):
+                reason = " ".join(str(part) for part in (error.get("message"), error.get("details")) if part)
+                await execute(
+                    conn,
+                    "notification_insert",
+                    conversation_id=row["conversation_id"],
+                    message_id=None,
+                    kind="block_failed",
+                    body=f"WhatsApp refused to {row['action']} this contact: {reason}",
                 )
         outcome = "done" if error is None else f"refused: {error.get('message')}"
         logger.info("%s of conversation %s: %s", row["action"], row["conversation_id"], outcome)
