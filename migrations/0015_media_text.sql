@@ -1,6 +1,6 @@
 -- What the AI reads of a media message: a voice note's transcript (media.transcript_*), and a reply
 -- that waits for its file (outbound_jobs.waiting_since) without holding a worker. Re-runnable.
--- depends: 0012_media
+-- depends: 0014_media_storage
 
 ALTER TABLE media
     -- NULL: no transcription due; pending: a transcribe_media job will write it; done: `transcript`

@@ -2,7 +2,7 @@
 -- app), and the messages the business sends from that app (coexistence "echoes"). Re-runnable, like 0002.
 -- Echoes are outbound rows of author 'operator' with source 'phone_app': messages_author_check and
 -- messages_shape_check stay as 0002 wrote them (a drift repair re-runs 0002, which re-adds those).
--- depends: 0012_media
+-- depends: 0015_media_text
 
 ALTER TABLE messages
     -- when the sender last edited the message (the edit's own timestamp); the earlier texts are in

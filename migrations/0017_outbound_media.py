@@ -8,7 +8,7 @@ from yoyo import step
 
 from waypost.sql import function_source
 
-__depends__ = {"0013_outbound_kinds"}
+__depends__ = {"0016_edits_and_echoes_functions"}
 
 TABLES = """
 ALTER TABLE media ALTER COLUMN wa_media_id DROP NOT NULL;

@@ -8,7 +8,7 @@ from yoyo import step
 
 from waypost.sql import function_source
 
-__depends__ = {"0017_outbound_media"}
+__depends__ = {"0018_consent_functions"}
 
 TABLES = """
 ALTER TABLE messages

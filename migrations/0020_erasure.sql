@@ -1,6 +1,6 @@
 -- Erasing a contact (`waypost contact erase`, the inbox's "Erase contact"): one audit row per
 -- erasure, saying when, by whom and how many rows of each table went, and never whom. Re-runnable.
--- depends: 0017_outbound_media
+-- depends: 0019_pricing
 
 CREATE TABLE IF NOT EXISTS erasures (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
 ALTER TABLE erasures

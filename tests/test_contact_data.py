@@ -86,6 +86,7 @@ def seed(client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph) ->
     post(client, payloads.inbound(first, contacts=[contact(bsuid=None)]))
     post(client, payloads.inbound(message("me again", phone=None), contacts=[contact(phone=None)]))
     post(client, payloads.inbound(message("both now"), contacts=[contact()]))
+    post(client, payloads.inbound(message("STOP"), contacts=[contact()]))  # a consent event names them too
     fake_graph.add_media("media-priya", JPEG, "image/jpeg")
     picture = payloads.media_message(
         "image", "media-priya", mime_type="image/jpeg", sha256=b64_sha256(JPEG), wa_id=PHONE
@@ -137,6 +138,7 @@ def test_erase_leaves_no_row_naming_the_contact_and_keeps_the_other_contact(
         "messages",
         "message_statuses",
         "webhook_events",
+        "consent_events",
     }
     assert (
         len(db.execute("SELECT 1 FROM conversations WHERE wa_id = %s OR user_id = %s", (PHONE, BSUID)).fetchall()) >= 2

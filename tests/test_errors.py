@@ -25,6 +25,7 @@ CONTRACT: dict[type[errors.WaypostError], tuple[str, int]] = {
     errors.Conflict: ("CONFLICT", 409),
     errors.WindowClosed: ("WINDOW_CLOSED", 409),
     errors.ContactHasLiveConversation: ("CONTACT_HAS_LIVE_CONVERSATION", 409),
+    errors.BlockPending: ("BLOCK_PENDING", 409),
     errors.BodyTooLarge: ("BODY_TOO_LARGE", 413),
     errors.FileTooLarge: ("FILE_TOO_LARGE", 413),
     errors.UnsupportedFile: ("UNSUPPORTED_FILE", 415),

@@ -318,6 +318,8 @@ def test_openapi_describes_the_inbox_api(client: httpx.Client) -> None:
         "/api/inbox/conversations/{conversation_id}/read",
         "/api/inbox/conversations/{conversation_id}/delete",
         "/api/inbox/conversations/{conversation_id}/restore",
+        "/api/inbox/conversations/{conversation_id}/block",
+        "/api/inbox/conversations/{conversation_id}/unblock",
         "/api/inbox/notifications",
         "/api/inbox/notifications/{notification_id}/read",
         "/api/inbox/notifications/{notification_id}/snooze",

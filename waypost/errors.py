@@ -18,6 +18,7 @@ The hierarchy:
   + Conflict                        CONFLICT
     - WindowClosed                  WINDOW_CLOSED
     - ContactHasLiveConversation    CONTACT_HAS_LIVE_CONVERSATION
+    - BlockPending                  BLOCK_PENDING (a block or unblock still waits for Meta)
   + BodyTooLarge                    BODY_TOO_LARGE
     - FileTooLarge                  FILE_TOO_LARGE (over Meta's limit for the kind)
   + Unauthorized                    UNAUTHORIZED (a missing or wrong bearer secret: cron, metrics)
@@ -132,6 +133,13 @@ class ContactHasLiveConversation(Conflict):
     live: delete it first to restore this one"""
 
     code = "CONTACT_HAS_LIVE_CONVERSATION"
+
+
+class BlockPending(Conflict):
+    """a block or unblock of this contact is still waiting for Meta's answer, or the conversation is
+    deleted"""
+
+    code = "BLOCK_PENDING"
 
 
 class BodyTooLarge(WaypostError):

@@ -182,6 +182,31 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     # 0020_erasure
     "erasures": ("id", "erased_at", "erased_by", "counts"),
+    "consent_events": (
+        "id",
+        "phone_number_id",
+        "wa_id",
+        "user_id",
+        "conversation_id",
+        "kind",
+        "source",
+        "message_id",
+        "operator_id",
+        "event_key",
+        "occurred_at",
+        "created_at",
+    ),
+    "block_requests": (
+        "id",
+        "conversation_id",
+        "action",
+        "status",
+        "error",
+        "operator_id",
+        "request_id",
+        "created_at",
+        "finished_at",
+    ),
     # operators' views (docs/operations.md)
     "waypost_jobs_by_status": ("status", "jobs", "oldest_age"),
     "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),
@@ -209,6 +234,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_ingest_echo_v1",
     "waypost_contact_identifiers_v1",
     "waypost_erase_contact_v1",
+    "waypost_may_receive_marketing_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
@@ -226,6 +252,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "operator_sessions_token_key",
     "media_message_id_key",
     "message_changes_event_message_id_key",
+    "consent_events_event_key_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (

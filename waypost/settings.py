@@ -99,6 +99,75 @@ class Settings(BaseSettings):
         validation_alias=_env("WAYPOST_MEDIA_UNREADABLE_REPLY"),
     )
 
+    # Consent (README "Consent"): a text message that is only one of these words (any case, punctuation
+    # and emoji around it ignored; never a word inside a sentence) opts its contact out of, or back into,
+    # marketing messages, and is answered with the confirmation instead of the AI (empty: no answer).
+    opt_out_words: Annotated[tuple[str, ...], NoDecode] = Field(
+        (
+            "stop",
+            "stopp",
+            "stop all",
+            "unsubscribe",
+            "opt out",
+            "opt-out",
+            "optout",
+            "stop promotions",
+            "baja",
+            "darse de baja",
+            "parar",
+            "alto",
+            "cancelar suscripción",
+            "sair",
+            "descadastrar",
+            "arrêt",
+            "arret",
+            "désabonner",
+            "desabonner",
+            "désinscription",
+            "abmelden",
+            "abbestellen",
+            "disiscriviti",
+            "annulla iscrizione",
+            "afmelden",
+            "توقف",
+            "стоп",
+            "отписаться",
+        ),
+        validation_alias=_env("WAYPOST_OPT_OUT_WORDS"),
+    )
+    opt_in_words: Annotated[tuple[str, ...], NoDecode] = Field(
+        (
+            "start",
+            "unstop",
+            "subscribe",
+            "resume",
+            "opt in",
+            "opt-in",
+            "optin",
+            "alta",
+            "suscribir",
+            "voltar",
+            "inscrever",
+            "reprendre",
+            "abonner",
+            "anmelden",
+            "iscriviti",
+            "aanmelden",
+            "ابدأ",
+            "старт",
+            "подписаться",
+        ),
+        validation_alias=_env("WAYPOST_OPT_IN_WORDS"),
+    )
+    opt_out_confirmation: str = Field(
+        "You will no longer receive marketing messages from us. Reply START to receive them again.",
+        validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATION"),
+    )
+    opt_in_confirmation: str = Field(
+        "You will receive our marketing messages again. Reply STOP to stop them.",
+        validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATION"),
+    )
+
     # Sweep
     stalled_worker_seconds: float = Field(60.0, gt=0, validation_alias=_env("WAYPOST_STALLED_WORKER_SECONDS"))
     retention_days: float = Field(30.0, gt=0, validation_alias=_env("WAYPOST_RETENTION_DAYS"))
@@ -167,6 +236,13 @@ class Settings(BaseSettings):
     def _host_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [item.strip().lower() for item in value.split(",") if item.strip()]
+        return tuple(value)
+
+    @field_validator("opt_out_words", "opt_in_words", mode="before")
+    @classmethod
+    def _word_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
         return tuple(value)
 
     @field_validator("trusted_proxies", mode="before")

@@ -29,6 +29,7 @@ from waypost.errors import (
 )
 from waypost.logs import request_id_var
 from webhook import ingest, payload
+from webhook.consent import ConsentWords
 from webhook.errors import SCHEMA_ERRORS, error_response
 from webhook.state import app_state
 from worker.tasks import sweep_now
@@ -157,7 +158,12 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
 
     try:
         result = await ingest.process(
-            state.pool, event_id, batch, request_id, pause_ai_on_echo=settings.pause_ai_on_phone_reply
+            state.pool,
+            event_id,
+            batch,
+            request_id,
+            pause_ai_on_echo=settings.pause_ai_on_phone_reply,
+            words=ConsentWords.of(settings.opt_out_words, settings.opt_in_words),
         )
     except SCHEMA_ERRORS as exc:
         await ingest.record_error(state.pool, event_id, f"DB_MISMATCH: {exc}")

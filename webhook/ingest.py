@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from waypost.db import DictConnection, DictPool, execute, fetch_one, fetch_value
 from waypost.signing import Verdict
+from webhook import consent
 from webhook.changes import Echo
 from webhook.media import media_of
 from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
@@ -102,7 +103,9 @@ def _lock_order(message: InboundMessage | Echo) -> tuple[str, str, str, float]:
 Store = Callable[[DictConnection, IngestResult], Awaitable[None]]
 
 
-def _steps(batch: Batch, request_id: str, pause_ai_on_echo: bool) -> list[tuple[str, str | None, Store]]:
+def _steps(
+    batch: Batch, request_id: str, pause_ai_on_echo: bool, words: consent.ConsentWords | None = None
+) -> list[tuple[str, str | None, Store]]:
     """Every item of the batch as (kind, Graph id, how to store it), in locking order."""
     steps: list[tuple[str, str | None, Store]] = []
     items: list[InboundMessage | Echo] = [*batch.messages, *batch.echoes]
@@ -111,21 +114,30 @@ def _steps(batch: Batch, request_id: str, pause_ai_on_echo: bool) -> list[tuple[
             echo = functools.partial(_ingest_echo, echo=message, pause_ai=pause_ai_on_echo)
             steps.append(("echo", message.wa_message_id, echo))
             continue
-        store = functools.partial(_ingest_message, message=message, request_id=request_id)
+        store = functools.partial(_ingest_message, message=message, request_id=request_id, words=words)
         steps.append(("message", message.wa_message_id, store))
     for status in sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status)):
         steps.append(("status", status.wa_message_id, functools.partial(_apply_status, status=status)))
+    for preference in batch.preferences:
+        steps.append(("user_preference", None, functools.partial(_apply_preference, preference=preference)))
     for platform_error in batch.errors:
         steps.append(("error", None, functools.partial(_notify_platform_error, platform_error=platform_error)))
     return steps
 
 
 async def process(
-    pool: DictPool, event_id: int, batch: Batch, request_id: str, *, pause_ai_on_echo: bool = True
+    pool: DictPool,
+    event_id: int,
+    batch: Batch,
+    request_id: str,
+    *,
+    pause_ai_on_echo: bool = True,
+    words: consent.ConsentWords | None = None,
 ) -> IngestResult:
     """Store every item of the batch and mark the journal row processed, in one transaction.
-    `pause_ai_on_echo`: a message sent from the phone app pauses its conversation's AI."""
-    steps = _steps(batch, request_id, pause_ai_on_echo)
+    `pause_ai_on_echo`: a message sent from the phone app pauses its conversation's AI; `words`:
+    the opt-out and opt-in words a text message may be."""
+    steps = _steps(batch, request_id, pause_ai_on_echo, words)
     try:
         return await _store(pool, event_id, batch, steps, isolate=False)
     except ITEM_ERRORS as exc:
@@ -196,7 +208,18 @@ async def _notify_platform_error(conn: DictConnection, result: IngestResult, pla
     await execute(conn, "notification_insert", conversation_id=None, message_id=None, kind="platform_error", body=body)
 
 
-async def _ingest_message(conn: DictConnection, result: IngestResult, message: InboundMessage, request_id: str) -> None:
+async def _apply_preference(conn: DictConnection, result: IngestResult, preference: consent.Preference) -> None:
+    applied = await consent.apply_preference(conn, preference)
+    logger.info("user_preferences %s: %s", preference.value, "applied" if applied else "already recorded")
+
+
+async def _ingest_message(
+    conn: DictConnection,
+    result: IngestResult,
+    message: InboundMessage,
+    request_id: str,
+    words: consent.ConsentWords | None = None,
+) -> None:
     row = await fetch_one(
         conn,
         "ingest_inbound_message",
@@ -223,6 +246,9 @@ async def _ingest_message(conn: DictConnection, result: IngestResult, message: I
     result.new_messages += 1
     await _apply_changes(conn, row["message_id"], message)
     await _queue_media_download(conn, row["message_id"], message, request_id)
+    consent_kind = words.match(message.type, message.body) if words is not None else None
+    if consent_kind is not None:
+        await consent.record_keyword(conn, row["message_id"], consent_kind)
     outbound_job_id = row["outbound_job_id"]
     if outbound_job_id is None:
         logger.info("stored message %s type=%s, no reply due", message.wa_message_id, message.type)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from waypost.errors import BadRequest
 from waypost.text import clean_text
 from webhook.changes import CHANGE_TYPES, Echo, MessageChange, message_change
+from webhook.consent import Preference, preferences_of
 from webhook.identity import identity_change
 from webhook.models import (
     MAX_ID,
@@ -127,11 +128,12 @@ class Batch:
     echoes: list[Echo] = dataclasses.field(default_factory=list)
     ignored_changes: list[str] = dataclasses.field(default_factory=list)
     refused: list[Refused] = dataclasses.field(default_factory=list)
+    preferences: list[Preference] = dataclasses.field(default_factory=list)  # user_preferences (webhook/consent.py)
 
     @property
     def items(self) -> int:
         """How many items can be stored."""
-        return len(self.messages) + len(self.statuses) + len(self.errors) + len(self.echoes)
+        return len(self.messages) + len(self.statuses) + len(self.errors) + len(self.echoes) + len(self.preferences)
 
     def refuse(self, item: str, raw: Any, reason: str) -> None:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
@@ -245,6 +247,9 @@ def parse(body: bytes) -> Batch:
             if change.field == "smb_message_echoes":
                 _echoes(change.value, f"{where}.value", batch)
                 continue
+            if change.field == "user_preferences":
+                _preferences(change.value, f"{where}.value", batch)
+                continue
             if change.field != "messages":
                 batch.ignored_changes.append(f"{where}: field {change.field!r}")
                 continue
@@ -315,6 +320,16 @@ def _echoes(raw_value: dict[str, Any], where: str, batch: Batch) -> None:
                 change=message_change(echo.type, getattr(echo, echo.type, None)),
             )
         )
+
+
+def _preferences(raw_value: Any, where: str, batch: Batch) -> None:
+    """A user_preferences change: marketing stops and resumes (webhook/consent.py)."""
+    found, refused, ignored = preferences_of(raw_value)
+    batch.preferences.extend(found)
+    for i, raw, reason in refused:
+        item = where if i is None else f"{where}.user_preferences.{i}"
+        batch.refuse(item, raw, f"{item}: {reason}")
+    batch.ignored_changes.extend(f"{where}.{line}" for line in ignored)
 
 
 def _reason(exc: Exception, prefix: str) -> str:

@@ -157,6 +157,13 @@ class GraphClient:
         failure.error = {**(failure.error or {"code": failure.code}), "title": "Meta refused the file's upload"}
         raise failure
 
+    async def block_users(self, *, phone_number_id: str, user: str, block: bool) -> httpx.Response:
+        """POST (block) or DELETE (unblock) /{phone-number-id}/block_users for one user; the caller
+        reads Meta's per-user answer (docs/whatsapp.md "Blocking users")."""
+        body = {"messaging_product": "whatsapp", "block_users": [{"user": user}]}
+        path = f"/{self._version}/{phone_number_id}/block_users"
+        return await self._client.request("POST" if block else "DELETE", path, json=body)
+
     async def send_message(
         self,
         *,

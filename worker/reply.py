@@ -21,6 +21,7 @@ from waypost.errors import MediaStoreUnavailable
 from waypost.settings import Settings
 from waypost.text import clean_text, mime_base
 from worker.budget import over_budget
+from worker.consent import NO_CONFIRMATION, consent_confirmation
 from worker.media_ready import transcribes
 from worker.orchestrator import Answer, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
@@ -124,13 +125,18 @@ class ReplyRun(SendRun):
             # A retry resends what was decided, never a new answer (the claim returns its kind and object).
             answer = Answer(existing["body"] or "")
         else:
+            confirmation = await consent_confirmation(self.pool, self.settings, inbound.id)
             reason = REVOKED if inbound.revoked_at else skip_reason(conversation, self.settings.window_margin_seconds)
-            if reason is None:
+            if confirmation is not None and reason == AI_PAUSED:
+                reason = None  # an opt-out or opt-in is confirmed even while the AI is paused
+            if reason is None and confirmation is None:  # a confirmation is owed, whatever the budget
                 async with self.pool.connection() as conn, conn.transaction():
                     reason = await over_budget(conn, self.settings, conversation.phone_number_id)
-            if reason:
-                await self.skip(conversation.id, reason)
+            if reason or confirmation == "":
+                await self.skip(conversation.id, reason or NO_CONFIRMATION)
                 return None
+            if confirmation is not None:
+                return Outbound(conversation, key=key, body=confirmation, author="ai", reply_to=inbound)
             if await self.wait_for_file(inbound):
                 return None
             history = await self.history(conversation, inbound)

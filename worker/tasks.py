@@ -31,6 +31,7 @@ SEND_OPERATOR_MESSAGE = "send_operator_message"
 SWEEP = "sweep"
 DOWNLOAD_MEDIA = "download_media"
 TRANSCRIBE_MEDIA = "transcribe_media"  # sql/media_text.sql (sweep_stuck_media) names both media tasks
+CHANGE_BLOCK = "change_block"  # an operator's block or unblock (worker/consent.py)
 
 REPLY_QUEUE = "replies"
 MAINTENANCE_QUEUE = "maintenance"
@@ -108,6 +109,11 @@ async def defer_download(conn: AsyncConnection[Any], *, media_id: int, request_i
 async def defer_transcription(conn: AsyncConnection[Any], *, media_id: int, request_id: str) -> int:
     """Queue the transcription of a stored voice note, in the caller's transaction (the download's)."""
     return await _defer(conn, TRANSCRIBE_MEDIA, MEDIA_QUEUE, None, media_id=media_id, request_id=request_id)
+
+
+async def defer_block(conn: AsyncConnection[Any], *, block_request_id: int, request_id: str) -> int:
+    """Queue an operator's block or unblock, in the caller's transaction (the request row's)."""
+    return await _defer(conn, CHANGE_BLOCK, REPLY_QUEUE, None, block_request_id=block_request_id, request_id=request_id)
 
 
 async def sweep_now(pool: AsyncConnectionPool[Any], settings: Settings, media_store: MediaStore) -> SweepReport:

@@ -56,6 +56,12 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT; v_counts := v_counts || jsonb_build_object('message_statuses', v_n); v_total := v_total + v_n;
     DELETE FROM notifications WHERE conversation_id = ANY (v_convs) OR message_id = ANY (v_msgs);
     GET DIAGNOSTICS v_n = ROW_COUNT; v_counts := v_counts || jsonb_build_object('notifications', v_n); v_total := v_total + v_n;
+    -- consent events carry the identifiers themselves (they outlive a conversation): they go too
+    DELETE FROM consent_events
+     WHERE conversation_id = ANY (v_convs) OR wa_id = ANY (v_ids) OR user_id = ANY (v_ids);
+    GET DIAGNOSTICS v_n = ROW_COUNT; v_counts := v_counts || jsonb_build_object('consent_events', v_n); v_total := v_total + v_n;
+    DELETE FROM block_requests WHERE conversation_id = ANY (v_convs);
+    GET DIAGNOSTICS v_n = ROW_COUNT; v_counts := v_counts || jsonb_build_object('block_requests', v_n); v_total := v_total + v_n;
     DELETE FROM outbound_jobs WHERE id = ANY (v_jobs);
     GET DIAGNOSTICS v_n = ROW_COUNT; v_counts := v_counts || jsonb_build_object('outbound_jobs', v_n); v_total := v_total + v_n;
     DELETE FROM messages WHERE id = ANY (v_msgs);

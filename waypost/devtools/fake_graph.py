@@ -26,6 +26,7 @@ from starlette.routing import Route
 from waypost import kinds
 from waypost.devtools import payloads
 from waypost.devtools.fake_answers import Behaviour, error_body
+from waypost.devtools.fake_block import FakeBlockMixin
 from waypost.devtools.fake_media import FakeMediaMixin
 from waypost.signing import sign
 
@@ -67,7 +68,7 @@ def status_payload(
     )
 
 
-class FakeGraph(FakeMediaMixin):
+class FakeGraph(FakeMediaMixin, FakeBlockMixin):
     def __init__(
         self,
         *,
@@ -93,12 +94,15 @@ class FakeGraph(FakeMediaMixin):
         self.requests: list[Recorded] = []
         self.script: deque[Behaviour] = deque()
         self._init_media()
+        self._init_block()
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
             routes=[
                 Route("/{version}/{phone_number_id}/messages", self.send, methods=["POST"]),
                 Route("/{version}/{phone_number_id}/media", self.upload, methods=["POST"]),
+                Route("/{version}/{phone_number_id}/block_users", self.block_users, methods=["POST", "DELETE"]),
+                Route("/_fake/heard", self.heard_endpoint, methods=["POST"]),
                 Route("/_fake/requests", self.list_requests, methods=["GET"]),
                 Route("/_fake/script", self.add_script, methods=["POST"]),
                 Route("/_fake/config", self.configure, methods=["POST"]),

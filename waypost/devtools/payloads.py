@@ -217,3 +217,33 @@ def statuses(*items: dict[str, Any], waba_id: str = WABA_ID, **kwargs: Any) -> d
 
 def dumps(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def user_preferences(
+    value: str,
+    *,
+    wa_id: str = "16505551234",
+    timestamp: int | None = None,
+    category: str = "marketing_messages",
+    phone_number_id: str = PHONE_NUMBER_ID,
+    waba_id: str = WABA_ID,
+) -> dict[str, Any]:
+    """A user_preferences webhook: the contact stopped (`stop`) or resumed (`resume`) marketing messages."""
+    detail = {
+        "stop": "User requested to stop marketing messages",
+        "resume": "User requested to resume marketing messages",
+    }
+    item = {
+        "wa_id": wa_id,
+        "detail": detail.get(value, value),
+        "category": category,
+        "value": value,
+        "timestamp": timestamp or int(time.time()),
+    }
+    value_object = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": DISPLAY_PHONE_NUMBER, "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": f"Contact {wa_id}"}, "wa_id": wa_id}],
+        "user_preferences": [item],
+    }
+    return envelope([{"value": value_object, "field": "user_preferences"}], waba_id=waba_id)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.middleware import Middleware
@@ -90,7 +90,7 @@ async def get_conversation(request: Request) -> Response:
     tags: [conversations]
     parameters: [{name: conversation_id, in: path, required: true, schema: {type: integer}}]
     responses:
-      200: {description: "{ok, conversation: Conversation, messages: [Message]}"}
+      200: {description: "{ok, conversation: Conversation, messages: [Message], consent: Consent}"}
       404: {description: no such conversation}
     """
     pool = app_state(request).pool
@@ -100,6 +100,7 @@ async def get_conversation(request: Request) -> Response:
     return ok(
         conversation=present.conversation_json(conversation),
         messages=[present.message_json(row) for row in messages],
+        consent=present.consent_json(await store.consent(pool, conversation_id)),
     )
 
 
@@ -201,6 +202,52 @@ async def set_ai(request: Request) -> Response:
     payload: AiBody = await parse(request, AiBody)
     await store.set_ai(app_state(request).pool, path_id(request, "conversation_id"), payload.enabled)
     return ok()
+
+
+async def _change_block(request: Request, action: Literal["block", "unblock"]) -> Response:
+    pool = app_state(request).pool
+    conversation_id = path_id(request, "conversation_id")
+    await store.change_block(
+        pool,
+        conversation_id,
+        action=action,
+        operator_id=request.state.operator["id"],
+        request_id=request_id_var.get() or "",
+    )
+    return ok(202, consent=present.consent_json(await store.consent(pool, conversation_id)))
+
+
+@operator_api
+async def block_contact(request: Request) -> Response:
+    """
+    ---
+    summary: Block the contact through Meta's block-users API (only one who wrote in the last 24 hours)
+    description: >-
+      Queued for the worker, which asks Meta; the conversation's `consent.block_request` shows the
+      outcome, with Meta's error when it refused.
+    tags: [conversations]
+    parameters: [{name: conversation_id, in: path, required: true, schema: {type: integer}}]
+    responses:
+      202: {description: "{ok, consent: Consent}"}
+      404: {description: no such conversation}
+      409: {description: "BLOCK_PENDING: a block or unblock still waits for Meta, or the conversation is deleted"}
+    """
+    return await _change_block(request, "block")
+
+
+@operator_api
+async def unblock_contact(request: Request) -> Response:
+    """
+    ---
+    summary: Unblock the contact through Meta's block-users API
+    tags: [conversations]
+    parameters: [{name: conversation_id, in: path, required: true, schema: {type: integer}}]
+    responses:
+      202: {description: "{ok, consent: Consent}"}
+      404: {description: no such conversation}
+      409: {description: "BLOCK_PENDING: a block or unblock still waits for Meta, or the conversation is deleted"}
+    """
+    return await _change_block(request, "unblock")
 
 
 @operator_api
@@ -339,6 +386,8 @@ routes: list[BaseRoute] = [
     ),
     Route("/conversations/{conversation_id:int}/ai", set_ai, methods=["POST"], name="set_ai"),
     Route("/conversations/{conversation_id:int}/read", mark_read, methods=["POST"], name="mark_read"),
+    Route("/conversations/{conversation_id:int}/block", block_contact, methods=["POST"], name="block"),
+    Route("/conversations/{conversation_id:int}/unblock", unblock_contact, methods=["POST"], name="unblock"),
     Route("/conversations/{conversation_id:int}/delete", delete_conversation, methods=["POST"], name="delete"),
     Route("/conversations/{conversation_id:int}/restore", restore_conversation, methods=["POST"], name="restore"),
     Route("/notifications", list_notifications, methods=["GET"], name="notifications"),

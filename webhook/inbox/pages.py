@@ -155,7 +155,10 @@ async def conversation_page(request: Request) -> Response:
     await store.mark_read(pool, conversation_id)
     messages = await store.messages(pool, conversation_id)
     counts = await store.notification_counts(pool)
-    return render(request, "conversation.html", conversation=conversation, messages=messages, counts=counts)
+    consent = present.consent_json(await store.consent(pool, conversation_id))
+    return render(
+        request, "conversation.html", conversation=conversation, messages=messages, counts=counts, consent=consent
+    )
 
 
 @operator_page
@@ -164,7 +167,8 @@ async def conversation_fragment(request: Request) -> Response:
     conversation_id = store.row_id(request.path_params["conversation_id"], "conversation")
     conversation = await store.conversation(pool, conversation_id)
     messages = await store.messages(pool, conversation_id)
-    return render(request, "_conversation_body.html", conversation=conversation, messages=messages)
+    consent = present.consent_json(await store.consent(pool, conversation_id))
+    return render(request, "_conversation_body.html", conversation=conversation, messages=messages, consent=consent)
 
 
 @operator_page

@@ -252,6 +252,43 @@ def media_json(row: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def consent_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A contact's marketing opt-out and block (store.consent), as the inbox shows them."""
+    request = None
+    if row["block_request_id"] is not None:
+        error = row["block_request_error"]
+        request = {
+            "id": row["block_request_id"],
+            "action": row["block_request_action"],
+            "status": row["block_request_status"],
+            "error": error,
+            "error_text": error_text(error) if error else "",
+            "created_at": iso(row["block_request_at"]),
+        }
+    return {
+        "marketing_opt_out": row["marketing_opt_out"],
+        "marketing_changed_at": iso(row["marketing_changed_at"]),
+        "marketing_source": row["marketing_source"],
+        "blocked": row["blocked"],
+        "block_changed_at": iso(row["block_changed_at"]),
+        "may_receive_marketing": row["may_receive_marketing"],
+        "marketing_refusal": None if row["may_receive_marketing"] else _refusal(row),
+        "block_request": request,
+    }
+
+
+def _refusal(row: dict[str, Any]) -> str:
+    """Why a marketing template would be refused, in the operator's words."""
+    if row["blocked"]:
+        return "This contact is blocked: no message reaches them until they are unblocked."
+    if row["marketing_source"] == "user_preferences":
+        return "This contact stopped marketing messages in WhatsApp: only utility and service messages may go to them."
+    return (
+        "This contact opted out of marketing messages (they wrote an opt-out word): "
+        "only utility and service messages may go to them."
+    )
+
+
 def notification_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],

@@ -15,9 +15,18 @@ from psycopg.types.json import Jsonb
 from waypost import kinds
 from waypost.attachments import store_file
 from waypost.db import DictPool, execute, fetch_all, fetch_one, fetch_optional
-from waypost.errors import BadFilter, BadInput, BadTime, Conflict, ContactHasLiveConversation, NotFound, WindowClosed
+from waypost.errors import (
+    BadFilter,
+    BadInput,
+    BadTime,
+    BlockPending,
+    Conflict,
+    ContactHasLiveConversation,
+    NotFound,
+    WindowClosed,
+)
 from waypost.text import unfit
-from worker.tasks import defer_operator_send, operator_key
+from worker.tasks import defer_block, defer_operator_send, operator_key
 
 Filter = Literal["unread", "ai_paused", "send_failed", "window_closed"]
 FILTERS: tuple[Filter, ...] = ("unread", "ai_paused", "send_failed", "window_closed")
@@ -61,6 +70,32 @@ async def conversation(pool: DictPool, conversation_id: int) -> dict[str, Any]:
     if found is None:
         raise NotFound.of("conversation")
     return found
+
+
+async def consent(pool: DictPool, conversation_id: int) -> dict[str, Any]:
+    """The contact's marketing opt-out and block state, and the latest block request (migration 0018)."""
+    async with pool.connection() as conn:
+        return await fetch_one(conn, "consent_of_conversation", conversation_id=conversation_id)
+
+
+async def change_block(
+    pool: DictPool, conversation_id: int, *, action: Literal["block", "unblock"], operator_id: int, request_id: str
+) -> dict[str, Any]:
+    """Queue an operator's block or unblock (the worker asks Meta), with its request row."""
+    async with pool.connection() as conn, conn.transaction():
+        row = await fetch_optional(
+            conn,
+            "block_request_insert",
+            conversation_id=conversation_id,
+            action=action,
+            operator_id=operator_id,
+            request_id=request_id,
+        )
+        if row is None:
+            await conversation(pool, conversation_id)  # 404 when it does not exist at all
+            raise BlockPending()
+        await defer_block(conn, block_request_id=row["id"], request_id=request_id)
+    return row
 
 
 async def messages(pool: DictPool, conversation_id: int) -> list[dict[str, Any]]:
