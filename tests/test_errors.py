@@ -44,6 +44,7 @@ CONTRACT: dict[type[errors.WaypostError], tuple[str, int]] = {
     errors.DatabaseUnavailable: ("DB_UNAVAILABLE", 503),
     errors.MediaStoreUnavailable: ("MEDIA_STORE_UNAVAILABLE", 503),
     errors.SchemaMismatch: ("DB_MISMATCH", 500),
+    errors.TemplateSyncFailed: ("TEMPLATE_SYNC_FAILED", 502),
 }
 # Bases nobody raises as such, and the CLI's operator errors (never answered over HTTP).
 NOT_ANSWERED = {errors.WaypostError, errors.BadRequest, errors.BadSignature, errors.Disabled, errors.SignInRefused}

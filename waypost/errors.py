@@ -43,6 +43,7 @@ The hierarchy:
   + DatabaseUnavailable             DB_UNAVAILABLE
   + MediaStoreUnavailable           MEDIA_STORE_UNAVAILABLE (the S3-compatible store did not answer)
   + SchemaMismatch                  DB_MISMATCH (carries the problems)
+  + TemplateSyncFailed              TEMPLATE_SYNC_FAILED (Meta's template list could not be read whole)
 """
 
 from __future__ import annotations
@@ -289,3 +290,9 @@ class SchemaMismatch(WaypostError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__(problems=problems)
         self.problems = problems
+
+
+class TemplateSyncFailed(WaypostError):
+    """the message templates could not be read from Meta; nothing was changed"""
+
+    code = "TEMPLATE_SYNC_FAILED"

@@ -1,0 +1,97 @@
+"""Message templates: `waypost templates sync` reads every page of the account's templates from the
+fake Graph API, and message_template_status_update webhooks keep them current."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg
+from pydantic import SecretStr
+
+from tests.conftest import waypost_env
+from waypost.devtools.fake_graph import FakeGraph
+from waypost.devtools.fake_templates import template
+from waypost.settings import Settings
+
+WABA = "102290129340398"
+
+
+def account(settings: Settings) -> Settings:
+    return settings.model_copy(update={"whatsapp_business_account_id": WABA})
+
+
+def sync(settings: Settings) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waypost.cli", "templates", "sync"],
+        env=waypost_env(account(settings)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def stored(db: psycopg.Connection) -> dict[str, dict]:
+    rows = db.execute("SELECT * FROM message_templates ORDER BY name").fetchall()
+    return {row["name"]: row for row in rows}  # type: ignore[index]
+
+
+def test_sync_reads_every_page_and_marks_unlisted_templates_deleted(
+    settings: Settings, fake_graph: FakeGraph, db: psycopg.Connection
+) -> None:
+    many = [template(f"t{i:03}", body="Hi {{1}}") for i in range(230)]
+    many.append(template("promo", category="MARKETING", body="{{1}}, {{2}} off until {{3}} for {{1}}"))
+    fake_graph.set_templates(many)
+    done = sync(settings)
+    assert done.returncode == 0, done.stderr
+    assert "Synced 231 template(s) from 3 page(s)" in done.stdout
+    assert len(fake_graph.template_requests) == 3 and all(WABA in url for url in fake_graph.template_requests)
+    rows = stored(db)
+    assert len(rows) == 231
+    promo = rows["promo"]
+    assert (promo["category"], promo["status"], promo["language"], promo["body_params"]) == (
+        "MARKETING",
+        "APPROVED",
+        "en_US",
+        3,
+    )
+    assert promo["components"][0]["type"] == "BODY" and promo["waba_id"] == WABA
+
+    # the account no longer lists t000; promo was paused in the meantime
+    fake_graph.set_templates([*many[1:230], template("promo", category="MARKETING", status="PAUSED")])
+    again = sync(settings)
+    assert again.returncode == 0, again.stderr
+    assert "deleted: t000/en_US" in again.stdout
+    rows = stored(db)
+    assert rows["t000"]["status"] == "DELETED" and rows["promo"]["status"] == "PAUSED"
+    assert rows["t001"]["status"] == "APPROVED"
+
+
+def test_sync_without_the_account_id_or_with_meta_refusing_changes_nothing(
+    settings: Settings, fake_graph: FakeGraph, db: psycopg.Connection
+) -> None:
+    fake_graph.set_templates([template("hello")])
+    unset = subprocess.run(
+        [sys.executable, "-m", "waypost.cli", "templates", "sync"],
+        env=waypost_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unset.returncode == 2 and "WHATSAPP_BUSINESS_ACCOUNT_ID" in unset.stderr
+    wrong_token = settings.model_copy(update={"whatsapp_access_token": SecretStr("not-the-token")})
+    refused = sync(wrong_token)
+    assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+    assert stored(db) == {}
+
+
+def test_paging_next_off_the_graph_host_is_not_followed(
+    settings: Settings, fake_graph: FakeGraph, db: psycopg.Connection
+) -> None:
+    fake_graph.set_templates([template("a"), template("b")])
+    fake_graph.templates_next = "https://evil.example/v25.0/x/message_templates?after=1"
+    done = sync(settings)
+    assert done.returncode == 1 and "off the Graph API host (evil.example)" in done.stderr
+    assert len(fake_graph.template_requests) == 1 and stored(db) == {}  # nothing written from half a list
