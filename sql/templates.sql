@@ -22,14 +22,16 @@ UPDATE message_templates
 RETURNING name, language
 
 -- template_apply_status --
--- A message_template_status_update webhook: the template's new status (a template not synced yet
--- gets a row, which the next sync completes)
+-- A message_template_status_update webhook: the template's new status, unless a newer one is stored
+-- (updated_at is when the status last changed; a template not synced yet gets a row the next sync
+-- completes). Nothing returned when the event is older
 INSERT INTO message_templates (template_id, waba_id, name, language, category, status, rejected_reason, updated_at)
-VALUES (%(template_id)s, %(waba_id)s, %(name)s, %(language)s, %(category)s, %(status)s, %(reason)s, now())
+VALUES (%(template_id)s, %(waba_id)s, %(name)s, %(language)s, %(category)s, %(status)s, %(reason)s, %(occurred_at)s)
 ON CONFLICT (name, language) DO UPDATE
    SET status = EXCLUDED.status, template_id = coalesce(EXCLUDED.template_id, message_templates.template_id),
        category = coalesce(EXCLUDED.category, message_templates.category),
-       rejected_reason = EXCLUDED.rejected_reason, updated_at = now()
+       rejected_reason = EXCLUDED.rejected_reason, updated_at = EXCLUDED.updated_at
+ WHERE message_templates.updated_at <= EXCLUDED.updated_at
 RETURNING id
 
 -- templates_list --

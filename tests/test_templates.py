@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
+import httpx
 import psycopg
 from pydantic import SecretStr
 
-from tests.conftest import waypost_env
+from tests.conftest import post_webhook, waypost_env
+from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.devtools.fake_templates import template
 from waypost.settings import Settings
@@ -95,3 +98,40 @@ def test_paging_next_off_the_graph_host_is_not_followed(
     done = sync(settings)
     assert done.returncode == 1 and "off the Graph API host (evil.example)" in done.stderr
     assert len(fake_graph.template_requests) == 1 and stored(db) == {}  # nothing written from half a list
+
+
+def test_a_status_webhook_pauses_a_template_and_is_journaled(
+    settings: Settings, fake_graph: FakeGraph, client: httpx.Client, db: psycopg.Connection
+) -> None:
+    fake_graph.set_templates([template("order_ready"), template("promo", category="MARKETING")])
+    assert sync(settings).returncode == 0
+    now = int(time.time()) + 5
+    paused = payloads.dumps(
+        payloads.template_status_update("PAUSED", "order_ready", reason="Low quality", timestamp=now, waba_id=WABA)
+    )
+    for _ in range(2):  # Meta redelivers
+        assert post_webhook(client, paused).status_code == 200
+    rows = stored(db)
+    assert (rows["order_ready"]["status"], rows["order_ready"]["rejected_reason"]) == ("PAUSED", "Low quality")
+    assert rows["promo"]["status"] == "APPROVED"
+    journal = db.execute(
+        "SELECT processed_at, error FROM webhook_events WHERE body = %s ORDER BY id", (paused,)
+    ).fetchall()
+    assert len(journal) == 2 and all(row["processed_at"] and not row["error"] for row in journal)  # type: ignore[index]
+
+    # an older event delivered late changes nothing; a newer one applies
+    stale = payloads.template_status_update("APPROVED", "order_ready", timestamp=now - 60, waba_id=WABA)
+    assert post_webhook(client, payloads.dumps(stale)).status_code == 200
+    assert stored(db)["order_ready"]["status"] == "PAUSED"
+    again = payloads.template_status_update("APPROVED", "order_ready", timestamp=now + 60, waba_id=WABA)
+    assert post_webhook(client, payloads.dumps(again)).status_code == 200
+    rows = stored(db)
+    assert (rows["order_ready"]["status"], rows["order_ready"]["rejected_reason"]) == ("APPROVED", None)
+
+    # a template not synced yet gets a row; an event without a name is refused with its reason
+    new = payloads.template_status_update("APPROVED", "brand_new", language="pt_BR", category="UTILITY", waba_id=WABA)
+    assert post_webhook(client, payloads.dumps(new)).status_code == 200
+    assert stored(db)["brand_new"]["language"] == "pt_BR"
+    broken = payloads.template_status_update("APPROVED", "", waba_id=WABA)
+    refused = post_webhook(client, payloads.dumps(broken))
+    assert refused.status_code == 400 and "message_template_name" in refused.text
