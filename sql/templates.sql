@@ -39,3 +39,9 @@ RETURNING id
 SELECT id, template_id, waba_id, name, language, category, status, components, body_params, header_params,
        button_params, quality, rejected_reason, synced_at, updated_at
   FROM message_templates ORDER BY name, language
+
+-- template_queue_operator_message --
+-- Queue an operator's template message, inside or outside the 24-hour window (see the function)
+SELECT message_id, outcome
+  FROM waypost_queue_operator_message_v3(%(conversation_id)s, %(idempotency_key)s, 'template', %(body)s,
+                                         %(payload)s, NULL, %(operator_id)s, %(pause_ai)s, interval '24 hours')

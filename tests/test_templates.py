@@ -11,13 +11,15 @@ import httpx
 import psycopg
 from pydantic import SecretStr
 
-from tests.conftest import post_webhook, waypost_env
+from tests.conftest import post_webhook, wait_for, waypost_env
+from tests.inbox_client import Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.devtools.fake_templates import template
 from waypost.settings import Settings
 
 WABA = "102290129340398"
+CONTACT = "16505551234"
 
 
 def account(settings: Settings) -> Settings:
@@ -135,3 +137,52 @@ def test_a_status_webhook_pauses_a_template_and_is_journaled(
     broken = payloads.template_status_update("APPROVED", "", waba_id=WABA)
     refused = post_webhook(client, payloads.dumps(broken))
     assert refused.status_code == 400 and "message_template_name" in refused.text
+
+
+def test_a_template_reaches_meta_once_after_the_window_and_marketing_is_refused_to_an_opted_out_contact(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    database_url: str,
+    settings: Settings,
+    fake_graph: FakeGraph,
+    start_worker,
+) -> None:
+    fake_graph.set_templates(
+        [template("order_ready"), template("promo", category="MARKETING"), template("draft", status="PENDING")]
+    )
+    assert sync(settings).returncode == 0
+    contacts = [{"profile": {"name": "Sheena"}, "wa_id": CONTACT}]
+    body = payloads.dumps(payloads.inbound(payloads.text_message("hello"), contacts=contacts))
+    assert post_webhook(client, body).status_code == 200
+    create_operator(database_url)
+    inbox, cid = Inbox(client), conversation_id(db)
+    start_worker()
+    wait_for(db, "SELECT 1 FROM messages WHERE author = 'ai' AND status = 'sent'")
+    db.execute("UPDATE conversations SET last_inbound_at = now() - interval '2 days' WHERE id = %s", [cid])
+    assert inbox.post(f"/api/inbox/conversations/{cid}/messages", {"body": "hi"}).status_code == 409  # window closed
+
+    url = f"/api/inbox/conversations/{cid}/template"
+    request = {"name": "order_ready", "language": "en_US", "parameters": ["Sheena", "A-17"], "client_key": "tpl-0001"}
+    for _ in range(2):  # a resubmitted form sends once
+        answer = inbox.post(url, request)
+        assert answer.status_code == 202, answer.text
+    message_id = answer.json()["message"]["id"]
+    wait_for(db, "SELECT 1 FROM messages WHERE id = %s AND status = 'sent'", [message_id])
+    sent = [r for r in fake_graph.accepted() if r.body.get("type") == "template"]
+    assert len(sent) == 1 and sent[0].body["to"] == CONTACT
+    assert sent[0].body["template"] == {
+        "name": "order_ready",
+        "language": {"code": "en_US"},
+        "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": "Sheena"}, {"type": "text", "text": "A-17"}]}
+        ],
+    }
+
+    unapproved = inbox.post(url, {"name": "draft", "language": "en_US"})
+    assert unapproved.status_code == 409 and unapproved.json()["code"] == "TEMPLATE_UNAVAILABLE"
+    assert inbox.post(url, {"name": "promo", "language": "en_US"}).status_code == 202  # not opted out yet
+    assert post_webhook(client, payloads.dumps(payloads.user_preferences("stop", wa_id=CONTACT))).status_code == 200
+    refused = inbox.post(url, {"name": "promo", "language": "en_US"})
+    assert refused.status_code == 409 and refused.json()["code"] == "MARKETING_OPTED_OUT"
+    assert "opted out of marketing" in refused.json()["error"]
+    assert inbox.post(url, {"name": "order_ready", "language": "en_US"}).status_code == 202  # utility still goes

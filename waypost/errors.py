@@ -19,6 +19,8 @@ The hierarchy:
     - WindowClosed                  WINDOW_CLOSED
     - ContactHasLiveConversation    CONTACT_HAS_LIVE_CONVERSATION
     - BlockPending                  BLOCK_PENDING (a block or unblock still waits for Meta)
+    - TemplateUnavailable           TEMPLATE_UNAVAILABLE (no such approved template)
+    - MarketingRefused              MARKETING_OPTED_OUT (a marketing template to an opted-out contact)
   + BodyTooLarge                    BODY_TOO_LARGE
     - FileTooLarge                  FILE_TOO_LARGE (over Meta's limit for the kind)
   + Unauthorized                    UNAUTHORIZED (a missing or wrong bearer secret: cron, metrics)
@@ -296,3 +298,15 @@ class TemplateSyncFailed(WaypostError):
     """the message templates could not be read from Meta; nothing was changed"""
 
     code = "TEMPLATE_SYNC_FAILED"
+
+
+class TemplateUnavailable(Conflict):
+    """no approved template of that name and language: run `waypost templates sync`, or pick another"""
+
+    code = "TEMPLATE_UNAVAILABLE"
+
+
+class MarketingRefused(Conflict):
+    """the contact opted out of marketing messages (or is blocked): a marketing template cannot go to them"""
+
+    code = "MARKETING_OPTED_OUT"

@@ -28,7 +28,7 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_answers import Behaviour, error_body
 from waypost.devtools.fake_block import FakeBlockMixin
 from waypost.devtools.fake_media import FakeMediaMixin
-from waypost.devtools.fake_templates import FakeTemplatesMixin
+from waypost.devtools.fake_templates import FakeTemplatesMixin, template_problem
 from waypost.signing import sign
 
 
@@ -173,6 +173,8 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
                 kinds.check_interactive(content)
             elif kind == "reaction":
                 kinds.check_reaction(content)
+            elif kind == "template":
+                return template_problem(content)
             else:
                 return f"this fake does not send {kind!r} messages"
         except kinds.InvalidMessage as exc:

@@ -72,3 +72,16 @@ class FakeTemplatesMixin:
                 query = request.url.include_query_params(after=str(start + len(page)))
                 answer["paging"]["next"] = str(query)
         return JSONResponse(answer)
+
+
+def template_problem(content: Any) -> str | None:
+    """What Meta would refuse in a send's `template` object (name, language.code, components[])."""
+    if not isinstance(content, dict) or not isinstance(content.get("name"), str) or not content["name"]:
+        return "template.name is required"
+    language = content.get("language")
+    if not isinstance(language, dict) or not isinstance(language.get("code"), str):
+        return "template.language.code is required"
+    components = content.get("components", [])
+    if not isinstance(components, list) or not all(isinstance(c, dict) and c.get("type") for c in components):
+        return "template.components must be a list of objects with a type"
+    return None
