@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from tests.conftest import post_webhook, wait_for, waypost_env
 from tests.inbox_client import Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
-from waypost.devtools.fake_graph import FakeGraph
+from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.devtools.fake_templates import template
 from waypost.settings import Settings
 
@@ -162,12 +162,14 @@ def test_a_template_reaches_meta_once_after_the_window_and_marketing_is_refused_
     assert inbox.post(f"/api/inbox/conversations/{cid}/messages", {"body": "hi"}).status_code == 409  # window closed
 
     url = f"/api/inbox/conversations/{cid}/template"
+    fake_graph.script.append(Behaviour(status=503))  # the first attempt fails: retried, still sent once
     request = {"name": "order_ready", "language": "en_US", "parameters": ["Sheena", "A-17"], "client_key": "tpl-0001"}
     for _ in range(2):  # a resubmitted form sends once
         answer = inbox.post(url, request)
         assert answer.status_code == 202, answer.text
     message_id = answer.json()["message"]["id"]
-    wait_for(db, "SELECT 1 FROM messages WHERE id = %s AND status = 'sent'", [message_id])
+    row = wait_for(db, "SELECT * FROM messages WHERE id = %s AND status = 'sent'", [message_id], timeout=30)
+    assert row["send_attempts"] == 2 and row["type"] == "template"
     sent = [r for r in fake_graph.accepted() if r.body.get("type") == "template"]
     assert len(sent) == 1 and sent[0].body["to"] == CONTACT
     assert sent[0].body["template"] == {
