@@ -44,6 +44,9 @@ CONTRACT: dict[type[errors.WaypostError], tuple[str, int]] = {
     errors.DatabaseUnavailable: ("DB_UNAVAILABLE", 503),
     errors.MediaStoreUnavailable: ("MEDIA_STORE_UNAVAILABLE", 503),
     errors.SchemaMismatch: ("DB_MISMATCH", 500),
+    errors.TemplateSyncFailed: ("TEMPLATE_SYNC_FAILED", 502),
+    errors.TemplateUnavailable: ("TEMPLATE_UNAVAILABLE", 409),
+    errors.MarketingRefused: ("MARKETING_OPTED_OUT", 409),
 }
 # Bases nobody raises as such, and the CLI's operator errors (never answered over HTTP).
 NOT_ANSWERED = {errors.WaypostError, errors.BadRequest, errors.BadSignature, errors.Disabled, errors.SignInRefused}

@@ -325,6 +325,7 @@ def test_openapi_describes_the_inbox_api(client: httpx.Client) -> None:
         "/api/inbox/notifications/{notification_id}/snooze",
         "/api/inbox/conversations/{conversation_id}/export",
         "/api/inbox/conversations/{conversation_id}/erase",
+        "/api/inbox/conversations/{conversation_id}/template",
     }
 
 

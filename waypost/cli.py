@@ -222,6 +222,30 @@ def cmd_contact(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _templates(settings: Settings, args: argparse.Namespace) -> str:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from worker import templates
+
+    async with await psycopg.AsyncConnection.connect(settings.require_database_url(), row_factory=dict_row) as conn:
+        if args.templates_command == "sync":
+            result = await templates.sync(conn, settings)
+            gone = f"; deleted: {', '.join(result.deleted)}" if result.deleted else ""
+            return f"Synced {result.listed} template(s) from {result.pages} page(s){gone}"
+        rows = await templates.list_templates(conn)
+        return templates.as_json(rows) if args.json else templates.render(rows)
+
+
+def cmd_templates(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        print(asyncio.run(_templates(settings, args)))
+    except WaypostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waypost", description="WhatsApp auto-reply service")
     parser.add_argument("--version", action="version", version=f"waypost {__version__}")
@@ -289,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     erased.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     for command in (exported, erased):
         command.set_defaults(func=cmd_contact)
+    templates = sub.add_parser("templates", help="the WhatsApp Business Account's message templates")
+    templates_sub = templates.add_subparsers(dest="templates_command", required=True)
+    templates_sub.add_parser("sync", help="read every template from Meta into message_templates").set_defaults(
+        func=cmd_templates
+    )
+    shown = templates_sub.add_parser("list", help="the stored templates")
+    shown.add_argument("--json", action="store_true", help="machine-readable output")
+    shown.set_defaults(func=cmd_templates)
     return parser
 
 

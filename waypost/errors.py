@@ -19,6 +19,8 @@ The hierarchy:
     - WindowClosed                  WINDOW_CLOSED
     - ContactHasLiveConversation    CONTACT_HAS_LIVE_CONVERSATION
     - BlockPending                  BLOCK_PENDING (a block or unblock still waits for Meta)
+    - TemplateUnavailable           TEMPLATE_UNAVAILABLE (no such approved template)
+    - MarketingRefused              MARKETING_OPTED_OUT (a marketing template to an opted-out contact)
   + BodyTooLarge                    BODY_TOO_LARGE
     - FileTooLarge                  FILE_TOO_LARGE (over Meta's limit for the kind)
   + Unauthorized                    UNAUTHORIZED (a missing or wrong bearer secret: cron, metrics)
@@ -43,6 +45,7 @@ The hierarchy:
   + DatabaseUnavailable             DB_UNAVAILABLE
   + MediaStoreUnavailable           MEDIA_STORE_UNAVAILABLE (the S3-compatible store did not answer)
   + SchemaMismatch                  DB_MISMATCH (carries the problems)
+  + TemplateSyncFailed              TEMPLATE_SYNC_FAILED (Meta's template list could not be read whole)
 """
 
 from __future__ import annotations
@@ -289,3 +292,21 @@ class SchemaMismatch(WaypostError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__(problems=problems)
         self.problems = problems
+
+
+class TemplateSyncFailed(WaypostError):
+    """the message templates could not be read from Meta; nothing was changed"""
+
+    code = "TEMPLATE_SYNC_FAILED"
+
+
+class TemplateUnavailable(Conflict):
+    """no approved template of that name and language: run `waypost templates sync`, or pick another"""
+
+    code = "TEMPLATE_UNAVAILABLE"
+
+
+class MarketingRefused(Conflict):
+    """the contact opted out of marketing messages (or is blocked): a marketing template cannot go to them"""
+
+    code = "MARKETING_OPTED_OUT"

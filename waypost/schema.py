@@ -180,6 +180,24 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "applied_at",
         "created_at",
     ),
+    # 0021_templates
+    "message_templates": (
+        "id",
+        "template_id",
+        "waba_id",
+        "name",
+        "language",
+        "category",
+        "status",
+        "components",
+        "body_params",
+        "header_params",
+        "button_params",
+        "quality",
+        "rejected_reason",
+        "synced_at",
+        "updated_at",
+    ),
     # 0020_erasure
     "erasures": ("id", "erased_at", "erased_by", "counts"),
     "consent_events": (
@@ -235,6 +253,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_contact_identifiers_v1",
     "waypost_erase_contact_v1",
     "waypost_may_receive_marketing_v1",
+    "waypost_queue_operator_message_v3",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
@@ -253,6 +272,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "media_message_id_key",
     "message_changes_event_message_id_key",
     "consent_events_event_key_key",
+    "message_templates_name_language_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (

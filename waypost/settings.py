@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     whatsapp_api_base: str = Field("https://graph.facebook.com", validation_alias=_env("WHATSAPP_API_BASE"))
     whatsapp_api_version: str = Field("v25.0", validation_alias=_env("WHATSAPP_API_VERSION"))
     whatsapp_access_token: SecretStr | None = Field(None, validation_alias=_env("WHATSAPP_ACCESS_TOKEN"))
+    # The WhatsApp Business Account whose message templates `waypost templates sync` reads.
+    whatsapp_business_account_id: str | None = Field(None, validation_alias=_env("WHATSAPP_BUSINESS_ACCOUNT_ID"))
     send_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("WAYPOST_SEND_CONNECT_TIMEOUT"))
     send_read_timeout: float = Field(20.0, gt=0, validation_alias=_env("WAYPOST_SEND_READ_TIMEOUT"))
     reply_max_attempts: int = Field(6, ge=1, validation_alias=_env("WAYPOST_REPLY_MAX_ATTEMPTS"))

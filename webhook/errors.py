@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 STATUS: dict[type[errors.WaypostError], int] = {
     errors.WaypostError: 500,
+    errors.TemplateSyncFailed: 502,
     errors.BadRequest: 400,
     errors.InvalidBody: 422,
     errors.NotFound: 404,

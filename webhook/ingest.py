@@ -24,6 +24,7 @@ from webhook import consent
 from webhook.changes import Echo
 from webhook.media import media_of
 from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
+from webhook.templates import TemplateStatus, apply_template_status
 from worker.tasks import defer_download, defer_reply
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ def _steps(
         steps.append(("status", status.wa_message_id, functools.partial(_apply_status, status=status)))
     for preference in batch.preferences:
         steps.append(("user_preference", None, functools.partial(_apply_preference, preference=preference)))
+    for update in batch.template_statuses:
+        steps.append(("template_status", None, functools.partial(_apply_template_status, update=update)))
     for platform_error in batch.errors:
         steps.append(("error", None, functools.partial(_notify_platform_error, platform_error=platform_error)))
     return steps
@@ -211,6 +214,10 @@ async def _notify_platform_error(conn: DictConnection, result: IngestResult, pla
 async def _apply_preference(conn: DictConnection, result: IngestResult, preference: consent.Preference) -> None:
     applied = await consent.apply_preference(conn, preference)
     logger.info("user_preferences %s: %s", preference.value, "applied" if applied else "already recorded")
+
+
+async def _apply_template_status(conn: DictConnection, result: IngestResult, update: TemplateStatus) -> None:
+    await apply_template_status(conn, update)
 
 
 async def _ingest_message(

@@ -35,6 +35,8 @@ from webhook.models import (
     Status,
     Value,
 )
+from webhook.templates import FIELD as TEMPLATE_STATUS_FIELD
+from webhook.templates import TemplateStatus, template_status_of
 
 # Types whose text deserves an answer. Reactions, system notices and unsupported types do not.
 REPLY_TYPES = frozenset({"text", "interactive", "button", "image", "video", "document"})
@@ -129,11 +131,14 @@ class Batch:
     ignored_changes: list[str] = dataclasses.field(default_factory=list)
     refused: list[Refused] = dataclasses.field(default_factory=list)
     preferences: list[Preference] = dataclasses.field(default_factory=list)  # user_preferences (webhook/consent.py)
+    # message_template_status_update (webhook/templates.py)
+    template_statuses: list[TemplateStatus] = dataclasses.field(default_factory=list)
 
     @property
     def items(self) -> int:
         """How many items can be stored."""
-        return len(self.messages) + len(self.statuses) + len(self.errors) + len(self.echoes) + len(self.preferences)
+        stored = len(self.messages) + len(self.statuses) + len(self.errors) + len(self.echoes) + len(self.preferences)
+        return stored + len(self.template_statuses)
 
     def refuse(self, item: str, raw: Any, reason: str) -> None:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
@@ -249,6 +254,13 @@ def parse(body: bytes) -> Batch:
                 continue
             if change.field == "user_preferences":
                 _preferences(change.value, f"{where}.value", batch)
+                continue
+            if change.field == TEMPLATE_STATUS_FIELD:
+                found = template_status_of(raw_entry, change.value)
+                if isinstance(found, str):
+                    batch.refuse(f"{where}.value", raw_change, f"{where}.value: {found}")
+                else:
+                    batch.template_statuses.append(found)
                 continue
             if change.field != "messages":
                 batch.ignored_changes.append(f"{where}: field {change.field!r}")

@@ -28,6 +28,7 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_answers import Behaviour, error_body
 from waypost.devtools.fake_block import FakeBlockMixin
 from waypost.devtools.fake_media import FakeMediaMixin
+from waypost.devtools.fake_templates import FakeTemplatesMixin, template_problem
 from waypost.signing import sign
 
 
@@ -68,7 +69,7 @@ def status_payload(
     )
 
 
-class FakeGraph(FakeMediaMixin, FakeBlockMixin):
+class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
     def __init__(
         self,
         *,
@@ -95,6 +96,7 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin):
         self.script: deque[Behaviour] = deque()
         self._init_media()
         self._init_block()
+        self._init_templates()
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
@@ -102,6 +104,8 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin):
                 Route("/{version}/{phone_number_id}/messages", self.send, methods=["POST"]),
                 Route("/{version}/{phone_number_id}/media", self.upload, methods=["POST"]),
                 Route("/{version}/{phone_number_id}/block_users", self.block_users, methods=["POST", "DELETE"]),
+                Route("/{version}/{waba_id}/message_templates", self.list_templates, methods=["GET"]),
+                Route("/_fake/templates", self.templates_endpoint, methods=["PUT"]),
                 Route("/_fake/heard", self.heard_endpoint, methods=["POST"]),
                 Route("/_fake/requests", self.list_requests, methods=["GET"]),
                 Route("/_fake/script", self.add_script, methods=["POST"]),
@@ -169,6 +173,8 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin):
                 kinds.check_interactive(content)
             elif kind == "reaction":
                 kinds.check_reaction(content)
+            elif kind == "template":
+                return template_problem(content)
             else:
                 return f"this fake does not send {kind!r} messages"
         except kinds.InvalidMessage as exc:

@@ -247,3 +247,36 @@ def user_preferences(
         "user_preferences": [item],
     }
     return envelope([{"value": value_object, "field": "user_preferences"}], waba_id=waba_id)
+
+
+def template_status_update(
+    event: str,
+    name: str,
+    *,
+    language: str = "en_US",
+    template_id: int = 1234567890,
+    reason: str = "NONE",
+    category: str | None = None,
+    timestamp: int | None = None,
+    waba_id: str = WABA_ID,
+) -> dict[str, Any]:
+    """A message_template_status_update webhook: a template approved, rejected, paused, disabled…"""
+    value: dict[str, Any] = {
+        "event": event,
+        "message_template_id": template_id,
+        "message_template_name": name,
+        "message_template_language": language,
+        "reason": reason,
+    }
+    if category is not None:
+        value["message_template_category"] = category
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": waba_id,
+                "time": timestamp or int(time.time()),
+                "changes": [{"value": value, "field": "message_template_status_update"}],
+            }
+        ],
+    }

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from waypost.errors import InvalidBody
 from waypost.logs import request_id_var
-from webhook.inbox import contact, present, store, uploads
+from webhook.inbox import contact, present, store, templates, uploads
 from webhook.inbox.auth import operator_api
 from webhook.limits import MESSAGE_LIMIT, BodyLimit
 from webhook.state import app_state
@@ -394,4 +394,5 @@ routes: list[BaseRoute] = [
     Route("/notifications/{notification_id:int}/read", read_notification, methods=["POST"], name="read_notification"),
     Route("/notifications/{notification_id:int}/snooze", snooze_notification, methods=["POST"], name="snooze"),
     *contact.routes,  # export and erase a contact
+    *templates.routes,  # send a message template
 ]

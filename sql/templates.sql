@@ -1,0 +1,47 @@
+-- Message templates of the WhatsApp Business Account (migration 0021_templates; README "Schema").
+
+-- template_upsert --
+-- One template as `waypost templates sync` read it from Meta: inserted, or its row brought up to date
+INSERT INTO message_templates (template_id, waba_id, name, language, category, status, components,
+                               body_params, header_params, button_params, quality, rejected_reason,
+                               synced_at, updated_at)
+VALUES (%(template_id)s, %(waba_id)s, %(name)s, %(language)s, %(category)s, %(status)s, %(components)s,
+        %(body_params)s, %(header_params)s, %(button_params)s, %(quality)s, %(rejected_reason)s, now(), now())
+ON CONFLICT (name, language) DO UPDATE
+   SET template_id = EXCLUDED.template_id, waba_id = EXCLUDED.waba_id, category = EXCLUDED.category,
+       status = EXCLUDED.status, components = EXCLUDED.components, body_params = EXCLUDED.body_params,
+       header_params = EXCLUDED.header_params, button_params = EXCLUDED.button_params,
+       quality = EXCLUDED.quality, rejected_reason = EXCLUDED.rejected_reason,
+       synced_at = now(), updated_at = now()
+
+-- templates_mark_deleted --
+-- Templates of the account that the sync just finished did not list: deleted at Meta
+UPDATE message_templates
+   SET status = 'DELETED', updated_at = now()
+ WHERE waba_id = %(waba_id)s AND status <> 'DELETED' AND NOT (name || '/' || language = ANY(%(listed)s))
+RETURNING name, language
+
+-- template_apply_status --
+-- A message_template_status_update webhook: the template's new status, unless a newer one is stored
+-- (updated_at is when the status last changed; a template not synced yet gets a row the next sync
+-- completes). Nothing returned when the event is older
+INSERT INTO message_templates (template_id, waba_id, name, language, category, status, rejected_reason, updated_at)
+VALUES (%(template_id)s, %(waba_id)s, %(name)s, %(language)s, %(category)s, %(status)s, %(reason)s, %(occurred_at)s)
+ON CONFLICT (name, language) DO UPDATE
+   SET status = EXCLUDED.status, template_id = coalesce(EXCLUDED.template_id, message_templates.template_id),
+       category = coalesce(EXCLUDED.category, message_templates.category),
+       rejected_reason = EXCLUDED.rejected_reason, updated_at = EXCLUDED.updated_at
+ WHERE message_templates.updated_at <= EXCLUDED.updated_at
+RETURNING id
+
+-- templates_list --
+-- Every template, for the command line and tests
+SELECT id, template_id, waba_id, name, language, category, status, components, body_params, header_params,
+       button_params, quality, rejected_reason, synced_at, updated_at
+  FROM message_templates ORDER BY name, language
+
+-- template_queue_operator_message --
+-- Queue an operator's template message, inside or outside the 24-hour window (see the function)
+SELECT message_id, outcome
+  FROM waypost_queue_operator_message_v3(%(conversation_id)s, %(idempotency_key)s, 'template', %(body)s,
+                                         %(payload)s, NULL, %(operator_id)s, %(pause_ai)s, interval '24 hours')
