@@ -85,6 +85,37 @@ def test_dev_runs_the_stack_and_stops_everything_on_ctrl_c(tmp_path: Path) -> No
             answer = sign_in(browser, email="dev@waypost.local", password=password.group(1))
             assert answer.status_code == 303, answer.text
             assert "+1555000111" in browser.get("/inbox").text
+            # a photo: the dev worker fetches it from the dev fake Graph API, and the inbox has its bytes
+            photo = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "waypost.cli",
+                    "simulate",
+                    "--kind",
+                    "image",
+                    "the receipt",
+                    "--from",
+                    "1555000333",
+                ],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert photo.returncode == 0, photo.stdout + photo.stderr
+
+            def photo_media() -> dict | None:
+                listed = browser.get("/api/inbox/conversations").json()["conversations"]
+                (found,) = [c for c in listed if c["contact"]["wa_id"] == "1555000333"]
+                messages = browser.get(f"/api/inbox/conversations/{found['id']}").json()["messages"]
+                media = [m["media"] for m in messages if m["media"]]
+                return media[0] if media and media[0]["status"] != "pending" else None
+
+            media = wait_until(photo_media, timeout=30, what="the photo's download")
+            assert media["status"] == "stored", media
+            assert browser.get(f"/inbox/media/{media['id']}").content[:8] == b"\x89PNG\r\n\x1a\n"
         family = [dev.pid, *(p.pid for p in psutil.Process(dev.pid).children(recursive=True))]
         postmaster = int((tmp_path / ".waypost" / "pgdata" / "postmaster.pid").read_text().split()[0])
     finally:

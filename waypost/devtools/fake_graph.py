@@ -319,6 +319,7 @@ def main() -> None:
         app_secret=args.app_secret,
         auto_statuses=tuple(s for s in args.auto_statuses.split(",") if s),
     )
+    fake.url = f"http://{args.host}:{args.port}"  # the media URLs its lookups hand out point here
     print(f"fake Graph API listening on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
