@@ -60,12 +60,23 @@ SELECT waypost_may_receive_marketing_v1(%(phone_number_id)s, %(wa_id)s, %(user_i
 
 -- block_request_insert --
 -- An operator's block or unblock of a live conversation's contact, unless one is still pending
--- (nothing returned: the caller says why)
+-- (nothing returned: the caller says why). A request pending for 10 minutes lost its job: it fails
+-- (its job, if it ever runs, finds it no longer pending) and no longer stands in the way.
+WITH stale AS (
+    UPDATE block_requests
+       SET status = 'failed', finished_at = now(),
+           error = '{"message": "no answer from the worker within 10 minutes; try again"}'
+     WHERE conversation_id = %(conversation_id)s AND status = 'pending'
+       AND created_at < now() - interval '10 minutes'
+    RETURNING id
+)
 INSERT INTO block_requests (conversation_id, action, operator_id, request_id)
 SELECT c.id, %(action)s, %(operator_id)s, %(request_id)s
   FROM conversations c
  WHERE c.id = %(conversation_id)s AND c.deleted_at IS NULL
-   AND NOT EXISTS (SELECT 1 FROM block_requests r WHERE r.conversation_id = c.id AND r.status = 'pending')
+   AND NOT EXISTS (SELECT 1 FROM block_requests r
+                    WHERE r.conversation_id = c.id AND r.status = 'pending'
+                      AND r.id NOT IN (SELECT id FROM stale))
 RETURNING id, conversation_id, action, status, created_at
 
 -- block_request_load --

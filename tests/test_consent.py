@@ -182,6 +182,13 @@ def test_block_and_unblock_reach_the_fake_api_and_a_refused_block_shows_its_erro
     assert inbox.post(f"/api/inbox/conversations/{cid}/block").status_code == 202
     again = inbox.post(f"/api/inbox/conversations/{cid}/block")  # the first still waits for the worker
     assert again.status_code == 409 and again.json()["code"] == "BLOCK_PENDING"
+    # a request whose job was lost does not stand in the way for ever: after 10 minutes it fails
+    db.execute("UPDATE block_requests SET created_at = now() - interval '11 minutes' WHERE conversation_id = %s", [cid])
+    assert inbox.post(f"/api/inbox/conversations/{cid}/block").status_code == 202
+    lost = db.execute(
+        "SELECT status, error FROM block_requests WHERE conversation_id = %s ORDER BY id", [cid]
+    ).fetchall()
+    assert [r["status"] for r in lost] == ["failed", "pending"] and "10 minutes" in lost[0]["error"]["message"]
 
     start_worker()
     wait_for(db, "SELECT 1 FROM block_requests WHERE conversation_id = %s AND status = 'done'", [cid])
