@@ -6,6 +6,7 @@ Every option is documented in the README's "Settings" table; keep the two in ste
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import typing
@@ -106,58 +107,58 @@ class Settings(BaseSettings):
     # marketing messages, and is answered with the confirmation instead of the AI (empty: no answer).
     opt_out_words: Annotated[tuple[str, ...], NoDecode] = Field(
         (
-            "stop",
-            "stopp",
-            "stop all",
-            "unsubscribe",
-            "opt out",
-            "opt-out",
-            "optout",
-            "stop promotions",
-            "baja",
-            "darse de baja",
-            "parar",
-            "alto",
-            "cancelar suscripción",
-            "sair",
-            "descadastrar",
-            "arrêt",
-            "arret",
-            "désabonner",
-            "desabonner",
-            "désinscription",
-            "abmelden",
-            "abbestellen",
-            "disiscriviti",
-            "annulla iscrizione",
-            "afmelden",
-            "توقف",
-            "стоп",
-            "отписаться",
+            "en:stop",
+            "en:stop all",
+            "en:unsubscribe",
+            "en:opt out",
+            "en:opt-out",
+            "en:optout",
+            "en:stop promotions",
+            "es:baja",
+            "es:darse de baja",
+            "es:parar",
+            "es:alto",
+            "es:cancelar suscripción",
+            "pt:sair",
+            "pt:descadastrar",
+            "fr:arrêt",
+            "fr:arret",
+            "fr:désabonner",
+            "fr:desabonner",
+            "fr:désinscription",
+            "de:stopp",
+            "de:abmelden",
+            "de:abbestellen",
+            "it:disiscriviti",
+            "it:annulla iscrizione",
+            "nl:afmelden",
+            "ar:توقف",
+            "ru:стоп",
+            "ru:отписаться",
         ),
         validation_alias=_env("WAYPOST_OPT_OUT_WORDS"),
     )
     opt_in_words: Annotated[tuple[str, ...], NoDecode] = Field(
         (
-            "start",
-            "unstop",
-            "subscribe",
-            "resume",
-            "opt in",
-            "opt-in",
-            "optin",
-            "alta",
-            "suscribir",
-            "voltar",
-            "inscrever",
-            "reprendre",
-            "abonner",
-            "anmelden",
-            "iscriviti",
-            "aanmelden",
-            "ابدأ",
-            "старт",
-            "подписаться",
+            "en:start",
+            "en:unstop",
+            "en:subscribe",
+            "en:resume",
+            "en:opt in",
+            "en:opt-in",
+            "en:optin",
+            "es:alta",
+            "es:suscribir",
+            "pt:voltar",
+            "pt:inscrever",
+            "fr:reprendre",
+            "fr:abonner",
+            "de:anmelden",
+            "it:iscriviti",
+            "nl:aanmelden",
+            "ar:ابدأ",
+            "ru:старт",
+            "ru:подписаться",
         ),
         validation_alias=_env("WAYPOST_OPT_IN_WORDS"),
     )
@@ -168,6 +169,34 @@ class Settings(BaseSettings):
     opt_in_confirmation: str = Field(
         "You will receive our marketing messages again. Reply STOP to stop them.",
         validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATION"),
+    )
+    # The confirmations in other languages, by the language of the word the contact wrote (JSON object,
+    # e.g. {"es": "..."}); a word's language with none here gets the one above.
+    opt_out_confirmations: Annotated[dict[str, str], NoDecode] = Field(
+        {
+            "es": "Ya no recibirás mensajes de marketing de nuestra parte. Responde ALTA para volver a recibirlos.",
+            "pt": "Você não receberá mais nossas mensagens de marketing. Responda VOLTAR para recebê-las novamente.",
+            "fr": "Vous ne recevrez plus nos messages marketing. Répondez REPRENDRE pour les recevoir à nouveau.",
+            "de": "Sie erhalten keine Marketing-Nachrichten mehr. Antworten Sie ANMELDEN, um sie wieder zu erhalten.",
+            "it": "Non riceverai più i nostri messaggi promozionali. Rispondi ISCRIVITI per riceverli di nuovo.",
+            "nl": "Je ontvangt geen marketingberichten meer van ons. Antwoord AANMELDEN om ze weer te ontvangen.",
+            "ar": "لن تصلك رسائلنا التسويقية بعد الآن. أرسل ابدأ لتلقيها مرة أخرى.",
+            "ru": "Вы больше не будете получать наши рекламные сообщения. Ответьте СТАРТ, чтобы снова их получать.",
+        },
+        validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATIONS"),
+    )
+    opt_in_confirmations: Annotated[dict[str, str], NoDecode] = Field(
+        {
+            "es": "Volverás a recibir nuestros mensajes de marketing. Responde BAJA para dejar de recibirlos.",
+            "pt": "Você voltará a receber nossas mensagens de marketing. Responda SAIR para pará-las.",
+            "fr": "Vous recevrez à nouveau nos messages marketing. Répondez ARRÊT pour les arrêter.",
+            "de": "Sie erhalten wieder unsere Marketing-Nachrichten. Antworten Sie ABMELDEN, um sie zu beenden.",
+            "it": "Riceverai di nuovo i nostri messaggi promozionali. Rispondi DISISCRIVITI per interromperli.",
+            "nl": "Je ontvangt onze marketingberichten weer. Antwoord AFMELDEN om ze te stoppen.",
+            "ar": "ستصلك رسائلنا التسويقية مرة أخرى. أرسل توقف لإيقافها.",
+            "ru": "Вы снова будете получать наши рекламные сообщения. Ответьте СТОП, чтобы отказаться.",
+        },
+        validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATIONS"),
     )
 
     # Sweep
@@ -246,6 +275,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
         return tuple(value)
+
+    @field_validator("opt_out_confirmations", "opt_in_confirmations", mode="before")
+    @classmethod
+    def _by_language(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f'a JSON object of language to text, e.g. {{"es": "..."}}: {exc}') from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError('a JSON object of language to text, e.g. {"es": "..."}')
+        return {str(k).strip().lower().replace("-", "_"): v for k, v in value.items()}
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -374,6 +415,8 @@ def environment(settings: Settings) -> dict[str, str]:
             value = "1" if value else "0"
         elif isinstance(value, tuple):
             value = ",".join(value)
+        elif isinstance(value, dict):
+            value = json.dumps(value, ensure_ascii=False)
         env[env_name(name)] = str(value)
     return env
 
