@@ -327,6 +327,11 @@ async def _apply_changes(conn: DictConnection, message_id: int, message: Inbound
     logger.info("%s of %s by %s: %s", change.kind, change.original_wa_message_id, message.wa_message_id, outcome)
 
 
+# What the owner does from the phone app without answering: a reaction, or an edit or deletion of a
+# message already sent. These never pause the AI; a reply of any other kind does.
+QUIET_ECHO_TYPES = frozenset({"reaction", "edit", "revoke"})
+
+
 async def _ingest_echo(conn: DictConnection, result: IngestResult, echo: Echo, pause_ai: bool) -> None:
     """A message the business sent from the WhatsApp Business app: shown as sent from the phone app,
     and (a setting) the conversation's AI pauses so the owner and the AI never talk over each other."""
@@ -341,7 +346,7 @@ async def _ingest_echo(conn: DictConnection, result: IngestResult, echo: Echo, p
         body=echo.body,
         payload=Jsonb(echo.payload),
         sent_at=echo.sent_at,
-        pause_ai=pause_ai,
+        pause_ai=pause_ai and echo.type not in QUIET_ECHO_TYPES,
     )
     if not row["created"]:
         result.duplicate_messages += 1
