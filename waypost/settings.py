@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from waypost import consent_defaults
 
 # S3's bucket naming rules (lowercase, digits, dots, hyphens; 3 to 63 characters)
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -106,97 +108,24 @@ class Settings(BaseSettings):
     # and emoji around it ignored; never a word inside a sentence) opts its contact out of, or back into,
     # marketing messages, and is answered with the confirmation instead of the AI (empty: no answer).
     opt_out_words: Annotated[tuple[str, ...], NoDecode] = Field(
-        (
-            "en:stop",
-            "en:stop all",
-            "en:unsubscribe",
-            "en:opt out",
-            "en:opt-out",
-            "en:optout",
-            "en:stop promotions",
-            "es:baja",
-            "es:darse de baja",
-            "es:parar",
-            "es:alto",
-            "es:cancelar suscripción",
-            "pt:sair",
-            "pt:descadastrar",
-            "fr:arrêt",
-            "fr:arret",
-            "fr:désabonner",
-            "fr:desabonner",
-            "fr:désinscription",
-            "de:stopp",
-            "de:abmelden",
-            "de:abbestellen",
-            "it:disiscriviti",
-            "it:annulla iscrizione",
-            "nl:afmelden",
-            "ar:توقف",
-            "ru:стоп",
-            "ru:отписаться",
-        ),
-        validation_alias=_env("WAYPOST_OPT_OUT_WORDS"),
+        consent_defaults.OPT_OUT_WORDS, validation_alias=_env("WAYPOST_OPT_OUT_WORDS")
     )
     opt_in_words: Annotated[tuple[str, ...], NoDecode] = Field(
-        (
-            "en:start",
-            "en:unstop",
-            "en:subscribe",
-            "en:resume",
-            "en:opt in",
-            "en:opt-in",
-            "en:optin",
-            "es:alta",
-            "es:suscribir",
-            "pt:voltar",
-            "pt:inscrever",
-            "fr:reprendre",
-            "fr:abonner",
-            "de:anmelden",
-            "it:iscriviti",
-            "nl:aanmelden",
-            "ar:ابدأ",
-            "ru:старт",
-            "ru:подписаться",
-        ),
-        validation_alias=_env("WAYPOST_OPT_IN_WORDS"),
+        consent_defaults.OPT_IN_WORDS, validation_alias=_env("WAYPOST_OPT_IN_WORDS")
     )
     opt_out_confirmation: str = Field(
-        "You will no longer receive marketing messages from us. Reply START to receive them again.",
-        validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATION"),
+        consent_defaults.OPT_OUT_CONFIRMATION, validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATION")
     )
     opt_in_confirmation: str = Field(
-        "You will receive our marketing messages again. Reply STOP to stop them.",
-        validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATION"),
+        consent_defaults.OPT_IN_CONFIRMATION, validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATION")
     )
-    # The confirmations in other languages, by the language of the word the contact wrote (JSON object,
-    # e.g. {"es": "..."}); a word's language with none here gets the one above.
+    # The confirmations in other languages, by the language of the word the contact wrote (a JSON
+    # object, {"es": "..."}); a language with none here gets the one above.
     opt_out_confirmations: Annotated[dict[str, str], NoDecode] = Field(
-        {
-            "es": "Ya no recibirás mensajes de marketing de nuestra parte. Responde ALTA para volver a recibirlos.",
-            "pt": "Você não receberá mais nossas mensagens de marketing. Responda VOLTAR para recebê-las novamente.",
-            "fr": "Vous ne recevrez plus nos messages marketing. Répondez REPRENDRE pour les recevoir à nouveau.",
-            "de": "Sie erhalten keine Marketing-Nachrichten mehr. Antworten Sie ANMELDEN, um sie wieder zu erhalten.",
-            "it": "Non riceverai più i nostri messaggi promozionali. Rispondi ISCRIVITI per riceverli di nuovo.",
-            "nl": "Je ontvangt geen marketingberichten meer van ons. Antwoord AANMELDEN om ze weer te ontvangen.",
-            "ar": "لن تصلك رسائلنا التسويقية بعد الآن. أرسل ابدأ لتلقيها مرة أخرى.",
-            "ru": "Вы больше не будете получать наши рекламные сообщения. Ответьте СТАРТ, чтобы снова их получать.",
-        },
-        validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATIONS"),
+        consent_defaults.OPT_OUT_CONFIRMATIONS, validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATIONS")
     )
     opt_in_confirmations: Annotated[dict[str, str], NoDecode] = Field(
-        {
-            "es": "Volverás a recibir nuestros mensajes de marketing. Responde BAJA para dejar de recibirlos.",
-            "pt": "Você voltará a receber nossas mensagens de marketing. Responda SAIR para pará-las.",
-            "fr": "Vous recevrez à nouveau nos messages marketing. Répondez ARRÊT pour les arrêter.",
-            "de": "Sie erhalten wieder unsere Marketing-Nachrichten. Antworten Sie ABMELDEN, um sie zu beenden.",
-            "it": "Riceverai di nuovo i nostri messaggi promozionali. Rispondi DISISCRIVITI per interromperli.",
-            "nl": "Je ontvangt onze marketingberichten weer. Antwoord AFMELDEN om ze te stoppen.",
-            "ar": "ستصلك رسائلنا التسويقية مرة أخرى. أرسل توقف لإيقافها.",
-            "ru": "Вы снова будете получать наши рекламные сообщения. Ответьте СТОП, чтобы отказаться.",
-        },
-        validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATIONS"),
+        consent_defaults.OPT_IN_CONFIRMATIONS, validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATIONS")
     )
 
     # Sweep
@@ -302,6 +231,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return tuple(networks)
 
+    @model_validator(mode="after")
+    def _keys_only_over_tls(self) -> Settings:
+        """A key never travels in clear text: plain http:// is for loopback (the fakes, a local model
+        server) or for hosts that get no key."""
+        pairs = (
+            ("WHATSAPP_API_BASE", self.whatsapp_api_base, self.whatsapp_access_token),
+            ("OPENAI_BASE_URL", self.openai_base_url, self.openai_api_key),
+            ("WAYPOST_TRANSCRIBE_URL", self.transcribe_url, self.transcribe_api_key),
+        )
+        for name, url, key in pairs:
+            if url and key is not None and not _encrypted_or_local(url):
+                # not a ValueError: pydantic would quote every setting's input, the keys included
+                raise ConfigurationError(
+                    f"{name} is plain http:// to {urlsplit(url.strip()).hostname!r}: its key would travel "
+                    "unencrypted. Use https://, or plain http only to this machine (localhost, 127.0.0.1, ::1)"
+                )
+        return self
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise ConfigurationError("DATABASE_URL is not set")
@@ -383,6 +330,19 @@ class Settings(BaseSettings):
     def sending_stale_after(self) -> float:
         """Longest a send attempt can be in flight; past it, its worker is presumed dead."""
         return self.send_connect_timeout + self.send_read_timeout + 5.0
+
+
+def _encrypted_or_local(url: str) -> bool:
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != "http":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_secret(annotation: Any) -> bool:
