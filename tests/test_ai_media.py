@@ -328,6 +328,7 @@ def test_a_reaction_to_the_ais_question_reaches_the_rules_as_its_answer(
     taken_back = reaction(question["wa_message_id"], "")
     del taken_back["reaction"]["emoji"]  # Meta's way: no emoji field at all
     post(client, taken_back)
+    post(client, reaction(question["wa_message_id"], "❤️"))  # changed its mind: answered once already
     settled(db)
     assert one(db, "SELECT count(*) AS n FROM outbound_jobs")["n"] == 2
     assert len(fake_graph.accepted()) == 2

@@ -161,6 +161,28 @@ class MediaStore:
                 return 0
             return int(await fetch_value(conn, "sweep_purge_media", media_ids=gone))
 
+    async def discard_staged(self, pool: DictPool, media_id: int) -> None:
+        """Remove a staged file that no message will send (its object too); one the sweep is already
+        removing is left to it."""
+        async with pool.connection() as conn, conn.transaction():
+            row = await fetch_optional(conn, "media_staged", media_id=media_id)
+            if row is not None:
+                await self._delete_staged(conn, [row])
+
+    async def purge_staged(self, pool: DictPool, seconds: float) -> int:
+        """Remove staged files older than `seconds` that no message took (a web process died between
+        the write and the queue); how many."""
+        async with pool.connection() as conn, conn.transaction():
+            rows = await fetch_all(conn, "sweep_stale_staged_media", seconds=seconds)
+            return await self._delete_staged(conn, rows) if rows else 0
+
+    async def _delete_staged(self, conn: AsyncConnection[Any], rows: list[Any]) -> int:
+        gone = [row["id"] for row in rows if row["storage"] != "s3"]
+        objects = [(row["id"], row["object_bucket"], row["object_key"]) for row in rows if row["storage"] == "s3"]
+        if objects and self.s3 is not None:
+            gone += await self.s3.delete(objects)
+        return await execute(conn, "media_delete_staged", media_ids=gone) if gone else 0
+
     async def aclose(self) -> None:
         if self.s3 is not None:
             self.s3.close()

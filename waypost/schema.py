@@ -115,6 +115,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
         "read_at",
         "snoozed_until",
+        "once_key",  # 0027_notification_once
     ),
     "procrastinate_jobs": (
         "id",
@@ -273,6 +274,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "message_changes_event_message_id_key",
     "consent_events_event_key_key",
     "message_templates_name_language_key",
+    "notifications_once_key_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (

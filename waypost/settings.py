@@ -6,6 +6,7 @@ Every option is documented in the README's "Settings" table; keep the two in ste
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import typing
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from waypost import consent_defaults
 
 # S3's bucket naming rules (lowercase, digits, dots, hyphens; 3 to 63 characters)
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -105,69 +108,24 @@ class Settings(BaseSettings):
     # and emoji around it ignored; never a word inside a sentence) opts its contact out of, or back into,
     # marketing messages, and is answered with the confirmation instead of the AI (empty: no answer).
     opt_out_words: Annotated[tuple[str, ...], NoDecode] = Field(
-        (
-            "stop",
-            "stopp",
-            "stop all",
-            "unsubscribe",
-            "opt out",
-            "opt-out",
-            "optout",
-            "stop promotions",
-            "baja",
-            "darse de baja",
-            "parar",
-            "alto",
-            "cancelar suscripción",
-            "sair",
-            "descadastrar",
-            "arrêt",
-            "arret",
-            "désabonner",
-            "desabonner",
-            "désinscription",
-            "abmelden",
-            "abbestellen",
-            "disiscriviti",
-            "annulla iscrizione",
-            "afmelden",
-            "توقف",
-            "стоп",
-            "отписаться",
-        ),
-        validation_alias=_env("WAYPOST_OPT_OUT_WORDS"),
+        consent_defaults.OPT_OUT_WORDS, validation_alias=_env("WAYPOST_OPT_OUT_WORDS")
     )
     opt_in_words: Annotated[tuple[str, ...], NoDecode] = Field(
-        (
-            "start",
-            "unstop",
-            "subscribe",
-            "resume",
-            "opt in",
-            "opt-in",
-            "optin",
-            "alta",
-            "suscribir",
-            "voltar",
-            "inscrever",
-            "reprendre",
-            "abonner",
-            "anmelden",
-            "iscriviti",
-            "aanmelden",
-            "ابدأ",
-            "старт",
-            "подписаться",
-        ),
-        validation_alias=_env("WAYPOST_OPT_IN_WORDS"),
+        consent_defaults.OPT_IN_WORDS, validation_alias=_env("WAYPOST_OPT_IN_WORDS")
     )
     opt_out_confirmation: str = Field(
-        "You will no longer receive marketing messages from us. Reply START to receive them again.",
-        validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATION"),
+        consent_defaults.OPT_OUT_CONFIRMATION, validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATION")
     )
     opt_in_confirmation: str = Field(
-        "You will receive our marketing messages again. Reply STOP to stop them.",
-        validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATION"),
+        consent_defaults.OPT_IN_CONFIRMATION, validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATION")
+    )
+    # The confirmations in other languages, by the language of the word the contact wrote (a JSON
+    # object, {"es": "..."}); a language with none here gets the one above.
+    opt_out_confirmations: Annotated[dict[str, str], NoDecode] = Field(
+        consent_defaults.OPT_OUT_CONFIRMATIONS, validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATIONS")
+    )
+    opt_in_confirmations: Annotated[dict[str, str], NoDecode] = Field(
+        consent_defaults.OPT_IN_CONFIRMATIONS, validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATIONS")
     )
 
     # Sweep
@@ -247,6 +205,18 @@ class Settings(BaseSettings):
             value = [item.strip() for item in value.split(",") if item.strip()]
         return tuple(value)
 
+    @field_validator("opt_out_confirmations", "opt_in_confirmations", mode="before")
+    @classmethod
+    def _by_language(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f'a JSON object of language to text, e.g. {{"es": "..."}}: {exc}') from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError('a JSON object of language to text, e.g. {"es": "..."}')
+        return {str(k).strip().lower().replace("-", "_"): v for k, v in value.items()}
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxy_list(cls, value: Any) -> Any:
@@ -260,6 +230,24 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return tuple(networks)
+
+    @model_validator(mode="after")
+    def _keys_only_over_tls(self) -> Settings:
+        """A key never travels in clear text: plain http:// is for loopback (the fakes, a local model
+        server) or for hosts that get no key."""
+        pairs = (
+            ("WHATSAPP_API_BASE", self.whatsapp_api_base, self.whatsapp_access_token),
+            ("OPENAI_BASE_URL", self.openai_base_url, self.openai_api_key),
+            ("WAYPOST_TRANSCRIBE_URL", self.transcribe_url, self.transcribe_api_key),
+        )
+        for name, url, key in pairs:
+            if url and key is not None and not _encrypted_or_local(url):
+                # not a ValueError: pydantic would quote every setting's input, the keys included
+                raise ConfigurationError(
+                    f"{name} is plain http:// to {urlsplit(url.strip()).hostname!r}: its key would travel "
+                    "unencrypted. Use https://, or plain http only to this machine (localhost, 127.0.0.1, ::1)"
+                )
+        return self
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -344,6 +332,19 @@ class Settings(BaseSettings):
         return self.send_connect_timeout + self.send_read_timeout + 5.0
 
 
+def _encrypted_or_local(url: str) -> bool:
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != "http":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_secret(annotation: Any) -> bool:
     return annotation is SecretStr or SecretStr in typing.get_args(annotation)
 
@@ -374,6 +375,8 @@ def environment(settings: Settings) -> dict[str, str]:
             value = "1" if value else "0"
         elif isinstance(value, tuple):
             value = ",".join(value)
+        elif isinstance(value, dict):
+            value = json.dumps(value, ensure_ascii=False)
         env[env_name(name)] = str(value)
     return env
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from psycopg.types.json import Jsonb
 
+from waypost.consent_words import ConsentWords
 from waypost.db import DictConnection, DictPool, execute, fetch_one, fetch_value
 from waypost.signing import Verdict
 from webhook import consent
@@ -105,7 +106,7 @@ Store = Callable[[DictConnection, IngestResult], Awaitable[None]]
 
 
 def _steps(
-    batch: Batch, request_id: str, pause_ai_on_echo: bool, words: consent.ConsentWords | None = None
+    batch: Batch, request_id: str, pause_ai_on_echo: bool, words: ConsentWords | None = None
 ) -> list[tuple[str, str | None, Store]]:
     """Every item of the batch as (kind, Graph id, how to store it), in locking order."""
     steps: list[tuple[str, str | None, Store]] = []
@@ -135,7 +136,7 @@ async def process(
     request_id: str,
     *,
     pause_ai_on_echo: bool = True,
-    words: consent.ConsentWords | None = None,
+    words: ConsentWords | None = None,
 ) -> IngestResult:
     """Store every item of the batch and mark the journal row processed, in one transaction.
     `pause_ai_on_echo`: a message sent from the phone app pauses its conversation's AI; `words`:
@@ -225,7 +226,7 @@ async def _ingest_message(
     result: IngestResult,
     message: InboundMessage,
     request_id: str,
-    words: consent.ConsentWords | None = None,
+    words: ConsentWords | None = None,
 ) -> None:
     row = await fetch_one(
         conn,
@@ -326,6 +327,11 @@ async def _apply_changes(conn: DictConnection, message_id: int, message: Inbound
     logger.info("%s of %s by %s: %s", change.kind, change.original_wa_message_id, message.wa_message_id, outcome)
 
 
+# What the owner does from the phone app without answering: a reaction, or an edit or deletion of a
+# message already sent. These never pause the AI; a reply of any other kind does.
+QUIET_ECHO_TYPES = frozenset({"reaction", "edit", "revoke"})
+
+
 async def _ingest_echo(conn: DictConnection, result: IngestResult, echo: Echo, pause_ai: bool) -> None:
     """A message the business sent from the WhatsApp Business app: shown as sent from the phone app,
     and (a setting) the conversation's AI pauses so the owner and the AI never talk over each other."""
@@ -340,7 +346,7 @@ async def _ingest_echo(conn: DictConnection, result: IngestResult, echo: Echo, p
         body=echo.body,
         payload=Jsonb(echo.payload),
         sent_at=echo.sent_at,
-        pause_ai=pause_ai,
+        pause_ai=pause_ai and echo.type not in QUIET_ECHO_TYPES,
     )
     if not row["created"]:
         result.duplicate_messages += 1

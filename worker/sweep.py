@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 # A webhook commits its job row and its queue row together, so a younger job is never orphaned;
 # the margin only spares rows a worker is closing at this very moment.
 MIN_AGE_SECONDS = 5.0
+# A file written for a message that was never queued (its web process died between the two): removed
+# after this long, far past any upload still on its way to being queued
+STAGED_MEDIA_SECONDS = 3600.0
 
 
 @dataclasses.dataclass
@@ -40,6 +43,7 @@ class SweepReport:
     media_requeued: int = 0
     media_given_up: int = 0
     undelivered_flagged: int = 0
+    staged_media_removed: int = 0
     elapsed_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
@@ -134,6 +138,7 @@ async def sweep(
         await execute(conn, "sweep_delete_old_sign_in_attempts")
         await execute(conn, "sweep_delete_old_operator_sessions", seconds=seconds)
     report.media_purged = await media_store.purge_old(pool, settings.media_retention_days * 86400)
+    report.staged_media_removed = await media_store.purge_staged(pool, STAGED_MEDIA_SECONDS)
     report.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("sweep done: %s", report.as_dict())
     return report
