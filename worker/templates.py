@@ -150,6 +150,7 @@ async def sync(conn: DictConnection, settings: Settings, client: httpx.AsyncClie
             await execute(conn, "template_upsert", **row)
         listed = [f"{row['name']}/{row['language']}" for row in rows]
         gone = await fetch_all(conn, "templates_mark_deleted", waba_id=waba_id, listed=listed)
+        await execute(conn, "template_sync_done", waba_id=waba_id)  # the sweep's schedule counts from here
     deleted = [f"{row['name']}/{row['language']}" for row in gone]
     logger.info("templates sync: %d listed on %d page(s), %d deleted", len(rows), pages, len(deleted))
     return SyncResult(listed=len(rows), pages=pages, deleted=deleted)
