@@ -25,8 +25,8 @@ QUALITY_FIELD = "message_template_quality_update"
 CATEGORY_FIELD = "template_category_update"
 FIELDS = frozenset({QUALITY_FIELD, CATEGORY_FIELD})
 # Meta's documented values; anything else is refused with its reason (journaled, operators told)
-QUALITY_SCORES = frozenset({"GREEN", "YELLOW", "RED", "UNKNOWN", "HIGH", "MEDIUM", "LOW"})
-LOW_QUALITY = frozenset({"RED", "LOW"})
+QUALITY_SCORES = frozenset({"GREEN", "YELLOW", "RED", "UNKNOWN"})
+LOW_QUALITY = frozenset({"RED"})  # Meta's "low quality": the template may soon be paused
 CATEGORIES = frozenset({"MARKETING", "UTILITY", "AUTHENTICATION"})
 # Statuses the operators are told about: sends of the template fail from then on
 NOTIFIED_STATUSES = {"PAUSED": "paused", "DISABLED": "disabled", "REJECTED": "rejected"}
