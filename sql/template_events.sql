@@ -58,3 +58,9 @@ ON CONFLICT (waba_id) DO UPDATE SET synced_at = now(), started_at = NULL, error 
 -- A sweep's sync failed: its claim is released, so the next sweep tries again
 UPDATE template_syncs SET started_at = NULL, failed_at = now(), error = %(error)s, failures = failures + 1
  WHERE waba_id = %(waba_id)s
+
+-- templates_lock_account --
+-- The account's templates as they were before a sync, locked until it commits (a webhook about one of
+-- them waits, then finds the sync newer): what changed is what the sync tells the operators
+SELECT name, language, status, quality, category
+  FROM message_templates WHERE waba_id = %(waba_id)s ORDER BY name, language FOR UPDATE

@@ -65,6 +65,9 @@ def test_the_sweep_syncs_templates_on_schedule_and_not_before(
     assert again["templates_synced"] == 1 and len(fake_graph.template_requests) == 2
     rows = stored(db)
     assert (rows["order_ready"]["status"], rows["promo"]["status"]) == ("PAUSED", "DELETED")
+    # no webhook told of the pause (missed, or not subscribed): the sync tells the operators
+    [paused] = notifications(db, "template_status")
+    assert paused["body"].startswith("Template order_ready (en_US) was paused by WhatsApp.")
 
     # `waypost templates sync` by hand counts as the last sync too
     db.execute("UPDATE template_syncs SET synced_at = synced_at - interval '61 minutes'")
@@ -208,6 +211,11 @@ def test_a_paused_or_rejected_template_is_notified_once_and_shown_in_the_inbox(
     approved = payloads.template_status_update("APPROVED", "order_ready", timestamp=now + 30, waba_id=WABA)
     assert post_webhook(web_client, payloads.dumps(approved)).status_code == 200
     assert len(notifications(db, "template_status")) == 2  # approval is not an alarm
+    # a later sync that finds what the webhooks said tells nothing again
+    fake_graph.set_templates([template("order_ready"), template("promo", category="MARKETING", status="REJECTED")])
+    db.execute("UPDATE template_syncs SET synced_at = synced_at - interval '2 hours'")
+    assert sweep(web_client)["templates_synced"] == 2
+    assert len(notifications(db, "template_status")) == 2
 
     create_operator(database_url)
     assert sign_in(web_client).status_code == 303

@@ -1,6 +1,6 @@
-"""`message_template_quality_update` and `template_category_update` webhooks, and what every template
-webhook (the status one in webhook/templates.py included) shares: one `template_events` row per event
-(a redelivered webhook records, changes and notifies nothing) and the operators' notifications.
+"""`message_template_quality_update` and `template_category_update` webhooks. Like the status webhook
+(webhook/templates.py), each event leaves one `template_events` row (a redelivered webhook records,
+changes and notifies nothing) and may notify the operators (waypost/template_notices.py).
 
 An event older than what the template's row holds (a later event, or a sync) changes nothing and
 notifies nothing. Shapes: docs/whatsapp.md "Message templates".
@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from waypost.db import DictConnection, execute, fetch_optional
+from waypost.template_notices import category_notice, notify, pending_category_notice, quality_notice, record_event
 from waypost.text import clean_text
 
 logger = logging.getLogger(__name__)
@@ -26,10 +27,7 @@ CATEGORY_FIELD = "template_category_update"
 FIELDS = frozenset({QUALITY_FIELD, CATEGORY_FIELD})
 # Meta's documented values; anything else is refused with its reason (journaled, operators told)
 QUALITY_SCORES = frozenset({"GREEN", "YELLOW", "RED", "UNKNOWN"})
-LOW_QUALITY = frozenset({"RED"})  # Meta's "low quality": the template may soon be paused
 CATEGORIES = frozenset({"MARKETING", "UTILITY", "AUTHENTICATION"})
-# Statuses the operators are told about: sends of the template fail from then on
-NOTIFIED_STATUSES = {"PAUSED": "paused", "DISABLED": "disabled", "REJECTED": "rejected"}
 _LATEST = 4_102_444_800  # 2100-01-01: a time past this is not a time
 _WORD = re.compile(r"[A-Z_]{1,32}")
 
@@ -124,69 +122,14 @@ def template_change_of(field: str, raw_entry: Any, raw_value: Any) -> TemplateCh
     )
 
 
-async def record_event(
-    conn: DictConnection,
-    *,
-    kind: str,
-    waba_id: str,
-    name: str,
-    language: str,
-    value: str,
-    previous: str | None,
-    reason: str | None,
-    event_key: str,
-    occurred_at: dt.datetime,
-) -> int | None:
-    """The event's row; None when Meta delivered it before (then nothing else is done)."""
-    row = await fetch_optional(
-        conn,
-        "template_event_insert",
-        waba_id=waba_id,
-        name=name,
-        language=language,
-        kind=kind,
-        previous=previous,
-        value=value,
-        reason=reason,
-        event_key=event_key,
-        occurred_at=occurred_at,
-    )
-    return int(row["id"]) if row is not None else None
-
-
-async def notify(conn: DictConnection, kind: str, body: str) -> None:
-    await execute(conn, "notification_insert", conversation_id=None, message_id=None, kind=kind, body=body)
-
-
-def _label(name: str, language: str) -> str:
-    return f"Template {name} ({language})"
-
-
-def status_notice(name: str, language: str, status: str, reason: str | None) -> str | None:
-    """The operators' notification for a status, or None for one they need not hear about."""
-    verb = NOTIFIED_STATUSES.get(status)
-    if verb is None:
-        return None
-    because = f": {reason}" if reason else ""
-    return f"{_label(name, language)} was {verb} by WhatsApp{because}. Sending it fails until it is approved again."
-
-
-def change_notice(change: TemplateChange) -> tuple[str, str] | None:
-    """(kind, body) of the operators' notification for a quality or category change, or None."""
-    label = _label(change.name, change.language)
-    was = f" (was {change.previous})" if change.previous else ""
+def _notice(change: TemplateChange) -> tuple[str, str | None]:
+    """(kind, body) of the operators' notification for a quality or category change (body None: none)."""
+    name, language, value, previous = change.name, change.language, change.value, change.previous
     if change.kind == "quality":
-        if change.value not in LOW_QUALITY:
-            return None
-        body = f"{label}: WhatsApp rates its quality {change.value}{was}; a low-quality template may be paused."
-        return "template_quality", body
+        return "template_quality", quality_notice(name, language, value, previous)
     if change.kind == "category_pending":
-        when = f" on {change.effective_at:%Y-%m-%d %H:%M} UTC" if change.effective_at else " within 24 hours"
-        current = f" from {change.previous}" if change.previous else ""
-        return "template_category", f"{label} will be recategorised{current} to {change.value}{when} by WhatsApp."
-    if change.previous == change.value:
-        return None
-    return "template_category", f"{label} is now in the {change.value} category{was}; its price and rules follow it."
+        return "template_category", pending_category_notice(name, language, value, previous, change.effective_at)
+    return "template_category", category_notice(name, language, value, previous)
 
 
 async def apply_template_change(conn: DictConnection, change: TemplateChange) -> str:
@@ -225,8 +168,7 @@ async def apply_template_change(conn: DictConnection, change: TemplateChange) ->
         if applied:
             await execute(conn, "template_event_applied", id=event_id)
         outcome = "applied" if applied else ("stale" if exists is not None else "unknown_template")
-        notice = change_notice(change) if outcome != "stale" else None
-        if notice is not None:
-            await notify(conn, *notice)
+        if outcome != "stale":
+            await notify(conn, *_notice(change))
     logger.info("template %s/%s %s %s: %s", change.name, change.language, change.kind, change.value, outcome)
     return outcome

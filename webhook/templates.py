@@ -14,8 +14,9 @@ import logging
 from typing import Any
 
 from waypost.db import DictConnection, execute, fetch_optional
+from waypost.template_notices import notify, record_event, status_notice
 from waypost.text import clean_text
-from webhook.template_events import event_key, notify, record_event, status_notice
+from webhook.template_events import event_key
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,5 @@ async def apply_template_status(conn: DictConnection, update: TemplateStatus) ->
     if row is None:
         return False
     await execute(conn, "template_event_applied", id=event_id)
-    notice = status_notice(update.name, update.language, update.status, update.reason)
-    if notice is not None:
-        await notify(conn, "template_status", notice)
+    await notify(conn, "template_status", status_notice(update.name, update.language, update.status, update.reason))
     return True

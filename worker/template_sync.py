@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 import httpx
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from waypost.db import execute, fetch_optional
@@ -48,7 +49,8 @@ async def sync_if_due(pool: AsyncConnectionPool[Any], settings: Settings) -> Sch
     try:
         async with pool.connection() as conn:
             result = await sync(conn, settings)
-    except (TemplateSyncFailed, ConfigurationError, httpx.HTTPError) as exc:
+    # psycopg.Error: e.g. a deadlock with a webhook about the same templates; the next sweep retries
+    except (TemplateSyncFailed, ConfigurationError, httpx.HTTPError, psycopg.Error) as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
         logger.warning("sweep: template sync failed, the next sweep tries again: %s", error)
         async with pool.connection() as conn:
