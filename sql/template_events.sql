@@ -64,3 +64,12 @@ UPDATE template_syncs SET started_at = NULL, failed_at = now(), error = %(error)
 -- them waits, then finds the sync newer): what changed is what the sync tells the operators
 SELECT name, language, status, quality, category
   FROM message_templates WHERE waba_id = %(waba_id)s ORDER BY name, language FOR UPDATE
+
+-- template_category_pending_current --
+-- Meta's notice of a recategorisation is news unless a sync or an applied category event is newer
+SELECT t.id FROM message_templates t
+ WHERE t.name = %(name)s AND t.language = %(language)s
+   AND coalesce(t.synced_at, '-infinity') <= %(occurred_at)s
+   AND NOT EXISTS (SELECT 1 FROM template_events e
+                    WHERE e.name = t.name AND e.language = t.language AND e.kind = 'category' AND e.applied
+                      AND e.occurred_at > %(occurred_at)s)

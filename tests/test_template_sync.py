@@ -161,6 +161,10 @@ def test_quality_and_category_webhooks_update_the_row_and_older_ones_are_ignored
     post(changed)
     post(payloads.template_category_update("order_ready", "UTILITY", "MARKETING", timestamp=now - 2, waba_id=WABA))
     assert stored(db)["order_ready"]["category"] == "MARKETING"
+    late_notice = payloads.template_category_update(
+        "order_ready", "UTILITY", correct="MARKETING", timestamp=now - 1, waba_id=WABA
+    )
+    post(late_notice)  # the notice of the change that has happened since
     [recategorised] = notifications(db, "template_category")
     assert "order_ready (en_US) is now in the MARKETING category (was UTILITY)" in recategorised["body"]
 
@@ -181,10 +185,11 @@ def test_quality_and_category_webhooks_update_the_row_and_older_ones_are_ignored
         ("quality", "RED", False),
         ("category", "MARKETING", True),
         ("category", "UTILITY", False),
+        ("category_pending", "MARKETING", False),
         ("category_pending", "MARKETING", True),
     ]
     journal = db.execute("SELECT processed_at, error FROM webhook_events WHERE body IS NOT NULL").fetchall()
-    assert len(journal) == 9 and all(row["processed_at"] and not row["error"] for row in journal)  # type: ignore[index]
+    assert len(journal) == 10 and all(row["processed_at"] and not row["error"] for row in journal)  # type: ignore[index]
 
 
 def test_a_paused_or_rejected_template_is_notified_once_and_shown_in_the_inbox(

@@ -158,8 +158,9 @@ async def apply_template_change(conn: DictConnection, change: TemplateChange) ->
             "template_id": change.template_id,
             "occurred_at": change.occurred_at,
         }
-        if change.kind == "category_pending":
-            applied = exists is not None  # nothing changes yet: Meta gave notice
+        if change.kind == "category_pending" and exists is not None:  # a notice: nothing changes yet
+            when = {"name": change.name, "language": change.language, "occurred_at": change.occurred_at}
+            applied = await fetch_optional(conn, "template_category_pending_current", **when) is not None
         elif exists is not None:
             query = "template_apply_quality" if change.kind == "quality" else "template_apply_category"
             applied = await fetch_optional(conn, query, **params) is not None
