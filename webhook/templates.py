@@ -3,7 +3,7 @@ template's row in `message_templates` takes the new status in the webhook's tran
 journaled like every webhook's). An older event delivered late never overwrites a newer status: the
 row keeps when its status last changed (`updated_at`), and a sync counts as now. Each event is
 recorded once in `template_events` (a redelivery does nothing) and a template paused, disabled or
-rejected is notified to the operators (webhook/template_events.py). docs/whatsapp.md "Message templates".
+rejected is notified to the operators (waypost/template_notices.py). docs/whatsapp.md "Message templates".
 """
 
 from __future__ import annotations
