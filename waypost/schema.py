@@ -199,6 +199,22 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "synced_at",
         "updated_at",
     ),
+    # 0023_template_events
+    "template_events": (
+        "id",
+        "waba_id",
+        "name",
+        "language",
+        "kind",
+        "previous",
+        "value",
+        "reason",
+        "applied",
+        "event_key",
+        "occurred_at",
+        "created_at",
+    ),
+    "template_syncs": ("waba_id", "started_at", "synced_at", "failed_at", "error", "failures"),
     # 0020_erasure
     "erasures": ("id", "erased_at", "erased_by", "counts"),
     "consent_events": (
@@ -275,6 +291,7 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "consent_events_event_key_key",
     "message_templates_name_language_key",
     "notifications_once_key_key",
+    "template_events_event_key_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     whatsapp_access_token: SecretStr | None = Field(None, validation_alias=_env("WHATSAPP_ACCESS_TOKEN"))
     # The WhatsApp Business Account whose message templates `waypost templates sync` reads.
     whatsapp_business_account_id: str | None = Field(None, validation_alias=_env("WHATSAPP_BUSINESS_ACCOUNT_ID"))
+    # The sweep syncs the account's templates when the last sync is this old (0: never; needs the account id).
+    template_sync_seconds: float = Field(3600.0, ge=0, validation_alias=_env("WAYPOST_TEMPLATE_SYNC_SECONDS"))
     send_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("WAYPOST_SEND_CONNECT_TIMEOUT"))
     send_read_timeout: float = Field(20.0, gt=0, validation_alias=_env("WAYPOST_SEND_READ_TIMEOUT"))
     reply_max_attempts: int = Field(6, ge=1, validation_alias=_env("WAYPOST_REPLY_MAX_ATTEMPTS"))

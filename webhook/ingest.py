@@ -25,6 +25,7 @@ from webhook import consent
 from webhook.changes import Echo
 from webhook.media import media_of
 from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
+from webhook.template_events import TemplateChange, apply_template_change
 from webhook.templates import TemplateStatus, apply_template_status
 from worker.tasks import defer_download, defer_reply
 
@@ -124,6 +125,9 @@ def _steps(
         steps.append(("user_preference", None, functools.partial(_apply_preference, preference=preference)))
     for update in batch.template_statuses:
         steps.append(("template_status", None, functools.partial(_apply_template_status, update=update)))
+    for template_change in batch.template_changes:
+        apply_change = functools.partial(_apply_template_change, change=template_change)
+        steps.append((f"template_{template_change.kind}", None, apply_change))
     for platform_error in batch.errors:
         steps.append(("error", None, functools.partial(_notify_platform_error, platform_error=platform_error)))
     return steps
@@ -219,6 +223,10 @@ async def _apply_preference(conn: DictConnection, result: IngestResult, preferen
 
 async def _apply_template_status(conn: DictConnection, result: IngestResult, update: TemplateStatus) -> None:
     await apply_template_status(conn, update)
+
+
+async def _apply_template_change(conn: DictConnection, result: IngestResult, change: TemplateChange) -> None:
+    await apply_template_change(conn, change)
 
 
 async def _ingest_message(

@@ -20,6 +20,7 @@ from waypost.metrics import UNDELIVERED
 from waypost.settings import Settings
 from worker.media_ready import sweep_stuck_media
 from worker.tasks import defer_operator_send, defer_reply
+from worker.template_sync import sync_if_due
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class SweepReport:
     media_given_up: int = 0
     undelivered_flagged: int = 0
     staged_media_removed: int = 0
+    templates_synced: int = 0  # templates read by this sweep's scheduled sync (worker/template_sync.py)
+    template_sync_failed: int = 0  # 1 when that sync failed: the next sweep tries again
     elapsed_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
@@ -139,6 +142,10 @@ async def sweep(
         await execute(conn, "sweep_delete_old_operator_sessions", seconds=seconds)
     report.media_purged = await media_store.purge_old(pool, settings.media_retention_days * 86400)
     report.staged_media_removed = await media_store.purge_staged(pool, STAGED_MEDIA_SECONDS)
+
+    # 5. The account's message templates, on their schedule; a failure is reported, never raised.
+    scheduled = await sync_if_due(pool, settings)
+    report.templates_synced, report.template_sync_failed = scheduled.listed, int(scheduled.failed)
     report.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("sweep done: %s", report.as_dict())
     return report

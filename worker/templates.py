@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from waypost.db import DictConnection, execute, fetch_all
 from waypost.errors import TemplateSyncFailed
 from waypost.settings import ConfigurationError, Settings
+from waypost.template_notices import note_sync_changes
 from waypost.text import clean_text
 
 logger = logging.getLogger(__name__)
@@ -146,12 +147,21 @@ async def sync(conn: DictConnection, settings: Settings, client: httpx.AsyncClie
             await client.aclose()
     rows = [row for row in (template_row(waba_id, item) for item in items) if row is not None]
     async with conn.transaction():
+        before = await fetch_all(conn, "templates_lock_account", waba_id=waba_id)
         for row in rows:
             await execute(conn, "template_upsert", **row)
         listed = [f"{row['name']}/{row['language']}" for row in rows]
         gone = await fetch_all(conn, "templates_mark_deleted", waba_id=waba_id, listed=listed)
+        await execute(conn, "template_sync_done", waba_id=waba_id)  # the sweep's schedule counts from here
+        changed = await note_sync_changes(conn, waba_id, before, rows)  # what a missed webhook would have told
     deleted = [f"{row['name']}/{row['language']}" for row in gone]
-    logger.info("templates sync: %d listed on %d page(s), %d deleted", len(rows), pages, len(deleted))
+    logger.info(
+        "templates sync: %d listed on %d page(s), %d deleted, %d change(s) notified",
+        len(rows),
+        pages,
+        len(deleted),
+        changed,
+    )
     return SyncResult(listed=len(rows), pages=pages, deleted=deleted)
 
 

@@ -8,7 +8,9 @@ HTTP with PUT /_fake/templates {"templates": [...]}.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from typing import Any
 
 from starlette.requests import Request
@@ -44,6 +46,8 @@ class FakeTemplatesMixin:
         self.templates: list[dict[str, Any]] = []
         self.template_requests: list[str] = []  # the URL of every list request, for tests
         self.templates_next: str | None = None  # a `paging.next` to answer instead of this server's own
+        # set: list requests wait until it is set again (a test holds a sync in flight)
+        self.templates_hold: threading.Event | None = None
 
     def set_templates(self, templates: list[dict[str, Any]]) -> None:
         self.templates = list(templates)
@@ -57,6 +61,8 @@ class FakeTemplatesMixin:
         if request.headers.get("authorization") != f"Bearer {self.access_token}":
             return JSONResponse(error_body(190, "Invalid OAuth access token."), status_code=401)
         self.template_requests.append(str(request.url))
+        if self.templates_hold is not None:
+            await asyncio.to_thread(self.templates_hold.wait, 30)
         try:
             limit = max(1, min(int(request.query_params.get("limit", "25")), 1000))
             start = int(request.query_params.get("after", "0"))
