@@ -33,6 +33,7 @@ from tests.faults.harness import fault_settings, settle
 from tests.inbox_client import Inbox, conversation_id, create_operator
 from tests.test_templates import WABA, sync
 from waypost.devtools import payloads
+from waypost.devtools.fake_answers import error_body
 from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.devtools.fake_templates import template
 from waypost.settings import Settings
@@ -302,3 +303,131 @@ def test_a_resubmitted_form_and_two_racing_workers_send_the_template_once(
     assert len(sends) == 1 and len(template_sends(fake_graph, key, accepted=False)) == 1
     assert (sent["status"], sent["wa_message_id"], sent["send_attempts"]) == ("sent", sends[0].wa_message_id, 1)
     assert sum(report["stalled_jobs_retried"] for report in sweeps) >= 1  # worker 1's job, taken back
+
+
+@pytest.mark.parametrize(
+    ("meta_status", "code", "title"),
+    [("PAUSED", 132015, "Template is Paused"), ("DISABLED", 132016, "Template is Disabled")],
+)
+def test_a_template_meta_paused_since_the_sync_fails_with_its_error_once_and_stops_being_offered(
+    meta_status: str,
+    code: int,
+    title: str,
+    client: httpx.Client,
+    db: psycopg.Connection,
+    settings: Settings,
+    fake_graph: FakeGraph,
+    start_worker,
+    tmp_path: Path,
+) -> None:
+    inbox, cid = open_conversation(client, db, settings, fake_graph, tmp_path)
+    start_worker()
+    fake_graph.set_template_status("order_ready", meta_status)  # at Meta; our row still says APPROVED
+    assert db.execute("SELECT status FROM message_templates WHERE name = 'order_ready'").fetchone() == {
+        "status": "APPROVED"
+    }
+    queued = send_template(inbox, cid, "paused-template")["message"]
+    failed = wait_for(db, "SELECT * FROM messages WHERE id = %s AND status = 'failed'", [queued["id"]])
+    settled(db)
+
+    # Meta's error, once: permanent, never retried
+    assert failed["send_attempts"] == 1 and failed["error"][0]["code"] == code
+    assert len(template_sends(fake_graph, failed["idempotency_key"], accepted=False)) == 1
+    shown = inbox.get(f"/api/inbox/conversations/{cid}").json()["messages"][-1]
+    assert (shown["id"], shown["status"], shown["error"]["code"]) == (queued["id"], "failed", code)
+    assert title in shown["error"]["message"]
+    page = client.get(f"/inbox/conversations/{cid}")
+    assert page.status_code == 200 and f"{code} (#{code}) {title}" in page.text
+    notification = wait_for(
+        db, "SELECT * FROM notifications WHERE kind = 'send_failed' AND message_id = %s", [queued["id"]]
+    )
+    assert f"error {code}" in notification["body"] and title in notification["body"]
+
+    # the row says what Meta said, in the same transaction: the template is no longer offered
+    row = db.execute("SELECT status FROM message_templates WHERE name = 'order_ready'").fetchone()
+    assert row == {"status": meta_status}
+    again = inbox.post(f"/api/inbox/conversations/{cid}/template", {**ORDER_READY, "client_key": "paused-again"})
+    assert again.status_code == 409 and again.json()["code"] == "TEMPLATE_UNAVAILABLE"
+    assert db.execute("SELECT status FROM message_templates WHERE name = 'promo'").fetchone() == {"status": "APPROVED"}
+
+    # until Meta approves it again and the next sync says so
+    fake_graph.set_template_status("order_ready", "APPROVED")
+    assert sync(settings).returncode == 0
+    resent = send_template(inbox, cid, "approved-again")["message"]
+    wait_for(db, "SELECT 1 FROM messages WHERE id = %s AND status = 'sent'", [resent["id"]])
+
+
+def test_template_errors_are_permanent_whatever_the_http_status() -> None:
+    for code in (132000, 132001, 132005, 132007, 132012, 132015, 132016):
+        for status in (400, 500):
+            response = httpx.Response(status, json=error_body(code, "Template is Paused"))
+            failure = classify_response(response)
+            assert (failure.kind, failure.code) == ("permanent", code), (code, status)
+    assert classify_response(httpx.Response(500, json=error_body(131000))).kind == "retryable"
+
+
+def test_the_fake_graph_api_refuses_templates_as_meta_does() -> None:
+    fake = FakeGraph()
+    assert fake.template_refusal({"name": "anything", "language": {"code": "en_US"}}) is None  # none listed
+    fake.set_templates([template("order_ready"), template("draft", status="PENDING"), template("bye", body="Bye")])
+
+    def refusal(name: str, parameters: int, language: str = "en_US") -> int | None:
+        body = [{"type": "body", "parameters": [{"type": "text", "text": "x"}] * parameters}] if parameters else []
+        found = fake.template_refusal({"name": name, "language": {"code": language}, "components": body})
+        return found[0] if found else None
+
+    assert refusal("order_ready", 2) is None and refusal("bye", 0) is None
+    assert refusal("order_ready", 1) == refusal("order_ready", 3) == refusal("bye", 1) == 132000
+    assert refusal("order_ready", 2, "pt_BR") == refusal("draft", 2) == refusal("nope", 0) == 132001
+    fake.set_template_status("order_ready", "PAUSED")
+    assert refusal("order_ready", 2) == 132015
+    fake.set_template_status("order_ready", "DISABLED")
+    assert refusal("order_ready", 2) == 132016
+
+
+def test_a_template_sends_statuses_and_price_show_like_any_message(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    settings: Settings,
+    fake_graph: FakeGraph,
+    start_worker,
+    tmp_path: Path,
+) -> None:
+    inbox, cid = open_conversation(client, db, settings, fake_graph, tmp_path)
+    start_worker()
+    fake_graph.auto_statuses = ("sent", "delivered", "read")  # each carrying our key; the first priced one
+    sent = {}
+    for name, category in (("promo", "marketing"), ("order_ready", "utility")):
+        fake_graph.pricing = payloads.pricing(category, "regular", billable=True)
+        queued = send_template(inbox, cid, f"priced-{name}", name=name)["message"]
+        sent[category] = wait_for(
+            db, "SELECT * FROM messages WHERE id = %s AND status = 'read' AND priced_at IS NOT NULL", [queued["id"]]
+        )
+    for category, row in sent.items():
+        assert (row["type"], row["pricing_category"], row["pricing_type"], row["billable"]) == (
+            "template",
+            category,
+            "regular",
+            True,
+        )
+        statuses = db.execute(
+            "SELECT status FROM message_statuses WHERE wa_message_id = %s ORDER BY status", [row["wa_message_id"]]
+        ).fetchall()
+        assert [s["status"] for s in statuses] == ["delivered", "read", "sent"]  # type: ignore[index]
+
+    shown = {m["id"]: m for m in inbox.get(f"/api/inbox/conversations/{cid}").json()["messages"]}
+    promo = shown[sent["marketing"]["id"]]
+    assert promo["status"] == "read" and promo["pricing"] == {
+        "category": "marketing",
+        "type": "regular",
+        "billable": True,
+    }
+    page = client.get(f"/inbox/conversations/{cid}").text
+    assert "cost: marketing · regular · billable" in page and "cost: utility · regular · billable" in page
+    costs = db.execute(
+        "SELECT category, type, messages, billable FROM waypost_message_costs ORDER BY category"
+    ).fetchall()
+    assert costs == [
+        {"category": "marketing", "type": "regular", "messages": 1, "billable": 1},
+        {"category": "utility", "type": "regular", "messages": 1, "billable": 1},
+    ]  # the AI's reply got no priced status: not counted
