@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 # Graph error codes (reference A6). Anything else under HTTP 4xx is permanent, under 5xx retryable.
 RETRYABLE_CODES = frozenset({130429, 131056, 131000, 131016, 131057, 1, 2, 4, 80007})
 PERMANENT_CODES = frozenset({131047, 131026, 131050, 130403, 190, 100, 131008, 131009, 131021, 131051, 0, 10})
+# A template Meta cannot send (paused, disabled, not in that language, parameters that do not fit it):
+# permanent whatever the HTTP status, since resending the same template cannot help (docs/whatsapp.md).
+TEMPLATE_CODES = frozenset({132000, 132001, 132005, 132007, 132008, 132012, 132015, 132016})
 
 FailureKind = Literal["retryable", "permanent", "ambiguous"]
 
@@ -72,7 +75,7 @@ def classify_response(response: httpx.Response) -> SendFailed:
     reason = f"HTTP {response.status_code}" + (f" code {code}" if code is not None else "")
     if error.get("message") or details:
         reason += f": {details or error.get('message')}"
-    if code in PERMANENT_CODES:
+    if code in PERMANENT_CODES or code in TEMPLATE_CODES:
         kind: FailureKind = "permanent"
     elif code in RETRYABLE_CODES or response.status_code >= 500 or response.status_code == 429:
         kind = "retryable"

@@ -193,6 +193,10 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
         if problem:
             self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
             return JSONResponse(error_body(100, problem), status_code=400)
+        refusal = self.template_refusal(body["template"]) if body.get("type") == "template" else None
+        if refusal:  # a listed template Meta cannot send now (paused, disabled, wrong parameters)
+            self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
+            return JSONResponse(error_body(*refusal), status_code=400)
 
         behaviour = self.next_behaviour()
         accepted = behaviour.status == 200 if behaviour.accept is None else behaviour.accept

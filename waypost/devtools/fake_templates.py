@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -52,6 +53,32 @@ class FakeTemplatesMixin:
     def set_templates(self, templates: list[dict[str, Any]]) -> None:
         self.templates = list(templates)
 
+    def set_template_status(self, name: str, status: str, language: str = "en_US") -> None:
+        """Meta changed a listed template's status (paused it, disabled it): later sends see it."""
+        for listed in self.templates:
+            if (listed["name"], listed["language"]) == (name, language):
+                listed["status"] = status
+                return
+        raise KeyError(f"no template {name}/{language} is listed")
+
+    def template_refusal(self, content: dict[str, Any]) -> tuple[int, str] | None:
+        """How Meta refuses a send of a template it lists but cannot send (docs/whatsapp.md "Message
+        templates", errors): paused, disabled, not approved or unknown, or the wrong number of body
+        parameters; the error code and its title. Nothing is checked while no template is listed."""
+        if not self.templates:
+            return None
+        language = content["language"]["code"]
+        listed = next((t for t in self.templates if (t["name"], t["language"]) == (content["name"], language)), None)
+        if listed is None or listed.get("status") != "APPROVED":
+            status = None if listed is None else listed.get("status")
+            return TEMPLATE_REFUSALS.get(status or "", (132001, "Template name does not exist in the translation"))
+        body: dict[str, Any] = next((c for c in listed.get("components", []) if c.get("type") == "BODY"), {})
+        wanted = len(set(re.findall(r"{{\s*([^}\s]+)\s*}}", body.get("text") or "")))
+        sent: dict[str, Any] = next((c for c in content.get("components", []) if c.get("type") == "body"), {})
+        if len(sent.get("parameters", [])) != wanted:
+            return 132000, "Number of parameters does not match the expected number of params"
+        return None
+
     async def templates_endpoint(self, request: Request) -> JSONResponse:
         body = json.loads(await request.body())
         self.set_templates(list(body["templates"]))
@@ -78,6 +105,11 @@ class FakeTemplatesMixin:
                 query = request.url.include_query_params(after=str(start + len(page)))
                 answer["paging"]["next"] = str(query)
         return JSONResponse(answer)
+
+
+# Meta sends an APPROVED template only; a paused or disabled one is refused with its own code, any
+# other (pending, rejected, unknown) as not existing in that language.
+TEMPLATE_REFUSALS = {"PAUSED": (132015, "Template is Paused"), "DISABLED": (132016, "Template is Disabled")}
 
 
 def template_problem(content: Any) -> str | None:
