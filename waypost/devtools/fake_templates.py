@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import re
+import threading
 from typing import Any
 
 from starlette.requests import Request
