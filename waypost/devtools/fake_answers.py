@@ -14,6 +14,7 @@ ERRORS = {  # code -> (HTTP status, details), as Meta answers them (reference A6
     131026: (400, "Message undeliverable."),
     190: (401, "Your access token has expired."),
     100: (400, "Invalid parameter."),
+    132000: (400, "Number of parameters does not match the expected number of params"),
 }
 
 

@@ -3,7 +3,8 @@
 GET /{version}/{waba-id}/message_templates answers `{"data": [...], "paging": {"cursors": {...},
 "next": ...}}` like Meta (docs/whatsapp.md "Message templates"), `limit` templates a page, with a
 `next` URL on this server while more remain. Tests set the templates with `set_templates`, or over
-HTTP with PUT /_fake/templates {"templates": [...]}.
+HTTP with PUT /_fake/templates {"templates": [...]}. A template send whose parameter counts do not
+match a listed template is refused with Meta's error 132000 (FakeGraph.send).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from waypost.devtools.fake_answers import error_body
+from waypost.template_params import count_mismatch, shape
 
 
 def template(
@@ -25,15 +27,25 @@ def template(
     status: str = "APPROVED",
     body: str = "Hello {{1}}, your order {{2}} is ready.",
     template_id: str | None = None,
+    header: str | None = None,
+    footer: str | None = None,
+    buttons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One template as Meta lists it."""
+    """One template as Meta lists it: a TEXT `header`, a `footer` and `buttons` ({"type": "URL",
+    "text", "url"}, {"type": "QUICK_REPLY", "text"}) when given."""
+    components: list[dict[str, Any]] = [{"type": "HEADER", "format": "TEXT", "text": header}] if header else []
+    components.append({"type": "BODY", "text": body})
+    if footer:
+        components.append({"type": "FOOTER", "text": footer})
+    if buttons:
+        components.append({"type": "BUTTONS", "buttons": buttons})
     return {
         "id": template_id or str(abs(hash((name, language))) % 10**15),
         "name": name,
         "language": language,
         "category": category,
         "status": status,
-        "components": [{"type": "BODY", "text": body}],
+        "components": components,
     }
 
 
@@ -52,6 +64,18 @@ class FakeTemplatesMixin:
         body = json.loads(await request.body())
         self.set_templates(list(body["templates"]))
         return JSONResponse({"ok": True, "templates": len(self.templates)})
+
+    def template_mismatch(self, body: dict[str, Any]) -> str | None:
+        """Meta's error 132000 details when a template send's parameter counts (header, body, URL
+        buttons) do not match the template it names, if this fake lists that template."""
+        content = body.get("template") if body.get("type") == "template" else None
+        if not isinstance(content, dict):
+            return None
+        language = (content.get("language") or {}).get("code")
+        for listed in self.templates:
+            if (listed.get("name"), listed.get("language")) == (content.get("name"), language):
+                return count_mismatch(shape(listed.get("components")), content)
+        return None
 
     async def list_templates(self, request: Request) -> JSONResponse:
         if request.headers.get("authorization") != f"Bearer {self.access_token}":
