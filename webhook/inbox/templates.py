@@ -153,7 +153,10 @@ def fill_template(body: TemplateBody, values: Values, stored: dict[str, Any] | N
     if given != expected:
         wanted = ", ".join(f"{n} {part}" for part, n in expected.items())
         got = ", ".join(f"{n} {part}" for part, n in given.items())
-        raise TemplateParameters(f"{label} takes {wanted} parameter(s); {got} given", expected=expected, given=given)
+        unsynced = "" if stored["components"] else " (its parts are not synced yet: run `waypost templates sync`)"
+        raise TemplateParameters(
+            f"{label} takes {wanted} parameter(s); {got} given{unsynced}", expected=expected, given=given
+        )
     if isinstance(values.body, dict):
         if set(values.body) != set(form.body_params):
             names = ", ".join(form.body_params) or "none"
