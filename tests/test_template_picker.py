@@ -272,3 +272,27 @@ def test_a_closed_conversation_is_answered_with_a_template_picked_filled_and_pre
     # the form is ready for another: reset, with a fresh key
     expect(page.locator("#template-form select[name=template]")).to_have_value("")
     assert [line for line in console if "Content Security Policy" in line] == []
+
+
+def test_the_page_offers_the_picker_collapsed_while_the_window_is_open_and_instead_of_the_text_box_once_closed(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, settings: Settings, fake_graph: FakeGraph
+) -> None:
+    fake_graph.set_templates([SHIPPING, PROMO, template("with_photo", body="Hi")])
+    fake_graph.templates[-1]["components"].insert(0, {"type": "HEADER", "format": "IMAGE"})
+    cid = closed_conversation(client, db, database_url, settings)
+    inbox = Inbox(client)
+    db.execute("UPDATE conversations SET last_inbound_at = now() WHERE id = %s", [cid])
+    opened = inbox.get(f"/inbox/conversations/{cid}").text
+    assert '<details id="template-picker" class="template-picker">' in opened and 'id="reply-form"' in opened
+    assert "Send a template" in opened
+    db.execute("UPDATE conversations SET last_inbound_at = now() - interval '2 days' WHERE id = %s", [cid])
+    closed = inbox.get(f"/inbox/conversations/{cid}").text
+    assert '<details id="template-picker" class="template-picker" open>' in closed
+    assert 'id="reply-form"' not in closed and 'id="file-form"' not in closed
+    # the photo template cannot be filled here; the marketing one is allowed until the contact stops it
+    assert "with_photo · en_US · utility — refused: cannot be sent from Waypost: its image header" in closed
+    assert 'data-name="autumn_sale" data-category="marketing">' in closed
+    stop = payloads.dumps(payloads.user_preferences("stop", wa_id=CONTACT))
+    assert post_webhook(client, stop).status_code == 200
+    refused = inbox.get(f"/inbox/conversations/{cid}").text
+    assert 'data-name="autumn_sale" data-category="marketing" disabled' in refused
