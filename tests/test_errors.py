@@ -47,6 +47,7 @@ CONTRACT: dict[type[errors.WaypostError], tuple[str, int]] = {
     errors.TemplateSyncFailed: ("TEMPLATE_SYNC_FAILED", 502),
     errors.TemplateUnavailable: ("TEMPLATE_UNAVAILABLE", 409),
     errors.MarketingRefused: ("MARKETING_OPTED_OUT", 409),
+    errors.TemplateParameters: ("TEMPLATE_PARAMETERS", 422),
 }
 # Bases nobody raises as such, and the CLI's operator errors (never answered over HTTP).
 NOT_ANSWERED = {errors.WaypostError, errors.BadRequest, errors.BadSignature, errors.Disabled, errors.SignInRefused}

@@ -310,3 +310,9 @@ class MarketingRefused(Conflict):
     """the contact opted out of marketing messages (or is blocked): a marketing template cannot go to them"""
 
     code = "MARKETING_OPTED_OUT"
+
+
+class TemplateParameters(InvalidBody):
+    """the template's parameters do not fit it: WhatsApp would refuse the send (error 132000)"""
+
+    code = "TEMPLATE_PARAMETERS"

@@ -15,11 +15,7 @@ ERRORS = {  # code -> (HTTP status, details), as Meta answers them (reference A6
     190: (401, "Your access token has expired."),
     100: (400, "Invalid parameter."),
     # message templates (docs/whatsapp.md "Message templates": errors of a template send)
-    132000: (
-        400,
-        "The number of variable parameter values included in the request did not match the number of "
-        "variable parameters defined in the template.",
-    ),
+    132000: (400, "Number of parameters does not match the expected number of params"),
     132001: (400, "The template does not exist in the specified language or the template has not been approved."),
     132015: (400, "Template is paused due to low quality so it cannot be sent in a template message."),
     132016: (400, "Template has been paused too many times due to low quality and is now permanently disabled."),

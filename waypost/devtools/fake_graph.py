@@ -194,9 +194,15 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
             self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
             return JSONResponse(error_body(100, problem), status_code=400)
         refusal = self.template_refusal(body["template"]) if body.get("type") == "template" else None
-        if refusal:  # a listed template Meta cannot send now (paused, disabled, wrong parameters)
+        if refusal:  # a listed template Meta cannot send now (paused, disabled, not approved)
             self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
             return JSONResponse(error_body(*refusal), status_code=400)
+        mismatch = self.template_mismatch(body)
+        if mismatch:  # Meta checks the parameters against the approved template
+            self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
+            refused = error_body(132000)
+            refused["error"]["error_data"]["details"] = mismatch
+            return JSONResponse(refused, status_code=400)
 
         behaviour = self.next_behaviour()
         accepted = behaviour.status == 200 if behaviour.accept is None else behaviour.accept

@@ -3,7 +3,8 @@
 GET /{version}/{waba-id}/message_templates answers `{"data": [...], "paging": {"cursors": {...},
 "next": ...}}` like Meta (docs/whatsapp.md "Message templates"), `limit` templates a page, with a
 `next` URL on this server while more remain. Tests set the templates with `set_templates`, or over
-HTTP with PUT /_fake/templates {"templates": [...]}.
+HTTP with PUT /_fake/templates {"templates": [...]}. A template send whose parameter counts do not
+match a listed template is refused with Meta's error 132000 (FakeGraph.send).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from waypost.devtools.fake_answers import error_body
+from waypost.template_params import count_mismatch, shape
 
 
 def template(
@@ -28,15 +30,25 @@ def template(
     status: str = "APPROVED",
     body: str = "Hello {{1}}, your order {{2}} is ready.",
     template_id: str | None = None,
+    header: str | None = None,
+    footer: str | None = None,
+    buttons: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One template as Meta lists it."""
+    """One template as Meta lists it: a TEXT `header`, a `footer` and `buttons` ({"type": "URL",
+    "text", "url"}, {"type": "QUICK_REPLY", "text"}) when given."""
+    components: list[dict[str, Any]] = [{"type": "HEADER", "format": "TEXT", "text": header}] if header else []
+    components.append({"type": "BODY", "text": body})
+    if footer:
+        components.append({"type": "FOOTER", "text": footer})
+    if buttons:
+        components.append({"type": "BUTTONS", "buttons": buttons})
     return {
         "id": template_id or str(abs(hash((name, language))) % 10**15),
         "name": name,
         "language": language,
         "category": category,
         "status": status,
-        "components": [{"type": "BODY", "text": body}],
+        "components": components,
     }
 
 
@@ -63,8 +75,8 @@ class FakeTemplatesMixin:
 
     def template_refusal(self, content: dict[str, Any]) -> tuple[int, str] | None:
         """How Meta refuses a send of a template it lists but cannot send (docs/whatsapp.md "Message
-        templates", errors): paused, disabled, not approved or unknown, or the wrong number of body
-        parameters; the error code and its title. Nothing is checked while no template is listed."""
+        templates", errors): paused, disabled, not approved or unknown; the error code and its title.
+        Nothing is checked while no template is listed."""
         if not self.templates:
             return None
         language = content["language"]["code"]
@@ -72,17 +84,24 @@ class FakeTemplatesMixin:
         if listed is None or listed.get("status") != "APPROVED":
             status = None if listed is None else listed.get("status")
             return TEMPLATE_REFUSALS.get(status or "", (132001, "Template name does not exist in the translation"))
-        body: dict[str, Any] = next((c for c in listed.get("components", []) if c.get("type") == "BODY"), {})
-        wanted = len(set(re.findall(r"{{\s*([^}\s]+)\s*}}", body.get("text") or "")))
-        sent: dict[str, Any] = next((c for c in content.get("components", []) if c.get("type") == "body"), {})
-        if len(sent.get("parameters", [])) != wanted:
-            return 132000, "Number of parameters does not match the expected number of params"
-        return None
+        return None  # the parameters are checked next (template_mismatch: 132000 with Meta's details)
 
     async def templates_endpoint(self, request: Request) -> JSONResponse:
         body = json.loads(await request.body())
         self.set_templates(list(body["templates"]))
         return JSONResponse({"ok": True, "templates": len(self.templates)})
+
+    def template_mismatch(self, body: dict[str, Any]) -> str | None:
+        """Meta's error 132000 details when a template send's parameter counts (header, body, URL
+        buttons) do not match the template it names, if this fake lists that template."""
+        content = body.get("template") if body.get("type") == "template" else None
+        if not isinstance(content, dict):
+            return None
+        language = (content.get("language") or {}).get("code")
+        for listed in self.templates:
+            if (listed.get("name"), listed.get("language")) == (content.get("name"), language):
+                return count_mismatch(shape(listed.get("components")), content)
+        return None
 
     async def list_templates(self, request: Request) -> JSONResponse:
         if request.headers.get("authorization") != f"Bearer {self.access_token}":

@@ -28,6 +28,7 @@ from webhook.inbox.auth import (
     require_inbox,
     sign_in,
 )
+from webhook.inbox.templates import picker_templates
 from webhook.limits import FORM_LIMIT, BodyLimit
 from webhook.state import app_state, path_for
 
@@ -156,8 +157,15 @@ async def conversation_page(request: Request) -> Response:
     messages = await store.messages(pool, conversation_id)
     counts = await store.notification_counts(pool)
     consent = present.consent_json(await store.consent(pool, conversation_id))
+    picker = await picker_templates(pool, conversation_id)  # the template picker (_template_picker.html)
     return render(
-        request, "conversation.html", conversation=conversation, messages=messages, counts=counts, consent=consent
+        request,
+        "conversation.html",
+        conversation=conversation,
+        messages=messages,
+        counts=counts,
+        consent=consent,
+        templates=picker,
     )
 
 
