@@ -390,8 +390,11 @@ def test_the_fake_graph_api_refuses_templates_as_meta_does() -> None:
 
     def refusal(name: str, parameters: int, language: str = "en_US") -> int | None:
         body = [{"type": "body", "parameters": [{"type": "text", "text": "x"}] * parameters}] if parameters else []
-        found = fake.template_refusal({"name": name, "language": {"code": language}, "components": body})
-        return found[0] if found else None
+        content = {"name": name, "language": {"code": language}, "components": body}
+        found = fake.template_refusal(content)  # its status first, then its parameters, as the endpoint checks
+        if found:
+            return found[0]
+        return 132000 if fake.template_mismatch({"type": "template", "template": content}) else None
 
     assert refusal("order_ready", 2) is None and refusal("bye", 0) is None
     assert refusal("order_ready", 1) == refusal("order_ready", 3) == refusal("bye", 1) == 132000
