@@ -198,6 +198,26 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "synced_at",
         "updated_at",
     ),
+    # 0024_template_drafts
+    "template_drafts": (
+        "id",
+        "client_key",
+        "operator_id",
+        "waba_id",
+        "name",
+        "language",
+        "category",
+        "request",
+        "status",
+        "attempts",
+        "asked_at",
+        "template_id",
+        "meta_status",
+        "error",
+        "request_id",
+        "created_at",
+        "finished_at",
+    ),
     # 0020_erasure
     "erasures": ("id", "erased_at", "erased_by", "counts"),
     "consent_events": (
@@ -273,6 +293,8 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "message_changes_event_message_id_key",
     "consent_events_event_key_key",
     "message_templates_name_language_key",
+    "template_drafts_client_key_key",
+    "template_drafts_in_flight_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (
