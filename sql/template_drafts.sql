@@ -24,8 +24,8 @@ LIMIT 1
 
 -- template_draft --
 -- One draft as the inbox shows it, with the status of the template it became
-SELECT d.id, d.name, d.language, d.category, d.status, d.attempts, d.template_id, d.meta_status, d.error,
-       d.created_at, d.finished_at, d.request, o.email AS operator_email,
+SELECT d.id, d.waba_id, d.name, d.language, d.category, d.status, d.attempts, d.template_id, d.meta_status,
+       d.error, d.created_at, d.finished_at, d.request, o.email AS operator_email,
        t.status AS template_status, t.rejected_reason
   FROM template_drafts d
   LEFT JOIN operators o ON o.id = d.operator_id

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import WebServer, post_webhook, wait_for
+from tests.conftest import WebServer, post_webhook, wait_for, wait_until
 from tests.inbox_client import PASSWORD, Inbox, conversation_id, create_operator, csrf_of
 from waypost.devtools import payloads
 from waypost.devtools.browser import CHROMIUM_FLAGS, chromium_path
@@ -275,6 +275,33 @@ def test_a_lost_answer_is_read_back_and_transient_failures_are_bounded(
     assert row["attempts"] == 5 and "could not be reached after 5 attempts" in row["error"]["message"]
     assert [r["body"]["name"] for r in fake_graph.template_creates].count("never") == 5
     assert template_row(db, "never") is None
+
+
+def test_an_approval_that_beats_metas_answer_is_kept_and_later_events_apply(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph, start_worker
+) -> None:
+    create_operator(database_url)
+    inbox = Inbox(client)
+    start_worker()
+    fake_graph.template_create_script.append(Behaviour(hang=1.2))  # created at once, answered 1.2 s later
+    assert inbox.post(URL, draft()).status_code == 202
+    wait_until(lambda: fake_graph.created_templates(), what="the template created at the fake")
+    meta_id = fake_graph.templates[-1]["id"]
+    approved = payloads.template_status_update(
+        "APPROVED", "order_ready", template_id=int(meta_id), timestamp=int(time.time()), waba_id=WABA
+    )
+    assert post_webhook(client, payloads.dumps(approved)).status_code == 200  # before the worker records
+    row = wait_for(db, "SELECT * FROM template_drafts WHERE status = 'submitted'")
+    assert row["meta_status"] == "PENDING"  # Meta's answer said PENDING; the newer webhook wins
+    stored = template_row(db)
+    assert stored is not None and (stored["status"], stored["template_id"]) == ("APPROVED", meta_id)
+    assert stored["components"][1]["type"] == "BODY"  # the submitted components fill the webhook's row
+    rejected = payloads.template_status_update(
+        "REJECTED", "order_ready", reason="INVALID_FORMAT", timestamp=int(time.time()) + 2, waba_id=WABA
+    )
+    assert post_webhook(client, payloads.dumps(rejected)).status_code == 200
+    assert (template_row(db)["status"], template_row(db)["rejected_reason"]) == ("REJECTED", "INVALID_FORMAT")  # type: ignore[index]
+    assert inbox.get(URL).json()["drafts"][0]["rejected_reason"] == "INVALID_FORMAT"
 
 
 def test_invalid_drafts_are_refused_before_anything_is_stored(

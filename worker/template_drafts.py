@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import procrastinate
+import psycopg
 from psycopg.types.json import Jsonb
 
 from waypost.db import DictConnection, execute, fetch_optional
@@ -30,7 +31,7 @@ from waypost.logs import log_context
 from waypost.text import clean_text
 from worker.graph import GraphClient, classify_response
 from worker.queue import app
-from worker.resources import resources_of
+from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision, RetryLater, retry_delay
 from worker.tasks import REPLY_QUEUE, SUBMIT_TEMPLATE
 from worker.templates import FIELDS, parameter_counts, template_row
@@ -63,39 +64,61 @@ class Transient:
 
 @app.task(name=SUBMIT_TEMPLATE, queue=REPLY_QUEUE, pass_context=True, retry=FollowTaskDecision())
 async def submit_template(context: procrastinate.JobContext, draft_id: int, request_id: str) -> None:
+    """Submit one draft; a lost database is a bounded retry (the next run reads back what Meta has),
+    any error nobody classified refuses the draft with the reason: never left "submitting"."""
     resources = resources_of(context)
     with log_context(request_id=request_id, job_id=context.job.id):
-        async with resources.pool.connection() as conn:
-            draft = await fetch_optional(conn, "template_draft_claim", draft_id=draft_id)
-        if draft is None:
-            logger.info("template draft %s is submitted or refused already: nothing to do", draft_id)
+        try:
+            await submit(resources, draft_id)
+        except RetryLater:
+            raise
+        except psycopg.OperationalError as exc:
+            if (context.job.attempts or 0) >= 2 * MAX_ATTEMPTS:
+                raise
+            logger.warning("template draft %s: database unavailable (%s): retrying", draft_id, exc)
+            raise RetryLater("database unavailable", 5.0) from exc
+        except Exception as exc:
+            logger.exception("template draft %s: unexpected error", draft_id)
+            reason = clean_text(f"unexpected error: {type(exc).__name__}: {exc}")[:500]
+            message = f"{reason}; it may have reached Meta: `waypost templates sync` shows whether it did"
+            async with resources.pool.connection() as conn, conn.transaction():
+                draft = await fetch_optional(conn, "template_draft", draft_id=draft_id)
+                if draft is not None:
+                    await record_refused(conn, dict(draft), Refused({"message": message}))
+            raise
+
+
+async def submit(resources: WorkerResources, draft_id: int) -> None:
+    async with resources.pool.connection() as conn:
+        draft = await fetch_optional(conn, "template_draft_claim", draft_id=draft_id)
+    if draft is None:
+        logger.info("template draft %s is submitted or refused already: nothing to do", draft_id)
+        return
+    label = f"{draft['name']}/{draft['language']}"
+    outcome = await ask_meta(resources.graph, draft)
+    async with resources.pool.connection() as conn, conn.transaction():
+        if isinstance(outcome, Submitted):
+            status = await record_submitted(conn, draft, outcome)
+            logger.info(
+                "template %s submitted (attempt %s): Meta id %s, %s",
+                label,
+                draft["attempts"],
+                outcome.template_id,
+                status,
+            )
             return
-        label = f"{draft['name']}/{draft['language']}"
-        outcome = await ask_meta(resources.graph, draft)
-        async with resources.pool.connection() as conn, conn.transaction():
-            if isinstance(outcome, Submitted):
-                status = await record_submitted(conn, draft, outcome)
-                logger.info(
-                    "template %s submitted (attempt %s): Meta id %s, %s",
-                    label,
-                    draft["attempts"],
-                    outcome.template_id,
-                    status,
-                )
-                return
-            if isinstance(outcome, Transient) and draft["attempts"] < MAX_ATTEMPTS:
-                delay = retry_delay(resources.settings, draft["attempts"], outcome.retry_after)
-                await execute(conn, "template_draft_note", draft_id=draft_id, error=Jsonb({"message": outcome.reason}))
-                logger.warning("template %s: attempt %s failed: %s", label, draft["attempts"], outcome.reason)
-                raise RetryLater(outcome.reason, delay)
-            if isinstance(outcome, Transient):
-                refusal = Refused(
-                    {"message": f"Meta could not be reached after {draft['attempts']} attempts: {outcome.reason}"}
-                )
-            else:
-                refusal = outcome
-            await record_refused(conn, draft, refusal)
-        logger.warning("template %s refused: %s", label, refusal.error.get("message"))
+        if isinstance(outcome, Transient) and draft["attempts"] < MAX_ATTEMPTS:
+            delay = retry_delay(resources.settings, draft["attempts"], outcome.retry_after)
+            await execute(conn, "template_draft_note", draft_id=draft_id, error=Jsonb({"message": outcome.reason}))
+            logger.warning("template %s: attempt %s failed: %s", label, draft["attempts"], outcome.reason)
+            raise RetryLater(outcome.reason, delay)
+        if isinstance(outcome, Transient):
+            reason = f"Meta could not be reached after {draft['attempts']} attempts: {outcome.reason}"
+            refusal = Refused({"message": reason})
+        else:
+            refusal = outcome
+        await record_refused(conn, draft, refusal)
+    logger.warning("template %s refused: %s", label, refusal.error.get("message"))
 
 
 async def ask_meta(graph: GraphClient, draft: dict[str, Any]) -> Submitted | Refused | Transient:
