@@ -8,6 +8,7 @@ worker submits it (worker/template_drafts.py, reached through the task facade). 
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -31,6 +32,7 @@ from webhook.state import app_state, path_for
 from worker.tasks import defer_template_submission
 
 RECENT_DRAFTS = 50
+CLIENT_KEY = re.compile(r"[A-Za-z0-9_-]{8,100}")
 CATEGORIES = ("UTILITY", "MARKETING", "AUTHENTICATION")
 IN_FLIGHT = ("queued", "submitting")
 
@@ -360,7 +362,7 @@ async def submit_template_form(request: Request) -> Response:
     form = await request.form()
     values = form_values(form)
     client_key = str(form.get("client_key") or "")
-    if not client_key.replace("-", "").replace("_", "").isalnum() or not 8 <= len(client_key) <= 100:
+    if not CLIENT_KEY.fullmatch(client_key):  # a form not from this page: a key of its own
         client_key = new_client_key()
     data, sources = draft_from_form(values, client_key)
     try:
