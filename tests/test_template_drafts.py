@@ -239,6 +239,8 @@ def test_metas_refusal_is_shown_with_its_message_and_notified(
     assert template_row(db, "dense") is None
     note = db.execute("SELECT body FROM notifications WHERE kind = 'template_refused'").fetchone()
     assert note is not None and "dense (en_US) was not submitted" in note["body"]  # type: ignore[index]
+    notifications = client.get("/inbox/notifications").text
+    assert "dense (en_US) was not submitted" in notifications and 'href="/inbox/templates"' in notifications
     shown = inbox.get(URL).json()["drafts"][0]
     assert shown["shown_status"] == "NOT SUBMITTED" and "too many variable parameters" in shown["error_text"]
     page = client.get("/inbox/templates")
