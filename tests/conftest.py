@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = Path(str(item.fspath))
         if "faults" in path.parts:
             tier = "faults"
-        elif path.stem == "test_inbox_browser":
+        elif path.stem == "test_inbox_browser" or "browser" in getattr(item, "fixturenames", ()):
             tier = "browser"
         elif (
             INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))

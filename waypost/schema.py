@@ -215,6 +215,26 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
     ),
     "template_syncs": ("waba_id", "started_at", "synced_at", "failed_at", "error", "failures"),
+    # 0024_template_drafts
+    "template_drafts": (
+        "id",
+        "client_key",
+        "operator_id",
+        "waba_id",
+        "name",
+        "language",
+        "category",
+        "request",
+        "status",
+        "attempts",
+        "asked_at",
+        "template_id",
+        "meta_status",
+        "error",
+        "request_id",
+        "created_at",
+        "finished_at",
+    ),
     # 0020_erasure
     "erasures": ("id", "erased_at", "erased_by", "counts"),
     "consent_events": (
@@ -292,6 +312,8 @@ EXPECTED_INDEXES: tuple[str, ...] = (
     "message_templates_name_language_key",
     "notifications_once_key_key",
     "template_events_event_key_key",
+    "template_drafts_client_key_key",
+    "template_drafts_in_flight_key",
 )
 # The triggers that feed the live inbox: without them, open pages silently stop updating.
 EXPECTED_TRIGGERS: tuple[str, ...] = (

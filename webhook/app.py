@@ -21,7 +21,7 @@ from waypost.settings import Settings, load_settings
 from webhook import endpoints
 from webhook.errors import exception_handlers
 from webhook.headers import SecurityHeadersMiddleware
-from webhook.inbox import api, live, pages
+from webhook.inbox import api, live, pages, template_drafts
 from webhook.inbox.auth import InboxSessionMiddleware
 from webhook.limits import BodyLimit, BodyLimitMiddleware
 from webhook.middleware import RequestIdMiddleware, SchemaGuardMiddleware
@@ -70,12 +70,12 @@ def routes(settings: Settings) -> list[BaseRoute]:
                 Route(WEBHOOK, endpoints.receive_webhook, methods=["POST"], name="webhook", middleware=its_own_limit),
                 Route("/cron/run-outbound-jobs", endpoints.run_outbound_jobs, methods=["GET", "POST"], name="cron"),
                 # the operator inbox's JSON API (described in /openapi.json)
-                Group("/inbox", routes=api.routes, middleware=sessions, name="api"),
+                Group("/inbox", routes=[*api.routes, *template_drafts.api_routes], middleware=sessions, name="api"),
             ],
         ),
         # The operator inbox's pages, their live fragments and event stream, and static files.
         Route("/inbox", pages.conversations_page, methods=["GET"], middleware=sessions, name="inbox"),
-        Group("/inbox", routes=pages.routes, middleware=sessions, name="inbox"),
+        Group("/inbox", routes=[*template_drafts.page_routes, *pages.routes], middleware=sessions, name="inbox"),
     ]
 
 

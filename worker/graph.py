@@ -167,6 +167,20 @@ class GraphClient:
         path = f"/{self._version}/{phone_number_id}/block_users"
         return await self._client.request("POST" if block else "DELETE", path, json=body)
 
+    async def create_template(self, *, waba_id: str, body: dict[str, Any]) -> httpx.Response:
+        """POST /{waba-id}/message_templates: submit a template for review; the caller reads Meta's
+        answer, {id, status, category} or an error (docs/whatsapp.md "Creating templates")."""
+        return await self._client.post(f"/{self._version}/{waba_id}/message_templates", json=body)
+
+    async def templates_named(
+        self, *, waba_id: str, name: str, fields: str, after: str | None = None
+    ) -> httpx.Response:
+        """GET /{waba-id}/message_templates filtered by name, one page (`after`: the next page's cursor)."""
+        params = {"name": name, "fields": fields, "limit": "100"}
+        if after:
+            params["after"] = after
+        return await self._client.get(f"/{self._version}/{waba_id}/message_templates", params=params)
+
     async def send_message(
         self,
         *,

@@ -28,6 +28,7 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_answers import Behaviour, error_body
 from waypost.devtools.fake_block import FakeBlockMixin
 from waypost.devtools.fake_media import FakeMediaMixin
+from waypost.devtools.fake_template_create import FakeTemplateCreateMixin
 from waypost.devtools.fake_templates import FakeTemplatesMixin, template_problem
 from waypost.signing import sign
 
@@ -69,7 +70,7 @@ def status_payload(
     )
 
 
-class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
+class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplateCreateMixin):
     def __init__(
         self,
         *,
@@ -97,6 +98,7 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
         self._init_media()
         self._init_block()
         self._init_templates()
+        self._init_template_create()
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
@@ -105,6 +107,7 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
                 Route("/{version}/{phone_number_id}/media", self.upload, methods=["POST"]),
                 Route("/{version}/{phone_number_id}/block_users", self.block_users, methods=["POST", "DELETE"]),
                 Route("/{version}/{waba_id}/message_templates", self.list_templates, methods=["GET"]),
+                Route("/{version}/{waba_id}/message_templates", self.create_template, methods=["POST"]),
                 Route("/_fake/templates", self.templates_endpoint, methods=["PUT"]),
                 Route("/_fake/heard", self.heard_endpoint, methods=["POST"]),
                 Route("/_fake/requests", self.list_requests, methods=["GET"]),

@@ -113,13 +113,15 @@ class FakeTemplatesMixin:
             start = int(request.query_params.get("after", "0"))
         except ValueError:
             return JSONResponse(error_body(100, "Invalid parameter"), status_code=400)
-        page = self.templates[start : start + limit]
+        name = request.query_params.get("name")  # the templates of one name (all its languages)
+        listed = [t for t in self.templates if t.get("name") == name] if name else self.templates
+        page = listed[start : start + limit]
         answer: dict[str, Any] = {"data": page}
         if page:
             answer["paging"] = {"cursors": {"before": str(start), "after": str(start + len(page))}}
             if self.templates_next is not None:
                 answer["paging"]["next"] = self.templates_next
-            elif start + len(page) < len(self.templates):
+            elif start + len(page) < len(listed):
                 query = request.url.include_query_params(after=str(start + len(page)))
                 answer["paging"]["next"] = str(query)
         return JSONResponse(answer)
