@@ -268,16 +268,18 @@ def test_without_the_typing_indicator_the_reply_is_preceded_by_a_plain_read(
     assert read.at <= send.at and receipt_at(db, wamid) is not None
 
 
-def test_read_receipts_never_makes_no_call_at_all(
+@pytest.mark.parametrize("mode", ["never", "ai"])
+def test_never_makes_no_call_and_ai_none_for_an_operators_open(
+    mode: str,
     settings: Settings,
     db: psycopg.Connection,
     database_url: str,
     fake_graph: FakeGraph,
     start_worker: Callable[..., Any],
 ) -> None:
-    start_worker(WAYPOST_READ_RECEIPTS="never")
-    never = settings.model_copy(update={"read_receipts": "never"})
-    with WebServer(never) as web, httpx.Client(base_url=web.url, timeout=10) as client:
+    start_worker(WAYPOST_READ_RECEIPTS=mode)
+    configured = settings.model_copy(update={"read_receipts": mode})
+    with WebServer(configured) as web, httpx.Client(base_url=web.url, timeout=10) as client:
         create_operator(database_url)
         inbox = Inbox(client)
         answered = deliver(client, fake_graph, "Hello")
@@ -288,9 +290,11 @@ def test_read_receipts_never_makes_no_call_at_all(
         settled(db)
         assert inbox.get(f"/inbox/conversations/{cid}").status_code == 200
         assert inbox.post(f"/api/inbox/conversations/{cid}/read").status_code == 200
-    assert fake_graph.receipts == []
+    # `ai`: only the answered message, with its typing indicator; `never`: nothing at all
+    assert [r.wa_message_id for r in fake_graph.typing_calls()] == ([answered] if mode == "ai" else [])
+    assert fake_graph.read_calls() == [] and len(fake_graph.receipts) == (mode == "ai")
     assert db.execute("SELECT 1 FROM procrastinate_jobs WHERE task_name = 'read_receipt'").fetchone() is None
-    assert receipt_at(db, answered) is None and receipt_at(db, waiting) is None
+    assert (receipt_at(db, answered) is not None) == (mode == "ai") and receipt_at(db, waiting) is None
 
 
 def test_the_fake_graph_api_takes_read_calls_as_meta_does(fake_graph: FakeGraph) -> None:
