@@ -76,8 +76,8 @@ class Answering:
         self.inbound = inbound
         self.read = settings.read_receipts != "never"
         self.typing = self.read and settings.typing_indicator  # Meta shows it only with a read receipt
-        self.recorded = False
-        self.idle = asyncio.Event()  # set while no call (or its record) is on its way
+        self.marked = False  # Meta answered a call: the message is read on the contact's phone
+        self.idle = asyncio.Event()  # set while no call is on its way
         self.task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Answering:
@@ -97,6 +97,14 @@ class Answering:
                 await self.idle.wait()
         task.cancel()
         await asyncio.wait({task})  # never raises the task's own cancellation into the reply
+        if self.marked:  # recorded here, where no cancellation can cut the write short
+            try:
+                async with self.resources.pool.connection() as conn:
+                    await execute(
+                        conn, "read_receipt_mark", conversation_id=self.conversation.id, message_id=self.inbound.id
+                    )
+            except Exception as exc:  # the next operator's open marks it again: harmless
+                logger.warning("read receipt: not recorded for wa_message_id=%s: %s", self.inbound.wa_message_id, exc)
 
     async def _run(self) -> None:
         try:
@@ -122,17 +130,13 @@ class Answering:
             self.idle.set()
 
     async def _call(self, *, typing: bool) -> None:
-        conversation, inbound = self.conversation, self.inbound
-        ok = await mark_read(
+        if await mark_read(
             self.resources,
-            phone_number_id=conversation.phone_number_id,
-            wa_message_id=inbound.wa_message_id,
+            phone_number_id=self.conversation.phone_number_id,
+            wa_message_id=self.inbound.wa_message_id,
             typing=typing,
-        )
-        if ok and not self.recorded:
-            self.recorded = True
-            async with self.resources.pool.connection() as conn:
-                await execute(conn, "read_receipt_mark", conversation_id=conversation.id, message_id=inbound.id)
+        ):
+            self.marked = True
 
 
 def answering(resources: WorkerResources, conversation: Conversation, inbound: Inbound) -> Answering:
