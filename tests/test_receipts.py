@@ -174,6 +174,7 @@ def test_a_failing_or_hanging_read_call_neither_fails_nor_holds_up_the_reply(
     )["sent_at"]
     delay = (sent - stored).total_seconds()
     # the reply waits at most 1 s for a call still on its way: far from the call's 4 s timeout
+    print(f"\nreply {delay:.2f} s after its message, its read call hanging")  # shown with -s
     assert delay < 2.5, delay
     assert send.accepted and receipt_at(db, hung) is None
 
