@@ -47,6 +47,10 @@ PRICED_MESSAGES = Counter(
     ["phone_number_id", "category", "type", "billable"],
 )
 UNDELIVERED = Counter("waypost_undelivered_flagged", "Messages the sweep flagged accepted but not delivered")
+# Read receipts and typing indicators (worker/receipts.py): kind typing|read, outcome ok|failed.
+READ_RECEIPTS = Counter(
+    "waypost_read_receipts", "Read-receipt calls to the Cloud API by kind and outcome", ["kind", "outcome"]
+)
 PRICING_CATEGORIES = frozenset(
     {"service", "utility", "marketing", "marketing_lite", "authentication", "authentication_international"}
 )

@@ -66,6 +66,8 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "billable",
         "priced_at",
         "undelivered_at",
+        # 0029_read_receipts
+        "read_receipt_at",
     ),
     "outbound_jobs": (
         "id",

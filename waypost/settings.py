@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     # operators are told once; at the cap the AI stops answering and leaves conversations to them.
     service_budget_threshold: int = Field(0, ge=0, validation_alias=_env("WAYPOST_SERVICE_BUDGET_THRESHOLD"))
     service_budget_cap: int = Field(0, ge=0, validation_alias=_env("WAYPOST_SERVICE_BUDGET_CAP"))
+    # Read receipts and the typing indicator on the contact's phone (worker/receipts.py). `operator_open`:
+    # a message the AI answers is marked read when it starts answering, one left to an operator when an
+    # operator opens its conversation; `ai`: only the former; `never`: none (and no typing indicator,
+    # which Meta only shows with a read receipt).
+    read_receipts: Literal["operator_open", "ai", "never"] = Field(
+        "operator_open", validation_alias=_env("WAYPOST_READ_RECEIPTS")
+    )
+    typing_indicator: bool = Field(True, validation_alias=_env("WAYPOST_TYPING_INDICATOR"))
+    # Meta drops the indicator after 25 s: it is sent again this often while the AI is still working.
+    typing_refresh_seconds: float = Field(20.0, gt=0, le=25, validation_alias=_env("WAYPOST_TYPING_REFRESH_SECONDS"))
+    # One read/typing call's whole budget: it never holds up a reply longer than this (or 1 s at its end).
+    read_receipt_timeout: float = Field(3.0, gt=0, le=30, validation_alias=_env("WAYPOST_READ_RECEIPT_TIMEOUT"))
     # Inbound media: the hosts a media URL from Meta may point at (the access token goes only there;
     # comma-separated host names), and how many attempts a download gets before it is given up.
     media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(

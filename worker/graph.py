@@ -181,6 +181,20 @@ class GraphClient:
             params["after"] = after
         return await self._client.get(f"/{self._version}/{waba_id}/message_templates", params=params)
 
+    async def mark_read(self, *, phone_number_id: str, message_id: str, typing: bool) -> None:
+        """POST /{phone-number-id}/messages with status "read": the inbound message `message_id` (and the
+        earlier ones) show as read on the contact's phone, with "typing…" when `typing` (docs/whatsapp.md
+        "Read receipts and the typing indicator"). Raises SendFailed; the caller bounds its time."""
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        try:
+            response = await self._client.post(f"/{self._version}/{phone_number_id}/messages", json=body)
+        except httpx.TransportError as exc:
+            raise SendFailed("ambiguous", f"{type(exc).__name__}: {exc}") from exc
+        if not response.is_success:
+            raise classify_response(response)
+
     async def send_message(
         self,
         *,

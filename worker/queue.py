@@ -101,6 +101,7 @@ app = WaypostApp(
         "worker.transcription",
         "worker.consent",
         "worker.template_drafts",
+        "worker.receipts",
     ],
 )
 

@@ -25,6 +25,7 @@ from worker.consent import NO_CONFIRMATION, consent_confirmation
 from worker.media_ready import transcribes
 from worker.orchestrator import Answer, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
+from worker.receipts import answering
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
 from worker.rows import Conversation, Inbound, OutboundJob
@@ -142,7 +143,8 @@ class ReplyRun(SendRun):
             history = await self.history(conversation, inbound)
             if history is None or not history[-1].readable:  # a file without words the AI could read
                 return await self.unreadable(conversation, inbound, key)
-            found = await self.ask_orchestrator(conversation, inbound, history)
+            async with answering(self.resources, conversation, inbound):  # read + typing… while the AI writes
+                found = await self.ask_orchestrator(conversation, inbound, history)
             if found is None:
                 return None
             answer = found

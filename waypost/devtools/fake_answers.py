@@ -45,3 +45,19 @@ def error_body(code: int, message: str | None = None) -> dict[str, Any]:
             "fbtrace_id": "AFakeTraceId",
         }
     }
+
+
+@dataclasses.dataclass
+class Recorded:
+    """One request the fake answered: a send (`wa_message_id` the wamid it gave, if accepted) or a
+    read/typing call (`wa_message_id` the message it named)."""
+
+    at: float
+    phone_number_id: str
+    body: dict[str, Any]
+    status: int
+    accepted: bool
+    wa_message_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

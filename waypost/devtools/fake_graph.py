@@ -9,7 +9,6 @@ serves media files and takes uploads too (the handlers are in waypost/devtools/f
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import random
 import time
@@ -25,25 +24,13 @@ from starlette.routing import Route
 
 from waypost import kinds
 from waypost.devtools import payloads
-from waypost.devtools.fake_answers import Behaviour, error_body
+from waypost.devtools.fake_answers import Behaviour, Recorded, error_body
 from waypost.devtools.fake_block import FakeBlockMixin
 from waypost.devtools.fake_media import FakeMediaMixin
+from waypost.devtools.fake_receipts import FakeReceiptsMixin
 from waypost.devtools.fake_template_create import FakeTemplateCreateMixin
 from waypost.devtools.fake_templates import FakeTemplatesMixin, template_problem
 from waypost.signing import sign
-
-
-@dataclasses.dataclass
-class Recorded:
-    at: float
-    phone_number_id: str
-    body: dict[str, Any]
-    status: int
-    accepted: bool
-    wa_message_id: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def status_payload(
@@ -70,7 +57,7 @@ def status_payload(
     )
 
 
-class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplateCreateMixin):
+class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplateCreateMixin, FakeReceiptsMixin):
     def __init__(
         self,
         *,
@@ -99,6 +86,7 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplate
         self._init_block()
         self._init_templates()
         self._init_template_create()
+        self._init_receipts()
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
@@ -111,6 +99,7 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplate
                 Route("/_fake/templates", self.templates_endpoint, methods=["PUT"]),
                 Route("/_fake/heard", self.heard_endpoint, methods=["POST"]),
                 Route("/_fake/requests", self.list_requests, methods=["GET"]),
+                Route("/_fake/receipts", self.list_receipts, methods=["GET"]),
                 Route("/_fake/script", self.add_script, methods=["POST"]),
                 Route("/_fake/config", self.configure, methods=["POST"]),
                 Route("/_fake/status", self.post_status_endpoint, methods=["POST"]),
@@ -192,6 +181,8 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplate
             body = json.loads(await request.body())
         except ValueError:
             return JSONResponse(error_body(100, "The request body is not JSON"), status_code=400)
+        if isinstance(body, dict) and "status" in body:  # a read receipt (with the typing indicator?)
+            return await self.receipt(phone_number_id, body)
         problem = self.validate(body)
         if problem:
             self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
@@ -292,10 +283,15 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplate
     async def list_requests(self, request: Request) -> JSONResponse:
         return JSONResponse([r.as_dict() for r in self.requests])
 
+    async def list_receipts(self, request: Request) -> JSONResponse:
+        return JSONResponse([r.as_dict() for r in self.receipts])
+
     async def add_script(self, request: Request) -> JSONResponse:
-        """Queue behaviours for the next sends, or with ?for=uploads for the next media uploads."""
+        """Queue behaviours for the next sends, or with ?for=uploads (receipts) for the next media uploads
+        (read/typing calls)."""
         items = await request.json()
-        script = self.upload_script if request.query_params.get("for") == "uploads" else self.script
+        scripts = {"uploads": self.upload_script, "receipts": self.receipt_script}
+        script = scripts.get(request.query_params.get("for", ""), self.script)
         script.extend(Behaviour(**item) for item in items)
         return JSONResponse({"queued": len(script)})
 

@@ -17,6 +17,7 @@ from starlette.templating import Jinja2Templates
 
 from waypost import contact_data
 from waypost.errors import NotFound, SignInRefused, TooManySignIns, WaypostError
+from waypost.logs import request_id_var
 from webhook.errors import status_of
 from webhook.inbox import contact, live, media, present, store
 from webhook.inbox.auth import (
@@ -153,7 +154,8 @@ async def conversation_page(request: Request) -> Response:
     pool = app_state(request).pool
     conversation_id = store.row_id(request.path_params["conversation_id"], "conversation")
     conversation = await store.conversation(pool, conversation_id)
-    await store.mark_read(pool, conversation_id)
+    receipt = app_state(request).settings.read_receipts == "operator_open"  # the contact's phone shows it read too
+    await store.mark_read(pool, conversation_id, receipt=receipt, request_id=request_id_var.get() or "")
     messages = await store.messages(pool, conversation_id)
     counts = await store.notification_counts(pool)
     consent = present.consent_json(await store.consent(pool, conversation_id))

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from waypost import kinds
 from waypost.attachments import stage_file
-from waypost.db import DictPool, execute, fetch_all, fetch_one, fetch_optional
+from waypost.db import DictPool, execute, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.errors import (
     BadFilter,
     BadInput,
@@ -27,7 +27,7 @@ from waypost.errors import (
 )
 from waypost.media_store import MediaStore
 from waypost.text import unfit
-from worker.tasks import defer_block, defer_operator_send, operator_key
+from worker.tasks import defer_block, defer_operator_send, defer_read_receipt, operator_key
 
 Filter = Literal["unread", "ai_paused", "send_failed", "window_closed"]
 FILTERS: tuple[Filter, ...] = ("unread", "ai_paused", "send_failed", "window_closed")
@@ -104,9 +104,16 @@ async def messages(pool: DictPool, conversation_id: int) -> list[dict[str, Any]]
         return await fetch_all(conn, "inbox_messages", conversation_id=conversation_id, limit=MESSAGES_SHOWN)
 
 
-async def mark_read(pool: DictPool, conversation_id: int) -> None:
-    async with pool.connection() as conn:
+async def mark_read(pool: DictPool, conversation_id: int, *, receipt: bool = False, request_id: str = "") -> None:
+    """An operator opened the conversation: nothing in it is unread for the operators any more, and
+    with `receipt` (WAYPOST_READ_RECEIPTS=operator_open) its messages not yet marked read on the
+    contact's phone are claimed, and the worker told to mark the latest read (once, whoever opens)."""
+    async with pool.connection() as conn, conn.transaction():
         await execute(conn, "inbox_mark_read", conversation_id=conversation_id)
+        if receipt:
+            message_id = await fetch_value(conn, "read_receipt_claim", conversation_id=conversation_id)
+            if message_id is not None:
+                await defer_read_receipt(conn, message_id=message_id, request_id=request_id)
 
 
 async def _update_conversation(pool: DictPool, name: str, conversation_id: int, **params: Any) -> None:
