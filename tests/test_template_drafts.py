@@ -196,12 +196,19 @@ def test_a_draft_is_submitted_once_and_can_be_sent_once_approved(
 
     # pending: not sendable yet; Meta approves it (the status webhook): now it is
     db.execute("UPDATE conversations SET last_inbound_at = now() - interval '2 days' WHERE id = %s", [cid])
-    send = {"name": "order_ready", "language": "en_US", "parameters": ["Sheena", "A-17"]}
+    send = {
+        "name": "order_ready",
+        "language": "en_US",
+        "parameters": ["Sheena", "A-17"],
+        "header_parameters": ["A-17"],
+        "button_parameters": [{"index": 1, "text": "A-17"}],
+    }
     refused = inbox.post(f"/api/inbox/conversations/{cid}/template", send)
     assert refused.status_code == 409 and refused.json()["code"] == "TEMPLATE_UNAVAILABLE"
     approved = payloads.template_status_update(
         "APPROVED", "order_ready", template_id=int(meta_id), timestamp=int(time.time()) + 1, waba_id=WABA
     )
+    fake_graph.set_template_status("order_ready", "APPROVED")  # Meta's own state, which its send checks
     assert post_webhook(client, payloads.dumps(approved)).status_code == 200
     assert template_row(db)["status"] == "APPROVED"  # type: ignore[index]
     assert inbox.get(URL).json()["drafts"][0]["shown_status"] == "APPROVED"
