@@ -220,8 +220,8 @@ def test_a_second_late_reply_in_the_same_closed_window_sends_no_second_template(
     start_worker(**ON)
     job_of(db, first["id"], "done")
     assert job_of(db, second["id"], "skipped")["skip_reason"] == (
-        f"{WINDOW_CLOSED}; re-engagement template follow_up (en_US) not sent: one was already sent since the "
-        "contact last wrote (at most one per closed window)"
+        f"{WINDOW_CLOSED}; re-engagement template follow_up (en_US) not sent: a template was already sent since "
+        "the contact last wrote (at most one per closed window)"
     )
     settled(db)
     assert len(templates_sent(fake_graph)) == 1
@@ -269,3 +269,33 @@ def test_the_worker_refuses_to_start_with_a_bad_setting(settings: Settings) -> N
     )
     assert done.returncode == 2, done.stderr
     assert "configuration error: WAYPOST_REENGAGE_TEMPLATE must be name:language" in done.stderr
+
+
+def test_an_operators_template_since_the_contact_last_wrote_counts_as_the_one(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    database_url: str,
+    settings: Settings,
+    fake_graph: FakeGraph,
+    start_worker,
+) -> None:
+    sync(settings, fake_graph, [FOLLOW_UP])
+    start_worker(**ON)
+    fresh = payloads.dumps(payloads.inbound(payloads.text_message("hello", wa_id=CONTACT)))
+    assert post_webhook(client, fresh).status_code == 200
+    wait_for(db, "SELECT 1 FROM messages WHERE author = 'ai' AND status = 'sent'", timeout=30)
+    # a day later the window has closed and an operator has sent a template...
+    db.execute("UPDATE conversations SET last_inbound_at = now() - interval '25 hours'")
+    create_operator(database_url)
+    cid = conversation_id(db)
+    request = {"name": "follow_up", "language": "en_US", "parameters": ["Sheena", "Rosa"]}
+    assert Inbox(client).post(f"/api/inbox/conversations/{cid}/template", request).status_code == 202
+    wait_for(db, "SELECT 1 FROM messages WHERE author = 'operator' AND status = 'sent'", timeout=30)
+    db.execute("UPDATE conversations SET ai_enabled = true")  # the operator hands back to the AI
+    # ...when a message of the contact's from before then arrives late: no second template
+    late = deliver_late(client, "are you there?", hours=26)
+    assert job_of(db, late["id"], "skipped")["skip_reason"].endswith(
+        "not sent: a template was already sent since the contact last wrote (at most one per closed window)"
+    )
+    settled(db)
+    assert len(templates_sent(fake_graph)) == 1

@@ -5,8 +5,8 @@ template, once.
 
 Its settings are worker.reengage_config. The template goes out as the reply itself: the reply's
 outbound message, under the reply's idempotency key, queued by waypost_queue_reengagement_v1 (which
-checks the template is stored and APPROVED, its parameter count, marketing consent, and that no other
-re-engagement went out since the contact last wrote), then claimed and sent by worker.sending like any
+checks the template is stored and APPROVED, its parameter count, marketing consent, and that no template,
+this or an operator's, went out since the contact last wrote), then claimed and sent by worker.sending like any
 message. A retried, redelivered or crashed job finds that message by its key and sends it, never a
 second one.
 """
@@ -51,7 +51,7 @@ def why_not(outcome: str, detail: str | None) -> str:
         "template_unavailable": f"its status is {detail}, not APPROVED",
         "parameter_mismatch": f"its parameters do not match WAYPOST_REENGAGE_PARAMETERS ({detail})",
         "marketing_refused": "it is a MARKETING template and the contact opted out of marketing (or is blocked)",
-        "already_reengaged": "one was already sent since the contact last wrote (at most one per closed window)",
+        "already_reengaged": "a template was already sent since the contact last wrote (at most one per closed window)",
         "contact_wrote": "the contact wrote again since; the newer message is answered instead",
     }.get(outcome, outcome)
 

@@ -13,8 +13,8 @@
 --                         parameters (detail: what it needs)
 --   marketing_refused     a MARKETING template to a contact for whom waypost_may_receive_marketing_v1
 --                         is false
---   already_reengaged     an AI template (not failed) was already queued since the contact last
---                         wrote: at most one per closed window (detail: its message id)
+--   already_reengaged     a template (not failed), this kind or an operator's, was already queued
+--                         since the contact last wrote: at most one per closed window (detail: its id)
 CREATE OR REPLACE FUNCTION waypost_queue_reengagement_v1(
     p_conversation_id bigint,
     p_reply_to_message_id bigint,
@@ -70,7 +70,7 @@ BEGIN
         RETURN;
     END IF;
     SELECT m.id INTO v_message_id FROM messages m
-     WHERE m.conversation_id = p_conversation_id AND m.direction = 'outbound' AND m.author = 'ai'
+     WHERE m.conversation_id = p_conversation_id AND m.direction = 'outbound'
        AND m.type = 'template' AND m.status <> 'failed'
        AND (v_conversation.last_inbound_at IS NULL OR m.created_at > v_conversation.last_inbound_at)
      ORDER BY m.id DESC LIMIT 1;
