@@ -17,6 +17,7 @@ from tests.inbox_client import Inbox, conversation_id, create_operator
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.devtools.fake_templates import template
+from waypost.devtools.net import free_port
 from waypost.settings import ConfigurationError, Settings
 from worker.reengage_config import reengagement
 
@@ -98,7 +99,8 @@ def test_the_template_goes_once_instead_of_the_ai_answer_and_the_operators_are_t
     start_worker,
 ) -> None:
     sync(settings, fake_graph, [FOLLOW_UP])
-    worker = start_worker(**ON)
+    port = free_port()
+    worker = start_worker(WAYPOST_WORKER_METRICS_PORT=str(port), **ON)
     late = deliver_late(client, "are you open tomorrow?")
     job = job_of(db, late["id"], "done")
     settled(db)
@@ -120,6 +122,8 @@ def test_the_template_goes_once_instead_of_the_ai_answer_and_the_operators_are_t
     ]
     prefix = f"request_id={job['request_id']} job_id={job['procrastinate_job_id']}"
     assert any(prefix in line and " re-engagement elapsed_ms=" in line for line in worker.output().splitlines())
+    counted = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'waypost_reengagements_total{outcome="sent"} 1.0' in counted
 
     # the inbox says why this AI message is a template
     create_operator(database_url)

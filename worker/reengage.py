@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from psycopg.types.json import Jsonb
 
+from waypost import metrics
 from waypost.db import fetch_one
 from waypost.text import clean_text
 from worker.rows import Conversation, Inbound
@@ -86,6 +87,8 @@ async def reengage(
         if outcome == "queued":  # told once: a later run finds the message ('duplicate')
             kind, body = SENT_NOTICE
             await notify(conn, conversation.id, kind, body.format(template=template))
+    if outcome == "queued":
+        metrics.REENGAGEMENTS.labels("sent").inc()
     if outcome not in ("queued", "duplicate"):
         await not_sent(run, conversation, template, outcome, why_not(outcome, row["detail"]), window_closed)
         return None
@@ -98,6 +101,7 @@ async def not_sent(
 ) -> None:
     """Skip the reply: its reason and the operators' notice say why the template was not sent."""
     run.clock.log("re-engagement", f"template {template} not sent ({outcome}): {why}")
+    metrics.REENGAGEMENTS.labels(outcome).inc()
     notice = None
     if outcome != "contact_wrote":  # a newer message is being answered: nothing for an operator to do
         kind, body = NOT_SENT_NOTICE
