@@ -142,6 +142,15 @@ class Settings(BaseSettings):
         consent_defaults.OPT_IN_CONFIRMATIONS, validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATIONS")
     )
 
+    # Re-engagement (README "Message templates"): an AI reply that falls due after the 24-hour window
+    # closed sends this approved template ("name:language") instead of being skipped. Empty: off.
+    # What fills its body's {{1}}, {{2}}…, in order: `contact_name` or `text:FIXED`, comma-separated.
+    # Checked when the worker starts (worker.reengage).
+    reengage_template: str = Field("", validation_alias=_env("WAYPOST_REENGAGE_TEMPLATE"))
+    reengage_parameters: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=_env("WAYPOST_REENGAGE_PARAMETERS")
+    )
+
     # Sweep
     stalled_worker_seconds: float = Field(60.0, gt=0, validation_alias=_env("WAYPOST_STALLED_WORKER_SECONDS"))
     retention_days: float = Field(30.0, gt=0, validation_alias=_env("WAYPOST_RETENTION_DAYS"))
@@ -212,7 +221,7 @@ class Settings(BaseSettings):
             value = [item.strip().lower() for item in value.split(",") if item.strip()]
         return tuple(value)
 
-    @field_validator("opt_out_words", "opt_in_words", mode="before")
+    @field_validator("opt_out_words", "opt_in_words", "reengage_parameters", mode="before")
     @classmethod
     def _word_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -26,6 +26,8 @@ from worker.media_ready import transcribes
 from worker.orchestrator import Answer, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
 from worker.receipts import answering
+from worker.reengage import outbound as reengaged
+from worker.reengage import reengage
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
 from worker.rows import Conversation, Inbound, OutboundJob
@@ -123,6 +125,8 @@ class ReplyRun(SendRun):
             existing = await fetch_optional(conn, "reply_find_send", idempotency_key=key)
 
         if existing is not None:
+            if existing["type"] == "template":  # a re-engagement was decided (worker.reengage)
+                return reengaged(conversation, key, existing["body"])
             # A retry resends what was decided, never a new answer (the claim returns its kind and object).
             answer = Answer(existing["body"] or "")
         else:
@@ -130,6 +134,9 @@ class ReplyRun(SendRun):
             reason = REVOKED if inbound.revoked_at else skip_reason(conversation, self.settings.window_margin_seconds)
             if confirmation is not None and reason == AI_PAUSED:
                 reason = None  # an opt-out or opt-in is confirmed even while the AI is paused
+            if reason == WINDOW_CLOSED and confirmation is None and self.resources.reengage is not None:
+                # the AI's answer can no longer be sent: the configured template is, instead
+                return await reengage(self, conversation, inbound, key, WINDOW_CLOSED)
             if reason is None and confirmation is None:  # a confirmation is owed, whatever the budget
                 async with self.pool.connection() as conn, conn.transaction():
                     reason = await over_budget(conn, self.settings, conversation.phone_number_id)

@@ -18,6 +18,7 @@ from waypost.media_store import MediaStore
 from waypost.settings import Settings
 from worker.graph import GraphClient
 from worker.orchestrator import Orchestrator, build_orchestrator
+from worker.reengage_config import Reengagement, reengagement
 from worker.transcriber import Transcriber
 
 CONTEXT_KEY = "waypost"
@@ -39,11 +40,13 @@ class WorkerResources:
     graph: GraphClient
     media_store: MediaStore
     transcriber: Transcriber | None = None  # None: WAYPOST_TRANSCRIBE_URL is not set
+    reengage: Reengagement | None = None  # None: WAYPOST_REENGAGE_TEMPLATE is empty
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings, pool: Pool) -> AsyncIterator[WorkerResources]:
         # Both constructors validate their settings: a broken configuration stops the worker here.
+        reengage = reengagement(settings)
         media_store = MediaStore(settings)
         try:
             orchestrator = build_orchestrator(settings)
@@ -52,7 +55,7 @@ class WorkerResources:
                 try:
                     graph = GraphClient(settings)
                     try:
-                        yield cls(settings, pool, orchestrator, graph, media_store, transcriber)
+                        yield cls(settings, pool, orchestrator, graph, media_store, transcriber, reengage)
                     finally:
                         await graph.aclose()
                 finally:
