@@ -1,6 +1,6 @@
 -- Templates drafted by operators in the inbox and submitted to Meta for approval by the worker's
 -- `submit_template` task (README "Message templates"). Re-runnable, like 0002.
--- depends: 0021_templates_functions
+-- depends: 0023_template_events
 
 CREATE TABLE IF NOT EXISTS template_drafts (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
 ALTER TABLE template_drafts

@@ -5,7 +5,7 @@ from yoyo import step
 
 from waypost.sql import function_source
 
-__depends__ = {"0021_templates_functions"}
+__depends__ = {"0024_template_drafts"}
 
 steps = [
     step(

@@ -1,7 +1,7 @@
 -- A notification that must be made once (the monthly service budget's threshold and cap) carries a
 -- `once_key`, unique: two workers crossing the threshold at the same moment make one, where the
 -- earlier "insert unless one exists" made two. Re-runnable.
--- depends: 0021_templates_functions
+-- depends: 0025_reengagement_functions
 
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS once_key text;
 -- the budget notifications made before this migration keep their text as their key (the earliest of
