@@ -25,8 +25,9 @@ from starlette.types import ASGIApp
 from waypost.devtools import embedded_pg, payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.devtools.processes import poll, stop_processes, workers_listening
+from waypost.environment import environment
 from waypost.schema import migrate
-from waypost.settings import Settings, environment
+from waypost.settings import Settings
 from webhook.app import create_app
 
 APP_SECRET = "test-app-secret"

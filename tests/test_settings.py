@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from tests.conftest import WebServer
-from waypost.settings import SECRET_FIELDS, ConfigurationError, Settings, env_name, load_settings
+from waypost.environment import env_name
+from waypost.settings import SECRET_FIELDS, ConfigurationError, Settings, load_settings
 from waypost.signing import tokens_equal
 
 EVERY_SECRET = {

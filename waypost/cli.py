@@ -14,10 +14,11 @@ from types import ModuleType
 from typing import Any
 
 from waypost import __version__, operators
+from waypost.environment import environment
 from waypost.errors import BadOperatorInput, OperatorError, WaypostError
 from waypost.logs import setup_logging
 from waypost.operators import add_operator
-from waypost.settings import ConfigurationError, Settings, environment, load_settings
+from waypost.settings import ConfigurationError, Settings, load_settings
 
 # Where `waypost dev` keeps its settings; other commands run in that folder use them (see main).
 DEV_ENV_FILE = Path(".waypost") / "dev.env"

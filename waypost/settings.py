@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import typing
 from pathlib import Path
@@ -376,37 +375,6 @@ def _is_secret(annotation: Any) -> bool:
 SECRET_FIELDS: frozenset[str] = frozenset(
     name for name, field in Settings.model_fields.items() if _is_secret(field.annotation)
 )
-
-
-def env_name(field_name: str) -> str:
-    """The environment variable of a setting."""
-    alias = Settings.model_fields[field_name].validation_alias
-    assert isinstance(alias, AliasChoices)
-    return str(alias.choices[0])
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    """The environment variables that make another process read exactly these settings."""
-    env = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "1" if value else "0"
-        elif isinstance(value, tuple):
-            value = ",".join(value)
-        elif isinstance(value, dict):
-            value = json.dumps(value, ensure_ascii=False)
-        env[env_name(name)] = str(value)
-    return env
-
-
-def any_in_environment() -> bool:
-    """Whether the environment sets any Waypost setting."""
-    return any(env_name(name) in os.environ for name in Settings.model_fields)
 
 
 def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:
