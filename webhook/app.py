@@ -21,7 +21,7 @@ from waypost.settings import Settings, load_settings
 from webhook import endpoints
 from webhook.errors import exception_handlers
 from webhook.headers import SecurityHeadersMiddleware
-from webhook.inbox import api, live, pages
+from webhook.inbox import api, knowledge, live, pages
 from webhook.inbox.auth import InboxSessionMiddleware
 from webhook.limits import BodyLimit, BodyLimitMiddleware
 from webhook.middleware import RequestIdMiddleware, SchemaGuardMiddleware
@@ -75,7 +75,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         ),
         # The operator inbox's pages, their live fragments and event stream, and static files.
         Route("/inbox", pages.conversations_page, methods=["GET"], middleware=sessions, name="inbox"),
-        Group("/inbox", routes=pages.routes, middleware=sessions, name="inbox"),
+        Group("/inbox", routes=[*pages.routes, *knowledge.routes], middleware=sessions, name="inbox"),
     ]
 
 
@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(SecurityHeadersMiddleware),
             Middleware(BodyLimitMiddleware),
         ],
-        exception_handlers=exception_handlers(pages.error_page),
+        exception_handlers=exception_handlers(knowledge.error_page),
         lifespan=lifespan,
     )
 
