@@ -6,6 +6,7 @@ model call; `waypost kb` in a subprocess; the inbox page."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -29,8 +30,10 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.errors import BadInput
 from waypost.settings import Settings
-from worker.orchestrator import Handover, ReplyRequest, Turn
+from worker.orchestrator import Answer, Handover, ReplyRequest, Turn
+from worker.orchestrator.grounding import NO_PASSAGE
 from worker.orchestrator.knowledge_prompt import handover_of
+from worker.orchestrator.rules import RulesOrchestrator
 
 FAQ = """# Acme Lamps
 
@@ -151,6 +154,20 @@ def test_a_hand_over_call_becomes_a_handover_with_its_reason() -> None:
     assert handover_of(call('{"reason": "asks for a refund\\u0000"}')) == Handover("asks for a refund\ufffd")
     assert handover_of(call("not json")) == Handover("the model handed over without a reason")
     assert handover_of({"content": "hi"}) is None
+
+
+async def test_the_rules_provider_prefers_its_rules_then_the_best_pair_then_hands_over_when_strict() -> None:
+    rules = RulesOrchestrator.from_file(None)
+    pair = knowledge.Hit(7, 3, "Do you deliver to Lyon?", "qa", 1, "Do you deliver to Lyon?", "Yes, in 3 days.", 0.5)
+    passage = dataclasses.replace(pair, source_kind="pdf", text="A passage, not an answer")
+
+    async def ask(text: str, *hits: knowledge.Hit, strict: bool = False) -> Any:
+        return await rules.reply(ReplyRequest(1, "Ann", (Turn("contact", text),), knowledge=hits, strict=strict))
+
+    assert await ask("Deliver to Lyon?", pair) == Answer("Yes, in 3 days.")
+    assert await ask("hello", pair) == Answer("Hello Ann! How can we help you today?")  # a rule first
+    assert await ask("Deliver to Lyon?", passage, strict=True) == Handover(NO_PASSAGE)  # documents: no answer
+    assert (await ask("Deliver to Lyon?")).text.startswith("Thanks for your message, Ann!")  # lenient: fallback
 
 
 # --- the database ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import dataclasses
 import io
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 from psycopg import AsyncConnection
@@ -242,9 +242,11 @@ async def add_file(
     kind: str | None = None,
     created_by: str = "cli",
 ) -> int:
-    source_kind = kind_of(filename, kind)
+    # the name alone (a browser may send a Windows path), printable, bounded
+    name = "".join(c for c in clean_text(PureWindowsPath(PurePosixPath(filename).name).name) if c.isprintable())
+    name = name.strip()[:240]
+    source_kind = kind_of(name, kind)
     passages = read_document(source_kind, data)
-    name = Path(filename).name
     return await add_document(
         conn,
         title=title or Path(name).stem,
