@@ -16,13 +16,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import psycopg
-
 from waypost import knowledge
 from waypost.db import Pool
 from waypost.errors import BadInput
 from waypost.settings import ConfigurationError, Settings
-from worker.orchestrator import Answer, Handover, Orchestrator, OrchestratorError, ReplyRequest
+from worker.orchestrator import Answer, Handover, Orchestrator, ReplyRequest
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +44,12 @@ class GroundedOrchestrator:
         words = request.customer_words()
         if not words:
             return []
-        try:
-            async with self.pool.connection() as conn:
-                return await knowledge.search(
-                    conn, words, limit=self.settings.kb_passages, qa_only=self.inner.name == "rules"
-                )
-        except psycopg.Error as exc:  # the reply job retries within its budget
-            raise OrchestratorError(f"knowledge base search failed: {exc}") from exc
+        # A lost database raises as any query of the reply run does: the job runs again shortly
+        # (worker.sending.run_send_task), without spending the orchestrator's retry budget.
+        async with self.pool.connection() as conn:
+            return await knowledge.search(
+                conn, words, limit=self.settings.kb_passages, qa_only=self.inner.name == "rules"
+            )
 
     async def reply(self, request: ReplyRequest) -> Answer | Handover | None:
         hits = await self.passages(request)
