@@ -1,7 +1,7 @@
 -- Read receipts on the contact's phone (issue 16): when Waypost marked an inbound message read
 -- through the Cloud API, kept apart from the operators' own unread state
 -- (conversations.operator_read_at). Re-runnable.
--- depends: 0027_notification_once
+-- depends: 0028_knowledge
 
 ALTER TABLE messages
     -- set once the message is marked read (or, for an operator's open, queued to be): by the call

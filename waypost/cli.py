@@ -322,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     shown = templates_sub.add_parser("list", help="the stored templates")
     shown.add_argument("--json", action="store_true", help="machine-readable output")
     shown.set_defaults(func=cmd_templates)
+    from waypost import kb_cli
+
+    kb_cli.add_parser(sub)
     return parser
 
 

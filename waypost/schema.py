@@ -264,6 +264,9 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "created_at",
         "finished_at",
     ),
+    # 0028_knowledge
+    "kb_documents": ("id", "title", "source_kind", "language", "filename", "created_at", "created_by"),
+    "kb_passages": ("id", "document_id", "seq", "heading", "text", "language", "heading_weight", "tsv"),
     # operators' views (docs/operations.md)
     "waypost_jobs_by_status": ("status", "jobs", "oldest_age"),
     "waypost_stuck_jobs": ("outbound_job_id", "status", "procrastinate_status", "reply_status"),

@@ -175,6 +175,13 @@ class Settings(BaseSettings):
     # Images reach the `openai` provider as image parts only when its model can see them, up to a size.
     openai_vision: bool = Field(False, validation_alias=_env("OPENAI_VISION"))
     openai_vision_max_bytes: int = Field(5 * 1024 * 1024, gt=0, validation_alias=_env("OPENAI_VISION_MAX_BYTES"))
+    # The knowledge base (README "Knowledge base"): its text search language (a pg_ts_config name,
+    # checked when the worker starts), the score a passage needs to count, how many reach the model,
+    # and whether no passage above the score hands over (strict) or lets the AI answer anyway (lenient).
+    kb_language: str = Field("english", min_length=1, validation_alias=_env("WAYPOST_KB_LANGUAGE"))
+    kb_min_score: float = Field(0.3, ge=0, le=1, validation_alias=_env("WAYPOST_KB_MIN_SCORE"))
+    kb_passages: int = Field(4, ge=1, le=20, validation_alias=_env("WAYPOST_KB_PASSAGES"))
+    kb_grounding: Literal["strict", "lenient"] = Field("lenient", validation_alias=_env("WAYPOST_KB_GROUNDING"))
     # Voice notes: an OpenAI-compatible /audio/transcriptions endpoint (base URL with /v1; unset: off).
     # The key goes to that URL only.
     transcribe_url: str | None = Field(None, validation_alias=_env("WAYPOST_TRANSCRIBE_URL"))

@@ -23,7 +23,7 @@ from waypost.text import clean_text, mime_base
 from worker.budget import over_budget
 from worker.consent import NO_CONFIRMATION, consent_confirmation
 from worker.media_ready import transcribes
-from worker.orchestrator import Answer, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
+from worker.orchestrator import Answer, Handover, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
 from worker.receipts import answering
 from worker.reengage import outbound as reengaged
@@ -310,6 +310,11 @@ class ReplyRun(SendRun):
             await self.give_up(conversation.id, await retry_within_budget(self, f"orchestrator failed: {exc}"))
             return None
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
+        if isinstance(answer, Handover):  # no grounded answer: a person takes it (README "Knowledge base")
+            self.clock.log("orchestrator end", f"handover: {answer.reason}")
+            notice = ("ai_no_reply", f"The AI handed over: {answer.reason}")
+            await self.skip(conversation.id, f"handover: {answer.reason}", notice)
+            return None
         # The model's text is outside input: a NUL or a lone surrogate would fail every write of it.
         text = clean_text(answer.text)[:4096] if answer else ""
         logged = f" text={text!r}" if text and self.settings.log_bodies else ""

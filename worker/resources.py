@@ -1,7 +1,7 @@
 """What tasks need besides their arguments, built once per worker process and handed to tasks
 through procrastinate's `additional_context` (no module globals): the settings, the pool the App
-runs on (our queries share it), the orchestrator, the Graph client, the media store and the
-transcription client."""
+runs on (our queries share it), the orchestrator (grounded in the knowledge base), the Graph client,
+the media store and the transcription client."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from waypost.media_store import MediaStore
 from waypost.settings import Settings
 from worker.graph import GraphClient
 from worker.orchestrator import Orchestrator, build_orchestrator
+from worker.orchestrator.grounding import grounded
 from worker.reengage_config import Reengagement, reengagement
 from worker.transcriber import Transcriber
 
@@ -49,8 +50,9 @@ class WorkerResources:
         reengage = reengagement(settings)
         media_store = MediaStore(settings)
         try:
-            orchestrator = build_orchestrator(settings)
+            orchestrator: Orchestrator = build_orchestrator(settings)
             try:
+                orchestrator = await grounded(orchestrator, settings, pool)  # the knowledge base, per turn
                 transcriber = Transcriber(settings) if settings.transcription_on else None
                 try:
                     graph = GraphClient(settings)

@@ -74,10 +74,13 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     return response
 
 
-def error_page(request: Request, exc: WaypostError, status: int) -> Response | None:
+def error_page(
+    request: Request, exc: WaypostError, status: int, endpoints: frozenset[Any] | None = None
+) -> Response | None:
     """A refusal as a page, if the request went to a page (not a fragment, the event stream or a
-    static file); the app's exception handler answers the JSON envelope otherwise."""
-    if request.scope.get("endpoint") not in PAGES:
+    static file; `endpoints`: every module's pages, PAGES by default); the app's exception handler
+    answers the JSON envelope otherwise."""
+    if request.scope.get("endpoint") not in (PAGES if endpoints is None else endpoints):
         return None
     if isinstance(exc, NotFound):
         return render(request, "missing.html", status, what=exc.what)

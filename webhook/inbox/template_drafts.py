@@ -393,6 +393,8 @@ api_routes: list[BaseRoute] = [
     Route("/templates/drafts/{draft_id:int}", get_draft, methods=["GET"], name="template_draft"),
 ]
 
+# The pages that answer their errors as pages (webhook/app.py gives them to pages.error_page)
+PAGES = frozenset({templates_page, new_template_page, submit_template_form})
 page_routes: list[BaseRoute] = [
     Route("/templates", templates_page, methods=["GET"], name="templates"),
     Route("/templates/new", new_template_page, methods=["GET"], name="new_template"),
