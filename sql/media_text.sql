@@ -76,6 +76,14 @@ SELECT md.id, md.message_id, md.kind, md.status, md.attempts, md.transcript_stat
  LIMIT 200
    FOR UPDATE OF md SKIP LOCKED
 
+-- reaction_lock_contact --
+-- Lock the reacting contact's live conversation until the webhook's transaction ends: the same row
+-- lock the ingest function takes next, so two reactions decide one after the other, never out of order
+SELECT c.id FROM conversations c
+ WHERE c.phone_number_id = %(phone_number_id)s AND c.deleted_at IS NULL
+   AND (c.wa_id = %(wa_id)s OR c.user_id = %(user_id)s)
+   FOR UPDATE
+
 -- reaction_answers_ai_question --
 -- Whether a reaction reacts to a message of the AI that asked something, in the reacting contact's
 -- conversation: then it counts as the answer, and gets a reply. Only the first: a changed reaction

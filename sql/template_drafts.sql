@@ -99,3 +99,19 @@ ON CONFLICT (name, language) DO UPDATE
                               THEN message_templates.rejected_reason END,
        updated_at = greatest(message_templates.updated_at, EXCLUDED.updated_at)
 RETURNING status
+
+-- sweep_orphan_template_drafts --
+-- Drafts still to submit whose submit_template job is gone (lost, or failed on an error nobody
+-- classified before the draft was refused): the sweep queues them again. Their own attempt count
+-- bounds the retries, and a retry reads back what Meta has rather than submitting twice.
+SELECT d.id, d.request_id
+  FROM template_drafts d
+ WHERE d.status IN ('queued', 'submitting')
+   AND d.created_at < clock_timestamp() - make_interval(secs => %(min_age)s)
+   AND NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs q
+         WHERE q.task_name = 'submit_template' AND q.status IN ('todo', 'doing')
+           AND q.args ->> 'draft_id' = d.id::text)
+ ORDER BY d.id
+ LIMIT 100
+   FOR UPDATE OF d SKIP LOCKED

@@ -303,3 +303,33 @@ def test_an_operators_template_since_the_contact_last_wrote_counts_as_the_one(
     )
     settled(db)
     assert len(templates_sent(fake_graph)) == 1
+
+
+def test_a_named_template_goes_with_its_parameter_names_and_an_unsendable_name_is_not_sent(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings, fake_graph: FakeGraph, start_worker
+) -> None:
+    named = template("follow_up", body="Hi {{first_name}}, {{shop}} is still here to help.")
+    sync(settings, fake_graph, [named])
+    start_worker(**ON)
+    late = deliver_late(client, "are you open tomorrow?")
+    job_of(db, late["id"], "done")
+    settled(db)
+    [sent] = templates_sent(fake_graph)
+    assert sent["template"]["components"] == [
+        {
+            "type": "body",
+            "parameters": [
+                {"type": "text", "text": "Sheena", "parameter_name": "first_name"},
+                {"type": "text", "text": "Rosa's Bakery", "parameter_name": "shop"},
+            ],
+        }
+    ]
+
+    # a contact whose profile name has a tab: Meta would refuse the parameter, so nothing is sent
+    message = payloads.text_message("hello?", wa_id="16505550077", timestamp=int(time.time() - 25 * 3600))
+    contacts = [{"profile": {"name": "Ana\tMaria"}, "wa_id": "16505550077"}]
+    assert post_webhook(client, payloads.dumps(payloads.inbound(message, contacts=contacts))).status_code == 200
+    job = job_of(db, message["id"], "skipped")
+    assert "template follow_up (en_US) not sent: parameter 1 has a line break, a tab" in job["skip_reason"]
+    settled(db)
+    assert len(templates_sent(fake_graph)) == 1

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import WebServer, post_webhook, wait_for, wait_until
+from tests.conftest import CRON_SECRET, WebServer, post_webhook, wait_for, wait_until
 from tests.inbox_client import PASSWORD, Inbox, conversation_id, create_operator, csrf_of
 from waypost.devtools import payloads
 from waypost.devtools.browser import CHROMIUM_FLAGS, chromium_path
@@ -221,6 +221,21 @@ def test_a_draft_is_submitted_once_and_can_be_sent_once_approved(
     again = inbox.post(URL, draft(client_key="draft-0002"))
     assert again.status_code == 409 and again.json()["code"] == "TEMPLATE_EXISTS"
     assert "exists already (status APPROVED)" in again.json()["error"]
+
+
+def test_a_draft_whose_submit_job_was_lost_is_queued_again_by_the_sweep(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph, start_worker
+) -> None:
+    inbox, _ = open_conversation(client, db, database_url)
+    assert inbox.post(URL, draft(client_key="draft-lost-01")).status_code == 202
+    db.execute("DELETE FROM procrastinate_jobs WHERE task_name = 'submit_template'")  # the job is lost
+    db.execute("UPDATE template_drafts SET created_at = now() - interval '1 minute'")
+    sweep = {"Authorization": f"Bearer {CRON_SECRET}"}
+    assert client.post("/api/cron/run-outbound-jobs", headers=sweep).json()["template_drafts_redeferred"] == 1
+    assert client.post("/api/cron/run-outbound-jobs", headers=sweep).json()["template_drafts_redeferred"] == 0
+    start_worker()
+    wait_for(db, "SELECT 1 FROM template_drafts WHERE status = 'submitted'")
+    assert len(fake_graph.created_templates()) == 1
 
 
 def test_metas_refusal_is_shown_with_its_message_and_notified(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from waypost.devtools.fake_templates import template
-from waypost.template_params import count_mismatch, fill, placeholders, segments, shape, value_problem
+from waypost.devtools.fake_templates import count_mismatch, template
+from waypost.template_params import fill, placeholders, segments, shape, value_problem
 
 SHIPPING = template(
     "shipping_update",

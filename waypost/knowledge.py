@@ -21,6 +21,7 @@ import tomllib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
+import anyio.to_thread
 from psycopg import AsyncConnection
 
 from waypost.db import execute, fetch_all, fetch_optional, fetch_value
@@ -246,7 +247,8 @@ async def add_file(
     name = "".join(c for c in clean_text(PureWindowsPath(PurePosixPath(filename).name).name) if c.isprintable())
     name = name.strip()[:240]
     source_kind = kind_of(name, kind)
-    passages = read_document(source_kind, data)
+    # a thread: reading a large PDF takes seconds, and the web app's event loop also answers Meta's webhooks
+    passages = await anyio.to_thread.run_sync(read_document, source_kind, data)
     return await add_document(
         conn,
         title=title or Path(name).stem,

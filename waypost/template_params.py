@@ -134,34 +134,35 @@ def value_problem(value: str, limit: int) -> str | None:
     return None
 
 
-def sent_counts(template: Any) -> dict[str, Any]:
-    """How many text parameters a send's `template` object gives the header and the body, and the
-    indexes of the URL buttons it fills (for the fake Graph API's check)."""
-    counts: dict[str, Any] = {"header": 0, "body": 0, "buttons": []}
-    for component in (template or {}).get("components") or []:
-        if not isinstance(component, dict):
-            continue
-        kind, parameters = _str(component.get("type")).lower(), component.get("parameters") or []
-        if kind in ("header", "body"):
-            counts[kind] += len(parameters)
-        elif kind == "button" and _str(component.get("sub_type")).lower() == "url":
-            counts["buttons"].append(str(component.get("index")))
-    return counts
+def _parameter(text: str, name: str | None) -> dict[str, Any]:
+    parameter = {"type": "text", "text": text}
+    if name is not None:
+        parameter["parameter_name"] = name
+    return parameter
 
 
-def count_mismatch(stored: Shape, template: Any) -> str | None:
-    """What Meta's error 132000 would say of this send against the stored template, or None."""
-    given = sent_counts(template)
-    for part, expected in (("header", len(stored.header_params)), ("body", len(stored.body_params))):
-        if given[part] != expected:
-            return (
-                f"{part}: number of localizable_params ({given[part]}) does not match the expected number "
-                f"of params ({expected})"
-            )
-    dynamic = sorted(str(button.index) for button in stored.url_buttons)
-    if sorted(given["buttons"]) != dynamic:
-        return (
-            f"buttons: number of localizable_params ({len(given['buttons'])}) does not match the expected "
-            f"number of params ({len(dynamic)})"
-        )
-    return None
+def graph_template(
+    name: str,
+    language: str,
+    *,
+    header: dict[str, str] | None = None,
+    body: dict[str, str] | None = None,
+    buttons: dict[int, str] | None = None,
+    named: bool = False,
+) -> dict[str, Any]:
+    """The Graph API's `template` object (docs/whatsapp.md "Message templates"): header, body (each
+    {placeholder: value}, sent with `parameter_name` when `named`), then one `button` component
+    (sub_type url, its index as a string) per dynamic URL button. The one builder: an operator's send
+    and the re-engagement template both use it."""
+    template: dict[str, Any] = {"name": name, "language": {"code": language}}
+    components: list[dict[str, Any]] = []
+    for kind, values in (("header", header), ("body", body)):
+        if values:
+            parameters = [_parameter(v, k if named else None) for k, v in values.items()]
+            components.append({"type": kind, "parameters": parameters})
+    for index, text in sorted((buttons or {}).items()):
+        parameters = [{"type": "text", "text": text}]
+        components.append({"type": "button", "sub_type": "url", "index": str(index), "parameters": parameters})
+    if components:
+        template["components"] = components
+    return template

@@ -290,6 +290,9 @@ async def _needs_reply(conn: DictConnection, message: InboundMessage) -> bool:
     if message.type != "reaction" or not target or not (message.body or "").strip():
         return message.needs_reply
     params = {"phone_number_id": message.phone_number_id, "wa_id": message.wa_id, "user_id": message.user_id}
+    # Two reactions to one question in flight at once (👍 changed to ❤ within a second) decide one
+    # after the other: the second sees the first's reply job and is not answered again.
+    await execute(conn, "reaction_lock_contact", **params)
     return bool(await fetch_value(conn, "reaction_answers_ai_question", target=target, **params))
 
 

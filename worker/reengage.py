@@ -13,12 +13,12 @@ second one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
 from waypost import metrics
-from waypost.db import fetch_one
+from waypost.db import fetch_one, fetch_optional
 from waypost.text import clean_text
 from worker.rows import Conversation, Inbound
 from worker.sending import Outbound, notify
@@ -54,6 +54,8 @@ def why_not(outcome: str, detail: str | None) -> str:
         "marketing_refused": "it is a MARKETING template and the contact opted out of marketing (or is blocked)",
         "already_reengaged": "a template was already sent since the contact last wrote (at most one per closed window)",
         "contact_wrote": "the contact wrote again since; the newer message is answered instead",
+        "ai_paused": "the AI was paused for this conversation meanwhile",
+        "unfillable": f"{detail}",
     }.get(outcome, outcome)
 
 
@@ -72,17 +74,23 @@ async def reengage(
         return None
     shown = clean_text(f"[re-engagement template {config.name}] " + " | ".join(parameters))[:4096]
     async with run.pool.connection() as conn, conn.transaction():
-        row = await fetch_one(
-            conn,
-            "reengagement_queue",
-            conversation_id=conversation.id,
-            reply_to_message_id=inbound.id,
-            idempotency_key=key,
-            body=shown,
-            payload=Jsonb(config.template_object(parameters)),
-            parameters=len(parameters),
-            last_inbound_at=conversation.last_inbound_at,
-        )
+        # the template first, then the conversation (in the function): the order an operator's send takes
+        stored = await fetch_optional(conn, "template_for_send", name=config.name, language=config.language)
+        payload = config.template_object(parameters, stored["components"] if stored else None)
+        if isinstance(payload, str):  # Meta would refuse it: not queued
+            row: dict[str, Any] = {"outcome": "unfillable", "detail": payload, "message_id": None}
+        else:
+            row = await fetch_one(
+                conn,
+                "reengagement_queue",
+                conversation_id=conversation.id,
+                reply_to_message_id=inbound.id,
+                idempotency_key=key,
+                body=shown,
+                payload=Jsonb(payload),
+                parameters=len(parameters),
+                last_inbound_at=conversation.last_inbound_at,
+            )
         outcome = row["outcome"]
         if outcome == "queued":  # told once: a later run finds the message ('duplicate')
             kind, body = SENT_NOTICE

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from waypost.settings import ConfigurationError, Settings
+from waypost.template_params import BODY_PARAM_MAX, graph_template, shape, value_problem
 from waypost.text import clean_text
 from worker.rows import Conversation
 
@@ -17,7 +18,6 @@ _NAME = re.compile(r"[a-z0-9_]{1,512}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Za-z0-9]{2,8})?")
 CONTACT_NAME = "contact_name"
 TEXT = "text:"
-MAX_PARAMETER = 1024  # a template's content is at most 1,024 characters (docs/whatsapp.md): no parameter needs more
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,18 +42,24 @@ class Reengagement:
                     return f"parameter {number} is the contact's name, and the contact has none"
             else:
                 text = source.removeprefix(TEXT)
-            values.append(text[:MAX_PARAMETER])
+            values.append(text[:BODY_PARAM_MAX])
         return values
 
-    def template_object(self, parameters: list[str]) -> dict[str, Any]:
-        """The Graph API's `template` object (docs/whatsapp.md "Message templates"), as an operator's
-        template send builds it (webhook/inbox/templates.py graph_template)."""
-        template: dict[str, Any] = {"name": self.name, "language": {"code": self.language}}
-        if parameters:
-            template["components"] = [
-                {"type": "body", "parameters": [{"type": "text", "text": text} for text in parameters]}
-            ]
-        return template
+    def template_object(self, parameters: list[str], stored: Any = None) -> dict[str, Any] | str:
+        """The Graph API's `template` object for these body parameters, built as an operator's send
+        builds it (waypost.template_params.graph_template: named parameters go with their names), or
+        why the stored template cannot take them. `stored`: the template's stored components, if any
+        (without them the parameters go positionally; the queueing function refuses a missing one)."""
+        form = shape(stored) if stored is not None else None
+        if form is not None and form.unsupported:
+            return f"Waypost cannot send it: {form.unsupported}"
+        for number, value in enumerate(parameters, start=1):
+            if problem := value_problem(value, BODY_PARAM_MAX):
+                return f"parameter {number} {problem}"
+        keys = form.body_params if form is not None and len(form.body_params) == len(parameters) else None
+        named = form is not None and form.named and keys is not None
+        body = dict(zip(keys or [str(i) for i in range(1, len(parameters) + 1)], parameters, strict=True))
+        return graph_template(self.name, self.language, body=body, named=named)
 
 
 def reengagement(settings: Settings) -> Reengagement | None:

@@ -306,6 +306,10 @@ async def _handle_failure(run: SendRun, claim: Claim, failure: SendFailed) -> No
         run.clock.log("job failed", final, logging.ERROR)
         return
     async with run.pool.connection() as conn, conn.transaction():
+        # A paused template's row first: an operator's template send locks the template, then the
+        # conversation; failing the message locks the conversation (its notification), so this order
+        # is the same and the two never deadlock.
+        await template_errors.note_refusal(conn, claim, failure)
         await execute(
             conn,
             "fail_send",
@@ -313,6 +317,5 @@ async def _handle_failure(run: SendRun, claim: Claim, failure: SendFailed) -> No
             errors=Jsonb(failure.as_errors()),
             reason=f"permanent error: {failure}",
         )
-        await template_errors.note_refusal(conn, claim, failure)  # a paused template: its row too
     run.ended("failed")
     run.clock.log("job failed", f"permanent error: {failure}", logging.ERROR)

@@ -19,7 +19,7 @@ from waypost.media_store import MediaStore
 from waypost.metrics import UNDELIVERED
 from waypost.settings import Settings
 from worker.media_ready import sweep_stuck_media
-from worker.tasks import defer_operator_send, defer_reply
+from worker.tasks import defer_operator_send, defer_reply, defer_template_submission
 from worker.template_sync import sync_if_due
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class SweepReport:
     media_given_up: int = 0
     undelivered_flagged: int = 0
     staged_media_removed: int = 0
+    template_drafts_redeferred: int = 0
     templates_synced: int = 0  # templates read by this sweep's scheduled sync (worker/template_sync.py)
     template_sync_failed: int = 0  # 1 when that sync failed: the next sweep tries again
     elapsed_ms: float = 0.0
@@ -123,6 +124,14 @@ async def sweep(
             )
             report.operator_messages_redeferred += 1
             logger.warning("sweep: re-deferred the send of operator message %s", message["id"])
+
+    # 3a. Template drafts whose submit job was lost: queued again, never left "submitting".
+    async with pool.connection() as conn, conn.transaction():
+        for draft in await fetch_all(conn, "sweep_orphan_template_drafts", min_age=MIN_AGE_SECONDS):
+            request_id = draft["request_id"] or f"sweep-draft-{draft['id']}"
+            await defer_template_submission(conn, draft_id=draft["id"], request_id=request_id)
+            report.template_drafts_redeferred += 1
+            logger.warning("sweep: re-deferred the submission of template draft %s", draft["id"])
 
     # 3b. Accepted by Meta but never delivered: flagged and notified once, never silent.
     async with pool.connection() as conn:

@@ -6,6 +6,7 @@
 --   queued                the message row was created
 --   duplicate             a message with this key exists (an earlier run queued it): send that one
 --   conversation_missing  the conversation is gone or deleted
+--   ai_paused             the conversation's AI was paused (an operator took over) since the reply began
 --   contact_wrote         the contact wrote after p_last_inbound_at: the window is open again
 --   template_missing      no (name, language) in message_templates (detail: name/language)
 --   template_unavailable  stored but not APPROVED (detail: its status)
@@ -40,6 +41,10 @@ BEGIN
     SELECT m.id INTO v_message_id FROM messages m WHERE m.idempotency_key = p_idempotency_key;
     IF v_message_id IS NOT NULL THEN
         RETURN QUERY SELECT v_message_id, 'duplicate'::text, NULL::text;
+        RETURN;
+    END IF;
+    IF NOT v_conversation.ai_enabled THEN
+        RETURN QUERY SELECT NULL::bigint, 'ai_paused'::text, NULL::text;
         RETURN;
     END IF;
     IF v_conversation.last_inbound_at > p_last_inbound_at THEN

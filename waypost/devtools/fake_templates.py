@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from waypost.devtools.fake_answers import error_body
-from waypost.template_params import count_mismatch, shape
+from waypost.template_params import Shape, shape
 
 
 def template(
@@ -142,4 +142,37 @@ def template_problem(content: Any) -> str | None:
     components = content.get("components", [])
     if not isinstance(components, list) or not all(isinstance(c, dict) and c.get("type") for c in components):
         return "template.components must be a list of objects with a type"
+    return None
+
+
+def sent_counts(template: Any) -> dict[str, Any]:
+    """How many text parameters a send's `template` object gives the header and the body, and the
+    indexes of the URL buttons it fills (for the fake Graph API's check)."""
+    counts: dict[str, Any] = {"header": 0, "body": 0, "buttons": []}
+    for component in (template or {}).get("components") or []:
+        if not isinstance(component, dict):
+            continue
+        kind, parameters = str(component.get("type") or "").lower(), component.get("parameters") or []
+        if kind in ("header", "body"):
+            counts[kind] += len(parameters)
+        elif kind == "button" and str(component.get("sub_type") or "").lower() == "url":
+            counts["buttons"].append(str(component.get("index")))
+    return counts
+
+
+def count_mismatch(stored: Shape, template: Any) -> str | None:
+    """What Meta's error 132000 would say of this send against the stored template, or None."""
+    given = sent_counts(template)
+    for part, expected in (("header", len(stored.header_params)), ("body", len(stored.body_params))):
+        if given[part] != expected:
+            return (
+                f"{part}: number of localizable_params ({given[part]}) does not match the expected number "
+                f"of params ({expected})"
+            )
+    dynamic = sorted(str(button.index) for button in stored.url_buttons)
+    if sorted(given["buttons"]) != dynamic:
+        return (
+            f"buttons: number of localizable_params ({len(given['buttons'])}) does not match the expected "
+            f"number of params ({len(dynamic)})"
+        )
     return None

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import anyio
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -212,7 +213,8 @@ async def send(
             message = await fetch_one(conn, "inbox_message", message_id=row["message_id"])
     finally:
         if staged is not None and not linked and media_store is not None:
-            await media_store.discard_staged(pool, staged)
+            with anyio.CancelScope(shield=True):  # a client that hung up still leaves nothing behind
+                await media_store.discard_staged(pool, staged)
     return Queued(message, duplicate=outcome == "duplicate")
 
 

@@ -21,7 +21,16 @@ from starlette.routing import BaseRoute, Route
 from waypost.db import DictPool, fetch_all, fetch_one, fetch_optional
 from waypost.errors import InvalidBody, MarketingRefused, NotFound, TemplateParameters, TemplateUnavailable
 from waypost.logs import request_id_var
-from waypost.template_params import BODY_PARAM_MAX, HEADER_PARAM_MAX, URL_MAX, fill, segments, shape, value_problem
+from waypost.template_params import (
+    BODY_PARAM_MAX,
+    HEADER_PARAM_MAX,
+    URL_MAX,
+    fill,
+    graph_template,
+    segments,
+    shape,
+    value_problem,
+)
 from waypost.text import clean_text
 from webhook.inbox import present, store
 from webhook.inbox.auth import operator_api
@@ -99,34 +108,10 @@ class Filled:
     shown: str  # the message as the contact reads it, for the conversation
 
 
-def _parameter(text: str, name: str | None) -> dict[str, Any]:
-    parameter = {"type": "text", "text": text}
-    if name is not None:
-        parameter["parameter_name"] = name
-    return parameter
-
-
 def _graph(
     body: TemplateBody, header: dict[str, str], values: dict[str, str], buttons: dict[int, str], named: bool
 ) -> dict[str, Any]:
-    """The Graph API's `template` object (docs/whatsapp.md "Message templates"): header, body, then one
-    `button` component (sub_type url, its index as a string) per dynamic URL button."""
-    template: dict[str, Any] = {"name": body.name, "language": {"code": body.language}}
-    components: list[dict[str, Any]] = []
-    if header:
-        components.append(
-            {"type": "header", "parameters": [_parameter(v, k if named else None) for k, v in header.items()]}
-        )
-    if values:
-        components.append(
-            {"type": "body", "parameters": [_parameter(v, k if named else None) for k, v in values.items()]}
-        )
-    for index, text in sorted(buttons.items()):
-        parameters = [{"type": "text", "text": text}]
-        components.append({"type": "button", "sub_type": "url", "index": str(index), "parameters": parameters})
-    if components:
-        template["components"] = components
-    return template
+    return graph_template(body.name, body.language, header=header, body=values, buttons=buttons, named=named)
 
 
 def fill_template(body: TemplateBody, values: Values, stored: dict[str, Any] | None) -> Filled:
