@@ -42,7 +42,8 @@ SELECT count(*) AS messages, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM') AS mon
    AND m.status <> 'failed' AND (m.pricing_category IS NULL OR m.pricing_category = 'service')
 
 -- notification_insert_ever_once --
--- A notification unless one with this kind and text was ever made (read or not): said once
-INSERT INTO notifications (kind, body)
-SELECT %(kind)s, %(body)s
- WHERE NOT EXISTS (SELECT 1 FROM notifications WHERE kind = %(kind)s AND body = %(body)s)
+-- A notification unless one with this kind and text was ever made (read or not): said once, also
+-- when two workers make it at the same moment (the unique once_key; the second waits and does nothing)
+INSERT INTO notifications (kind, body, once_key)
+VALUES (%(kind)s, %(body)s, %(kind)s || ':' || %(body)s)
+ON CONFLICT (once_key) WHERE once_key IS NOT NULL DO NOTHING

@@ -56,15 +56,39 @@ SELECT data FROM media_chunks WHERE media_id = %(media_id)s AND seq = %(seq)s
 
 -- Outbound media: an operator's or the AI's file, uploaded to Meta by the worker before the send.
 
--- media_insert_outbound --
--- The file of an outbound message (its bytes follow in media_chunks, in the same transaction)
-INSERT INTO media (message_id, wa_media_id, kind, mime_type, filename, status, stored_at)
-VALUES (%(message_id)s, NULL, %(kind)s, %(mime_type)s, %(filename)s, 'stored', now())
+-- media_insert_staged --
+-- An operator's file being written before its message exists (message_id NULL: staged): its bytes go
+-- to the media store outside the transaction that queues the message, which then links it
+INSERT INTO media (message_id, wa_media_id, kind, mime_type, filename, status)
+VALUES (NULL, NULL, %(kind)s, %(mime_type)s, %(filename)s, 'pending')
 RETURNING id
 
+-- media_link_staged --
+-- A staged file becomes its (just queued) outbound message's; false if it is not staged (any more)
+UPDATE media SET message_id = %(message_id)s WHERE id = %(media_id)s AND message_id IS NULL AND status = 'stored'
+RETURNING id
+
+-- media_staged --
+-- A staged file's row, locked, to discard it (its message was not queued, or never will be)
+SELECT id, storage, object_bucket, object_key FROM media
+ WHERE id = %(media_id)s AND message_id IS NULL
+   FOR UPDATE SKIP LOCKED
+
+-- media_delete_staged --
+DELETE FROM media WHERE id = ANY(%(media_ids)s) AND message_id IS NULL
+
+-- sweep_stale_staged_media --
+-- Staged files never linked to a message (the web process died between the write and the queue, or
+-- the discard failed), older than an hour: a batch per run, locked while their objects are deleted
+SELECT id, storage, object_bucket, object_key FROM media
+ WHERE message_id IS NULL AND created_at < now() - make_interval(secs => %(seconds)s)
+ ORDER BY id
+ LIMIT 200
+   FOR UPDATE SKIP LOCKED
+
 -- media_stored_outbound --
--- The outbound file's bytes are all written
-UPDATE media SET byte_size = %(byte_size)s, sha256 = %(sha256)s WHERE id = %(media_id)s
+-- The outbound file's bytes are all written: its checksum
+UPDATE media SET sha256 = %(sha256)s WHERE id = %(media_id)s
 
 -- media_outbound --
 -- The file of an outbound message, and whether Meta still holds its upload (30 days; a day's margin)

@@ -76,14 +76,27 @@ SELECT md.id, md.message_id, md.kind, md.status, md.attempts, md.transcript_stat
  LIMIT 200
    FOR UPDATE OF md SKIP LOCKED
 
+-- reaction_lock_contact --
+-- Lock the reacting contact's live conversation until the webhook's transaction ends: the same row
+-- lock the ingest function takes next, so two reactions decide one after the other, never out of order
+SELECT c.id FROM conversations c
+ WHERE c.phone_number_id = %(phone_number_id)s AND c.deleted_at IS NULL
+   AND (c.wa_id = %(wa_id)s OR c.user_id = %(user_id)s)
+   FOR UPDATE
+
 -- reaction_answers_ai_question --
 -- Whether a reaction reacts to a message of the AI that asked something, in the reacting contact's
--- conversation: then it counts as the answer, and gets a reply
+-- conversation: then it counts as the answer, and gets a reply. Only the first: a changed reaction
+-- (👍, then ❤) to a question already answered by one is shown, not answered again.
 SELECT EXISTS (
     SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id
      WHERE m.wa_message_id = %(target)s AND m.author = 'ai' AND m.body ~ '[?？؟]'
        AND c.phone_number_id = %(phone_number_id)s
        AND (c.wa_id = %(wa_id)s OR c.user_id = %(user_id)s)
+       AND NOT EXISTS (
+           SELECT 1 FROM messages r JOIN outbound_jobs j ON j.inbound_message_id = r.id
+            WHERE r.conversation_id = c.id AND r.type = 'reaction'
+              AND r.payload #>> '{reaction,message_id}' = %(target)s)
 ) AS answers
 
 -- reply_reaction_target --

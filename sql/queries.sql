@@ -135,8 +135,9 @@ SELECT m.id, m.author, m.type, m.body,
  ORDER BY m.id DESC LIMIT %(limit)s
 
 -- reply_find_send --
--- The outbound message of an idempotency key, if a send was ever claimed for it
-SELECT id, status, body FROM messages WHERE idempotency_key = %(idempotency_key)s
+-- The outbound message of an idempotency key, if a send was ever claimed for it (a 'template' one is
+-- a re-engagement, worker/reengage.py)
+SELECT id, status, body, type FROM messages WHERE idempotency_key = %(idempotency_key)s
 
 -- claim_send --
 -- Claim the send of an idempotency key (see waypost_claim_send_v2)

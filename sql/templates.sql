@@ -45,3 +45,10 @@ SELECT id, template_id, waba_id, name, language, category, status, components, b
 SELECT message_id, outcome
   FROM waypost_queue_operator_message_v3(%(conversation_id)s, %(idempotency_key)s, 'template', %(body)s,
                                          %(payload)s, NULL, %(operator_id)s, %(pause_ai)s, interval '24 hours')
+
+-- template_refused_by_meta --
+-- Meta refused a send of a template held as APPROVED because it paused or disabled it (errors 132015,
+-- 132016): the row says so until the next sync or status webhook, so the inbox stops offering it
+UPDATE message_templates SET status = %(status)s, updated_at = now()
+ WHERE name = %(name)s AND language = %(language)s AND status = 'APPROVED'
+RETURNING id

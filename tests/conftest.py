@@ -25,8 +25,9 @@ from starlette.types import ASGIApp
 from waypost.devtools import embedded_pg, payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.devtools.processes import poll, stop_processes, workers_listening
+from waypost.environment import environment
 from waypost.schema import migrate
-from waypost.settings import Settings, environment
+from waypost.settings import Settings
 from webhook.app import create_app
 
 APP_SECRET = "test-app-secret"
@@ -51,7 +52,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = Path(str(item.fspath))
         if "faults" in path.parts:
             tier = "faults"
-        elif path.stem == "test_inbox_browser":
+        elif path.stem == "test_inbox_browser" or "browser" in getattr(item, "fixturenames", ()):
             tier = "browser"
         elif (
             INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ()))

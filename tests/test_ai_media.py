@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -328,6 +330,7 @@ def test_a_reaction_to_the_ais_question_reaches_the_rules_as_its_answer(
     taken_back = reaction(question["wa_message_id"], "")
     del taken_back["reaction"]["emoji"]  # Meta's way: no emoji field at all
     post(client, taken_back)
+    post(client, reaction(question["wa_message_id"], "❤️"))  # changed its mind: answered once already
     settled(db)
     assert one(db, "SELECT count(*) AS n FROM outbound_jobs")["n"] == 2
     assert len(fake_graph.accepted()) == 2
@@ -410,3 +413,40 @@ def test_the_sweep_keeps_a_lost_download_going_and_no_reply_waits_forever(
     # a second sweep finds every download and reply in motion
     again = client.post("/api/cron/run-outbound-jobs", headers=headers).json()
     assert (again["media_requeued"], again["media_given_up"]) == (0, 0)
+
+
+def test_two_reactions_to_one_question_in_flight_together_are_answered_once(
+    client: httpx.Client, db: psycopg.Connection, database_url: str
+) -> None:
+    """The second reaction's webhook decides after the first's commits (the conversation's lock is
+    taken before the decision), so it sees the first one's reply job."""
+    post(client, payloads.text_message("I need an appointment"))
+    cid = one(db, "SELECT id FROM conversations")["id"]
+    db.execute(
+        "INSERT INTO messages (conversation_id, direction, author, wa_message_id, idempotency_key, type, body, status)"
+        " VALUES (%s, 'outbound', 'ai', 'wamid.QUESTION', 'reply:q', 'text', 'Is Friday good for you?', 'sent')",
+        [cid],
+    )
+    with psycopg.connect(database_url) as first:  # the first reaction's webhook, not committed yet
+        first.execute("SELECT id FROM conversations WHERE id = %s FOR UPDATE", [cid])
+        inbound = first.execute(
+            "INSERT INTO messages (conversation_id, direction, author, wa_message_id, type, body, payload, status)"
+            " VALUES (%s, 'inbound', 'contact', 'wamid.THUMBS', 'reaction', '👍', %s, 'received') RETURNING id",
+            [cid, Jsonb({"reaction": {"message_id": "wamid.QUESTION", "emoji": "👍"}})],
+        ).fetchone()
+        assert inbound is not None
+        job = "INSERT INTO outbound_jobs (inbound_message_id, conversation_id) VALUES (%s, %s)"
+        first.execute(job, [inbound[0], cid])
+        second = threading.Thread(target=post, args=(client, reaction("wamid.QUESTION", "❤️")))
+        second.start()
+        wait_until(
+            lambda: one(db, "SELECT count(*) AS n FROM pg_locks WHERE NOT granted")["n"] > 0, what="the second waiting"
+        )
+        first.commit()
+        second.join(timeout=20)
+    jobs = one(
+        db,
+        "SELECT count(*) AS n FROM outbound_jobs j JOIN messages m ON m.id = j.inbound_message_id"
+        " WHERE m.type = 'reaction'",
+    )
+    assert jobs["n"] == 1

@@ -8,13 +8,14 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from tests.conftest import post_webhook, settled, wait_for
 from tests.inbox_client import Inbox, conversation_id, create_operator
+from waypost.consent_words import ConsentWords, Match, confirmation
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.settings import Settings
-from webhook.consent import ConsentWords
 from webhook.payload import parse
 
 CONTACT = "16505551234"
@@ -36,6 +37,29 @@ def test_only_a_whole_message_is_an_opt_out_or_opt_in_word() -> None:
     assert consent.match("image", "STOP") is None  # a caption is not a message of its own
     custom = ConsentWords.of(["halt", " Basta! "], ["go"])
     assert custom.match("text", "basta") == "opt_out" and custom.match("text", "STOP") is None
+
+
+def test_a_word_s_language_chooses_its_confirmation(monkeypatch: Any) -> None:
+    consent = words()
+    assert consent.find("text", "BAJA") == Match("opt_out", "es")
+    assert consent.find("text", "Stop!") == Match("opt_out", "en")
+    assert consent.find("text", "старт") == Match("opt_in", "ru")
+    settings = Settings()
+    assert confirmation(settings.opt_out_confirmations, "default", "es").startswith("Ya no recibirás")
+    assert confirmation(settings.opt_out_confirmations, "default", "pt_BR").startswith("Você não")
+    assert confirmation(settings.opt_out_confirmations, "default", "en") == "default"
+    assert confirmation(settings.opt_out_confirmations, "default", "") == "default"
+    monkeypatch.setenv("WAYPOST_OPT_OUT_WORDS", "halt, sv:sluta, pt-BR:parar")
+    monkeypatch.setenv("WAYPOST_OPT_OUT_CONFIRMATIONS", '{"SV": "Du får inga fler"}')
+    custom = Settings()
+    table = ConsentWords.of(custom.opt_out_words, custom.opt_in_words)
+    assert table.find("text", "Halt") == Match("opt_out", "")
+    assert table.find("text", "SLUTA!") == Match("opt_out", "sv")
+    assert table.find("text", "parar") == Match("opt_out", "pt_br")
+    assert confirmation(custom.opt_out_confirmations, "x", "sv") == "Du får inga fler"
+    monkeypatch.setenv("WAYPOST_OPT_OUT_CONFIRMATIONS", "not json")
+    with pytest.raises(ValueError, match="JSON object of language to text"):
+        Settings()
 
 
 def test_user_preferences_are_parsed_and_unknown_values_ignored() -> None:
@@ -132,6 +156,12 @@ def test_stop_opts_out_once_with_one_confirmation_and_start_reverses_it(
     deliver(client, "Start")
     settled(db)
     assert sent_texts(fake_graph)[-1] == settings.opt_in_confirmation
+    deliver(client, "¡Baja!")  # a Spanish word: the Spanish confirmation
+    settled(db)
+    assert sent_texts(fake_graph)[-1] == settings.opt_out_confirmations["es"]
+    deliver(client, "ALTA")
+    settled(db)
+    assert sent_texts(fake_graph)[-1] == settings.opt_in_confirmations["es"]
     assert may_receive_marketing(db)
     state = consent_of(inbox, cid)
     assert state["marketing_opt_out"] is False and state["marketing_refusal"] is None

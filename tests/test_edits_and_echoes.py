@@ -198,6 +198,31 @@ def test_with_the_setting_off_an_echo_does_not_pause_the_ai(settings: Settings, 
     assert db.execute("SELECT count(*) AS n FROM messages WHERE source = 'phone_app'").fetchone()["n"] == 1
 
 
+def test_a_reaction_edit_or_deletion_from_the_phone_app_does_not_pause_the_ai(
+    client: httpx.Client, db: psycopg.Connection
+) -> None:
+    inbound = payloads.text_message("hello")
+    deliver(client, inbound)
+    sent = payloads.echo_message("We open at 9")
+    deliver_echo(client, sent)  # a reply from the phone: paused
+    db.execute("UPDATE conversations SET ai_enabled = true")  # an operator resumes the AI
+    db.execute("DELETE FROM notifications WHERE kind = 'ai_paused'")
+
+    def echoed(kind: str, content: dict[str, Any]) -> dict[str, Any]:
+        item = payloads.echo_message("")
+        del item["text"]
+        return {**item, "type": kind, kind: content}
+
+    deliver_echo(client, echoed("reaction", {"message_id": inbound["id"], "emoji": "👍"}))
+    edited = {"type": "text", "text": {"body": "We open at 10"}}
+    deliver_echo(client, echoed("edit", {"original_message_id": sent["id"], "message": edited}))
+    deliver_echo(client, echoed("revoke", {"original_message_id": sent["id"]}))
+    assert db.execute("SELECT ai_enabled FROM conversations").fetchone()["ai_enabled"] is True
+    assert db.execute("SELECT count(*) AS n FROM notifications WHERE kind = 'ai_paused'").fetchone()["n"] == 0
+    changed = db.execute("SELECT body, revoked_at FROM messages WHERE wa_message_id = %s", (sent["id"],)).fetchone()
+    assert changed["body"] == "We open at 10" and changed["revoked_at"] is not None
+
+
 def test_an_edit_or_revoke_of_an_unknown_message_is_journaled_shown_and_applied_if_it_arrives(
     client: httpx.Client, db: psycopg.Connection, database_url: str
 ) -> None:

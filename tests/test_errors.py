@@ -47,6 +47,10 @@ CONTRACT: dict[type[errors.WaypostError], tuple[str, int]] = {
     errors.TemplateSyncFailed: ("TEMPLATE_SYNC_FAILED", 502),
     errors.TemplateUnavailable: ("TEMPLATE_UNAVAILABLE", 409),
     errors.MarketingRefused: ("MARKETING_OPTED_OUT", 409),
+    errors.TemplateParameters: ("TEMPLATE_PARAMETERS", 422),
+    errors.TemplateDraftInvalid: ("TEMPLATE_DRAFT_INVALID", 422),
+    errors.TemplateExists: ("TEMPLATE_EXISTS", 409),
+    errors.TemplatesOff: ("TEMPLATES_OFF", 503),
 }
 # Bases nobody raises as such, and the CLI's operator errors (never answered over HTTP).
 NOT_ANSWERED = {errors.WaypostError, errors.BadRequest, errors.BadSignature, errors.Disabled, errors.SignInRefused}
@@ -69,6 +73,8 @@ def example(cls: type[errors.WaypostError]) -> errors.WaypostError:
         return cls(retry_after=3)
     if cls is errors.SchemaMismatch:
         return cls(["a problem"])
+    if cls is errors.TemplateDraftInvalid:
+        return cls({"name": "only lowercase letters, digits and underscores"})
     return cls()
 
 

@@ -326,6 +326,8 @@ def test_openapi_describes_the_inbox_api(client: httpx.Client) -> None:
         "/api/inbox/conversations/{conversation_id}/export",
         "/api/inbox/conversations/{conversation_id}/erase",
         "/api/inbox/conversations/{conversation_id}/template",
+        "/api/inbox/templates",
+        "/api/inbox/templates/drafts/{draft_id}",
     }
 
 

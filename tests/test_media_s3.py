@@ -5,10 +5,11 @@ them back, the sweep deletes them, a failed attempt leaves no object and no stra
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import boto3
@@ -16,12 +17,18 @@ import httpx
 import psycopg
 import pytest
 from moto.server import ThreadedMotoServer
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from tests.conftest import CRON_SECRET, run_waypost, wait_until
+from tests.files import PDF
 from tests.inbox_client import Inbox, create_operator
 from tests.test_media import JPEG, PNG, b64_sha256, media_row, peak_rss_mb, post_media, settled_media, stored_bytes
+from tests.test_outbound_media import send_file, setup_conversation
+from waypost.attachments import stage_file
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
+from waypost.media_store import MediaStore
 from waypost.s3 import PART_BYTES
 from waypost.settings import ConfigurationError, Settings
 
@@ -210,9 +217,10 @@ def test_the_sweep_deletes_old_objects_even_one_already_gone(
     for message in messages:
         fake_graph.add_media(message["image"]["id"], PNG, "image/png")
         post_media(client, message)
-    start_worker()
+    worker = start_worker()
     old, gone, new = (settled_media(db, message["id"]) for message in messages)
     assert len(objects(s3)) == 3
+    worker.stop()  # its own periodic sweep would race the one below for the old files
     s3.delete_object(Bucket=BUCKET, Key=gone["object_key"])  # deleted by someone else already
     db.execute(
         "UPDATE media SET stored_at = now() - interval '1 day' * %s - interval '1 hour' WHERE id = ANY(%s)",
@@ -280,3 +288,61 @@ def test_status_says_where_media_files_go(settings: Settings) -> None:
     assert report["media_store"] == f"S3 bucket '{BUCKET}', prefix 'files/', at {settings.s3_endpoint_url}"
     broken = run_waypost(settings, "status", WAYPOST_MEDIA_STORE_URL="s3://x")
     assert broken.returncode == 1 and "media store not usable: WAYPOST_MEDIA_STORE_URL must be" in broken.stdout
+
+
+def test_an_operators_file_goes_to_the_bucket_before_its_message_is_queued_and_is_sent_from_there(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    database_url: str,
+    fake_graph: FakeGraph,
+    start_worker: Callable[..., Any],
+    s3: Any,
+) -> None:
+    inbox, cid, _ = setup_conversation(client, db, database_url)
+    sent = send_file(inbox, cid, PDF, "application/pdf", "Prices.pdf", client_key="prices-0001")
+    assert sent.status_code == 202, sent.text
+    again = send_file(inbox, cid, PDF, "application/pdf", "Prices.pdf", client_key="prices-0001")
+    assert again.json()["duplicate"] is True
+    media = db.execute("SELECT * FROM media WHERE message_id = %s", [sent.json()["message"]["id"]]).fetchone()
+    assert (media["storage"], media["status"], media["byte_size"]) == ("s3", "stored", len(PDF))
+    assert media["sha256"] == hashlib.sha256(PDF).hexdigest()
+    assert objects(s3) == {media["object_key"]: len(PDF)}  # once: the resubmitted form wrote nothing
+    assert db.execute("SELECT count(*) AS n FROM media_chunks").fetchone()["n"] == 0
+    assert db.execute("SELECT count(*) AS n FROM media WHERE message_id IS NULL").fetchone()["n"] == 0
+
+    start_worker()
+    wait_until(lambda: fake_graph.accepted_uploads(), what="the upload to Meta")
+    (upload,) = fake_graph.accepted_uploads()
+    assert upload.sha256 == hashlib.sha256(PDF).hexdigest()
+
+    # a file whose message is refused (the window closed) leaves no row and no object behind
+    db.execute("UPDATE conversations SET last_inbound_at = now() - interval '2 days'")
+    refused = send_file(inbox, cid, PDF, "application/pdf", "Late.pdf")
+    assert (refused.status_code, refused.json()["code"]) == (409, "WINDOW_CLOSED")
+    assert db.execute("SELECT count(*) AS n FROM media").fetchone()["n"] == 1
+    assert list(objects(s3)) == [media["object_key"]]
+
+
+def test_the_sweep_removes_a_staged_file_no_message_took(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings, s3: Any
+) -> None:
+    store = MediaStore(settings)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield PDF
+
+    async def stage() -> int:
+        pool = AsyncConnectionPool(settings.require_database_url(), open=False, kwargs={"row_factory": dict_row})
+        async with pool:
+            file = {"kind": "document", "mime_type": "application/pdf", "filename": "x.pdf"}
+            return await stage_file(pool, store, **file, chunks=chunks())
+
+    media_id = asyncio.run(stage())  # as a web process that died before it queued the message
+    row = db.execute("SELECT * FROM media WHERE id = %s", [media_id]).fetchone()
+    assert row["message_id"] is None and objects(s3) == {row["object_key"]: len(PDF)}
+    report = client.post("/api/cron/run-outbound-jobs", headers={"Authorization": f"Bearer {CRON_SECRET}"}).json()
+    assert report["staged_media_removed"] == 0  # still young: an upload on its way to its message
+    db.execute("UPDATE media SET created_at = now() - interval '2 hours' WHERE id = %s", [media_id])
+    report = client.post("/api/cron/run-outbound-jobs", headers={"Authorization": f"Bearer {CRON_SECRET}"}).json()
+    assert report["staged_media_removed"] == 1
+    assert db.execute("SELECT count(*) AS n FROM media").fetchone()["n"] == 0 and objects(s3) == {}

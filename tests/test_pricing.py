@@ -4,6 +4,7 @@ month (view, `waypost status`, Prometheus); messages accepted but never delivere
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
 import psycopg
@@ -13,6 +14,7 @@ from tests.conftest import CRON_SECRET, WebServer, post_webhook, run_waypost, wa
 from tests.inbox_client import Inbox, conversation_id, create_operator
 from tests.test_observability import METRICS_TOKEN, moved, scrape
 from tests.test_reply import deliver, job_with_status
+from waypost.db import execute_sync
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.settings import Settings
@@ -211,3 +213,26 @@ def test_service_budget_threshold_notifies_once_and_the_cap_leaves_replies_to_op
     sent = inbox.post(f"/api/inbox/conversations/{conversation}/messages", {"body": "An operator answers"})
     assert sent.status_code in (200, 201, 202), sent.text
     wait_for(db, "SELECT 1 FROM messages WHERE author = 'operator' AND status = 'sent'")
+
+
+def test_two_workers_crossing_the_budget_threshold_together_notify_once(
+    database_url: str, db: psycopg.Connection
+) -> None:
+    """The once-only insert is decided by a unique key, not by a look first: the second of two
+    concurrent transactions waits for the first and then adds nothing."""
+    note = {"kind": "service_budget_threshold", "body": "Number 1 reached 5 service messages in 2026-11"}
+    done: dict[str, int] = {}
+    with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
+        assert execute_sync(first, "notification_insert_ever_once", **note) == 1  # not committed yet
+
+        def race() -> None:
+            done["rows"] = execute_sync(second, "notification_insert_ever_once", **note)
+            second.commit()
+
+        racer = threading.Thread(target=race)
+        racer.start()
+        wait_for(db, "SELECT 1 FROM pg_locks WHERE NOT granted")  # the second waits for the first
+        first.commit()
+        racer.join(timeout=20)
+    assert done == {"rows": 0}
+    assert db.execute("SELECT count(*) AS n FROM notifications WHERE kind = %(kind)s", note).fetchone() == {"n": 1}

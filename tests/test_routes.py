@@ -121,4 +121,5 @@ async def test_inbox_api_and_pages_refuse_a_visitor_as_before(client: httpx.Asyn
 async def test_openapi_describes_the_inbox_api_only(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert all(path.startswith("/api/inbox/") for path in paths)
-    assert len(paths) == 17  # 12, a contact's export and erase, block and unblock, a template send
+    # 12, a contact's export and erase, block and unblock, a template send, drafted templates (2)
+    assert len(paths) == 19

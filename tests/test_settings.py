@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from tests.conftest import WebServer
-from waypost.settings import SECRET_FIELDS, ConfigurationError, Settings, env_name, load_settings
+from waypost.environment import env_name
+from waypost.settings import SECRET_FIELDS, ConfigurationError, Settings, load_settings
 from waypost.signing import tokens_equal
 
 EVERY_SECRET = {
@@ -75,3 +76,31 @@ def test_an_empty_verify_token_or_app_secret_stops_the_web_app(settings: Setting
             rebuilt(settings, **{field: "  "}).check_webhook_security()
     with pytest.raises(ConfigurationError, match="WHATSAPP_ACCESS_TOKEN"):
         rebuilt(settings, whatsapp_access_token="").check_sending()
+
+
+@pytest.mark.parametrize(
+    ("url_var", "key_var"),
+    [
+        ("WHATSAPP_API_BASE", "WHATSAPP_ACCESS_TOKEN"),
+        ("OPENAI_BASE_URL", "OPENAI_API_KEY"),
+        ("WAYPOST_TRANSCRIBE_URL", "WAYPOST_TRANSCRIBE_API_KEY"),
+    ],
+)
+def test_a_key_never_goes_over_plain_http_to_another_host(
+    url_var: str, key_var: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(key_var, "sk-secret-value")
+    for url in (
+        "https://models.example.com/v1",
+        "http://127.0.0.1:11434/v1",
+        "http://localhost:9/v1",
+        "http://[::1]:9",
+    ):
+        monkeypatch.setenv(url_var, url)
+        Settings()
+    monkeypatch.setenv(url_var, "http://10.0.0.5:11434/v1")
+    with pytest.raises(ConfigurationError, match=f"{url_var} is plain http:// to '10.0.0.5'") as refused:
+        Settings()
+    assert "sk-secret-value" not in str(refused.value)
+    monkeypatch.setenv(key_var, "")  # no key: nothing to leak, a LAN model server is fine
+    Settings()

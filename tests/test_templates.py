@@ -182,9 +182,10 @@ def test_a_template_reaches_meta_once_after_the_window_and_marketing_is_refused_
 
     unapproved = inbox.post(url, {"name": "draft", "language": "en_US"})
     assert unapproved.status_code == 409 and unapproved.json()["code"] == "TEMPLATE_UNAVAILABLE"
-    assert inbox.post(url, {"name": "promo", "language": "en_US"}).status_code == 202  # not opted out yet
+    filled = {"language": "en_US", "parameters": ["Sheena", "A-17"]}  # the counts must fit (test_template_picker)
+    assert inbox.post(url, {"name": "promo", **filled}).status_code == 202  # not opted out yet
     assert post_webhook(client, payloads.dumps(payloads.user_preferences("stop", wa_id=CONTACT))).status_code == 200
     refused = inbox.post(url, {"name": "promo", "language": "en_US"})
     assert refused.status_code == 409 and refused.json()["code"] == "MARKETING_OPTED_OUT"
     assert "opted out of marketing" in refused.json()["error"]
-    assert inbox.post(url, {"name": "order_ready", "language": "en_US"}).status_code == 202  # utility still goes
+    assert inbox.post(url, {"name": "order_ready", **filled}).status_code == 202  # utility still goes

@@ -1,11 +1,12 @@
 """Files Waypost sends (an operator's attachment, a file the AI answers with): checked against what
-WhatsApp accepts before anything is stored or sent, then written into the database a chunk at a time.
+WhatsApp accepts before anything is stored or sent, then written into the media store (PostgreSQL or
+S3) a chunk at a time.
 
 A file's declared type must be one Meta sends for its kind (waypost.kinds.OUTBOUND_MEDIA_TYPES), its
 size within Meta's limit for the kind (MEDIA_SIZE_LIMITS), and its first bytes must say the same as
 its declared type: an SVG or an HTML page named `.png` is refused here, not by Meta after an upload.
 
-Shared by the web app and the worker. `store_file` is the one place the bytes are written.
+Shared by the web app and the worker. `stage_file` is the one place the bytes are written.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from psycopg import AsyncConnection
 
 from waypost import kinds
-from waypost.db import execute, fetch_value
+from waypost.db import DictPool, execute, fetch_value
 from waypost.errors import FileTooLarge, UnsupportedFile
+from waypost.media_store import MediaStore
 from waypost.text import mime_base
 
 HEAD_BYTES = 64  # enough of a file's start to recognise its type
@@ -94,30 +97,37 @@ def graph_object(kind: str, caption: str | None, filename: str | None) -> dict[s
     return content
 
 
-async def store_file(
-    conn: AsyncConnection[Any],
-    message_id: int,
+async def stage_file(
+    pool: DictPool,
+    store: MediaStore,
     *,
     kind: str,
     mime_type: str,
     filename: str | None,
     chunks: AsyncIterator[bytes],
 ) -> int:
-    """Write a file to send as the media row of outbound message `message_id`, a chunk at a time, in
-    the caller's transaction; its media id. (The one place outbound bytes are written: another store,
-    such as S3, replaces this function.)"""
-    media_id = int(
-        await fetch_value(
-            conn, "media_insert_outbound", message_id=message_id, kind=kind, mime_type=mime_type, filename=filename
+    """Write a file to send into the media store (PostgreSQL or S3) as a staged media row, before and
+    outside the transaction that queues its message (which links it: `media_link_staged`), so a large
+    upload never holds the conversation's lock; its media id. A failed write leaves nothing behind."""
+    async with pool.connection() as conn:
+        media_id = int(
+            await fetch_value(conn, "media_insert_staged", kind=kind, mime_type=mime_type, filename=filename)
         )
-    )
-    digest, size, seq = hashlib.sha256(), 0, 0
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        digest.update(chunk)
-        size += len(chunk)
-        await execute(conn, "media_chunk_insert", media_id=media_id, seq=seq, data=chunk)
-        seq += 1
-    await execute(conn, "media_stored_outbound", media_id=media_id, byte_size=size, sha256=digest.hexdigest())
+    digest, size = hashlib.sha256(), 0
+    try:
+        async with store.writer(pool, media_id) as writer:
+            async for chunk in chunks:
+                if chunk:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    await writer.write(chunk)
+
+            async def checksum(conn: AsyncConnection[Any]) -> None:
+                await execute(conn, "media_stored_outbound", media_id=media_id, sha256=digest.hexdigest())
+
+            await writer.commit(mime_type=mime_type, byte_size=size, then=checksum)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await store.discard_staged(pool, media_id)
+        raise
     return media_id

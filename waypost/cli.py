@@ -14,10 +14,11 @@ from types import ModuleType
 from typing import Any
 
 from waypost import __version__, operators
+from waypost.environment import environment
 from waypost.errors import BadOperatorInput, OperatorError, WaypostError
 from waypost.logs import setup_logging
 from waypost.operators import add_operator
-from waypost.settings import ConfigurationError, Settings, environment, load_settings
+from waypost.settings import ConfigurationError, Settings, load_settings
 
 # Where `waypost dev` keeps its settings; other commands run in that folder use them (see main).
 DEV_ENV_FILE = Path(".waypost") / "dev.env"
@@ -321,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     shown = templates_sub.add_parser("list", help="the stored templates")
     shown.add_argument("--json", action="store_true", help="machine-readable output")
     shown.set_defaults(func=cmd_templates)
+    from waypost import kb_cli
+
+    kb_cli.add_parser(sub)
     return parser
 
 

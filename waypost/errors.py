@@ -14,6 +14,7 @@ The hierarchy:
     - InvalidBody                   BAD_REQUEST (a body that does not fit the endpoint's schema)
     - PayloadError                  BAD_PAYLOAD (webhook/payload.py)
     - UnsupportedFile               UNSUPPORTED_FILE (a type Meta does not send, or bytes that are not it)
+    - TemplateDraftInvalid          TEMPLATE_DRAFT_INVALID (a drafted template Meta would refuse; carries problems)
   + NotFound                        NOT_FOUND
   + Conflict                        CONFLICT
     - WindowClosed                  WINDOW_CLOSED
@@ -21,6 +22,7 @@ The hierarchy:
     - BlockPending                  BLOCK_PENDING (a block or unblock still waits for Meta)
     - TemplateUnavailable           TEMPLATE_UNAVAILABLE (no such approved template)
     - MarketingRefused              MARKETING_OPTED_OUT (a marketing template to an opted-out contact)
+    - TemplateExists                TEMPLATE_EXISTS (a drafted template's name and language are taken)
   + BodyTooLarge                    BODY_TOO_LARGE
     - FileTooLarge                  FILE_TOO_LARGE (over Meta's limit for the kind)
   + Unauthorized                    UNAUTHORIZED (a missing or wrong bearer secret: cron, metrics)
@@ -33,6 +35,7 @@ The hierarchy:
     - CronDisabled                  CRON_DISABLED
     - InboxDisabled                 INBOX_DISABLED
     - MetricsOff                    METRICS_OFF
+    - TemplatesOff                  TEMPLATES_OFF (no WHATSAPP_BUSINESS_ACCOUNT_ID to submit templates to)
   + ProcessingFailed                PROCESSING_FAILED
   + SignInRefused                   SIGN_IN_REFUSED (the sign-in form shows the message)
     - UnusableCredentials
@@ -310,3 +313,35 @@ class MarketingRefused(Conflict):
     """the contact opted out of marketing messages (or is blocked): a marketing template cannot go to them"""
 
     code = "MARKETING_OPTED_OUT"
+
+
+class TemplateParameters(InvalidBody):
+    """the template's parameters do not fit it: WhatsApp would refuse the send (error 132000)"""
+
+    code = "TEMPLATE_PARAMETERS"
+
+
+# Templates drafted in the inbox (webhook/inbox/template_drafts.py)
+
+
+class TemplateDraftInvalid(BadRequest):
+    """the template draft has what Meta would refuse"""
+
+    code = "TEMPLATE_DRAFT_INVALID"
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        # the JSON envelope carries {field: message} as `problems`, the draft form shows each by its field
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems.items()), problems=problems)
+        self.problems = problems
+
+
+class TemplateExists(Conflict):
+    """a template of that name and language exists already (or is being submitted): pick another name"""
+
+    code = "TEMPLATE_EXISTS"
+
+
+class TemplatesOff(Disabled):
+    """templates cannot be submitted: set WHATSAPP_BUSINESS_ACCOUNT_ID"""
+
+    code = "TEMPLATES_OFF"

@@ -150,16 +150,40 @@ class MediaStore:
         (an object already gone counts as deleted). A file whose object could not be deleted stays
         `stored` and is tried again by the next sweep. Returns how many were purged."""
         async with pool.connection() as conn, conn.transaction():
-            rows = await fetch_all(conn, "sweep_old_media", seconds=seconds)
-            gone = [row["id"] for row in rows if row["storage"] != "s3"]
-            objects = [(row["id"], row["object_bucket"], row["object_key"]) for row in rows if row["storage"] == "s3"]
-            if objects and self.s3 is None:
-                logger.error("sweep: %s old file(s) are in S3, which is not configured: kept", len(objects))
-            elif objects and self.s3 is not None:
-                gone += await self.s3.delete(objects)
+            gone = await self._bytes_deleted(await fetch_all(conn, "sweep_old_media", seconds=seconds))
             if not gone:
                 return 0
             return int(await fetch_value(conn, "sweep_purge_media", media_ids=gone))
+
+    async def discard_staged(self, pool: DictPool, media_id: int) -> None:
+        """Remove a staged file that no message will send (its object too); one the sweep is already
+        removing is left to it."""
+        async with pool.connection() as conn, conn.transaction():
+            row = await fetch_optional(conn, "media_staged", media_id=media_id)
+            if row is not None:
+                await self._delete_staged(conn, [row])
+
+    async def purge_staged(self, pool: DictPool, seconds: float) -> int:
+        """Remove staged files older than `seconds` that no message took (a web process died between
+        the write and the queue); how many."""
+        async with pool.connection() as conn, conn.transaction():
+            rows = await fetch_all(conn, "sweep_stale_staged_media", seconds=seconds)
+            return await self._delete_staged(conn, rows) if rows else 0
+
+    async def _delete_staged(self, conn: AsyncConnection[Any], rows: list[Any]) -> int:
+        gone = await self._bytes_deleted(rows)
+        return await execute(conn, "media_delete_staged", media_ids=gone) if gone else 0
+
+    async def _bytes_deleted(self, rows: list[Any]) -> list[int]:
+        """The ids of these rows whose bytes may go with the row: their chunks (deleted by the caller's
+        statement), or their S3 objects, deleted here first (one that cannot be is kept for next time)."""
+        gone = [row["id"] for row in rows if row["storage"] != "s3"]
+        objects = [(row["id"], row["object_bucket"], row["object_key"]) for row in rows if row["storage"] == "s3"]
+        if objects and self.s3 is None:
+            logger.error("%s file(s) are in S3, which is not configured: kept", len(objects))
+        elif objects and self.s3 is not None:
+            gone += await self.s3.delete(objects)
+        return gone
 
     async def aclose(self) -> None:
         if self.s3 is not None:

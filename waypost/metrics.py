@@ -46,7 +46,15 @@ PRICED_MESSAGES = Counter(
     "Outbound messages priced by a status webhook",
     ["phone_number_id", "category", "type", "billable"],
 )
+# Late replies with WAYPOST_REENGAGE_TEMPLATE on (worker/reengage.py): `sent`, or the outcome that kept it back
+REENGAGEMENTS = Counter(
+    "waypost_reengagements", "Re-engagement templates sent instead of late replies, or not", ["outcome"]
+)
 UNDELIVERED = Counter("waypost_undelivered_flagged", "Messages the sweep flagged accepted but not delivered")
+# Read receipts and typing indicators (worker/receipts.py): kind typing|read, outcome ok|failed.
+READ_RECEIPTS = Counter(
+    "waypost_read_receipts", "Read-receipt calls to the Cloud API by kind and outcome", ["kind", "outcome"]
+)
 PRICING_CATEGORIES = frozenset(
     {"service", "utility", "marketing", "marketing_lite", "authentication", "authentication_international"}
 )

@@ -6,15 +6,17 @@ Every option is documented in the README's "Settings" table; keep the two in ste
 from __future__ import annotations
 
 import ipaddress
-import os
+import json
 import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from waypost import consent_defaults
 
 # S3's bucket naming rules (lowercase, digits, dots, hyphens; 3 to 63 characters)
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     whatsapp_access_token: SecretStr | None = Field(None, validation_alias=_env("WHATSAPP_ACCESS_TOKEN"))
     # The WhatsApp Business Account whose message templates `waypost templates sync` reads.
     whatsapp_business_account_id: str | None = Field(None, validation_alias=_env("WHATSAPP_BUSINESS_ACCOUNT_ID"))
+    # The sweep syncs the account's templates when the last sync is this old (0: never; needs the account id).
+    template_sync_seconds: float = Field(3600.0, ge=0, validation_alias=_env("WAYPOST_TEMPLATE_SYNC_SECONDS"))
     send_connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("WAYPOST_SEND_CONNECT_TIMEOUT"))
     send_read_timeout: float = Field(20.0, gt=0, validation_alias=_env("WAYPOST_SEND_READ_TIMEOUT"))
     reply_max_attempts: int = Field(6, ge=1, validation_alias=_env("WAYPOST_REPLY_MAX_ATTEMPTS"))
@@ -77,6 +81,18 @@ class Settings(BaseSettings):
     # operators are told once; at the cap the AI stops answering and leaves conversations to them.
     service_budget_threshold: int = Field(0, ge=0, validation_alias=_env("WAYPOST_SERVICE_BUDGET_THRESHOLD"))
     service_budget_cap: int = Field(0, ge=0, validation_alias=_env("WAYPOST_SERVICE_BUDGET_CAP"))
+    # Read receipts and the typing indicator on the contact's phone (worker/receipts.py). `operator_open`:
+    # a message the AI answers is marked read when it starts answering, one left to an operator when an
+    # operator opens its conversation; `ai`: only the former; `never`: none (and no typing indicator,
+    # which Meta only shows with a read receipt).
+    read_receipts: Literal["operator_open", "ai", "never"] = Field(
+        "operator_open", validation_alias=_env("WAYPOST_READ_RECEIPTS")
+    )
+    typing_indicator: bool = Field(True, validation_alias=_env("WAYPOST_TYPING_INDICATOR"))
+    # Meta drops the indicator after 25 s: it is sent again this often while the AI is still working.
+    typing_refresh_seconds: float = Field(20.0, gt=0, le=25, validation_alias=_env("WAYPOST_TYPING_REFRESH_SECONDS"))
+    # One read/typing call's whole budget: it never holds up a reply longer than this (or 1 s at its end).
+    read_receipt_timeout: float = Field(3.0, gt=0, le=30, validation_alias=_env("WAYPOST_READ_RECEIPT_TIMEOUT"))
     # Inbound media: the hosts a media URL from Meta may point at (the access token goes only there;
     # comma-separated host names), and how many attempts a download gets before it is given up.
     media_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -105,69 +121,33 @@ class Settings(BaseSettings):
     # and emoji around it ignored; never a word inside a sentence) opts its contact out of, or back into,
     # marketing messages, and is answered with the confirmation instead of the AI (empty: no answer).
     opt_out_words: Annotated[tuple[str, ...], NoDecode] = Field(
-        (
-            "stop",
-            "stopp",
-            "stop all",
-            "unsubscribe",
-            "opt out",
-            "opt-out",
-            "optout",
-            "stop promotions",
-            "baja",
-            "darse de baja",
-            "parar",
-            "alto",
-            "cancelar suscripción",
-            "sair",
-            "descadastrar",
-            "arrêt",
-            "arret",
-            "désabonner",
-            "desabonner",
-            "désinscription",
-            "abmelden",
-            "abbestellen",
-            "disiscriviti",
-            "annulla iscrizione",
-            "afmelden",
-            "توقف",
-            "стоп",
-            "отписаться",
-        ),
-        validation_alias=_env("WAYPOST_OPT_OUT_WORDS"),
+        consent_defaults.OPT_OUT_WORDS, validation_alias=_env("WAYPOST_OPT_OUT_WORDS")
     )
     opt_in_words: Annotated[tuple[str, ...], NoDecode] = Field(
-        (
-            "start",
-            "unstop",
-            "subscribe",
-            "resume",
-            "opt in",
-            "opt-in",
-            "optin",
-            "alta",
-            "suscribir",
-            "voltar",
-            "inscrever",
-            "reprendre",
-            "abonner",
-            "anmelden",
-            "iscriviti",
-            "aanmelden",
-            "ابدأ",
-            "старт",
-            "подписаться",
-        ),
-        validation_alias=_env("WAYPOST_OPT_IN_WORDS"),
+        consent_defaults.OPT_IN_WORDS, validation_alias=_env("WAYPOST_OPT_IN_WORDS")
     )
     opt_out_confirmation: str = Field(
-        "You will no longer receive marketing messages from us. Reply START to receive them again.",
-        validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATION"),
+        consent_defaults.OPT_OUT_CONFIRMATION, validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATION")
     )
     opt_in_confirmation: str = Field(
-        "You will receive our marketing messages again. Reply STOP to stop them.",
-        validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATION"),
+        consent_defaults.OPT_IN_CONFIRMATION, validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATION")
+    )
+    # The confirmations in other languages, by the language of the word the contact wrote (a JSON
+    # object, {"es": "..."}); a language with none here gets the one above.
+    opt_out_confirmations: Annotated[dict[str, str], NoDecode] = Field(
+        consent_defaults.OPT_OUT_CONFIRMATIONS, validation_alias=_env("WAYPOST_OPT_OUT_CONFIRMATIONS")
+    )
+    opt_in_confirmations: Annotated[dict[str, str], NoDecode] = Field(
+        consent_defaults.OPT_IN_CONFIRMATIONS, validation_alias=_env("WAYPOST_OPT_IN_CONFIRMATIONS")
+    )
+
+    # Re-engagement (README "Message templates"): an AI reply that falls due after the 24-hour window
+    # closed sends this approved template ("name:language") instead of being skipped. Empty: off.
+    # What fills its body's {{1}}, {{2}}…, in order: `contact_name` or `text:FIXED`, comma-separated.
+    # Checked when the worker starts (worker.reengage).
+    reengage_template: str = Field("", validation_alias=_env("WAYPOST_REENGAGE_TEMPLATE"))
+    reengage_parameters: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=_env("WAYPOST_REENGAGE_PARAMETERS")
     )
 
     # Sweep
@@ -195,6 +175,13 @@ class Settings(BaseSettings):
     # Images reach the `openai` provider as image parts only when its model can see them, up to a size.
     openai_vision: bool = Field(False, validation_alias=_env("OPENAI_VISION"))
     openai_vision_max_bytes: int = Field(5 * 1024 * 1024, gt=0, validation_alias=_env("OPENAI_VISION_MAX_BYTES"))
+    # The knowledge base (README "Knowledge base"): its text search language (a pg_ts_config name,
+    # checked when the worker starts), the score a passage needs to count, how many reach the model,
+    # and whether no passage above the score hands over (strict) or lets the AI answer anyway (lenient).
+    kb_language: str = Field("english", min_length=1, validation_alias=_env("WAYPOST_KB_LANGUAGE"))
+    kb_min_score: float = Field(0.3, ge=0, le=1, validation_alias=_env("WAYPOST_KB_MIN_SCORE"))
+    kb_passages: int = Field(4, ge=1, le=20, validation_alias=_env("WAYPOST_KB_PASSAGES"))
+    kb_grounding: Literal["strict", "lenient"] = Field("lenient", validation_alias=_env("WAYPOST_KB_GROUNDING"))
     # Voice notes: an OpenAI-compatible /audio/transcriptions endpoint (base URL with /v1; unset: off).
     # The key goes to that URL only.
     transcribe_url: str | None = Field(None, validation_alias=_env("WAYPOST_TRANSCRIBE_URL"))
@@ -240,12 +227,24 @@ class Settings(BaseSettings):
             value = [item.strip().lower() for item in value.split(",") if item.strip()]
         return tuple(value)
 
-    @field_validator("opt_out_words", "opt_in_words", mode="before")
+    @field_validator("opt_out_words", "opt_in_words", "reengage_parameters", mode="before")
     @classmethod
     def _word_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
         return tuple(value)
+
+    @field_validator("opt_out_confirmations", "opt_in_confirmations", mode="before")
+    @classmethod
+    def _by_language(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f'a JSON object of language to text, e.g. {{"es": "..."}}: {exc}') from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError('a JSON object of language to text, e.g. {"es": "..."}')
+        return {str(k).strip().lower().replace("-", "_"): v for k, v in value.items()}
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -260,6 +259,24 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return tuple(networks)
+
+    @model_validator(mode="after")
+    def _keys_only_over_tls(self) -> Settings:
+        """A key never travels in clear text: plain http:// is for loopback (the fakes, a local model
+        server) or for hosts that get no key."""
+        pairs = (
+            ("WHATSAPP_API_BASE", self.whatsapp_api_base, self.whatsapp_access_token),
+            ("OPENAI_BASE_URL", self.openai_base_url, self.openai_api_key),
+            ("WAYPOST_TRANSCRIBE_URL", self.transcribe_url, self.transcribe_api_key),
+        )
+        for name, url, key in pairs:
+            if url and key is not None and not _encrypted_or_local(url):
+                # not a ValueError: pydantic would quote every setting's input, the keys included
+                raise ConfigurationError(
+                    f"{name} is plain http:// to {urlsplit(url.strip()).hostname!r}: its key would travel "
+                    "unencrypted. Use https://, or plain http only to this machine (localhost, 127.0.0.1, ::1)"
+                )
+        return self
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -344,6 +361,19 @@ class Settings(BaseSettings):
         return self.send_connect_timeout + self.send_read_timeout + 5.0
 
 
+def _encrypted_or_local(url: str) -> bool:
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != "http":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_secret(annotation: Any) -> bool:
     return annotation is SecretStr or SecretStr in typing.get_args(annotation)
 
@@ -352,35 +382,6 @@ def _is_secret(annotation: Any) -> bool:
 SECRET_FIELDS: frozenset[str] = frozenset(
     name for name, field in Settings.model_fields.items() if _is_secret(field.annotation)
 )
-
-
-def env_name(field_name: str) -> str:
-    """The environment variable of a setting."""
-    alias = Settings.model_fields[field_name].validation_alias
-    assert isinstance(alias, AliasChoices)
-    return str(alias.choices[0])
-
-
-def environment(settings: Settings) -> dict[str, str]:
-    """The environment variables that make another process read exactly these settings."""
-    env = {}
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "1" if value else "0"
-        elif isinstance(value, tuple):
-            value = ",".join(value)
-        env[env_name(name)] = str(value)
-    return env
-
-
-def any_in_environment() -> bool:
-    """Whether the environment sets any Waypost setting."""
-    return any(env_name(name) in os.environ for name in Settings.model_fields)
 
 
 def load_settings(env_file: Path | None = None, **overrides: object) -> Settings:

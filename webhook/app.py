@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -21,7 +22,7 @@ from waypost.settings import Settings, load_settings
 from webhook import endpoints
 from webhook.errors import exception_handlers
 from webhook.headers import SecurityHeadersMiddleware
-from webhook.inbox import api, live, pages
+from webhook.inbox import api, knowledge, live, pages, template_drafts
 from webhook.inbox.auth import InboxSessionMiddleware
 from webhook.limits import BodyLimit, BodyLimitMiddleware
 from webhook.middleware import RequestIdMiddleware, SchemaGuardMiddleware
@@ -33,6 +34,8 @@ API = "/api"
 # Meta's webhook (GET for the subscription handshake, POST for deliveries), as set in Meta's dashboard
 WEBHOOK = "/webhooks/whatsapp"
 WEBHOOK_PATH = API + WEBHOOK
+# Every inbox endpoint that is a page: its refusals are answered as an error page, not JSON
+PAGE_ENDPOINTS = pages.PAGES | knowledge.PAGES | template_drafts.PAGES
 
 
 class Group(Mount):
@@ -70,12 +73,17 @@ def routes(settings: Settings) -> list[BaseRoute]:
                 Route(WEBHOOK, endpoints.receive_webhook, methods=["POST"], name="webhook", middleware=its_own_limit),
                 Route("/cron/run-outbound-jobs", endpoints.run_outbound_jobs, methods=["GET", "POST"], name="cron"),
                 # the operator inbox's JSON API (described in /openapi.json)
-                Group("/inbox", routes=api.routes, middleware=sessions, name="api"),
+                Group("/inbox", routes=[*api.routes, *template_drafts.api_routes], middleware=sessions, name="api"),
             ],
         ),
         # The operator inbox's pages, their live fragments and event stream, and static files.
         Route("/inbox", pages.conversations_page, methods=["GET"], middleware=sessions, name="inbox"),
-        Group("/inbox", routes=pages.routes, middleware=sessions, name="inbox"),
+        Group(
+            "/inbox",
+            routes=[*template_drafts.page_routes, *pages.routes, *knowledge.routes],
+            middleware=sessions,
+            name="inbox",
+        ),
     ]
 
 
@@ -130,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(SecurityHeadersMiddleware),
             Middleware(BodyLimitMiddleware),
         ],
-        exception_handlers=exception_handlers(pages.error_page),
+        exception_handlers=exception_handlers(functools.partial(pages.error_page, endpoints=PAGE_ENDPOINTS)),
         lifespan=lifespan,
     )
 

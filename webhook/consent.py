@@ -9,9 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import re
-import unicodedata
-from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,48 +22,6 @@ logger = logging.getLogger(__name__)
 # Meta's user_preferences values (docs/whatsapp.md): what each does to the contact's marketing consent
 PREFERENCE_KINDS = {"stop": "opt_out", "resume": "opt_in"}
 MARKETING = "marketing_messages"
-_SPACES = re.compile(r"\s+")
-
-
-def normalise(text: str) -> str:
-    """A message as the word lists are compared with it: case-folded, NFKC, inner spaces collapsed,
-    punctuation, symbols (emoji) and spaces trimmed from both ends ("Stop!" is "stop")."""
-    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold())
-    start, end = 0, len(text)
-    while start < end and _trimmed(text[start]):
-        start += 1
-    while end > start and _trimmed(text[end - 1]):
-        end -= 1
-    return text[start:end]
-
-
-def _trimmed(char: str) -> bool:
-    return char.isspace() or unicodedata.category(char)[0] in "PSZC"
-
-
-@dataclasses.dataclass(frozen=True)
-class ConsentWords:
-    """The opt-out and opt-in words (WAYPOST_OPT_OUT_WORDS, WAYPOST_OPT_IN_WORDS), normalised."""
-
-    opt_out: frozenset[str]
-    opt_in: frozenset[str]
-
-    @classmethod
-    def of(cls, opt_out: Iterable[str], opt_in: Iterable[str]) -> ConsentWords:
-        return cls(frozenset(filter(None, map(normalise, opt_out))), frozenset(filter(None, map(normalise, opt_in))))
-
-    def match(self, message_type: str, body: str | None) -> str | None:
-        """'opt_out' or 'opt_in' when the whole text message is one of the words, else None: a
-        word inside a sentence ("we have got to STOP this bill") is never one."""
-        if message_type != "text" or not body or len(body) > 100:
-            return None
-        word = normalise(body)
-        if word in self.opt_out:
-            return "opt_out"
-        if word in self.opt_in:
-            return "opt_in"
-        return None
-
 
 NOTICES = {
     (

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from starlette.schemas import EndpointInfo, SchemaGenerator
 
 from waypost import metrics, signing
+from waypost.consent_words import ConsentWords
 from waypost.errors import (
     BadSignature,
     BodyTooLarge,
@@ -29,7 +30,6 @@ from waypost.errors import (
 )
 from waypost.logs import request_id_var
 from webhook import ingest, payload
-from webhook.consent import ConsentWords
 from webhook.errors import SCHEMA_ERRORS, error_response
 from webhook.state import app_state
 from worker.tasks import sweep_now

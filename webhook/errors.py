@@ -23,6 +23,7 @@ STATUS: dict[type[errors.WaypostError], int] = {
     errors.TemplateSyncFailed: 502,
     errors.BadRequest: 400,
     errors.InvalidBody: 422,
+    errors.TemplateDraftInvalid: 422,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.BodyTooLarge: 413,

@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from psycopg.types.json import Jsonb
 
+from waypost.consent_words import ConsentWords
 from waypost.db import DictConnection, DictPool, execute, fetch_one, fetch_value
 from waypost.signing import Verdict
 from webhook import consent
 from webhook.changes import Echo
 from webhook.media import media_of
 from webhook.payload import Batch, InboundMessage, PlatformError, Refused, StatusUpdate, describe_refused
+from webhook.template_events import TemplateChange, apply_template_change
 from webhook.templates import TemplateStatus, apply_template_status
 from worker.tasks import defer_download, defer_reply
 
@@ -105,7 +107,7 @@ Store = Callable[[DictConnection, IngestResult], Awaitable[None]]
 
 
 def _steps(
-    batch: Batch, request_id: str, pause_ai_on_echo: bool, words: consent.ConsentWords | None = None
+    batch: Batch, request_id: str, pause_ai_on_echo: bool, words: ConsentWords | None = None
 ) -> list[tuple[str, str | None, Store]]:
     """Every item of the batch as (kind, Graph id, how to store it), in locking order."""
     steps: list[tuple[str, str | None, Store]] = []
@@ -123,6 +125,9 @@ def _steps(
         steps.append(("user_preference", None, functools.partial(_apply_preference, preference=preference)))
     for update in batch.template_statuses:
         steps.append(("template_status", None, functools.partial(_apply_template_status, update=update)))
+    for template_change in batch.template_changes:
+        apply_change = functools.partial(_apply_template_change, change=template_change)
+        steps.append((f"template_{template_change.kind}", None, apply_change))
     for platform_error in batch.errors:
         steps.append(("error", None, functools.partial(_notify_platform_error, platform_error=platform_error)))
     return steps
@@ -135,7 +140,7 @@ async def process(
     request_id: str,
     *,
     pause_ai_on_echo: bool = True,
-    words: consent.ConsentWords | None = None,
+    words: ConsentWords | None = None,
 ) -> IngestResult:
     """Store every item of the batch and mark the journal row processed, in one transaction.
     `pause_ai_on_echo`: a message sent from the phone app pauses its conversation's AI; `words`:
@@ -220,12 +225,16 @@ async def _apply_template_status(conn: DictConnection, result: IngestResult, upd
     await apply_template_status(conn, update)
 
 
+async def _apply_template_change(conn: DictConnection, result: IngestResult, change: TemplateChange) -> None:
+    await apply_template_change(conn, change)
+
+
 async def _ingest_message(
     conn: DictConnection,
     result: IngestResult,
     message: InboundMessage,
     request_id: str,
-    words: consent.ConsentWords | None = None,
+    words: ConsentWords | None = None,
 ) -> None:
     row = await fetch_one(
         conn,
@@ -281,6 +290,9 @@ async def _needs_reply(conn: DictConnection, message: InboundMessage) -> bool:
     if message.type != "reaction" or not target or not (message.body or "").strip():
         return message.needs_reply
     params = {"phone_number_id": message.phone_number_id, "wa_id": message.wa_id, "user_id": message.user_id}
+    # Two reactions to one question in flight at once (👍 changed to ❤ within a second) decide one
+    # after the other: the second sees the first's reply job and is not answered again.
+    await execute(conn, "reaction_lock_contact", **params)
     return bool(await fetch_value(conn, "reaction_answers_ai_question", target=target, **params))
 
 
@@ -326,6 +338,11 @@ async def _apply_changes(conn: DictConnection, message_id: int, message: Inbound
     logger.info("%s of %s by %s: %s", change.kind, change.original_wa_message_id, message.wa_message_id, outcome)
 
 
+# What the owner does from the phone app without answering: a reaction, or an edit or deletion of a
+# message already sent. These never pause the AI; a reply of any other kind does.
+QUIET_ECHO_TYPES = frozenset({"reaction", "edit", "revoke"})
+
+
 async def _ingest_echo(conn: DictConnection, result: IngestResult, echo: Echo, pause_ai: bool) -> None:
     """A message the business sent from the WhatsApp Business app: shown as sent from the phone app,
     and (a setting) the conversation's AI pauses so the owner and the AI never talk over each other."""
@@ -340,7 +357,7 @@ async def _ingest_echo(conn: DictConnection, result: IngestResult, echo: Echo, p
         body=echo.body,
         payload=Jsonb(echo.payload),
         sent_at=echo.sent_at,
-        pause_ai=pause_ai,
+        pause_ai=pause_ai and echo.type not in QUIET_ECHO_TYPES,
     )
     if not row["created"]:
         result.duplicate_messages += 1

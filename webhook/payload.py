@@ -35,6 +35,8 @@ from webhook.models import (
     Status,
     Value,
 )
+from webhook.template_events import FIELDS as TEMPLATE_CHANGE_FIELDS
+from webhook.template_events import TemplateChange, template_change_of
 from webhook.templates import FIELD as TEMPLATE_STATUS_FIELD
 from webhook.templates import TemplateStatus, template_status_of
 
@@ -133,12 +135,14 @@ class Batch:
     preferences: list[Preference] = dataclasses.field(default_factory=list)  # user_preferences (webhook/consent.py)
     # message_template_status_update (webhook/templates.py)
     template_statuses: list[TemplateStatus] = dataclasses.field(default_factory=list)
+    # message_template_quality_update, template_category_update (webhook/template_events.py)
+    template_changes: list[TemplateChange] = dataclasses.field(default_factory=list)
 
     @property
     def items(self) -> int:
         """How many items can be stored."""
         stored = len(self.messages) + len(self.statuses) + len(self.errors) + len(self.echoes) + len(self.preferences)
-        return stored + len(self.template_statuses)
+        return stored + len(self.template_statuses) + len(self.template_changes)
 
     def refuse(self, item: str, raw: Any, reason: str) -> None:
         graph_id = raw.get("id") if isinstance(raw, dict) else None
@@ -261,6 +265,13 @@ def parse(body: bytes) -> Batch:
                     batch.refuse(f"{where}.value", raw_change, f"{where}.value: {found}")
                 else:
                     batch.template_statuses.append(found)
+                continue
+            if change.field in TEMPLATE_CHANGE_FIELDS:
+                changed = template_change_of(change.field, raw_entry, change.value)
+                if isinstance(changed, str):
+                    batch.refuse(f"{where}.value", raw_change, f"{where}.value: {changed}")
+                else:
+                    batch.template_changes.append(changed)
                 continue
             if change.field != "messages":
                 batch.ignored_changes.append(f"{where}: field {change.field!r}")

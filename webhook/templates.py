@@ -1,8 +1,9 @@
 """`message_template_status_update` webhooks: a template approved, rejected, paused, disabled… The
 template's row in `message_templates` takes the new status in the webhook's transaction (the body is
 journaled like every webhook's). An older event delivered late never overwrites a newer status: the
-row keeps when its status last changed (`updated_at`), and a sync counts as now.
-docs/whatsapp.md "Message templates".
+row keeps when its status last changed (`updated_at`), and a sync counts as now. Each event is
+recorded once in `template_events` (a redelivery does nothing) and a template paused, disabled or
+rejected is notified to the operators (waypost/template_notices.py). docs/whatsapp.md "Message templates".
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import datetime as dt
 import logging
 from typing import Any
 
-from waypost.db import DictConnection, fetch_optional
+from waypost.db import DictConnection, execute, fetch_optional
+from waypost.template_notices import notify, record_event, status_notice
 from waypost.text import clean_text
+from webhook.template_events import event_key
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class TemplateStatus:
     category: str | None
     reason: str | None
     occurred_at: dt.datetime
+    event_key: str = ""  # the same for every delivery of this webhook
 
 
 def _text(value: Any, limit: int) -> str | None:
@@ -62,11 +66,28 @@ def template_status_of(raw_entry: Any, raw_value: Any) -> TemplateStatus | str:
         category=_text(raw_value.get("message_template_category"), 64),
         reason=None if reason in (None, "NONE") else reason,
         occurred_at=occurred_at,
+        event_key=event_key(FIELD, raw_entry, raw_value),
     )
 
 
 async def apply_template_status(conn: DictConnection, update: TemplateStatus) -> bool:
-    """The template's new status; False when a newer one is stored already."""
+    """The template's new status; False when a newer one is stored already, or when Meta delivered
+    this event before (then nothing is done, the operators' notification included)."""
+    event_id = await record_event(
+        conn,
+        kind="status",
+        waba_id=update.waba_id,
+        name=update.name,
+        language=update.language,
+        value=update.status,
+        previous=None,
+        reason=update.reason,
+        event_key=update.event_key,
+        occurred_at=update.occurred_at,
+    )
+    if event_id is None:
+        logger.info("template %s/%s: %s delivered again, ignored", update.name, update.language, update.status)
+        return False
     row = await fetch_optional(
         conn,
         "template_apply_status",
@@ -82,4 +103,8 @@ async def apply_template_status(conn: DictConnection, update: TemplateStatus) ->
     logger.info(
         "template %s/%s: %s %s", update.name, update.language, update.status, "applied" if row else "older, ignored"
     )
-    return row is not None
+    if row is None:
+        return False
+    await execute(conn, "template_event_applied", id=event_id)
+    await notify(conn, "template_status", status_notice(update.name, update.language, update.status, update.reason))
+    return True

@@ -4,6 +4,7 @@ unblocks a contact through Meta's block-users API (docs/whatsapp.md "Blocking us
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import procrastinate
 from psycopg.types.json import Jsonb
 
+from waypost.consent_words import ConsentWords, confirmation
 from waypost.db import Pool, execute, fetch_optional
 from waypost.logs import log_context
 from waypost.settings import Settings
@@ -25,13 +27,22 @@ NO_CONFIRMATION = "an opt-out or opt-in word, and its confirmation setting is em
 
 
 async def consent_confirmation(pool: Pool, settings: Settings, inbound_message_id: int) -> str | None:
-    """The answer to an inbound message that was an opt-out or opt-in word ("" when its setting is
-    empty), or None: any other message, answered as usual."""
+    """The answer to an inbound message that was an opt-out or opt-in word, in the word's language
+    ("" when its setting is empty), or None: any other message, answered as usual."""
     async with pool.connection() as conn:
         row = await fetch_optional(conn, "consent_keyword_of_message", message_id=inbound_message_id)
     if row is None:
         return None
-    return (settings.opt_out_confirmation if row["kind"] == "opt_out" else settings.opt_in_confirmation).strip()
+    found = _words(settings.opt_out_words, settings.opt_in_words).find(row["type"], row["body"])
+    language = found.language if found is not None else ""
+    if row["kind"] == "opt_out":
+        return confirmation(settings.opt_out_confirmations, settings.opt_out_confirmation, language)
+    return confirmation(settings.opt_in_confirmations, settings.opt_in_confirmation, language)
+
+
+@functools.lru_cache(maxsize=4)
+def _words(opt_out: tuple[str, ...], opt_in: tuple[str, ...]) -> ConsentWords:
+    return ConsentWords.of(opt_out, opt_in)
 
 
 @app.task(name=CHANGE_BLOCK, queue=REPLY_QUEUE, pass_context=True)

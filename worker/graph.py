@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 # Graph error codes (reference A6). Anything else under HTTP 4xx is permanent, under 5xx retryable.
 RETRYABLE_CODES = frozenset({130429, 131056, 131000, 131016, 131057, 1, 2, 4, 80007})
 PERMANENT_CODES = frozenset({131047, 131026, 131050, 130403, 190, 100, 131008, 131009, 131021, 131051, 0, 10})
+# A template Meta cannot send (paused, disabled, not in that language, parameters that do not fit it):
+# permanent whatever the HTTP status, since resending the same template cannot help (docs/whatsapp.md).
+TEMPLATE_CODES = frozenset({132000, 132001, 132005, 132007, 132008, 132012, 132015, 132016})
 
 FailureKind = Literal["retryable", "permanent", "ambiguous"]
 
@@ -72,7 +75,7 @@ def classify_response(response: httpx.Response) -> SendFailed:
     reason = f"HTTP {response.status_code}" + (f" code {code}" if code is not None else "")
     if error.get("message") or details:
         reason += f": {details or error.get('message')}"
-    if code in PERMANENT_CODES:
+    if code in PERMANENT_CODES or code in TEMPLATE_CODES:
         kind: FailureKind = "permanent"
     elif code in RETRYABLE_CODES or response.status_code >= 500 or response.status_code == 429:
         kind = "retryable"
@@ -163,6 +166,34 @@ class GraphClient:
         body = {"messaging_product": "whatsapp", "block_users": [{"user": user}]}
         path = f"/{self._version}/{phone_number_id}/block_users"
         return await self._client.request("POST" if block else "DELETE", path, json=body)
+
+    async def create_template(self, *, waba_id: str, body: dict[str, Any]) -> httpx.Response:
+        """POST /{waba-id}/message_templates: submit a template for review; the caller reads Meta's
+        answer, {id, status, category} or an error (docs/whatsapp.md "Creating templates")."""
+        return await self._client.post(f"/{self._version}/{waba_id}/message_templates", json=body)
+
+    async def templates_named(
+        self, *, waba_id: str, name: str, fields: str, after: str | None = None
+    ) -> httpx.Response:
+        """GET /{waba-id}/message_templates filtered by name, one page (`after`: the next page's cursor)."""
+        params = {"name": name, "fields": fields, "limit": "100"}
+        if after:
+            params["after"] = after
+        return await self._client.get(f"/{self._version}/{waba_id}/message_templates", params=params)
+
+    async def mark_read(self, *, phone_number_id: str, message_id: str, typing: bool) -> None:
+        """POST /{phone-number-id}/messages with status "read": the inbound message `message_id` (and the
+        earlier ones) show as read on the contact's phone, with "typing…" when `typing` (docs/whatsapp.md
+        "Read receipts and the typing indicator"). Raises SendFailed; the caller bounds its time."""
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        try:
+            response = await self._client.post(f"/{self._version}/{phone_number_id}/messages", json=body)
+        except httpx.TransportError as exc:
+            raise SendFailed("ambiguous", f"{type(exc).__name__}: {exc}") from exc
+        if not response.is_success:
+            raise classify_response(response)
 
     async def send_message(
         self,

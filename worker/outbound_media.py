@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psycopg
 
 from waypost import attachments, kinds
 from waypost.db import execute, fetch_optional
@@ -53,7 +54,8 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
 
 async def _copy_ai_file(resources: WorkerResources, message_id: int, kind: str, content: dict[str, Any]) -> None:
     """The AI's file, checked again (it may have changed since the worker started) and stored as the
-    message's media row, so that the inbox shows it and a retry uploads what was sent."""
+    message's media row (in the configured media store), so that the inbox shows it and a retry
+    uploads what was sent."""
     path = ai_file(resources.settings.ai_files_dir, content.get("filename"))
     mime_type = mimetypes.guess_type(path.name)[0]
     try:
@@ -64,10 +66,21 @@ async def _copy_ai_file(resources: WorkerResources, message_id: int, kind: str, 
         raise SendFailed("permanent", f"the AI's file cannot be read: {exc}") from exc
     except WaypostError as exc:
         raise SendFailed("permanent", f"the AI's file cannot be sent: {exc}") from exc
-    async with resources.pool.connection() as conn, conn.transaction():
-        await attachments.store_file(
-            conn, message_id, kind=kind, mime_type=str(mime_type), filename=path.name, chunks=_file_chunks(path)
-        )
+    staged = await attachments.stage_file(
+        resources.pool,
+        resources.media_store,
+        kind=kind,
+        mime_type=str(mime_type),
+        filename=path.name,
+        chunks=_file_chunks(path),
+    )
+    try:
+        async with resources.pool.connection() as conn, conn.transaction():
+            linked = await fetch_optional(conn, "media_link_staged", media_id=staged, message_id=message_id)
+    except psycopg.errors.UniqueViolation:  # another attempt linked its copy first: that one is sent
+        linked = None
+    if linked is None:
+        await resources.media_store.discard_staged(resources.pool, staged)
 
 
 async def media_content(

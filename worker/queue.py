@@ -94,7 +94,15 @@ class WaypostApp(procrastinate.App):
 # No worker_defaults: they come from the settings, which are read when a worker starts.
 app = WaypostApp(
     connector=procrastinate.PsycopgConnector(pool_factory=_pool_from_environment),
-    import_paths=["worker.reply", "worker.operator_send", "worker.media", "worker.transcription", "worker.consent"],
+    import_paths=[
+        "worker.reply",
+        "worker.operator_send",
+        "worker.media",
+        "worker.transcription",
+        "worker.consent",
+        "worker.template_drafts",
+        "worker.receipts",
+    ],
 )
 
 

@@ -23,8 +23,11 @@ from waypost.text import clean_text, mime_base
 from worker.budget import over_budget
 from worker.consent import NO_CONFIRMATION, consent_confirmation
 from worker.media_ready import transcribes
-from worker.orchestrator import Answer, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
+from worker.orchestrator import Answer, Handover, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
+from worker.receipts import answering
+from worker.reengage import outbound as reengaged
+from worker.reengage import reengage
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
 from worker.rows import Conversation, Inbound, OutboundJob
@@ -122,6 +125,8 @@ class ReplyRun(SendRun):
             existing = await fetch_optional(conn, "reply_find_send", idempotency_key=key)
 
         if existing is not None:
+            if existing["type"] == "template":  # a re-engagement was decided (worker.reengage)
+                return reengaged(conversation, key, existing["body"])
             # A retry resends what was decided, never a new answer (the claim returns its kind and object).
             answer = Answer(existing["body"] or "")
         else:
@@ -129,6 +134,9 @@ class ReplyRun(SendRun):
             reason = REVOKED if inbound.revoked_at else skip_reason(conversation, self.settings.window_margin_seconds)
             if confirmation is not None and reason == AI_PAUSED:
                 reason = None  # an opt-out or opt-in is confirmed even while the AI is paused
+            if reason == WINDOW_CLOSED and confirmation is None and self.resources.reengage is not None:
+                # the AI's answer can no longer be sent: the configured template is, instead
+                return await reengage(self, conversation, inbound, key, WINDOW_CLOSED)
             if reason is None and confirmation is None:  # a confirmation is owed, whatever the budget
                 async with self.pool.connection() as conn, conn.transaction():
                     reason = await over_budget(conn, self.settings, conversation.phone_number_id)
@@ -142,7 +150,8 @@ class ReplyRun(SendRun):
             history = await self.history(conversation, inbound)
             if history is None or not history[-1].readable:  # a file without words the AI could read
                 return await self.unreadable(conversation, inbound, key)
-            found = await self.ask_orchestrator(conversation, inbound, history)
+            async with answering(self.resources, conversation, inbound):  # read + typing… while the AI writes
+                found = await self.ask_orchestrator(conversation, inbound, history)
             if found is None:
                 return None
             answer = found
@@ -301,6 +310,11 @@ class ReplyRun(SendRun):
             await self.give_up(conversation.id, await retry_within_budget(self, f"orchestrator failed: {exc}"))
             return None
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
+        if isinstance(answer, Handover):  # no grounded answer: a person takes it (README "Knowledge base")
+            self.clock.log("orchestrator end", f"handover: {answer.reason}")
+            notice = ("ai_no_reply", f"The AI handed over: {answer.reason}")
+            await self.skip(conversation.id, f"handover: {answer.reason}", notice)
+            return None
         # The model's text is outside input: a NUL or a lone surrogate would fail every write of it.
         text = clean_text(answer.text)[:4096] if answer else ""
         logged = f" text={text!r}" if text and self.settings.log_bodies else ""

@@ -1,7 +1,7 @@
 """What tasks need besides their arguments, built once per worker process and handed to tasks
 through procrastinate's `additional_context` (no module globals): the settings, the pool the App
-runs on (our queries share it), the orchestrator, the Graph client, the media store and the
-transcription client."""
+runs on (our queries share it), the orchestrator (grounded in the knowledge base), the Graph client,
+the media store and the transcription client."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from waypost.media_store import MediaStore
 from waypost.settings import Settings
 from worker.graph import GraphClient
 from worker.orchestrator import Orchestrator, build_orchestrator
+from worker.orchestrator.grounding import grounded
+from worker.reengage_config import Reengagement, reengagement
 from worker.transcriber import Transcriber
 
 CONTEXT_KEY = "waypost"
@@ -39,20 +41,23 @@ class WorkerResources:
     graph: GraphClient
     media_store: MediaStore
     transcriber: Transcriber | None = None  # None: WAYPOST_TRANSCRIBE_URL is not set
+    reengage: Reengagement | None = None  # None: WAYPOST_REENGAGE_TEMPLATE is empty
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings, pool: Pool) -> AsyncIterator[WorkerResources]:
         # Both constructors validate their settings: a broken configuration stops the worker here.
+        reengage = reengagement(settings)
         media_store = MediaStore(settings)
         try:
-            orchestrator = build_orchestrator(settings)
+            orchestrator: Orchestrator = build_orchestrator(settings)
             try:
+                orchestrator = await grounded(orchestrator, settings, pool)  # the knowledge base, per turn
                 transcriber = Transcriber(settings) if settings.transcription_on else None
                 try:
                     graph = GraphClient(settings)
                     try:
-                        yield cls(settings, pool, orchestrator, graph, media_store, transcriber)
+                        yield cls(settings, pool, orchestrator, graph, media_store, transcriber, reengage)
                     finally:
                         await graph.aclose()
                 finally:

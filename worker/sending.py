@@ -29,7 +29,7 @@ from waypost import metrics
 from waypost.db import Pool, execute, fetch_one
 from waypost.logs import log_context
 from waypost.text import clean_text
-from worker import outbound_media
+from worker import outbound_media, template_errors
 from worker.graph import SendFailed
 from worker.resources import WorkerResources
 from worker.retry import RetryLater, may_retry, retry_delay
@@ -259,7 +259,7 @@ async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
     except SendFailed as failure:
         metrics.SENDS.labels(failure.kind, str(failure.code or "")).inc()
         run.clock.log("send end", f"{failure.kind}: {failure}", logging.WARNING)
-        await _handle_failure(run, message_id, failure)
+        await _handle_failure(run, claim, failure)
         return
     metrics.SENDS.labels("sent", "").inc()
     run.clock.log("send end", f"wa_message_id={wa_message_id}")
@@ -284,7 +284,8 @@ async def _record(pool: Pool, message_id: int, wa_message_id: str) -> None:
                 await execute(conn, "record_send", message_id=message_id, wa_message_id=wa_message_id, sent_at=sent_at)
 
 
-async def _handle_failure(run: SendRun, message_id: int, failure: SendFailed) -> None:
+async def _handle_failure(run: SendRun, claim: Claim, failure: SendFailed) -> None:
+    message_id = claim.message_id
     if failure.kind == "ambiguous":
         async with run.pool.connection() as conn, conn.transaction():
             await execute(conn, "mark_send_unknown", message_id=message_id)
@@ -304,7 +305,11 @@ async def _handle_failure(run: SendRun, message_id: int, failure: SendFailed) ->
         run.ended("failed")
         run.clock.log("job failed", final, logging.ERROR)
         return
-    async with run.pool.connection() as conn:
+    async with run.pool.connection() as conn, conn.transaction():
+        # A paused template's row first: an operator's template send locks the template, then the
+        # conversation; failing the message locks the conversation (its notification), so this order
+        # is the same and the two never deadlock.
+        await template_errors.note_refusal(conn, claim, failure)
         await execute(
             conn,
             "fail_send",

@@ -19,13 +19,17 @@ from waypost.media_store import MediaStore
 from waypost.metrics import UNDELIVERED
 from waypost.settings import Settings
 from worker.media_ready import sweep_stuck_media
-from worker.tasks import defer_operator_send, defer_reply
+from worker.tasks import defer_operator_send, defer_reply, defer_template_submission
+from worker.template_sync import sync_if_due
 
 logger = logging.getLogger(__name__)
 
 # A webhook commits its job row and its queue row together, so a younger job is never orphaned;
 # the margin only spares rows a worker is closing at this very moment.
 MIN_AGE_SECONDS = 5.0
+# A file written for a message that was never queued (its web process died between the two): removed
+# after this long, far past any upload still on its way to being queued
+STAGED_MEDIA_SECONDS = 3600.0
 
 
 @dataclasses.dataclass
@@ -40,6 +44,10 @@ class SweepReport:
     media_requeued: int = 0
     media_given_up: int = 0
     undelivered_flagged: int = 0
+    staged_media_removed: int = 0
+    template_drafts_redeferred: int = 0
+    templates_synced: int = 0  # templates read by this sweep's scheduled sync (worker/template_sync.py)
+    template_sync_failed: int = 0  # 1 when that sync failed: the next sweep tries again
     elapsed_ms: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
@@ -117,6 +125,14 @@ async def sweep(
             report.operator_messages_redeferred += 1
             logger.warning("sweep: re-deferred the send of operator message %s", message["id"])
 
+    # 3a. Template drafts whose submit job was lost: queued again, never left "submitting".
+    async with pool.connection() as conn, conn.transaction():
+        for draft in await fetch_all(conn, "sweep_orphan_template_drafts", min_age=MIN_AGE_SECONDS):
+            request_id = draft["request_id"] or f"sweep-draft-{draft['id']}"
+            await defer_template_submission(conn, draft_id=draft["id"], request_id=request_id)
+            report.template_drafts_redeferred += 1
+            logger.warning("sweep: re-deferred the submission of template draft %s", draft["id"])
+
     # 3b. Accepted by Meta but never delivered: flagged and notified once, never silent.
     async with pool.connection() as conn:
         flagged = await fetch_value(conn, "sweep_flag_undelivered", after=settings.undelivered_after_seconds)
@@ -134,6 +150,11 @@ async def sweep(
         await execute(conn, "sweep_delete_old_sign_in_attempts")
         await execute(conn, "sweep_delete_old_operator_sessions", seconds=seconds)
     report.media_purged = await media_store.purge_old(pool, settings.media_retention_days * 86400)
+    report.staged_media_removed = await media_store.purge_staged(pool, STAGED_MEDIA_SECONDS)
+
+    # 5. The account's message templates, on their schedule; a failure is reported, never raised.
+    scheduled = await sync_if_due(pool, settings)
+    report.templates_synced, report.template_sync_failed = scheduled.listed, int(scheduled.failed)
     report.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     logger.info("sweep done: %s", report.as_dict())
     return report

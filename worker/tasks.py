@@ -32,6 +32,8 @@ SWEEP = "sweep"
 DOWNLOAD_MEDIA = "download_media"
 TRANSCRIBE_MEDIA = "transcribe_media"  # sql/media_text.sql (sweep_stuck_media) names both media tasks
 CHANGE_BLOCK = "change_block"  # an operator's block or unblock (worker/consent.py)
+SUBMIT_TEMPLATE = "submit_template"  # a template drafted in the inbox, to Meta (worker/template_drafts.py)
+READ_RECEIPT = "read_receipt"  # mark a message read once an operator opened it (worker/receipts.py)
 
 REPLY_QUEUE = "replies"
 MAINTENANCE_QUEUE = "maintenance"
@@ -114,6 +116,17 @@ async def defer_transcription(conn: AsyncConnection[Any], *, media_id: int, requ
 async def defer_block(conn: AsyncConnection[Any], *, block_request_id: int, request_id: str) -> int:
     """Queue an operator's block or unblock, in the caller's transaction (the request row's)."""
     return await _defer(conn, CHANGE_BLOCK, REPLY_QUEUE, None, block_request_id=block_request_id, request_id=request_id)
+
+
+async def defer_template_submission(conn: AsyncConnection[Any], *, draft_id: int, request_id: str) -> int:
+    """Queue the submission of a drafted template to Meta, in the caller's transaction (the draft's)."""
+    return await _defer(conn, SUBMIT_TEMPLATE, REPLY_QUEUE, None, draft_id=draft_id, request_id=request_id)
+
+
+async def defer_read_receipt(conn: AsyncConnection[Any], *, message_id: int, request_id: str) -> int:
+    """Queue the call marking a message read on the contact's phone, in the caller's transaction (the
+    one that claimed it). No conversation lock: it never waits behind a reply being written."""
+    return await _defer(conn, READ_RECEIPT, REPLY_QUEUE, None, message_id=message_id, request_id=request_id)
 
 
 async def sweep_now(pool: AsyncConnectionPool[Any], settings: Settings, media_store: MediaStore) -> SweepReport:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 from typing import Any
 
 import httpx
@@ -20,6 +19,8 @@ from psycopg.types.json import Jsonb
 from waypost.db import DictConnection, execute, fetch_all
 from waypost.errors import TemplateSyncFailed
 from waypost.settings import ConfigurationError, Settings
+from waypost.template_notices import note_sync_changes
+from waypost.template_params import shape
 from waypost.text import clean_text
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 FIELDS = "id,name,language,category,status,components,quality_score,rejected_reason"
 PAGE_SIZE = 100
 MAX_PAGES = 500  # 50,000 templates: far beyond Meta's per-account limit, a guard against a paging loop
-_PARAM = re.compile(r"{{\s*([A-Za-z0-9_]+)\s*}}")
 
 
 @dataclasses.dataclass
@@ -37,27 +37,15 @@ class SyncResult:
     deleted: list[str]
 
 
-def count_params(text: Any) -> int:
-    """Distinct {{1}} or {{named}} parameters in a template text."""
-    return len(set(_PARAM.findall(text))) if isinstance(text, str) else 0
-
-
 def parameter_counts(components: list[Any]) -> dict[str, int]:
-    """How many parameters the body, the (text) header and the buttons (URL suffixes) need."""
-    counts = {"body_params": 0, "header_params": 0, "button_params": 0}
-    for component in components:
-        if not isinstance(component, dict):
-            continue
-        kind = str(component.get("type", "")).upper()
-        if kind == "BODY":
-            counts["body_params"] += count_params(component.get("text"))
-        elif kind == "HEADER" and str(component.get("format", "TEXT")).upper() == "TEXT":
-            counts["header_params"] += count_params(component.get("text"))
-        elif kind == "BUTTONS":
-            for button in component.get("buttons") or []:
-                if isinstance(button, dict):
-                    counts["button_params"] += count_params(button.get("url"))
-    return counts
+    """How many parameters the body, the (text) header and the URL buttons need, read by the same
+    parser the inbox's send checks them with (waypost.template_params.shape)."""
+    form = shape(components)
+    return {
+        "body_params": len(form.body_params),
+        "header_params": len(form.header_params),
+        "button_params": sum(len(button.params) for button in form.url_buttons),
+    }
 
 
 def _text(value: Any, limit: int = 512) -> str | None:
@@ -146,12 +134,21 @@ async def sync(conn: DictConnection, settings: Settings, client: httpx.AsyncClie
             await client.aclose()
     rows = [row for row in (template_row(waba_id, item) for item in items) if row is not None]
     async with conn.transaction():
+        before = await fetch_all(conn, "templates_lock_account", waba_id=waba_id)
         for row in rows:
             await execute(conn, "template_upsert", **row)
         listed = [f"{row['name']}/{row['language']}" for row in rows]
         gone = await fetch_all(conn, "templates_mark_deleted", waba_id=waba_id, listed=listed)
+        await execute(conn, "template_sync_done", waba_id=waba_id)  # the sweep's schedule counts from here
+        changed = await note_sync_changes(conn, waba_id, before, rows)  # what a missed webhook would have told
     deleted = [f"{row['name']}/{row['language']}" for row in gone]
-    logger.info("templates sync: %d listed on %d page(s), %d deleted", len(rows), pages, len(deleted))
+    logger.info(
+        "templates sync: %d listed on %d page(s), %d deleted, %d change(s) notified",
+        len(rows),
+        pages,
+        len(deleted),
+        changed,
+    )
     return SyncResult(listed=len(rows), pages=pages, deleted=deleted)
 
 

@@ -14,6 +14,11 @@ ERRORS = {  # code -> (HTTP status, details), as Meta answers them (reference A6
     131026: (400, "Message undeliverable."),
     190: (401, "Your access token has expired."),
     100: (400, "Invalid parameter."),
+    # message templates (docs/whatsapp.md "Message templates": errors of a template send)
+    132000: (400, "Number of parameters does not match the expected number of params"),
+    132001: (400, "The template does not exist in the specified language or the template has not been approved."),
+    132015: (400, "Template is paused due to low quality so it cannot be sent in a template message."),
+    132016: (400, "Template has been paused too many times due to low quality and is now permanently disabled."),
 }
 
 
@@ -40,3 +45,19 @@ def error_body(code: int, message: str | None = None) -> dict[str, Any]:
             "fbtrace_id": "AFakeTraceId",
         }
     }
+
+
+@dataclasses.dataclass
+class Recorded:
+    """One request the fake answered: a send (`wa_message_id` the wamid it gave, if accepted) or a
+    read/typing call (`wa_message_id` the message it named)."""
+
+    at: float
+    phone_number_id: str
+    body: dict[str, Any]
+    status: int
+    accepted: bool
+    wa_message_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +26,8 @@ MAX_BLOCKLIST = 64000
 class FakeBlockMixin:
     access_token: str
 
+    inbound: Callable[[str], None]  # FakeReceiptsMixin's
+
     def _init_block(self) -> None:
         self.heard_from: dict[str, float] = {}  # user -> when they last messaged the business
         self.blocked: dict[str, set[str]] = {}  # phone_number_id -> blocked users
@@ -36,7 +39,10 @@ class FakeBlockMixin:
 
     async def heard_endpoint(self, request: Request) -> JSONResponse:
         body = json.loads(await request.body())
-        self.heard(str(body["user"]), body.get("at"))
+        if "user" in body:
+            self.heard(str(body["user"]), body.get("at"))
+        if "message_id" in body:  # an inbound message: it may be marked read (fake_receipts.py)
+            self.inbound(str(body["message_id"]))
         return JSONResponse({"ok": True})
 
     async def block_users(self, request: Request) -> JSONResponse:

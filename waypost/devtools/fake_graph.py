@@ -9,7 +9,6 @@ serves media files and takes uploads too (the handlers are in waypost/devtools/f
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import random
 import time
@@ -25,24 +24,13 @@ from starlette.routing import Route
 
 from waypost import kinds
 from waypost.devtools import payloads
-from waypost.devtools.fake_answers import Behaviour, error_body
+from waypost.devtools.fake_answers import Behaviour, Recorded, error_body
 from waypost.devtools.fake_block import FakeBlockMixin
 from waypost.devtools.fake_media import FakeMediaMixin
+from waypost.devtools.fake_receipts import FakeReceiptsMixin
+from waypost.devtools.fake_template_create import FakeTemplateCreateMixin
 from waypost.devtools.fake_templates import FakeTemplatesMixin, template_problem
 from waypost.signing import sign
-
-
-@dataclasses.dataclass
-class Recorded:
-    at: float
-    phone_number_id: str
-    body: dict[str, Any]
-    status: int
-    accepted: bool
-    wa_message_id: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def status_payload(
@@ -69,7 +57,7 @@ def status_payload(
     )
 
 
-class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
+class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplateCreateMixin, FakeReceiptsMixin):
     def __init__(
         self,
         *,
@@ -97,6 +85,8 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
         self._init_media()
         self._init_block()
         self._init_templates()
+        self._init_template_create()
+        self._init_receipts()
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = Starlette(
@@ -105,9 +95,11 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
                 Route("/{version}/{phone_number_id}/media", self.upload, methods=["POST"]),
                 Route("/{version}/{phone_number_id}/block_users", self.block_users, methods=["POST", "DELETE"]),
                 Route("/{version}/{waba_id}/message_templates", self.list_templates, methods=["GET"]),
+                Route("/{version}/{waba_id}/message_templates", self.create_template, methods=["POST"]),
                 Route("/_fake/templates", self.templates_endpoint, methods=["PUT"]),
                 Route("/_fake/heard", self.heard_endpoint, methods=["POST"]),
                 Route("/_fake/requests", self.list_requests, methods=["GET"]),
+                Route("/_fake/receipts", self.list_receipts, methods=["GET"]),
                 Route("/_fake/script", self.add_script, methods=["POST"]),
                 Route("/_fake/config", self.configure, methods=["POST"]),
                 Route("/_fake/status", self.post_status_endpoint, methods=["POST"]),
@@ -189,10 +181,22 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
             body = json.loads(await request.body())
         except ValueError:
             return JSONResponse(error_body(100, "The request body is not JSON"), status_code=400)
+        if isinstance(body, dict) and "status" in body:  # a read receipt (with the typing indicator?)
+            return await self.receipt(phone_number_id, body)
         problem = self.validate(body)
         if problem:
             self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
             return JSONResponse(error_body(100, problem), status_code=400)
+        refusal = self.template_refusal(body["template"]) if body.get("type") == "template" else None
+        if refusal:  # a listed template Meta cannot send now (paused, disabled, not approved)
+            self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
+            return JSONResponse(error_body(*refusal), status_code=400)
+        mismatch = self.template_mismatch(body)
+        if mismatch:  # Meta checks the parameters against the approved template
+            self.requests.append(Recorded(time.time(), phone_number_id, body, 400, False, None))
+            refused = error_body(132000)
+            refused["error"]["error_data"]["details"] = mismatch
+            return JSONResponse(refused, status_code=400)
 
         behaviour = self.next_behaviour()
         accepted = behaviour.status == 200 if behaviour.accept is None else behaviour.accept
@@ -279,10 +283,15 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin):
     async def list_requests(self, request: Request) -> JSONResponse:
         return JSONResponse([r.as_dict() for r in self.requests])
 
+    async def list_receipts(self, request: Request) -> JSONResponse:
+        return JSONResponse([r.as_dict() for r in self.receipts])
+
     async def add_script(self, request: Request) -> JSONResponse:
-        """Queue behaviours for the next sends, or with ?for=uploads for the next media uploads."""
+        """Queue behaviours for the next sends, or with ?for=uploads (receipts) for the next media uploads
+        (read/typing calls)."""
         items = await request.json()
-        script = self.upload_script if request.query_params.get("for") == "uploads" else self.script
+        scripts = {"uploads": self.upload_script, "receipts": self.receipt_script}
+        script = scripts.get(request.query_params.get("for", ""), self.script)
         script.extend(Behaviour(**item) for item in items)
         return JSONResponse({"queued": len(script)})
 

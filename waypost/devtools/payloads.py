@@ -280,3 +280,58 @@ def template_status_update(
             }
         ],
     }
+
+
+def template_quality_update(
+    name: str,
+    new: str,
+    previous: str = "GREEN",
+    *,
+    language: str = "en_US",
+    template_id: int = 1234567890,
+    timestamp: int | None = None,
+    waba_id: str = WABA_ID,
+) -> dict[str, Any]:
+    """A message_template_quality_update webhook: a template's quality score changed."""
+    value = {
+        "previous_quality_score": previous,
+        "new_quality_score": new,
+        "message_template_id": template_id,
+        "message_template_name": name,
+        "message_template_language": language,
+    }
+    return template_change(value, "message_template_quality_update", timestamp=timestamp, waba_id=waba_id)
+
+
+def template_category_update(
+    name: str,
+    new: str,
+    previous: str | None = None,
+    *,
+    correct: str | None = None,
+    update_at: int | None = None,
+    language: str = "en_US",
+    template_id: int = 1234567890,
+    timestamp: int | None = None,
+    waba_id: str = WABA_ID,
+) -> dict[str, Any]:
+    """A template_category_update webhook: with `previous`, a completed change to `new`; with `correct`,
+    Meta's notice that the template (now in `new`) will become `correct` at `update_at`."""
+    value: dict[str, Any] = {
+        "message_template_id": template_id,
+        "message_template_name": name,
+        "message_template_language": language,
+        "new_category": new,
+    }
+    if previous is not None:
+        value["previous_category"] = previous
+    if correct is not None:
+        value["correct_category"] = correct
+        value["category_update_timestamp"] = update_at or int(time.time()) + 86400
+    return template_change(value, "template_category_update", timestamp=timestamp, waba_id=waba_id)
+
+
+def template_change(value: Any, field: str, *, timestamp: int | None = None, waba_id: str = WABA_ID) -> dict[str, Any]:
+    """A WhatsApp Business Account webhook about a template: one change of `field`."""
+    entry = {"id": waba_id, "time": timestamp or int(time.time()), "changes": [{"value": value, "field": field}]}
+    return {"object": "whatsapp_business_account", "entry": [entry]}

@@ -206,6 +206,8 @@ def run_dev(settings: Settings, *, data_dir: Path, graph_port: int, verbose: boo
                 "DATABASE_URL": database_url,
                 "WHATSAPP_API_BASE": graph_url,
                 "WHATSAPP_MEDIA_HOSTS": "127.0.0.1",  # the fake serves media files too
+                # the fake's account: templates drafted in the dev inbox are created there
+                "WHATSAPP_BUSINESS_ACCOUNT_ID": values.get("WHATSAPP_BUSINESS_ACCOUNT_ID") or "fake-waba",
                 "WAYPOST_HOST": settings.host,
                 "WAYPOST_PORT": str(settings.port),
             }

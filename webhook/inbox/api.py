@@ -260,7 +260,11 @@ async def mark_read(request: Request) -> Response:
     responses:
       200: {description: "{ok}"}
     """
-    await store.mark_read(app_state(request).pool, path_id(request, "conversation_id"))
+    state = app_state(request)
+    receipt = state.settings.read_receipts == "operator_open"  # the contact's phone shows it read too
+    await store.mark_read(
+        state.pool, path_id(request, "conversation_id"), receipt=receipt, request_id=request_id_var.get() or ""
+    )
     return ok()
 
 

@@ -17,6 +17,7 @@ from starlette.templating import Jinja2Templates
 
 from waypost import contact_data
 from waypost.errors import NotFound, SignInRefused, TooManySignIns, WaypostError
+from waypost.logs import request_id_var
 from webhook.errors import status_of
 from webhook.inbox import contact, live, media, present, store
 from webhook.inbox.auth import (
@@ -28,6 +29,7 @@ from webhook.inbox.auth import (
     require_inbox,
     sign_in,
 )
+from webhook.inbox.templates import picker_templates
 from webhook.limits import FORM_LIMIT, BodyLimit
 from webhook.state import app_state, path_for
 
@@ -72,10 +74,13 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     return response
 
 
-def error_page(request: Request, exc: WaypostError, status: int) -> Response | None:
+def error_page(
+    request: Request, exc: WaypostError, status: int, endpoints: frozenset[Any] | None = None
+) -> Response | None:
     """A refusal as a page, if the request went to a page (not a fragment, the event stream or a
-    static file); the app's exception handler answers the JSON envelope otherwise."""
-    if request.scope.get("endpoint") not in PAGES:
+    static file; `endpoints`: every module's pages, PAGES by default); the app's exception handler
+    answers the JSON envelope otherwise."""
+    if request.scope.get("endpoint") not in (PAGES if endpoints is None else endpoints):
         return None
     if isinstance(exc, NotFound):
         return render(request, "missing.html", status, what=exc.what)
@@ -152,12 +157,20 @@ async def conversation_page(request: Request) -> Response:
     pool = app_state(request).pool
     conversation_id = store.row_id(request.path_params["conversation_id"], "conversation")
     conversation = await store.conversation(pool, conversation_id)
-    await store.mark_read(pool, conversation_id)
+    receipt = app_state(request).settings.read_receipts == "operator_open"  # the contact's phone shows it read too
+    await store.mark_read(pool, conversation_id, receipt=receipt, request_id=request_id_var.get() or "")
     messages = await store.messages(pool, conversation_id)
     counts = await store.notification_counts(pool)
     consent = present.consent_json(await store.consent(pool, conversation_id))
+    picker = await picker_templates(pool, conversation_id)  # the template picker (_template_picker.html)
     return render(
-        request, "conversation.html", conversation=conversation, messages=messages, counts=counts, consent=consent
+        request,
+        "conversation.html",
+        conversation=conversation,
+        messages=messages,
+        counts=counts,
+        consent=consent,
+        templates=picker,
     )
 
 

@@ -9,12 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import anyio
 import psycopg
 from psycopg.types.json import Jsonb
 
 from waypost import kinds
-from waypost.attachments import store_file
-from waypost.db import DictPool, execute, fetch_all, fetch_one, fetch_optional
+from waypost.attachments import stage_file
+from waypost.db import DictPool, execute, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.errors import (
     BadFilter,
     BadInput,
@@ -25,8 +26,9 @@ from waypost.errors import (
     NotFound,
     WindowClosed,
 )
+from waypost.media_store import MediaStore
 from waypost.text import unfit
-from worker.tasks import defer_block, defer_operator_send, operator_key
+from worker.tasks import defer_block, defer_operator_send, defer_read_receipt, operator_key
 
 Filter = Literal["unread", "ai_paused", "send_failed", "window_closed"]
 FILTERS: tuple[Filter, ...] = ("unread", "ai_paused", "send_failed", "window_closed")
@@ -103,9 +105,16 @@ async def messages(pool: DictPool, conversation_id: int) -> list[dict[str, Any]]
         return await fetch_all(conn, "inbox_messages", conversation_id=conversation_id, limit=MESSAGES_SHOWN)
 
 
-async def mark_read(pool: DictPool, conversation_id: int) -> None:
-    async with pool.connection() as conn:
+async def mark_read(pool: DictPool, conversation_id: int, *, receipt: bool = False, request_id: str = "") -> None:
+    """An operator opened the conversation: nothing in it is unread for the operators any more, and
+    with `receipt` (WAYPOST_READ_RECEIPTS=operator_open) its messages not yet marked read on the
+    contact's phone are claimed, and the worker told to mark the latest read (once, whoever opens)."""
+    async with pool.connection() as conn, conn.transaction():
         await execute(conn, "inbox_mark_read", conversation_id=conversation_id)
+        if receipt:
+            message_id = await fetch_value(conn, "read_receipt_claim", conversation_id=conversation_id)
+            if message_id is not None:
+                await defer_read_receipt(conn, message_id=message_id, request_id=request_id)
 
 
 async def _update_conversation(pool: DictPool, name: str, conversation_id: int, **params: Any) -> None:
@@ -160,47 +169,70 @@ async def send(
     payload: dict[str, Any] | None = None,
     reply_to: int | None = None,
     attachment: Attachment | None = None,
+    media_store: MediaStore | None = None,
 ) -> Queued:
-    """Queue an operator message of any kind (its file, if any, stored with it) and defer its send,
-    in one transaction: a resubmitted form (same client_key) finds it and stores nothing again."""
+    """Queue an operator message of any kind and defer its send, in one transaction: a resubmitted
+    form (same client_key) finds it and stores nothing again. A file is written to the media store
+    first (staged), outside that transaction, which only links it: a 100 MB upload holds no lock
+    that the contact's webhooks wait for."""
     if body is not None:
         check_text(body, "the message")
     key = operator_key(client_key or uuid.uuid4().hex)
-    async with pool.connection() as conn, conn.transaction():
-        row = await fetch_one(
-            conn,
-            "inbox_queue_operator_message",
-            conversation_id=conversation_id,
-            idempotency_key=key,
-            type=kind,
-            body=body,
-            payload=Jsonb(payload) if payload is not None else None,
-            reply_to_message_id=reply_to,
-            operator_id=operator_id,
-            pause_ai=pause_ai,
-        )
-        outcome = row["outcome"]
-        if outcome == "conversation_missing":
-            raise NotFound.of("live conversation")
-        if outcome == "window_closed":
-            raise WindowClosed()
-        if outcome == "reply_to_missing":
-            raise NotFound.of("message replied to")
-        if outcome == "queued":
-            if attachment is not None:
-                await store_file(
-                    conn,
-                    row["message_id"],
-                    kind=attachment.kind,
-                    mime_type=attachment.mime_type,
-                    filename=attachment.filename,
-                    chunks=attachment.chunks,
-                )
-            await defer_operator_send(
-                conn, message_id=row["message_id"], conversation_id=conversation_id, request_id=request_id
+    staged = await _stage(pool, media_store, attachment, key) if attachment is not None else None
+    linked = False
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            row = await fetch_one(
+                conn,
+                "inbox_queue_operator_message",
+                conversation_id=conversation_id,
+                idempotency_key=key,
+                type=kind,
+                body=body,
+                payload=Jsonb(payload) if payload is not None else None,
+                reply_to_message_id=reply_to,
+                operator_id=operator_id,
+                pause_ai=pause_ai,
             )
-        message = await fetch_one(conn, "inbox_message", message_id=row["message_id"])
+            outcome = row["outcome"]
+            if outcome == "conversation_missing":
+                raise NotFound.of("live conversation")
+            if outcome == "window_closed":
+                raise WindowClosed()
+            if outcome == "reply_to_missing":
+                raise NotFound.of("message replied to")
+            if outcome == "queued":
+                if attachment is not None:
+                    params = {"media_id": staged, "message_id": row["message_id"]}
+                    if staged is None or await fetch_optional(conn, "media_link_staged", **params) is None:
+                        raise Conflict("the file was not stored: send it again")
+                    linked = True
+                await defer_operator_send(
+                    conn, message_id=row["message_id"], conversation_id=conversation_id, request_id=request_id
+                )
+            message = await fetch_one(conn, "inbox_message", message_id=row["message_id"])
+    finally:
+        if staged is not None and not linked and media_store is not None:
+            with anyio.CancelScope(shield=True):  # a client that hung up still leaves nothing behind
+                await media_store.discard_staged(pool, staged)
     return Queued(message, duplicate=outcome == "duplicate")
+
+
+async def _stage(pool: DictPool, media_store: MediaStore | None, attachment: Attachment, key: str) -> int | None:
+    """The staged file's media id; None when this key's message exists (a resubmitted form: its file
+    is stored already and nothing is written again)."""
+    async with pool.connection() as conn:
+        if await fetch_optional(conn, "reply_find_send", idempotency_key=key) is not None:
+            return None
+    assert media_store is not None, "a file needs the media store"
+    return await stage_file(
+        pool,
+        media_store,
+        kind=attachment.kind,
+        mime_type=attachment.mime_type,
+        filename=attachment.filename,
+        chunks=attachment.chunks,
+    )
 
 
 async def react(

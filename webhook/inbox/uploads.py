@@ -115,6 +115,7 @@ async def send_file(request: Request) -> Response:
         payload=attachments.graph_object(kind, caption, filename),
         reply_to=store.row_id(reply_to, "message replied to") if reply_to else None,
         attachment=store.Attachment(kind, mime_type, filename, _chunks(upload)),
+        media_store=state.media_store,
     )
     body = {"ok": True, "message": present.message_json(queued.message), "duplicate": queued.duplicate}
     return JSONResponse(body, status_code=202)

@@ -7,6 +7,10 @@ What a provider reads of each message is a `Turn`: its words (a text, a caption,
 transcript, a reaction's emoji), what kind of message it was, a document's name, the message it
 quotes or reacts to, and, for a model that can see, the photo itself (`Turn.describe` is the one
 wording of all that as text, for every provider that reads text).
+
+Grounding (worker/orchestrator/grounding.py): each turn, the passages of the knowledge base that match
+the customer's latest words reach the provider in `ReplyRequest.knowledge`; a provider that has no
+grounded answer returns a `Handover` with its reason instead of an answer.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Protocol
 
+from waypost.knowledge import Hit
 from waypost.settings import ConfigurationError, Settings
 
 Author = Literal["contact", "ai", "operator"]
@@ -96,10 +101,24 @@ class ReplyRequest:
     # The message answered is a tap on a reply button, a list row or a template quick reply: the
     # choice's id (its title is the last turn's text). Rules match it (`taps`); the model is told it.
     tap_id: str | None = None
+    # The knowledge base's passages above WAYPOST_KB_MIN_SCORE for this turn, best first (the
+    # `rules` provider gets question/answer pairs only); `strict`: with none, hand over.
+    knowledge: tuple[Hit, ...] = ()
+    strict: bool = False
 
     @property
     def message(self) -> Turn:
         return self.history[-1]
+
+    def customer_words(self, turns: int = 3) -> str:
+        """The customer's latest words: their messages since the business last spoke (at most
+        `turns`), what a knowledge search looks for."""
+        latest: list[str] = []
+        for turn in reversed(self.history):
+            if turn.author != "contact" or len(latest) == turns:
+                break
+            latest.append(turn.words)
+        return " ".join(reversed(latest)).strip()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +132,15 @@ class Answer:
     payload: dict[str, Any] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Handover:
+    """No answer from the AI: the conversation needs a person, for `reason` (the model's hand_over
+    tool, or no knowledge passage above the score in strict grounding). The reply is skipped with
+    the skip reason "handover: <reason>" and the operators are notified (ai_no_reply)."""
+
+    reason: str
+
+
 class OrchestratorError(Exception):
     """The provider could not produce an answer now (it may later: the job retries)."""
 
@@ -120,7 +148,7 @@ class OrchestratorError(Exception):
 class Orchestrator(Protocol):
     name: str
 
-    async def reply(self, request: ReplyRequest) -> Answer | None: ...
+    async def reply(self, request: ReplyRequest) -> Answer | Handover | None: ...
 
     async def aclose(self) -> None: ...
 

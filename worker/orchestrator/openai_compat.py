@@ -4,7 +4,11 @@ or http://localhost:11434/v1. Retries 429, 5xx and transport errors with backoff
 
 Each turn is one chat message worded by `Turn.describe` (captions, document names, transcripts,
 reactions and quotes as text); a photo the reply run attached (OPENAI_VISION) goes with its turn as
-an `image_url` part holding a data: URL, so no URL of ours is ever handed to the provider."""
+an `image_url` part holding a data: URL, so no URL of ours is ever handed to the provider.
+
+With knowledge base passages for the turn (worker/orchestrator/grounding.py) the system message
+carries them and tells the model to answer only from them and the conversation, or else to call the
+`hand_over` tool, whose call becomes a `Handover` (never a magic string in the text)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from waypost.settings import ConfigurationError, Settings
-from worker.orchestrator import Answer, OrchestratorError, ReplyRequest, Turn, ai_files
+from worker.orchestrator import Answer, Handover, OrchestratorError, ReplyRequest, Turn, ai_files
+from worker.orchestrator.knowledge_prompt import HAND_OVER_TOOL, grounded_prompt, handover_of
 from worker.orchestrator.tools import TOOLS, tool_answer
 
 logger = logging.getLogger(__name__)
@@ -69,16 +74,19 @@ class OpenAIOrchestrator:
                 last["content"] += note
             else:
                 last["content"][0]["text"] += note
-        return [{"role": "system", "content": self.system_prompt}, *turns]
+        system = grounded_prompt(self.system_prompt, request.knowledge) if request.knowledge else self.system_prompt
+        return [{"role": "system", "content": system}, *turns]
 
     async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         response = await self._client.post("/chat/completions", json=body)
         response.raise_for_status()
         return response.json()
 
-    async def reply(self, request: ReplyRequest) -> Answer | None:
+    async def reply(self, request: ReplyRequest) -> Answer | Handover | None:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages(request)}
         tools = [*(TOOLS if self.interactive else []), *([ai_files.tool(self.files)] if self.files else [])]
+        if request.knowledge:
+            tools.append(HAND_OVER_TOOL)
         if tools:
             body["tools"] = tools
         try:
@@ -97,6 +105,8 @@ class OpenAIOrchestrator:
             content = message.get("content")  # null when the model only calls a tool
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise OrchestratorError(f"unexpected chat completion: {str(data)[:200]}") from exc
+        if request.knowledge and (handover := handover_of(message)):
+            return handover
         if self.files and (sent := ai_files.from_tool_call(message, self.files)):
             return sent
         calls = message.get("tool_calls")

@@ -6,7 +6,11 @@ match a tap on a button or list row by its id (`taps`): tap rules are tried befo
 
 Rules match the words of the message answered (a text, a caption, a voice note's transcript, a
 document's name, a reaction's emoji); a rule with `reaction = ["👍"]` matches a reaction with one of
-those emojis (or a message that is only that emoji), whatever the skin tone."""
+those emojis (or a message that is only that emoji), whatever the skin tone.
+
+When no rule matches, the best question/answer pair of the knowledge base above WAYPOST_KB_MIN_SCORE
+(`ReplyRequest.knowledge`, worker/orchestrator/grounding.py) is the answer, as written; with none,
+strict grounding hands over, else the fallback goes out."""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from typing import Any
 
 from waypost import kinds
 from waypost.settings import ConfigurationError
-from worker.orchestrator import Answer, ReplyRequest, Turn, ai_files
+from worker.orchestrator import Answer, Handover, ReplyRequest, Turn, ai_files
+from worker.orchestrator.grounding import NO_PASSAGE
 from worker.orchestrator.tools import buttons_object, list_object
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
@@ -171,8 +176,14 @@ class RulesOrchestrator:
                 return tapped
         return next((rule for rule in self.rules if rule.matches(request.message)), None)
 
-    async def reply(self, request: ReplyRequest) -> Answer | None:
+    async def reply(self, request: ReplyRequest) -> Answer | Handover | None:
         rule = self.match(request)
+        if rule is None:
+            pair = next((hit for hit in request.knowledge if hit.source_kind == "qa"), None)
+            if pair is not None:
+                return Answer(pair.text)
+            if request.strict:
+                return Handover(NO_PASSAGE)
         template = rule.answer if rule else self.fallback
         if template is None:
             return None

@@ -160,6 +160,71 @@
     }
   });
 
+  // The template picker: the chosen template's fields are shown and enabled (a hidden one is not
+  // validated nor sent), and its preview shows each value where its {{placeholder}} stands.
+  function chooseTemplate(form) {
+    const chosen = form.elements.template.value;
+    form.querySelectorAll("fieldset[data-template-index]").forEach((set) => {
+      const on = set.dataset.templateIndex === chosen;
+      set.hidden = !on;
+      set.disabled = !on;
+    });
+  }
+
+  function previewValue(input) {
+    const set = input.closest("fieldset[data-template-index]");
+    if (!set) return;
+    set.querySelectorAll(".slot").forEach((slot) => {
+      if (slot.dataset.part !== input.dataset.part || slot.dataset.key !== input.dataset.key) return;
+      slot.textContent = input.value || slot.dataset.empty;
+      slot.classList.toggle("filled", Boolean(input.value));
+    });
+  }
+
+  function resetTemplates(form) {
+    form.reset();
+    form.querySelectorAll("fieldset[data-template-index] input[data-part]").forEach(previewValue);
+    chooseTemplate(form);
+    form.elements.client_key.value = newKey();
+  }
+
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("form[data-template-api] select[name=template]")) chooseTemplate(event.target.form);
+  });
+
+  document.addEventListener("input", (event) => {
+    if (event.target.matches("form[data-template-api] input[data-part]")) previewValue(event.target);
+  });
+
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-template-api]");
+    if (!form) return;
+    event.preventDefault();
+    const set = form.querySelector("fieldset[data-template-index]:not([disabled])");
+    if (!set) return flash("Choose a template first.");
+    const values = (part) => Array.from(set.querySelectorAll(`input[data-part=${part}]`));
+    const body = {
+      name: set.dataset.name,
+      language: set.dataset.language,
+      client_key: form.elements.client_key.value,
+      parameters: values("body").map((input) => input.value),
+      header_parameters: values("header").map((input) => input.value),
+      button_parameters: values("button").map((input) => ({ index: Number(input.dataset.index), text: input.value })),
+    };
+    const submit = form.querySelector("button[type=submit]");
+    submit.disabled = true;
+    try {
+      await api(form.dataset.templateApi, body);
+      flash("");
+      resetTemplates(form);
+      regions().forEach(schedule);
+    } catch (err) {
+      flash(err.message);  // the values stay, to be corrected
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
   document.addEventListener("keydown", (event) => {
     // Enter sends, Shift+Enter breaks the line.
     if (event.key === "Enter" && !event.shiftKey && event.target.matches("#reply-form textarea")) {
@@ -169,7 +234,8 @@
   });
 
   document.addEventListener("DOMContentLoaded", () => {
-    document.querySelectorAll("form[data-api] input[name=client_key]").forEach((input) => { input.value = newKey(); });
+    document.querySelectorAll("form[data-api] input[name=client_key], form[data-template-api] input[name=client_key]").forEach((input) => { input.value = newKey(); });
+    document.querySelectorAll("form[data-template-api]").forEach(chooseTemplate);
     localTimes(document);
     regions().forEach(afterRefresh);
     listen();

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS template_syncs;
+DROP TABLE IF EXISTS template_events;

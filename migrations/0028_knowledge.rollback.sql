@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS kb_passages;
+DROP TABLE IF EXISTS kb_documents;
