@@ -319,3 +319,13 @@ LISTEN {channel}
 -- listen_ping --
 -- Proves a quiet LISTEN connection is still alive
 SELECT 1
+
+-- handover_last_messages --
+-- The last words of a conversation, newest first, for the operators' handover notification
+SELECT direction, body FROM messages
+ WHERE conversation_id = %(conversation_id)s AND body IS NOT NULL AND body <> '' AND revoked_at IS NULL
+ ORDER BY id DESC LIMIT %(limit)s
+
+-- handover_pause_ai --
+-- A handover: the AI stops answering this conversation until an operator resumes it
+UPDATE conversations SET ai_enabled = false, updated_at = now() WHERE id = %(conversation_id)s

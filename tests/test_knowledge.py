@@ -300,14 +300,16 @@ def test_a_pdf_passage_reaches_the_model_and_its_grounded_answer_is_sent(
     assert "E27" not in system, "only the passages that match"
     assert [t["function"]["name"] for t in fake.chats[-1]["tools"]] == ["hand_over"]
 
-    # the model calls hand_over: nothing is sent, the operators are told why
+    # the model calls hand_over: the AI pauses, the customer is told a person will answer, the
+    # operators why (README "Handing over")
     refund = post(client, "I want a refund for my lamp under the warranty")
-    wait_until(lambda: job_of(db, refund)["status"] == "skipped", what="the handover")
-    assert job_of(db, refund)["skip_reason"] == "handover: the customer wants a refund"
+    told = wait_until(lambda: reply_to(db, refund), what="the handover message")
+    assert told["body"] == settings.handover_message
     notice = db.execute("SELECT kind, body FROM notifications ORDER BY id DESC LIMIT 1").fetchone()
-    assert notice == {"kind": "ai_no_reply", "body": "The AI handed over: the customer wants a refund"}
-    settled(db)
-    assert reply_to(db, refund) is None
+    assert notice["kind"] == "handover"
+    assert notice["body"].startswith("Handed over to a person: the customer wants a refund.")
+    assert "Customer: I want a refund for my lamp under the warranty" in notice["body"]
+    assert db.execute("SELECT ai_enabled FROM conversations").fetchone()["ai_enabled"] is False
 
 
 def test_a_strict_miss_hands_over_without_asking_the_model(
@@ -324,19 +326,18 @@ def test_a_strict_miss_hands_over_without_asking_the_model(
         WAYPOST_ORCHESTRATOR="openai", OPENAI_BASE_URL=url, OPENAI_MODEL="gpt-test", WAYPOST_KB_GROUNDING="strict"
     )
     miss = post(client, "Can I pay with bitcoin?")
-    wait_until(lambda: job_of(db, miss)["status"] == "skipped", what="the strict miss")
-    reason = job_of(db, miss)["skip_reason"]
-    assert reason.startswith("handover: no knowledge base passage answers this (WAYPOST_KB_MIN_SCORE 0.3")
+    wait_until(lambda: reply_to(db, miss), what="the strict miss's handover message")
     notice = db.execute("SELECT kind, body FROM notifications ORDER BY id DESC LIMIT 1").fetchone()
-    assert notice is not None and notice["kind"] == "ai_no_reply"
-    assert notice["body"].startswith("The AI handed over: no knowledge base passage answers this")
+    assert notice is not None and notice["kind"] == "handover"
+    assert notice["body"].startswith("Handed over to a person: no knowledge base passage answers this")
     assert fake.chats == [], "no model call"
-    # a message the knowledge base answers still reaches the model
+    # an operator resumes the AI: a message the knowledge base answers reaches the model
+    db.execute("UPDATE conversations SET ai_enabled = true")
     hit = post(client, "When are you open on Friday?")
     wait_until(lambda: reply_to(db, hit), what="the grounded answer")
     assert len(fake.chats) == 1 and "Monday to Friday, 9:00 to 18:00." in fake.chats[0]["messages"][0]["content"]
     settled(db)
-    assert len(fake_graph.accepted()) == 1, "one message sent: the grounded answer"
+    assert len(fake_graph.accepted()) == 2, "two messages sent: the handover message and the grounded answer"
 
 
 def test_the_worker_refuses_a_language_postgresql_does_not_have(settings: Settings) -> None:

@@ -1,6 +1,7 @@
 """The default opt-out and opt-in words (`language:word`) and their confirmations: the defaults of
 WAYPOST_OPT_OUT_WORDS, WAYPOST_OPT_IN_WORDS and the confirmation settings (README "Consent"). The
-confirmations of the other languages name the opt-in (opt-out) word of their own language."""
+confirmations of the other languages name the opt-in (opt-out) word of their own language. Also the
+phrases that ask for a person (WAYPOST_HANDOVER_WORDS, README "Handing over")."""
 
 # fmt: off
 OPT_OUT_WORDS: tuple[str, ...] = (
@@ -51,4 +52,16 @@ OPT_IN_CONFIRMATIONS: dict[str, str] = {
     "ar": "ستصلك رسائلنا التسويقية مرة أخرى. أرسل توقف لإيقافها.",
     "ru": "Вы снова будете получать наши рекламные сообщения. Ответьте СТОП, чтобы отказаться.",
 }
+# Phrases that ask for a person (WAYPOST_HANDOVER_WORDS): whole words anywhere in a message
+HANDOVER_WORDS: tuple[str, ...] = (
+    "en:human", "en:a person", "en:real person", "en:someone real", "en:talk to someone", "en:an agent",
+    "en:live agent", "en:operator", "en:representative", "en:customer service",
+    "es:humano", "es:una persona", "es:un agente", "es:asesor",
+    "pt:atendente", "pt:humano", "pt:uma pessoa",
+    "fr:humain", "fr:une personne", "fr:un conseiller",
+    "de:mensch", "de:mitarbeiter", "de:echte person",
+    "it:operatore", "it:una persona",
+    "nl:medewerker", "nl:een mens",
+)
+HANDOVER_MESSAGE = "Thanks! A person from our team will answer you here as soon as they can."
 # fmt: on

@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     kb_min_score: float = Field(0.3, ge=0, le=1, validation_alias=_env("WAYPOST_KB_MIN_SCORE"))
     kb_passages: int = Field(4, ge=1, le=20, validation_alias=_env("WAYPOST_KB_PASSAGES"))
     kb_grounding: Literal["strict", "lenient"] = Field("lenient", validation_alias=_env("WAYPOST_KB_GROUNDING"))
+    # Handing over (README "Handing over"): phrases that ask for a person (`language:phrase`, anywhere
+    # in a text message; empty: off), and the customer's message when the conversation is handed over.
+    handover_words: Annotated[tuple[str, ...], NoDecode] = Field(
+        consent_defaults.HANDOVER_WORDS, validation_alias=_env("WAYPOST_HANDOVER_WORDS")
+    )
+    handover_message: str = Field(consent_defaults.HANDOVER_MESSAGE, validation_alias=_env("WAYPOST_HANDOVER_MESSAGE"))
     # Voice notes: an OpenAI-compatible /audio/transcriptions endpoint (base URL with /v1; unset: off).
     # The key goes to that URL only.
     transcribe_url: str | None = Field(None, validation_alias=_env("WAYPOST_TRANSCRIBE_URL"))
@@ -227,7 +233,7 @@ class Settings(BaseSettings):
             value = [item.strip().lower() for item in value.split(",") if item.strip()]
         return tuple(value)
 
-    @field_validator("opt_out_words", "opt_in_words", "reengage_parameters", mode="before")
+    @field_validator("opt_out_words", "opt_in_words", "reengage_parameters", "handover_words", mode="before")
     @classmethod
     def _word_list(cls, value: Any) -> Any:
         if isinstance(value, str):

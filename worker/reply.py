@@ -22,6 +22,7 @@ from waypost.settings import Settings
 from waypost.text import clean_text, mime_base
 from worker.budget import over_budget
 from worker.consent import NO_CONFIRMATION, consent_confirmation
+from worker.handover import ASKED, asks_for_a_person, hand_over
 from worker.media_ready import transcribes
 from worker.orchestrator import Answer, Handover, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
@@ -145,6 +146,8 @@ class ReplyRun(SendRun):
                 return None
             if confirmation is not None:
                 return Outbound(conversation, key=key, body=confirmation, author="ai", reply_to=inbound)
+            if asks_for_a_person(self.settings.handover_words, inbound.type, inbound.body):
+                return await hand_over(self, conversation, inbound, key, ASKED)
             if await self.wait_for_file(inbound):
                 return None
             history = await self.history(conversation, inbound)
@@ -152,8 +155,8 @@ class ReplyRun(SendRun):
                 return await self.unreadable(conversation, inbound, key)
             async with answering(self.resources, conversation, inbound):  # read + typing… while the AI writes
                 found = await self.ask_orchestrator(conversation, inbound, history)
-            if found is None:
-                return None
+            if found is None or isinstance(found, Outbound):  # nothing to send, or the handover message
+                return found
             answer = found
         return Outbound(
             conversation,
@@ -292,7 +295,7 @@ class ReplyRun(SendRun):
 
     async def ask_orchestrator(
         self, conversation: Conversation, inbound: Inbound, history: tuple[Turn, ...]
-    ) -> Answer | None:
+    ) -> Answer | Outbound | None:
         tap_id = None
         if inbound.type in TAP_TYPES:
             async with self.pool.connection() as conn:
@@ -310,11 +313,9 @@ class ReplyRun(SendRun):
             await self.give_up(conversation.id, await retry_within_budget(self, f"orchestrator failed: {exc}"))
             return None
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
-        if isinstance(answer, Handover):  # no grounded answer: a person takes it (README "Knowledge base")
+        if isinstance(answer, Handover):  # no grounded answer: a person takes it (README "Handing over")
             self.clock.log("orchestrator end", f"handover: {answer.reason}")
-            notice = ("ai_no_reply", f"The AI handed over: {answer.reason}")
-            await self.skip(conversation.id, f"handover: {answer.reason}", notice)
-            return None
+            return await hand_over(self, conversation, inbound, idempotency_key(inbound.wa_message_id), answer.reason)
         # The model's text is outside input: a NUL or a lone surrogate would fail every write of it.
         text = clean_text(answer.text)[:4096] if answer else ""
         logged = f" text={text!r}" if text and self.settings.log_bodies else ""
