@@ -1,4 +1,6 @@
 -- Message templates of the WhatsApp Business Account (migration 0021_templates; README "Schema").
+-- What Waypost learns itself (a sync, a refused send) counts as of the second before it: Meta's
+-- webhook times are whole seconds, so an event of the same second is taken as the newer one.
 
 -- template_upsert --
 -- One template as `waypost templates sync` read it from Meta: inserted, or its row brought up to date
@@ -6,18 +8,19 @@ INSERT INTO message_templates (template_id, waba_id, name, language, category, s
                                body_params, header_params, button_params, quality, rejected_reason,
                                synced_at, updated_at)
 VALUES (%(template_id)s, %(waba_id)s, %(name)s, %(language)s, %(category)s, %(status)s, %(components)s,
-        %(body_params)s, %(header_params)s, %(button_params)s, %(quality)s, %(rejected_reason)s, now(), now())
+        %(body_params)s, %(header_params)s, %(button_params)s, %(quality)s, %(rejected_reason)s,
+        date_trunc('second', now()) - interval '1 second', date_trunc('second', now()) - interval '1 second')
 ON CONFLICT (name, language) DO UPDATE
    SET template_id = EXCLUDED.template_id, waba_id = EXCLUDED.waba_id, category = EXCLUDED.category,
        status = EXCLUDED.status, components = EXCLUDED.components, body_params = EXCLUDED.body_params,
        header_params = EXCLUDED.header_params, button_params = EXCLUDED.button_params,
        quality = EXCLUDED.quality, rejected_reason = EXCLUDED.rejected_reason,
-       synced_at = now(), updated_at = now()
+       synced_at = date_trunc('second', now()) - interval '1 second', updated_at = date_trunc('second', now()) - interval '1 second'
 
 -- templates_mark_deleted --
 -- Templates of the account that the sync just finished did not list: deleted at Meta
 UPDATE message_templates
-   SET status = 'DELETED', updated_at = now()
+   SET status = 'DELETED', updated_at = date_trunc('second', now()) - interval '1 second'
  WHERE waba_id = %(waba_id)s AND status <> 'DELETED' AND NOT (name || '/' || language = ANY(%(listed)s))
 RETURNING name, language
 
@@ -49,6 +52,6 @@ SELECT message_id, outcome
 -- template_refused_by_meta --
 -- Meta refused a send of a template held as APPROVED because it paused or disabled it (errors 132015,
 -- 132016): the row says so until the next sync or status webhook, so the inbox stops offering it
-UPDATE message_templates SET status = %(status)s, updated_at = now()
+UPDATE message_templates SET status = %(status)s, updated_at = date_trunc('second', now()) - interval '1 second'
  WHERE name = %(name)s AND language = %(language)s AND status = 'APPROVED'
 RETURNING id

@@ -314,6 +314,7 @@ def test_an_approval_that_beats_metas_answer_is_kept_and_later_events_apply(
     approved = payloads.template_status_update(
         "APPROVED", "order_ready", template_id=int(meta_id), timestamp=int(time.time()), waba_id=WABA
     )
+    fake_graph.set_template_status("order_ready", "APPROVED")  # Meta lists it so too: a sync agrees
     assert post_webhook(client, payloads.dumps(approved)).status_code == 200  # before the worker records
     row = wait_for(db, "SELECT * FROM template_drafts WHERE status = 'submitted'")
     assert row["meta_status"] == "PENDING"  # Meta's answer said PENDING; the newer webhook wins
