@@ -3,7 +3,7 @@
 
 -- bench_outbound_open --
 -- Whether any reply is still to be sent: the worker has not drained the queue yet
-SELECT 1 FROM outbound_jobs WHERE status IN ('pending', 'running') LIMIT 1
+SELECT 1 FROM outbound_jobs WHERE status IN ('gathering', 'pending', 'running') LIMIT 1
 
 -- bench_wake_ms --
 -- Milliseconds from each webhook's commit to its reply job's start, for contacts whose wa_id starts with %(prefix)s

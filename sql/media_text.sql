@@ -2,11 +2,14 @@
 -- and the reply runs that wait for a file (outbound_jobs.waiting_since). See worker/media_ready.py.
 
 -- reply_media_lock --
--- The file of the message a reply answers, locked: a download or transcription finishing at this
--- moment waits until the reply has decided to wait (and is then woken), or has seen it finished
+-- The files of the messages a reply answers (its turn's), locked: a download or transcription
+-- finishing at this moment waits until the reply has decided to wait (and is then woken), or has
+-- seen it finished
 SELECT md.id, md.kind, md.status, md.transcript_status
-  FROM media md WHERE md.message_id = %(message_id)s
-   FOR UPDATE
+  FROM media md JOIN messages m ON m.id = md.message_id
+ WHERE m.turn_id = %(outbound_job_id)s
+ ORDER BY md.id
+   FOR UPDATE OF md
 
 -- outbound_job_wait --
 -- The reply's file is not ready: the job waits without a procrastinate job (this run did not count
@@ -22,8 +25,8 @@ UPDATE outbound_jobs
 -- caller defers their jobs in this same transaction
 UPDATE outbound_jobs j
    SET waiting_since = NULL, last_error = NULL, updated_at = clock_timestamp()
-  FROM media md
- WHERE md.id = %(media_id)s AND j.inbound_message_id = md.message_id
+  FROM media md JOIN messages m ON m.id = md.message_id
+ WHERE md.id = %(media_id)s AND j.id = m.turn_id
    AND j.waiting_since IS NOT NULL AND j.status IN ('pending', 'running')
 RETURNING j.id, j.conversation_id, j.request_id
 

@@ -38,7 +38,8 @@ UPDATE outbound_jobs
    SET status = 'running', attempts = attempts + 1, started_at = clock_timestamp(),
        waiting_since = NULL, updated_at = clock_timestamp()
  WHERE id = %(outbound_job_id)s AND status IN ('pending', 'running')
-RETURNING id, conversation_id, inbound_message_id, request_id, attempts, created_at
+RETURNING id, conversation_id, inbound_message_id, request_id, attempts, created_at, last_message_id,
+          due_at > clock_timestamp() AS rearmed
 
 -- outbound_job_finish --
 -- Close an outbound job as done, failed or skipped
@@ -73,12 +74,13 @@ UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s WH
 UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s
 
 -- ingest_inbound_message --
--- Insert-or-ignore one inbound message (see waypost_ingest_inbound_message_v2)
-SELECT message_id, conversation_id, created, outbound_job_id
-  FROM waypost_ingest_inbound_message_v2(
+-- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v3)
+SELECT message_id, conversation_id, created, outbound_job_id, defer
+  FROM waypost_ingest_inbound_message_v3(
       %(phone_number_id)s, %(wa_id)s, %(user_id)s, %(parent_user_id)s, %(username)s, %(contact_name)s,
       %(new_wa_id)s, %(new_user_id)s, %(wa_message_id)s, %(type)s, %(body)s, %(payload)s,
-      %(contact_sent_at)s, %(needs_reply)s, %(request_id)s)
+      %(contact_sent_at)s, %(needs_reply)s, %(request_id)s,
+      make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s))
 
 -- apply_message_status --
 -- Record and apply one status webhook item, its pricing included (see waypost_apply_message_status_v3)
@@ -187,8 +189,8 @@ SELECT j.id, j.conversation_id, j.request_id, j.attempts
    -- a reply waiting for its file is woken by the download or transcription (sweep_stuck_media
    -- keeps those going)
    AND NOT (j.waiting_since IS NOT NULL AND EXISTS (
-            SELECT 1 FROM media md WHERE md.message_id = j.inbound_message_id
-               AND (md.status = 'pending' OR md.transcript_status = 'pending')))
+            SELECT 1 FROM media md JOIN messages tm ON tm.id = md.message_id
+             WHERE tm.turn_id = j.id AND (md.status = 'pending' OR md.transcript_status = 'pending')))
  ORDER BY j.id
  LIMIT 500
    FOR UPDATE OF j SKIP LOCKED
@@ -280,7 +282,7 @@ SELECT q.queue_name, count(due.queue_name) AS waiting,
 -- metrics_outbound_jobs --
 -- Open reply jobs by status, with the age of the oldest
 SELECT status, count(*) AS jobs, EXTRACT(EPOCH FROM now() - min(created_at)) AS oldest_seconds
-  FROM outbound_jobs WHERE status IN ('pending', 'running') GROUP BY status
+  FROM outbound_jobs WHERE status IN ('gathering', 'pending', 'running') GROUP BY status
 
 -- metrics_workers --
 -- Registered workers and the age of their last heartbeat

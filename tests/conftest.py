@@ -126,6 +126,7 @@ def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
         worker_poll_interval=0.5,
         session_secret=SESSION_SECRET,
         media_hosts=("127.0.0.1",),  # the fake Graph API serves media files
+        turn_quiet_seconds=0,  # one reply per message, at once (tests/test_turns.py sets a window)
     )
 
 
@@ -210,7 +211,7 @@ def settled(db: psycopg.Connection, timeout: float = 20) -> None:
         db,
         "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queue_name = 'replies'"
         "                            AND status IN ('todo', 'doing'))"
-        " AND NOT EXISTS (SELECT 1 FROM outbound_jobs WHERE status IN ('pending', 'running'))"
+        " AND NOT EXISTS (SELECT 1 FROM outbound_jobs WHERE status IN ('gathering', 'pending', 'running'))"
         " AND NOT EXISTS (SELECT 1 FROM messages WHERE status IN ('sending', 'unknown'))",
         timeout=timeout,
     )

@@ -115,7 +115,7 @@ def _families(rows: dict[str, list[dict[str, Any]]]) -> Iterator[GaugeMetricFami
     open_oldest = GaugeMetricFamily(
         "waypost_open_reply_jobs_oldest_seconds", "Age of the oldest unfinished reply job", labels=["status"]
     )
-    for status in ("pending", "running"):
+    for status in ("gathering", "pending", "running"):
         found = [r for r in rows["metrics_outbound_jobs"] if r["status"] == status]
         open_jobs.add_metric([status], found[0]["jobs"] if found else 0)
         open_oldest.add_metric([status], float(found[0]["oldest_seconds"]) if found else 0.0)

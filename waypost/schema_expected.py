@@ -56,6 +56,7 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "undelivered_at",
         # 0029_read_receipts
         "read_receipt_at",
+        "turn_id",
     ),
     "outbound_jobs": (
         "id",
@@ -72,6 +73,10 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "finished_at",
         "updated_at",
         "waiting_since",
+        "last_message_id",
+        "message_count",
+        "due_at",
+        "closed_at",
     ),
     "webhook_events": (
         "id",
@@ -266,6 +271,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_status_rank_v1",
     "waypost_advance_message_status_v1",
     "waypost_ingest_inbound_message_v2",
+    "waypost_ingest_inbound_message_v3",
     "waypost_resolve_conversation_v1",
     "waypost_merge_conversations_v1",
     "waypost_change_contact_identifiers_v1",

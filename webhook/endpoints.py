@@ -164,6 +164,7 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
             request_id,
             pause_ai_on_echo=settings.pause_ai_on_phone_reply,
             words=ConsentWords.of(settings.opt_out_words, settings.opt_in_words),
+            window=(settings.turn_quiet_seconds, settings.turn_max_wait_seconds),
         )
     except SCHEMA_ERRORS as exc:
         await ingest.record_error(state.pool, event_id, f"DB_MISMATCH: {exc}")

@@ -104,10 +104,17 @@ def _lock_order(message: InboundMessage | Echo) -> tuple[str, str, str, float]:
 
 
 Store = Callable[[DictConnection, IngestResult], Awaitable[None]]
+# A turn's quiet window and maximum wait, in seconds (WAYPOST_TURN_*); no window: one reply per message
+TurnWindow = tuple[float, float]
+NO_WINDOW: TurnWindow = (0.0, 1.0)
 
 
 def _steps(
-    batch: Batch, request_id: str, pause_ai_on_echo: bool, words: ConsentWords | None = None
+    batch: Batch,
+    request_id: str,
+    pause_ai_on_echo: bool,
+    words: ConsentWords | None = None,
+    window: TurnWindow = NO_WINDOW,
 ) -> list[tuple[str, str | None, Store]]:
     """Every item of the batch as (kind, Graph id, how to store it), in locking order."""
     steps: list[tuple[str, str | None, Store]] = []
@@ -117,7 +124,7 @@ def _steps(
             echo = functools.partial(_ingest_echo, echo=message, pause_ai=pause_ai_on_echo)
             steps.append(("echo", message.wa_message_id, echo))
             continue
-        store = functools.partial(_ingest_message, message=message, request_id=request_id, words=words)
+        store = functools.partial(_ingest_message, message=message, request_id=request_id, words=words, window=window)
         steps.append(("message", message.wa_message_id, store))
     for status in sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status)):
         steps.append(("status", status.wa_message_id, functools.partial(_apply_status, status=status)))
@@ -141,11 +148,13 @@ async def process(
     *,
     pause_ai_on_echo: bool = True,
     words: ConsentWords | None = None,
+    window: TurnWindow = NO_WINDOW,
 ) -> IngestResult:
     """Store every item of the batch and mark the journal row processed, in one transaction.
     `pause_ai_on_echo`: a message sent from the phone app pauses its conversation's AI; `words`:
-    the opt-out and opt-in words a text message may be."""
-    steps = _steps(batch, request_id, pause_ai_on_echo, words)
+    the opt-out and opt-in words a text message may be; `window`: the turns' quiet window and
+    maximum wait in seconds (README "Turns")."""
+    steps = _steps(batch, request_id, pause_ai_on_echo, words, window)
     try:
         return await _store(pool, event_id, batch, steps, isolate=False)
     except ITEM_ERRORS as exc:
@@ -235,6 +244,7 @@ async def _ingest_message(
     message: InboundMessage,
     request_id: str,
     words: ConsentWords | None = None,
+    window: TurnWindow = NO_WINDOW,
 ) -> None:
     row = await fetch_one(
         conn,
@@ -254,6 +264,8 @@ async def _ingest_message(
         contact_sent_at=message.contact_sent_at,
         needs_reply=await _needs_reply(conn, message),
         request_id=request_id,
+        quiet_seconds=window[0],
+        max_wait_seconds=window[1],
     )
     if not row["created"]:
         result.duplicate_messages += 1
@@ -268,6 +280,9 @@ async def _ingest_message(
     outbound_job_id = row["outbound_job_id"]
     if outbound_job_id is None:
         logger.info("stored message %s type=%s, no reply due", message.wa_message_id, message.type)
+        return
+    if not row["defer"]:  # the turn's quiet window: the worker's turn clock queues its reply
+        logger.info("stored message %s in turn %s, gathering", message.wa_message_id, outbound_job_id)
         return
     # Same connection, same transaction: the job row and the queue row commit or vanish together,
     # and procrastinate's NOTIFY fires at our COMMIT.

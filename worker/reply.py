@@ -1,4 +1,5 @@
-"""The reply task: one run answers one inbound message, through one outbound_jobs row.
+"""The reply task: one run answers one turn (worker.turns: the inbound messages of a burst, or one),
+through one outbound_jobs row.
 
 The send goes through worker.sending, shared with operator messages. Each stage logs a fixed
 phrase with request_id, job_id and the elapsed milliseconds.
@@ -20,6 +21,7 @@ from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_valu
 from waypost.errors import MediaStoreUnavailable
 from waypost.settings import Settings
 from waypost.text import clean_text, mime_base
+from worker import turns
 from worker.budget import over_budget
 from worker.consent import NO_CONFIRMATION, consent_confirmation
 from worker.handover import ASKED, asks_for_a_person, hand_over
@@ -105,68 +107,117 @@ class ReplyRun(SendRun):
     def __init__(self, resources: WorkerResources, outbound_job_id: int) -> None:
         super().__init__(resources)
         self.outbound_job_id = outbound_job_id
-        self.inbound_at: dt.datetime | None = None  # when the message answered was stored
+        self.inbound_at: dt.datetime | None = None  # when the turn's newest message was stored
+        self.turn = turns.NO_TURN  # the inbound messages answered (prepare loads them)
+        self.turn_size = 1  # how many of the AI's last history entries are this turn's
 
     async def prepare(self) -> Outbound | None:
         async with self.pool.connection() as conn:
             job = await fetch_optional(conn, "outbound_job_start", OutboundJob, outbound_job_id=self.outbound_job_id)
             if job is None:
-                self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} already finished")
+                self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} not open (finished or gathering)")
                 return None
             self.attempts, self.first_seen = job.attempts, job.created_at
             self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} attempt={job.attempts}")
+            if job.rearmed and await turns.regather(conn, job.id, unless_due=True):
+                self.clock.log("turn gathering", "a message joined the turn: its quiet window is not over")
+                return None
             conversation = await fetch_one(
                 conn, "reply_load_conversation", Conversation, conversation_id=job.conversation_id
             )
             self.clock.log("loaded conversation", f"conversation_id={conversation.id}")
-            inbound = await fetch_one(conn, "reply_load_message", Inbound, message_id=job.inbound_message_id)
+            self.turn = await turns.load(conn, job)
+            inbound = self.turn.latest
             self.inbound_at = inbound.created_at
-            self.clock.log("loaded inbound message", f"wa_message_id={inbound.wa_message_id}")
-            key = idempotency_key(inbound.wa_message_id)
+            count = len(self.turn.messages)
+            self.clock.log("loaded inbound message", f"wa_message_id={inbound.wa_message_id} turn_messages={count}")
+            key = idempotency_key(self.turn.first.wa_message_id)
             existing = await fetch_optional(conn, "reply_find_send", idempotency_key=key)
+        outbound = await self.decide(conversation, inbound, key, existing)
+        if outbound is None or not await self.close_turn():
+            return None
+        return self.turn.addressed(outbound)
 
+    async def decide(
+        self, conversation: Conversation, inbound: Inbound, key: str, existing: dict[str, Any] | None
+    ) -> Outbound | None:
+        """What this turn's reply is, or None (the job closed, or waiting for a file or more messages)."""
         if existing is not None:
             if existing["type"] == "template":  # a re-engagement was decided (worker.reengage)
                 return reengaged(conversation, key, existing["body"])
             # A retry resends what was decided, never a new answer (the claim returns its kind and object).
-            answer = Answer(existing["body"] or "")
-        else:
-            confirmation = await consent_confirmation(self.pool, self.settings, inbound.id)
-            reason = REVOKED if inbound.revoked_at else skip_reason(conversation, self.settings.window_margin_seconds)
-            if confirmation is not None and reason == AI_PAUSED:
-                reason = None  # an opt-out or opt-in is confirmed even while the AI is paused
-            if reason == WINDOW_CLOSED and confirmation is None and self.resources.reengage is not None:
-                # the AI's answer can no longer be sent: the configured template is, instead
-                return await reengage(self, conversation, inbound, key, WINDOW_CLOSED)
-            if reason is None and confirmation is None:  # a confirmation is owed, whatever the budget
-                async with self.pool.connection() as conn, conn.transaction():
-                    reason = await over_budget(conn, self.settings, conversation.phone_number_id)
-            if reason or confirmation == "":
-                await self.skip(conversation.id, reason or NO_CONFIRMATION)
-                return None
+            body = existing["body"] or ""
+            return Outbound(conversation, key=key, body=body, author="ai", reply_to=await self.quoting(inbound))
+        confirmation = None
+        for message in reversed(self.turn.live):  # an opt-out or opt-in word in the turn is confirmed
+            confirmation = await consent_confirmation(self.pool, self.settings, message.id)
             if confirmation is not None:
-                return Outbound(conversation, key=key, body=confirmation, author="ai", reply_to=inbound)
-            if asks_for_a_person(self.settings.handover_words, inbound.type, inbound.body):
-                return await hand_over(self, conversation, inbound, key, ASKED)
-            if await self.wait_for_file(inbound):
-                return None
-            history = await self.history(conversation, inbound)
-            if history is None or not history[-1].readable:  # a file without words the AI could read
-                return await self.unreadable(conversation, inbound, key)
-            async with answering(self.resources, conversation, inbound):  # read + typing… while the AI writes
-                found = await self.ask_orchestrator(conversation, inbound, history)
-            if found is None or isinstance(found, Outbound):  # nothing to send, or the handover message
-                return found
-            answer = found
+                break
+        reason = REVOKED if not self.turn.live else skip_reason(conversation, self.settings.window_margin_seconds)
+        if confirmation is not None and reason == AI_PAUSED:
+            reason = None  # an opt-out or opt-in is confirmed even while the AI is paused
+        if reason == WINDOW_CLOSED and confirmation is None and self.resources.reengage is not None:
+            # the AI's answer can no longer be sent: the configured template is, instead
+            return await reengage(self, conversation, self.turn.first, key, WINDOW_CLOSED)
+        if reason is None and confirmation is None:  # a confirmation is owed, whatever the budget
+            async with self.pool.connection() as conn, conn.transaction():
+                reason = await over_budget(conn, self.settings, conversation.phone_number_id)
+        if reason or confirmation == "":
+            await self.skip(conversation.id, reason or NO_CONFIRMATION)
+            return None
+        if confirmation is not None:
+            return Outbound(conversation, key=key, body=confirmation, author="ai", reply_to=inbound)
+        if any(asks_for_a_person(self.settings.handover_words, m.type, m.body) for m in self.turn.live):
+            return await self.hand_over(conversation, inbound, key, ASKED)
+        if await self.wait_for_file():
+            return None
+        history = await self.history(conversation, inbound)
+        if history is None or not any(turn.readable for turn in history[-self.turn_size :]):
+            return await self.unreadable(conversation, inbound, key)  # files without words the AI could read
+        if not await self.still_current(conversation.id):
+            return None
+        async with answering(self.resources, conversation, inbound):  # read + typing… while the AI writes
+            found = await self.ask_orchestrator(conversation, inbound, history)
+        if found is None or isinstance(found, Outbound):  # nothing to send, or the handover message
+            return found
         return Outbound(
             conversation,
             key=key,
-            body=answer.text,
+            body=found.text,
             author="ai",
             reply_to=await self.quoting(inbound),
-            kind=answer.kind,
-            payload=answer.payload,
+            kind=found.kind,
+            payload=found.payload,
         )
+
+    async def close_turn(self) -> bool:
+        """The turn takes no more messages; False (gathering again) when one joined since it was read."""
+        async with self.pool.connection() as conn:
+            params = {"outbound_job_id": self.outbound_job_id, "last_message_id": self.turn.last_id}
+            if await fetch_optional(conn, "turn_close", **params):
+                return True
+            await turns.regather(conn, self.outbound_job_id, unless_due=False)
+        self.clock.log("turn gathering", "a message joined the turn while its reply was written: written again")
+        return False
+
+    async def still_current(self, conversation_id: int) -> bool:
+        """Just before the AI is asked: no newer message joined the turn, the AI was not paused."""
+        async with self.pool.connection() as conn:
+            row = await fetch_one(conn, "turn_check", outbound_job_id=self.outbound_job_id)
+            if row["last_message_id"] != self.turn.last_id:
+                await turns.regather(conn, self.outbound_job_id, unless_due=False)
+                self.clock.log("turn gathering", "a message joined the turn before the AI was asked")
+                return False
+        if not row["ai_enabled"]:
+            await self.skip(conversation_id, AI_PAUSED)
+            return False
+        return True
+
+    async def hand_over(self, conversation: Conversation, inbound: Inbound, key: str, reason: str) -> Outbound | None:
+        """worker.handover, once the turn is closed: a message joining it now is the next turn's."""
+        if not await self.close_turn():
+            return None
+        return await hand_over(self, conversation, inbound, key, reason)
 
     def claimed(self, send_attempts: int) -> None:
         """Nothing to count: a reply's budget is its job's attempts, counted at `outbound_job_start`."""
@@ -236,12 +287,13 @@ class ReplyRun(SendRun):
         self.clock.log("unreadable media", f"type={inbound.type}: the configured answer, an operator told")
         return Outbound(conversation, key=key, body=answer, author="ai", reply_to=inbound)
 
-    async def wait_for_file(self, inbound: Inbound) -> bool:
-        """True when the message's file is one the AI will read but is not ready: the job then waits,
+    async def wait_for_file(self) -> bool:
+        """True when a file of the turn is one the AI will read but is not ready: the job then waits,
         without a procrastinate job, for the download or transcription to wake it (worker.media_ready)."""
         async with self.pool.connection() as conn, conn.transaction():
-            media = await fetch_optional(conn, "reply_media_lock", message_id=inbound.id)
-            if media is None or not file_pending(self.settings, media):
+            files = await fetch_all(conn, "reply_media_lock", outbound_job_id=self.outbound_job_id)
+            media = next((row for row in files if file_pending(self.settings, row)), None)
+            if media is None:
                 return False
             await execute(conn, "outbound_job_wait", outbound_job_id=self.outbound_job_id)
         detail = f"media_id={media['id']} status={media['status']} transcript={media['transcript_status']}"
@@ -249,23 +301,26 @@ class ReplyRun(SendRun):
         return True
 
     async def history(self, conversation: Conversation, inbound: Inbound) -> tuple[Turn, ...] | None:
-        """What the AI reads: the last messages, ending with the one answered (None when that one
-        has nothing the AI can read at all)."""
+        """What the AI reads: the last messages, ending with the turn's (None when its newest is not
+        there). Sets `turn_size`: how many of the last entries are the turn's, from its first message."""
+        answered = {m.id for m in self.turn.live}
         async with self.pool.connection() as conn:
             rows = await fetch_all(
                 conn,
                 "reply_history",
                 conversation_id=conversation.id,
                 message_id=inbound.id,
-                limit=self.settings.history_messages,
+                limit=max(self.settings.history_messages, len(answered)),
             )
         if not rows or rows[0]["id"] != inbound.id:
             return None
-        image = await self.image(rows[0])
-        turns = [turn_of(row) for row in reversed(rows)]
-        if image is not None:
-            turns[-1] = dataclasses.replace(turns[-1], image=image)
-        return tuple(turns)
+        rows.reverse()
+        history = []
+        for row in rows:
+            image = await self.image(row) if row["id"] in answered else None
+            history.append(dataclasses.replace(turn_of(row), image=image))
+        self.turn_size = len(rows) - next(i for i, row in enumerate(rows) if row["id"] in answered)
+        return tuple(history)
 
     async def image(self, row: dict[str, Any]) -> Image | None:
         """The photo answered, for a model that can see it: stored, of a type it reads, small enough."""
@@ -303,7 +358,9 @@ class ReplyRun(SendRun):
         orchestrator = self.resources.orchestrator
         self.clock.log("orchestrator start", f"provider={orchestrator.name} history={len(history)}")
         tap_id = clean_text(tap_id)[:256] if isinstance(tap_id, str) and tap_id.strip() else None
-        request = ReplyRequest(conversation.id, conversation.contact_name, history, tap_id=tap_id)
+        request = ReplyRequest(
+            conversation.id, conversation.contact_name, history, tap_id=tap_id, turn_size=self.turn_size
+        )
         timer = metrics.Timer()
         try:
             answer = await orchestrator.reply(request)
@@ -315,7 +372,8 @@ class ReplyRun(SendRun):
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
         if isinstance(answer, Handover):  # no grounded answer: a person takes it (README "Handing over")
             self.clock.log("orchestrator end", f"handover: {answer.reason}")
-            return await hand_over(self, conversation, inbound, idempotency_key(inbound.wa_message_id), answer.reason)
+            key = idempotency_key(self.turn.first.wa_message_id)
+            return await self.hand_over(conversation, inbound, key, answer.reason)
         # The model's text is outside input: a NUL or a lone surrogate would fail every write of it.
         text = clean_text(answer.text)[:4096] if answer else ""
         logged = f" text={text!r}" if text and self.settings.log_bodies else ""

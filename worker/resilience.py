@@ -11,6 +11,9 @@ upstream source of every method replaced here is pinned by tests/test_procrastin
    above 1 the next job of the conversation waited for the poll. Here a finished job wakes it.
 3. The lost wake-up: procrastinate clears its new-job event after an empty fetch, dropping a NOTIFY
    that arrived during it. Here the event is cleared before the fetch.
+
+It also runs the turn clock (worker.turns) beside procrastinate's side tasks, woken through the same
+LISTEN connection.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from psycopg_pool import PoolTimeout
 from waypost.listen import backoff, listen_forever
 from waypost.logs import job_request_id, log_context
 from worker.resources import app_pool
+from worker.turns import CHANNEL as TURNS_CHANNEL
+from worker.turns import TurnClock
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class WaypostWorker(Worker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.database = DatabaseWatch()
+        self.turn_clock: TurnClock | None = None
 
     async def _fetch_and_process_jobs(self) -> None:
         """procrastinate's loop, with the event cleared before the fetch and database errors survived."""
@@ -128,6 +134,8 @@ class WaypostWorker(Worker):
             asyncio.create_task(self._periodic_deferrer(), name="deferrer"),
             asyncio.create_task(self._poll_jobs_to_abort(), name="poll_jobs_to_abort"),
         ]
+        self.turn_clock = TurnClock(app_pool(self.app))
+        side_tasks.append(asyncio.create_task(self.turn_clock.run(), name="turn_clock"))
         if self.listen_notify:
             side_tasks.append(asyncio.create_task(self._listen(), name="listener"))
         return side_tasks
@@ -138,16 +146,23 @@ class WaypostWorker(Worker):
             raise TypeError("the LISTEN connection needs the pool's conninfo as a string")
 
         async def on_payload(channel: str, payload: str) -> None:
+            if channel == TURNS_CHANNEL:
+                if self.turn_clock is not None:
+                    self.turn_clock.wake()
+                return
             await self._handle_notification(channel=channel, notification=json.loads(payload))
 
         def on_connected(again: bool) -> None:
+            if self.turn_clock is not None:
+                self.turn_clock.wake()  # turns started while nobody listened were not announced
             if again:
                 self.database.ok()
                 self._new_job_event.set()  # jobs deferred while we were away were not announced
 
         await listen_forever(
             conninfo,
-            list(get_channel_for_queues(self.queues)),
+            # procrastinate's last: readiness probes look for it as the connection's latest statement
+            [TURNS_CHANNEL, *get_channel_for_queues(self.queues)],
             on_payload,
             on_connected,
             logger,
@@ -187,9 +202,7 @@ class WaypostWorker(Worker):
                     # e.g. "Job was not found or has an invalid status": the sweep took it back from
                     # a worker it judged dead; it runs again and records its own end.
                     assert job.id is not None
-                    with log_context(
-                        request_id=job_request_id(job.task_name, job.id, job.task_kwargs), job_id=job.id
-                    ):
+                    with log_context(request_id=job_request_id(job.task_name, job.id, job.task_kwargs), job_id=job.id):
                         logger.warning("the end of the job could not be recorded: %s", exc.__cause__ or exc)
                     return
                 self.database.failed("recording a job's end", exc)

@@ -34,6 +34,8 @@ class OutboundJob:
     request_id: str
     attempts: int
     created_at: dt.datetime
+    last_message_id: int | None  # the turn's newest message (worker.turns)
+    rearmed: bool | None  # a message joined the turn since it was queued: its quiet window is open again
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,6 +61,7 @@ class Outbound:
     reply_to: Inbound | None = None
     kind: str = "text"  # the WhatsApp message type
     payload: dict[str, Any] | None = None  # its Graph object, for any kind but text
+    quote: bool = True  # sent quoting reply_to (context.message_id); its link is kept either way
 
 
 class SendRun(abc.ABC):
@@ -253,7 +254,7 @@ async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
             user_id=conversation.user_id,
             kind=claim.type,
             content=content,
-            context_message_id=outbound.reply_to.wa_message_id if outbound.reply_to else None,
+            context_message_id=outbound.reply_to.wa_message_id if outbound.reply_to and outbound.quote else None,
             callback_data=outbound.key,
         )
     except SendFailed as failure:

@@ -21,6 +21,7 @@ from waypost.settings import Settings
 from worker.media_ready import sweep_stuck_media
 from worker.tasks import defer_operator_send, defer_reply, defer_template_submission
 from worker.template_sync import sync_if_due
+from worker.turns import release_due
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ MIN_AGE_SECONDS = 5.0
 # A file written for a message that was never queued (its web process died between the two): removed
 # after this long, far past any upload still on its way to being queued
 STAGED_MEDIA_SECONDS = 3600.0
+# A turn's quiet window over this long ago: no worker's turn clock queued it (none is running, or its
+# LISTEN connection is away), so the sweep does
+OVERDUE_TURN_SECONDS = 1.0
 
 
 @dataclasses.dataclass
@@ -37,6 +41,7 @@ class SweepReport:
     stalled_jobs_retried: int = 0
     outbound_jobs_redeferred: int = 0
     outbound_jobs_failed: int = 0
+    turns_released: int = 0
     operator_messages_redeferred: int = 0
     operator_messages_failed: int = 0
     webhook_events_deleted: int = 0
@@ -101,6 +106,12 @@ async def sweep(
                 procrastinate_job_id,
                 outbound["request_id"],
             )
+
+    # 2a. Turns whose quiet window is over and whose reply no turn clock queued (worker.turns).
+    async with pool.connection() as conn, conn.transaction():
+        report.turns_released = await release_due(conn, OVERDUE_TURN_SECONDS)
+    if report.turns_released:
+        logger.warning("sweep: queued the replies of %s overdue turn(s)", report.turns_released)
 
     # 2b. Downloads and transcriptions whose job was lost: queued again, or given up once out of
     # attempts (which wakes the replies waiting for them): no reply waits for a file forever.

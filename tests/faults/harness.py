@@ -101,7 +101,7 @@ class Driver:
 
 def open_work(conn: psycopg.Connection) -> dict[str, int]:
     row = conn.execute(
-        "SELECT (SELECT count(*) FROM outbound_jobs WHERE status IN ('pending', 'running')) AS jobs,"
+        "SELECT (SELECT count(*) FROM outbound_jobs WHERE status IN ('gathering', 'pending', 'running')) AS jobs,"
         " (SELECT count(*) FROM messages WHERE status IN ('sending', 'unknown')) AS sends,"
         " (SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
         "   AND task_name = ANY(%s)) AS queued",

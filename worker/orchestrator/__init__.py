@@ -105,14 +105,24 @@ class ReplyRequest:
     # `rules` provider gets question/answer pairs only); `strict`: with none, hand over.
     knowledge: tuple[Hit, ...] = ()
     strict: bool = False
+    # How many of the last history entries are the turn answered (README "Turns"): the customer's
+    # messages of one burst, from its first (an operator's message sent meanwhile among them).
+    turn_size: int = 1
 
     @property
     def message(self) -> Turn:
-        return self.history[-1]
+        """The message answered; for a turn of several, one holding all the customer's words of it,
+        a line each (rules match them together, `{message}` quotes them all)."""
+        last = self.history[-1]
+        if self.turn_size <= 1:
+            return last
+        said = [turn.text for turn in self.history[-self.turn_size :] if turn.author == "contact" and turn.text.strip()]
+        return dataclasses.replace(last, text="\n".join(said), quoted=None) if len(said) > 1 else last
 
-    def customer_words(self, turns: int = 3) -> str:
+    def customer_words(self, turns: int | None = None) -> str:
         """The customer's latest words: their messages since the business last spoke (at most
-        `turns`), what a knowledge search looks for."""
+        `turns`, by default the turn's or 3), what a knowledge search looks for."""
+        turns = turns or max(3, self.turn_size)
         latest: list[str] = []
         for turn in reversed(self.history):
             if turn.author != "contact" or len(latest) == turns:

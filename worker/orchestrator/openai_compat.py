@@ -75,6 +75,8 @@ class OpenAIOrchestrator:
             else:
                 last["content"][0]["text"] += note
         system = grounded_prompt(self.system_prompt, request.knowledge) if request.knowledge else self.system_prompt
+        if request.turn_size > 1:  # a burst (README "Turns"): one answer to all of it
+            system += f"\n\nThe last {request.turn_size} messages arrived together: answer them all in one reply."
         return [{"role": "system", "content": system}, *turns]
 
     async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,16 @@
+"""Installs waypost_ingest_inbound_message_v3 (0031_turns): an inbound message joins its conversation's
+open turn within the quiet window, or starts one. Re-runnable."""
+
+from yoyo import step
+
+from waypost.sql import function_source
+
+__depends__ = {"0031_turns"}
+
+steps = [
+    step(
+        function_source("waypost_ingest_inbound_message_v3"),
+        "DROP FUNCTION IF EXISTS waypost_ingest_inbound_message_v3(text, text, text, text, text, text, text, text,"
+        " text, text, text, jsonb, timestamptz, boolean, text, interval, interval)",
+    )
+]

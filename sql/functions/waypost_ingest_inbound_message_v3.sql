@@ -1,0 +1,102 @@
+-- v3: turns (migration 0031, README "Turns"). With a quiet window (p_quiet_window > 0) a message that
+-- needs a reply joins its conversation's open turn (not closed, started less than p_max_wait ago),
+-- re-arming the window; else it starts a turn, 'gathering' until due_at, announced on the channel
+-- waypost_turns for the worker's turn clock. Without one, every message is its own turn, queued at
+-- once by the caller (defer = true), as in v2.
+-- v2 for contacts known by phone number, BSUID or both (waypost_resolve_conversation_v1), and for
+-- the system messages that change those identifiers (p_new_wa_id / p_new_user_id).
+-- Insert-or-ignore keyed by the Graph message id; created = false means nothing was written.
+CREATE OR REPLACE FUNCTION waypost_ingest_inbound_message_v3(
+    p_phone_number_id text,
+    p_wa_id text,
+    p_user_id text,
+    p_parent_user_id text,
+    p_username text,
+    p_contact_name text,
+    p_new_wa_id text,
+    p_new_user_id text,
+    p_wa_message_id text,
+    p_type text,
+    p_body text,
+    p_payload jsonb,
+    p_contact_sent_at timestamptz,
+    p_needs_reply boolean,
+    p_request_id text,
+    p_quiet_window interval,
+    p_max_wait interval
+) RETURNS TABLE (message_id bigint, conversation_id bigint, created boolean, outbound_job_id bigint,
+                 defer boolean)
+    LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_conversation_id bigint;
+    v_message_id bigint;
+    v_job_id bigint;
+BEGIN
+    -- Redeliveries are the common duplicate: answer them without locking the conversation.
+    SELECT m.id, m.conversation_id INTO v_message_id, v_conversation_id
+      FROM messages m WHERE m.wa_message_id = p_wa_message_id;
+    IF FOUND THEN
+        RETURN QUERY SELECT v_message_id, v_conversation_id, false, NULL::bigint, false;
+        RETURN;
+    END IF;
+
+    v_conversation_id := waypost_resolve_conversation_v1(
+        p_phone_number_id, p_wa_id, p_user_id, p_parent_user_id, p_username, p_contact_name, p_contact_sent_at);
+
+    INSERT INTO messages AS m (conversation_id, direction, author, wa_message_id, type, body, payload,
+                               status, contact_sent_at)
+    VALUES (v_conversation_id, 'inbound', 'contact', p_wa_message_id, p_type, p_body, p_payload,
+            'received', p_contact_sent_at)
+    ON CONFLICT (wa_message_id) DO NOTHING
+    RETURNING m.id INTO v_message_id;
+    IF v_message_id IS NULL THEN
+        SELECT m.id, m.conversation_id INTO v_message_id, v_conversation_id
+          FROM messages m WHERE m.wa_message_id = p_wa_message_id;
+        RETURN QUERY SELECT v_message_id, v_conversation_id, false, NULL::bigint, false;
+        RETURN;
+    END IF;
+
+    IF p_new_wa_id IS NOT NULL OR p_new_user_id IS NOT NULL THEN
+        PERFORM waypost_change_contact_identifiers_v1(v_conversation_id, p_new_wa_id, p_new_user_id);
+    END IF;
+    IF NOT p_needs_reply THEN
+        RETURN QUERY SELECT v_message_id, v_conversation_id, true, NULL::bigint, false;
+        RETURN;
+    END IF;
+    IF p_quiet_window > interval '0' THEN
+        -- The conversation row is locked (waypost_resolve_conversation_v1): two messages of one
+        -- conversation decide one after the other. The turn's row lock orders this join with the
+        -- reply's claim (waypost turn_close): joined before it, or a new turn after it.
+        SELECT j.id INTO v_job_id
+          FROM outbound_jobs j
+         WHERE j.conversation_id = v_conversation_id AND j.closed_at IS NULL
+           AND j.status IN ('gathering', 'pending', 'running') AND j.created_at > now() - p_max_wait
+         ORDER BY j.id DESC
+         LIMIT 1
+           FOR UPDATE;
+        IF v_job_id IS NOT NULL THEN
+            UPDATE outbound_jobs j
+               SET last_message_id = v_message_id, message_count = j.message_count + 1,
+                   due_at = least(now() + p_quiet_window, j.created_at + p_max_wait), updated_at = now()
+             WHERE j.id = v_job_id;
+        ELSE
+            INSERT INTO outbound_jobs AS j (inbound_message_id, conversation_id, request_id, status,
+                                            last_message_id, due_at)
+            VALUES (v_message_id, v_conversation_id, p_request_id, 'gathering', v_message_id,
+                    now() + least(p_quiet_window, p_max_wait))
+            RETURNING j.id INTO v_job_id;
+            PERFORM pg_notify('waypost_turns', '');
+        END IF;
+        UPDATE messages m SET turn_id = v_job_id WHERE m.id = v_message_id;
+        RETURN QUERY SELECT v_message_id, v_conversation_id, true, v_job_id, false;
+        RETURN;
+    END IF;
+    INSERT INTO outbound_jobs AS j (inbound_message_id, conversation_id, request_id, last_message_id)
+    VALUES (v_message_id, v_conversation_id, p_request_id, v_message_id)
+    RETURNING j.id INTO v_job_id;
+    UPDATE messages m SET turn_id = v_job_id WHERE m.id = v_message_id;
+    RETURN QUERY SELECT v_message_id, v_conversation_id, true, v_job_id, true;
+END;
+$$;

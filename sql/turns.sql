@@ -1,0 +1,54 @@
+-- Turns (README "Turns"): the inbound messages one reply answers. See worker/turns.py.
+
+-- turns_release_due --
+-- Gathering turns whose quiet window is over become pending; the caller queues their replies in
+-- this transaction. SKIP LOCKED: two turn clocks (or a clock and the sweep) release each turn once;
+-- one being joined right now is taken at the next pass.
+UPDATE outbound_jobs j
+   SET status = 'pending', updated_at = clock_timestamp()
+ WHERE j.id IN (SELECT t.id FROM outbound_jobs t
+                 WHERE t.status = 'gathering' AND t.due_at <= clock_timestamp() - make_interval(secs => %(min_age)s)
+                 ORDER BY t.due_at
+                 LIMIT 200
+                   FOR UPDATE SKIP LOCKED)
+RETURNING j.id, j.conversation_id, j.request_id
+
+-- turns_next_due --
+-- Seconds until the next gathering turn is due (negative: overdue), NULL when none gathers
+SELECT extract(epoch FROM min(due_at) - clock_timestamp())::float8 AS seconds
+  FROM outbound_jobs WHERE status = 'gathering'
+
+-- turn_messages --
+-- The inbound messages of a turn, oldest first (the first one's key is the reply's)
+SELECT id, wa_message_id, type, body, contact_sent_at, created_at, revoked_at
+  FROM messages WHERE turn_id = %(outbound_job_id)s
+ ORDER BY id
+
+-- turn_regather --
+-- A message joined the turn after its run started: gather again (this run did not count as an
+-- attempt); the turn clock queues the reply when the quiet window is over, at once if it is. With
+-- `unless_due`, only while the window is still open.
+WITH gathering AS (
+    UPDATE outbound_jobs
+       SET status = 'gathering', attempts = greatest(attempts - 1, 0), updated_at = clock_timestamp(),
+           due_at = greatest(due_at, clock_timestamp())
+     WHERE id = %(outbound_job_id)s AND status = 'running' AND closed_at IS NULL
+       AND (NOT %(unless_due)s OR due_at > clock_timestamp())
+    RETURNING id
+)
+SELECT id, pg_notify('waypost_turns', '') FROM gathering
+
+-- turn_check --
+-- Just before the AI is asked: the turn's newest message, and whether the AI may still answer
+SELECT j.last_message_id, c.ai_enabled
+  FROM outbound_jobs j JOIN conversations c ON c.id = j.conversation_id
+ WHERE j.id = %(outbound_job_id)s
+
+-- turn_close --
+-- The reply is decided: the turn takes no more messages. Nothing is returned when one joined since
+-- the run read the turn (its reply has not seen it: the run gathers again). Its own transaction,
+-- never the claim's: a message being stored holds its conversation's row and waits for this one.
+UPDATE outbound_jobs
+   SET closed_at = COALESCE(closed_at, clock_timestamp()), updated_at = clock_timestamp()
+ WHERE id = %(outbound_job_id)s AND last_message_id = %(last_message_id)s
+RETURNING id

@@ -1,0 +1,182 @@
+"""One answer per burst (README "Turns"): messages of one conversation within the quiet window form
+one turn, answered by exactly one reply that sees them all; a message after the claim starts the next
+turn. Real PostgreSQL, web and worker processes, the fake Graph API and an OpenAI-compatible model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.conftest import ServerThread, WebServer, post_webhook, settled, wait_for
+from tests.test_reply import deliver
+from waypost.devtools import payloads
+from waypost.devtools.fake_graph import FakeGraph
+from waypost.settings import Settings
+
+WINDOW = 1.5
+MAX_WAIT = 6.0
+BURST = ["hi", "I ordered a lamp", "order number 4411", "it arrived broken", "can I get a new one?"]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"turn_quiet_seconds": WINDOW, "turn_max_wait_seconds": MAX_WAIT})
+
+
+def echo_worker(start_worker: Any, tmp_path: Path) -> Any:
+    """A worker whose rules answer anything with the words they were given."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('fallback = "You said: {message}"\n')
+    return start_worker(WAYPOST_RULES_FILE=str(rules))
+
+
+def sent_texts(fake_graph: FakeGraph) -> list[str]:
+    return [r.body.get("text", {}).get("body", "") for r in fake_graph.accepted()]
+
+
+def test_a_burst_of_five_gets_one_reply_that_mentions_all_five(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Any, tmp_path: Path
+) -> None:
+    echo_worker(start_worker, tmp_path)
+    messages = [deliver(client, text) for text in BURST]
+    assert post_webhook(client, payloads.dumps(payloads.inbound(messages[2]))).status_code == 200  # redelivered
+    wait_for(db, "SELECT 1 FROM messages WHERE direction = 'outbound' AND status = 'sent'")
+    settled(db)
+
+    [reply] = fake_graph.accepted()
+    text = reply.body["text"]["body"]
+    assert all(said in text for said in BURST), text
+    assert "context" not in reply.body  # a reply to several quotes none
+    assert reply.body["biz_opaque_callback_data"] == f"reply:{messages[0]['id']}"
+    [job] = db.execute("SELECT * FROM outbound_jobs").fetchall()
+    assert (job["status"], job["message_count"], job["closed_at"] is not None) == ("done", 5, True)
+    turns = db.execute("SELECT turn_id, created_at FROM messages WHERE direction = 'inbound' ORDER BY id").fetchall()
+    assert [t["turn_id"] for t in turns] == [job["id"]] * 5
+    row = db.execute(
+        "SELECT r.created_at - max(i.created_at) AS after_last, r.reply_to_message_id = j.inbound_message_id AS linked"
+        "  FROM messages r, messages i, outbound_jobs j"
+        " WHERE r.direction = 'outbound' AND i.direction = 'inbound' GROUP BY r.id, j.inbound_message_id"
+    ).fetchone()
+    # claimed once the window after the last message was over, never before
+    assert row["linked"] and row["after_last"].total_seconds() >= WINDOW - 0.01, row
+
+
+def test_a_message_after_the_claim_starts_the_next_turn(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Any, tmp_path: Path
+) -> None:
+    echo_worker(start_worker, tmp_path)
+    first = deliver(client, "where is my parcel?")
+    wait_for(db, "SELECT 1 FROM outbound_jobs WHERE closed_at IS NOT NULL")  # its reply is claimed
+    second = deliver(client, "never mind, it just came")
+    wait_for(db, "SELECT 1 FROM messages WHERE direction = 'outbound' AND status = 'sent' HAVING count(*) = 2")
+    settled(db)
+
+    assert sent_texts(fake_graph) == ["You said: where is my parcel?", "You said: never mind, it just came"]
+    jobs = db.execute("SELECT id, message_count, status FROM outbound_jobs ORDER BY id").fetchall()
+    assert [(j["message_count"], j["status"]) for j in jobs] == [(1, "done"), (1, "done")]
+    turn_of = {
+        r["wa_message_id"]: r["turn_id"]
+        for r in db.execute("SELECT wa_message_id, turn_id FROM messages WHERE direction = 'inbound'").fetchall()
+    }
+    assert [turn_of[first["id"]], turn_of[second["id"]]] == [jobs[0]["id"], jobs[1]["id"]]
+    # a single message's reply quotes it, as without turns
+    assert [r.body.get("context") for r in fake_graph.accepted()] == [
+        {"message_id": first["id"]},
+        {"message_id": second["id"]},
+    ]
+
+
+class BurstModel:
+    """An OpenAI-compatible chat endpoint that answers, after `delay` seconds, with every customer
+    message since the business last spoke; `asked` signals each request as it arrives."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.requests: list[dict[str, Any]] = []
+        self.asked = threading.Event()
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.complete, methods=["POST"])])
+
+    async def complete(self, request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        self.requests.append(body)
+        self.asked.set()
+        await asyncio.sleep(self.delay)
+        said: list[str] = []
+        for message in reversed(body["messages"]):
+            if message["role"] != "user":
+                break
+            said.insert(0, message["content"])
+        answer = {"role": "assistant", "content": "Answering: " + " | ".join(said)}
+        return JSONResponse({"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]})
+
+
+@pytest.fixture
+def model() -> Iterator[tuple[BurstModel, str]]:
+    burst_model = BurstModel(delay=1.5)
+    with ServerThread(burst_model.app) as server:
+        yield burst_model, f"{server.url}/v1"
+
+
+def test_a_message_while_the_ai_writes_is_answered_in_the_same_reply(
+    client: httpx.Client,
+    db: psycopg.Connection,
+    fake_graph: FakeGraph,
+    start_worker: Any,
+    model: tuple[BurstModel, str],
+) -> None:
+    burst_model, base_url = model
+    start_worker(WAYPOST_ORCHESTRATOR="openai", OPENAI_BASE_URL=base_url, OPENAI_API_KEY="test-key", OPENAI_MODEL="m")
+    deliver(client, "do you ship to Norway?")
+    assert burst_model.asked.wait(20)  # the AI is writing its answer…
+    deliver(client, "and to Iceland?")  # …when the customer adds to the turn: it is written again
+    wait_for(db, "SELECT 1 FROM messages WHERE direction = 'outbound' AND status = 'sent'")
+    settled(db)
+
+    assert sent_texts(fake_graph) == ["Answering: do you ship to Norway? | and to Iceland?"]
+    assert len(burst_model.requests) == 2
+    system = burst_model.requests[-1]["messages"][0]["content"]
+    assert "The last 2 messages arrived together" in system
+    [job] = db.execute("SELECT status, message_count, attempts FROM outbound_jobs").fetchall()
+    assert (job["status"], job["message_count"]) == ("done", 2)
+
+
+def test_a_long_burst_is_answered_by_the_maximum_wait_and_every_message_once(
+    settings: Settings, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Any, tmp_path: Path
+) -> None:
+    quick = settings.model_copy(update={"turn_quiet_seconds": 1.0, "turn_max_wait_seconds": 2.5})
+    with WebServer(quick) as web, httpx.Client(base_url=web.url, timeout=10) as client:
+        fake_graph.webhook_url = web.url + "/api/webhooks/whatsapp"
+        echo_worker(start_worker, tmp_path)
+        stop = threading.Event()
+        sent: list[str] = []
+        for i in range(12):  # one every 0.4 s: the window alone would never end
+            sent.append(deliver(client, f"line {i}")["id"])
+            stop.wait(0.4)
+        wait_for(db, "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM messages WHERE direction = 'inbound' AND turn_id IS NULL)")
+        settled(db)
+
+    jobs = db.execute("SELECT id, inbound_message_id, message_count, created_at, status FROM outbound_jobs").fetchall()
+    assert len(jobs) >= 2 and {j["status"] for j in jobs} == {"done"}
+    assert sum(j["message_count"] for j in jobs) == len(sent)
+    texts = sent_texts(fake_graph)
+    assert len(texts) == len(jobs)  # one reply per turn
+    assert sorted(int(w) for t in texts for w in t.replace("You said: ", "").replace("line ", "").split("\n")) == list(
+        range(12)
+    )  # every line answered, once
+    first_claim = db.execute(
+        "SELECT r.created_at - j.created_at AS waited FROM messages r JOIN outbound_jobs j"
+        " ON r.reply_to_message_id = j.inbound_message_id WHERE r.direction = 'outbound' ORDER BY j.id LIMIT 1"
+    ).fetchone()["waited"]
+    assert first_claim.total_seconds() < 2.5 + 2.0, first_claim  # the cap, with room for a busy machine
