@@ -164,8 +164,7 @@ def test_a_long_burst_is_answered_by_the_maximum_wait_and_every_message_once(
         for i in range(12):  # one every 0.4 s: the window alone would never end
             sent.append(deliver(client, f"line {i}")["id"])
             stop.wait(0.4)
-        wait_for(db, "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM messages WHERE direction = 'inbound' AND turn_id IS NULL)")
-        settled(db)
+        settled(db)  # a turn still gathering counts as open work
 
     jobs = db.execute("SELECT id, inbound_message_id, message_count, created_at, status FROM outbound_jobs").fetchall()
     assert len(jobs) >= 2 and {j["status"] for j in jobs} == {"done"}
