@@ -5,6 +5,7 @@ markers are described in pyproject.toml and README "Test")."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import subprocess
@@ -247,6 +248,7 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log_path: Path, **extra_env: str) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
+        self.started_at = dt.datetime.now(dt.UTC)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "waypost.cli", "worker"],
             env=waypost_env(settings, **extra_env),
@@ -255,11 +257,16 @@ class WorkerProcess:
         )
         self.database_url = settings.require_database_url()
 
-    def wait_ready(self, timeout: float = 20, listeners: int = 1) -> None:
-        """Ready once `listeners` workers LISTEN for jobs on this database (this one among them)."""
+    def wait_ready(self, timeout: float = 20, listeners: int = 1, *, own: bool = False) -> None:
+        """Ready once `listeners` workers LISTEN for jobs on this database (this one among them); with
+        `own`, once a LISTEN connection opened since this worker started is there (other workers'
+        connections stop showing LISTEN once they have pinged)."""
+        probe = "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN %%procrastinate%%' AND backend_start >= %s"
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             poll(
-                lambda: workers_listening(conn) >= listeners,
+                lambda: (
+                    conn.execute(probe, [self.started_at]).fetchone() if own else workers_listening(conn) >= listeners
+                ),
                 timeout=timeout,
                 what=lambda: f"worker not ready in {timeout}s:\n{self.output()}",
                 interval=0.05,

@@ -5,6 +5,7 @@ turn. Real PostgreSQL, web and worker processes, the fake Graph API and an OpenA
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,6 +27,7 @@ from tests.test_reply import deliver
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.settings import Settings
+from waypost.sql import query
 
 WINDOW = 1.5
 MAX_WAIT = 6.0
@@ -179,3 +183,62 @@ def test_a_long_burst_is_answered_by_the_maximum_wait_and_every_message_once(
         " ON r.reply_to_message_id = j.inbound_message_id WHERE r.direction = 'outbound' ORDER BY j.id LIMIT 1"
     ).fetchone()["waited"]
     assert first_claim.total_seconds() < 2.5 + 2.0, first_claim  # the cap, with room for a busy machine
+
+
+def _ingest(conn: psycopg.Connection, text: str, quiet: float = WINDOW) -> dict[str, Any]:
+    message = payloads.text_message(text, wa_id="16505559999")
+    params = {
+        "phone_number_id": payloads.PHONE_NUMBER_ID,
+        "wa_id": "16505559999",
+        "user_id": None,
+        "parent_user_id": None,
+        "username": None,
+        "contact_name": None,
+        "new_wa_id": None,
+        "new_user_id": None,
+        "wa_message_id": message["id"],
+        "type": "text",
+        "body": text,
+        "payload": Jsonb(message),
+        "contact_sent_at": dt.datetime.now(dt.UTC),
+        "needs_reply": True,
+        "request_id": "r",
+        "quiet_seconds": quiet,
+        "max_wait_seconds": MAX_WAIT,
+    }
+    row = conn.execute(query("ingest_inbound_message"), params).fetchone()
+    assert row is not None
+    return row
+
+
+def test_the_claim_and_a_joining_message_never_both_win(db: psycopg.Connection, database_url: str) -> None:
+    """SQL alone decides: a message stored while the reply is being claimed either joins the turn
+    before the claim (which then refuses: the reply has not seen it) or starts the next turn."""
+    first = _ingest(db, "first")
+    turn = first["outbound_job_id"]
+    assert (first["defer"], db.execute("SELECT status FROM outbound_jobs").fetchone()["status"]) == (False, "gathering")
+    close = query("turn_close")
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as joining,
+        psycopg.connect(database_url, autocommit=True) as claiming,
+    ):
+        second = _ingest(joining, "second")  # joins, and holds the turn's row until it commits
+        assert second["outbound_job_id"] == turn
+        closing: list[Any] = []
+        claim = threading.Thread(
+            target=lambda: closing.append(
+                claiming.execute(close, {"outbound_job_id": turn, "last_message_id": first["message_id"]}).fetchone()
+            )
+        )
+        claim.start()
+        wait_for(db, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%closed_at%%'")
+        joining.commit()
+        claim.join(10)
+    assert closing == [None]  # the run read one message, the turn has two: written again
+    assert db.execute(close, {"outbound_job_id": turn, "last_message_id": second["message_id"]}).fetchone()
+    third = _ingest(db, "third")  # after the claim: the next turn
+    assert third["outbound_job_id"] != turn
+    assert db.execute("SELECT message_count FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["message_count"] == 2
+    # without a window, every message is its own turn, queued by the caller at once (as before turns)
+    alone = _ingest(db, "fourth", quiet=0)
+    assert alone["defer"] and alone["outbound_job_id"] not in (turn, third["outbound_job_id"])

@@ -31,6 +31,10 @@ FAULT_SETTINGS: dict[str, Any] = {
     "reply_max_attempts": 30,
     "reply_max_retry_seconds": 600.0,
     "worker_poll_interval": 0.5,
+    # Bursts (README "Turns"): a conversation's messages 1 s or less apart share one reply, at most
+    # 2.5 s after the first; the driver's rates make turns of one to several messages.
+    "turn_quiet_seconds": 1.0,
+    "turn_max_wait_seconds": 2.5,
 }
 SEND_TASKS = ("send_reply", "send_operator_message")
 
@@ -132,16 +136,21 @@ def settle(database_url: str, web_url: str, timeout: float = 60) -> float:
 def check_invariants(
     database_url: str, fake: FakeGraph, driver: Driver, *, database_was_down: bool = False
 ) -> dict[str, Any]:
-    """Exactly one accepted send per inbound message, every outbound row matching one, no open
-    job, every inbound message stored, every answered POST journaled (while the database is down
-    a POST cannot be: it gets a 5xx and is delivered again)."""
+    """Every inbound message stored and in exactly one turn; exactly one accepted send per turn (one
+    per message without a quiet window), every outbound row matching one; no open job; every
+    answered POST journaled (while the database is down a POST cannot be: it gets a 5xx and is
+    delivered again)."""
     accepted = fake.accepted()
     per_key = collections.Counter(r.body.get("biz_opaque_callback_data") for r in accepted)
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        inbound = {
-            r["wa_message_id"]
-            for r in conn.execute("SELECT wa_message_id FROM messages WHERE direction = 'inbound'").fetchall()
-        }
+        rows = conn.execute(
+            "SELECT m.wa_message_id, m.turn_id, f.wa_message_id AS first"
+            "  FROM messages m LEFT JOIN outbound_jobs j ON j.id = m.turn_id"
+            "  LEFT JOIN messages f ON f.id = j.inbound_message_id"
+            " WHERE m.direction = 'inbound'"
+        ).fetchall()
+        inbound = {r["wa_message_id"] for r in rows}
+        turns = {r["first"] for r in rows}
         outbound = conn.execute(
             "SELECT idempotency_key, status, wa_message_id FROM messages WHERE direction = 'outbound'"
         ).fetchall()
@@ -153,12 +162,13 @@ def check_invariants(
         left = open_work(conn)
     expected = set(driver.wamids)
     assert expected <= inbound, f"{len(expected - inbound)} inbound message(s) lost"
-    assert jobs == {"done": len(expected)}, jobs
-    assert set(per_key) == {f"reply:{w}" for w in expected}, "a send for an unknown key, or a missing one"
+    assert None not in turns, "an inbound message in no turn"
+    assert jobs == {"done": len(turns)}, jobs
+    assert set(per_key) == {f"reply:{w}" for w in turns}, "a send for an unknown key, or a missing one"
     doubles = {key: n for key, n in per_key.items() if n != 1}
     assert not doubles, f"sent more than once: {doubles}"
     accepted_ids = {r.wa_message_id for r in accepted}
-    assert len(outbound) == len(expected)
+    assert len(outbound) == len(turns)
     for row in outbound:
         assert row["status"] in ("sent", "delivered", "read"), row
         assert row["wa_message_id"] in accepted_ids, row
@@ -169,6 +179,7 @@ def check_invariants(
         assert journaled == driver.answered, (journaled, driver.answered)
     return {
         "messages": len(expected),
+        "turns": len(turns),
         "posts answered": driver.answered,
         "graph requests": len(fake.requests),
         "accepted sends": len(accepted),

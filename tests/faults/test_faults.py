@@ -46,28 +46,28 @@ def test_worker_killed_with_sigkill_mid_send_repeatedly(settings: Settings, grap
     with WebServer(settings) as web:
         graph.webhook_url = web.url + "/api/webhooks/whatsapp"
         driver = Driver([web.url])
+        # Two workers at all times: this one lives throughout; the other is killed mid-send, mid-turn.
+        steady = WorkerProcess(settings, tmp_path / "steady.log")
+        steady.wait_ready()
         feeding = threading.Thread(target=driver.run, args=(40, 10.0))
         feeding.start()
         kills = 0
         while feeding.is_alive() or kills < 4:
             worker = WorkerProcess(settings, tmp_path / f"worker{kills}.log")
-            worker.wait_ready()
+            worker.wait_ready(own=True)
             # Kill it mid-send: once it is sending, not after a guess at how long that takes.
-            in_flight = len(graph.requests) + 1
             deadline = time.monotonic() + 15
-            while len(graph.requests) < in_flight and time.monotonic() < deadline:
+            while " send start " not in worker.output() and time.monotonic() < deadline:
                 time.sleep(0.01)
             time.sleep(random.uniform(0.0, 0.2))  # somewhere inside the 0.3 s the send takes
             worker.proc.kill()  # SIGKILL: no cleanup, jobs left 'doing', sends in flight
             worker.proc.wait()
             kills += 1
         feeding.join()
-        survivor = WorkerProcess(settings, tmp_path / "survivor.log")
-        survivor.wait_ready()
         try:
             took = settle(settings.require_database_url(), web.url)
         finally:
-            survivor.stop()
+            steady.stop()
     summary = check_invariants(settings.require_database_url(), graph, driver)
     with psycopg.connect(settings.require_database_url()) as conn:
         # jobs a kill interrupted: the sweep put them back ('doing' under a dead worker)
@@ -163,7 +163,7 @@ def test_graph_api_failing_30_percent_and_hanging(settings: Settings, tmp_path: 
 
 
 def test_duplicate_and_out_of_order_deliveries(settings: Settings, graph: FakeGraph, tmp_path: Path) -> None:
-    settings = stack_settings(settings, graph)
+    settings = stack_settings(settings, graph, turn_quiet_seconds=0)  # one reply per message, as before turns
     graph.auto_statuses = ("sent", "delivered", "read")
     # Meta's statuses come back while the send's response is still on its way: before it is recorded.
     graph.script.extend(Behaviour(hang=0.3) for _ in range(100))
@@ -236,8 +236,8 @@ def test_two_workers_and_two_web_processes(settings: Settings, graph: FakeGraph,
         ]
     order = {wamid: i for i, wamid in enumerate(stored)}
     for conversation in range(8):
-        replied = [
-            r.body["context"]["message_id"]
+        replied = [  # each turn's first message (a reply to several quotes none: its key names it)
+            r.body["biz_opaque_callback_data"].removeprefix("reply:")
             for r in sorted(graph.accepted(), key=lambda r: r.at)
             if r.body["to"] == f"4930{conversation:07d}"
         ]
