@@ -66,6 +66,9 @@ def stack(workers: int = 1, **extra_env: str) -> Iterator[Stack]:
         "WHATSAPP_API_BASE": f"http://127.0.0.1:{graph_port}",
         "WAYPOST_PORT": str(web_port),
         "WAYPOST_LOG_LEVEL": "WARNING",
+        # one reply per message, at once, so figures stay comparable with earlier runs (bench/turns.py
+        # measures the quiet window)
+        "WAYPOST_TURN_QUIET_SECONDS": "0",
         **extra_env,
     }
     python = sys.executable

@@ -11,7 +11,9 @@ and the fake Graph API, each its own process, and drives signed webhooks from th
   - end to end at 50/s: webhook POST -> the fake Graph API receiving the reply;
   - sustained throughput: replies per second with the `rules` provider, beside procrastinate's own
     no-op jobs per second on the same database in the same run;
-  - a burst of 5 messages in one conversation: first POST -> fifth reply received.
+  - a burst of 5 messages in one conversation: first POST -> fifth reply received;
+  - with a quiet window (a stack of its own, bench/turns.py): bursts of 5 answered by one reply each,
+    last message -> reply minus the window.
 Results are appended, with the machine's description, to bench/results/suite.txt.
 """
 
@@ -32,6 +34,7 @@ import psycopg
 from procrastinate.types import JSONDict
 from psycopg_pool import AsyncConnectionPool
 
+from bench import turns
 from bench.common import SECRET, Stack, machine, percentile, report, stack
 from waypost.db import composed, connect_sync, fetch_all_sync, fetch_one_sync, fetch_optional_sync
 from waypost.devtools import payloads
@@ -256,6 +259,7 @@ def main() -> None:
         e2e = end_to_end(running, 50, 10)
         burst_ms = burst(running)
         replies_per_s, worker_per_s = sustained(running, args.load)
+    burst_turns = turns.measure(20, 1.0)[1:]  # its own stack: the web process reads the window at start
 
     lines = [
         machine(f"{args.workers} worker(s) at concurrency 10, rules provider"),
@@ -269,6 +273,7 @@ def main() -> None:
         f"sustained: {replies_per_s:.0f} replies/s end to end ({worker_per_s:.0f}/s of worker time) for "
         f"{args.load} messages | procrastinate no-op jobs: {noop_per_s:.0f}/s | ratio "
         f"{replies_per_s / noop_per_s:.2f}",
+        *burst_turns,
     ]
     report("suite", lines)
 

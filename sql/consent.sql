@@ -26,11 +26,13 @@ ON CONFLICT (event_key) DO NOTHING
 RETURNING id, conversation_id
 
 -- consent_keyword_of_message --
--- Whether an inbound message was an opt-out or opt-in word (the reply task then confirms it, in the
--- word's language)
+-- Whether one of the inbound messages a reply answers (`message_ids`, its turn's) was an opt-out or
+-- opt-in word, the newest such (the reply task then confirms it, in the word's language)
 SELECT e.kind, m.type, m.body
   FROM consent_events e JOIN messages m ON m.id = e.message_id
- WHERE e.message_id = %(message_id)s AND e.source = 'keyword'
+ WHERE e.message_id = ANY(%(message_ids)s) AND e.source = 'keyword'
+ ORDER BY m.id DESC
+ LIMIT 1
 
 -- consent_of_conversation --
 -- A conversation's contact: marketing opt-out (latest of opt_out/opt_in of either identifier),

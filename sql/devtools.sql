@@ -19,8 +19,8 @@ SELECT count(*) AS listening
 -- The reply job and the AI's reply to the simulated inbound message %(wamid)s
 SELECT j.status AS job_status, j.skip_reason, j.last_error, r.status AS reply_status, r.body AS reply
   FROM messages i
-  JOIN outbound_jobs j ON j.inbound_message_id = i.id
-  LEFT JOIN messages r ON r.reply_to_message_id = i.id AND r.author = 'ai'
+  JOIN outbound_jobs j ON j.id = i.turn_id
+  LEFT JOIN messages r ON r.reply_to_message_id = j.inbound_message_id AND r.author = 'ai'
  WHERE i.wa_message_id = %(wamid)s
 
 -- devtools_create_database --

@@ -169,7 +169,7 @@ SELECT * FROM (
            CASE WHEN m.type IN ('interactive', 'button') THEN m.payload END AS interactive
       FROM messages m
       LEFT JOIN operators o ON o.id = m.operator_id
-      LEFT JOIN outbound_jobs j ON j.inbound_message_id = m.id
+      LEFT JOIN outbound_jobs j ON j.id = m.turn_id  -- the reply job of the message's turn
       LEFT JOIN media md ON md.message_id = m.id
       LEFT JOIN messages q ON q.conversation_id = m.conversation_id
                           AND (q.wa_message_id = m.payload #>> '{context,id}'

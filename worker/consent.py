@@ -26,11 +26,11 @@ logger = logging.getLogger(__name__)
 NO_CONFIRMATION = "an opt-out or opt-in word, and its confirmation setting is empty"
 
 
-async def consent_confirmation(pool: Pool, settings: Settings, inbound_message_id: int) -> str | None:
-    """The answer to an inbound message that was an opt-out or opt-in word, in the word's language
-    ("" when its setting is empty), or None: any other message, answered as usual."""
+async def consent_confirmation(pool: Pool, settings: Settings, message_ids: list[int]) -> str | None:
+    """The answer to inbound messages (a turn's) of which one was an opt-out or opt-in word, in the
+    word's language ("" when its setting is empty), or None: other messages, answered as usual."""
     async with pool.connection() as conn:
-        row = await fetch_optional(conn, "consent_keyword_of_message", message_id=inbound_message_id)
+        row = await fetch_optional(conn, "consent_keyword_of_message", message_ids=message_ids)
     if row is None:
         return None
     found = _words(settings.opt_out_words, settings.opt_in_words).find(row["type"], row["body"])

@@ -148,11 +148,8 @@ class ReplyRun(SendRun):
             # A retry resends what was decided, never a new answer (the claim returns its kind and object).
             body = existing["body"] or ""
             return Outbound(conversation, key=key, body=body, author="ai", reply_to=await self.quoting(inbound))
-        confirmation = None
-        for message in reversed(self.turn.live):  # an opt-out or opt-in word in the turn is confirmed
-            confirmation = await consent_confirmation(self.pool, self.settings, message.id)
-            if confirmation is not None:
-                break
+        # an opt-out or opt-in word anywhere in the turn is confirmed
+        confirmation = await consent_confirmation(self.pool, self.settings, [m.id for m in self.turn.live])
         reason = REVOKED if not self.turn.live else skip_reason(conversation, self.settings.window_margin_seconds)
         if confirmation is not None and reason == AI_PAUSED:
             reason = None  # an opt-out or opt-in is confirmed even while the AI is paused
