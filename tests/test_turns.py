@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.conftest import ServerThread, WebServer, post_webhook, settled, wait_for
+from tests.conftest import CRON_SECRET, ServerThread, WebServer, post_webhook, settled, wait_for, wait_until
 from tests.test_reply import deliver
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
@@ -242,3 +242,23 @@ def test_the_claim_and_a_joining_message_never_both_win(db: psycopg.Connection, 
     # without a window, every message is its own turn, queued by the caller at once (as before turns)
     alone = _ingest(db, "fourth", quiet=0)
     assert alone["defer"] and alone["outbound_job_id"] not in (turn, third["outbound_job_id"])
+
+
+def test_the_sweep_queues_a_turn_no_clock_did(client: httpx.Client, db: psycopg.Connection) -> None:
+    """No worker runs (so no turn clock): the cron sweep queues the reply of a turn over a second past
+    its window, once."""
+    deliver(client, "anyone there?")
+    deliver(client, "hello?")
+
+    def sweep() -> dict[str, Any]:
+        answer = client.post("/api/cron/run-outbound-jobs", headers={"Authorization": f"Bearer {CRON_SECRET}"})
+        return answer.json()
+
+    released = wait_until(lambda: sweep()["turns_released"], timeout=20, what="the sweep to release the turn")
+    assert released == 1 and sweep()["turns_released"] == 0
+    job = db.execute(
+        "SELECT j.status, j.message_count, q.task_name, q.status AS queued FROM outbound_jobs j"
+        " JOIN procrastinate_jobs q ON q.id = j.procrastinate_job_id"
+    ).fetchone()
+    assert job == {"status": "pending", "message_count": 2, "task_name": "send_reply", "queued": "todo"}
+    assert db.execute("SELECT count(*) AS n FROM messages WHERE turn_id IS NOT NULL").fetchone()["n"] == 2

@@ -189,26 +189,19 @@ class ReplyRun(SendRun):
 
     async def close_turn(self) -> bool:
         """The turn takes no more messages; False (gathering again) when one joined since it was read."""
-        async with self.pool.connection() as conn:
-            params = {"outbound_job_id": self.outbound_job_id, "last_message_id": self.turn.last_id}
-            if await fetch_optional(conn, "turn_close", **params):
-                return True
-            await turns.regather(conn, self.outbound_job_id, unless_due=False)
-        self.clock.log("turn gathering", "a message joined the turn while its reply was written: written again")
+        if await turns.close(self.pool, self.outbound_job_id, self.turn.last_id):
+            return True
+        self.clock.log("turn gathering", "a message joined the turn while its reply was decided: decided again")
         return False
 
     async def still_current(self, conversation_id: int) -> bool:
         """Just before the AI is asked: no newer message joined the turn, the AI was not paused."""
-        async with self.pool.connection() as conn:
-            row = await fetch_one(conn, "turn_check", outbound_job_id=self.outbound_job_id)
-            if row["last_message_id"] != self.turn.last_id:
-                await turns.regather(conn, self.outbound_job_id, unless_due=False)
-                self.clock.log("turn gathering", "a message joined the turn before the AI was asked")
-                return False
-        if not row["ai_enabled"]:
+        state = await turns.check(self.pool, self.outbound_job_id, self.turn.last_id)
+        if state == "joined":
+            self.clock.log("turn gathering", "a message joined the turn before the AI was asked")
+        elif state == "paused":
             await self.skip(conversation_id, AI_PAUSED)
-            return False
-        return True
+        return state == "current"
 
     async def hand_over(self, conversation: Conversation, inbound: Inbound, key: str, reason: str) -> Outbound | None:
         """worker.handover, once the turn is closed: a message joining it now is the next turn's."""
@@ -226,7 +219,10 @@ class ReplyRun(SendRun):
             metrics.REPLY_SECONDS.observe((dt.datetime.now(dt.UTC) - self.inbound_at).total_seconds())
 
     async def skip(self, conversation_id: int, reason: str, notice: tuple[str, str] | None = None) -> None:
-        """Close the job as skipped; the operators get `notice`, or the reason's own notification."""
+        """Close the job as skipped; the operators get `notice`, or the reason's own notification. Not
+        when a message joined the turn meanwhile: the turn is decided again, with it."""
+        if not await self.close_turn():
+            return
         notice = notice or SKIP_NOTIFICATIONS.get(reason)
         async with self.pool.connection() as conn, conn.transaction():
             if notice is not None:
@@ -381,7 +377,10 @@ class ReplyRun(SendRun):
         return dataclasses.replace(answer, text=text)
 
     async def give_up(self, conversation_id: int, reason: str) -> None:
-        """Out of retries before any message was claimed: fail the job, tell the operators."""
+        """Out of retries before any message was claimed: fail the job, tell the operators (unless a
+        message joined the turn meanwhile: it is decided again, with it)."""
+        if not await self.close_turn():
+            return
         async with self.pool.connection() as conn, conn.transaction():
             await notify(conn, conversation_id, "ai_failed", f"No reply was sent: {reason}")
             await self.close_job(conn, "failed", last_error=reason)

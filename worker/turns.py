@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import fetch_all, fetch_optional, fetch_value
+from waypost.db import fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.listen import backoff
 from worker.rows import Inbound, OutboundJob
 from worker.tasks import defer_reply
@@ -83,6 +83,27 @@ async def regather(conn: AsyncConnection[Any], outbound_job_id: int, *, unless_d
     the turn clock queues its reply again. Whether it did."""
     row = await fetch_optional(conn, "turn_regather", outbound_job_id=outbound_job_id, unless_due=unless_due)
     return row is not None
+
+
+async def close(pool: AsyncConnectionPool[Any], outbound_job_id: int, last_id: int) -> bool:
+    """Close the turn before its reply is claimed (`turn_close`: its own transaction); False when a
+    message joined since the run read it (newest no longer `last_id`): it gathers again."""
+    async with pool.connection() as conn:
+        if await fetch_optional(conn, "turn_close", outbound_job_id=outbound_job_id, last_message_id=last_id):
+            return True
+        await regather(conn, outbound_job_id, unless_due=False)
+    return False
+
+
+async def check(pool: AsyncConnectionPool[Any], outbound_job_id: int, last_id: int) -> str:
+    """Just before the AI is asked: "current", "joined" (a message joined since the run read the turn:
+    it gathers again) or "paused" (the AI was paused or the conversation taken over)."""
+    async with pool.connection() as conn:
+        row = await fetch_one(conn, "turn_check", outbound_job_id=outbound_job_id)
+        if row["last_message_id"] != last_id:
+            await regather(conn, outbound_job_id, unless_due=False)
+            return "joined"
+    return "current" if row["ai_enabled"] else "paused"
 
 
 async def release_due(conn: AsyncConnection[Any], min_age: float = 0.0) -> int:
