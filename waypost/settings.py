@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from waypost import consent_defaults, settings_handback
+from waypost import consent_defaults
+from waypost.settings_handback import HandbackSettings
 
 # S3's bucket naming rules (lowercase, digits, dots, hyphens; 3 to 63 characters)
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -30,7 +31,7 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
-class Settings(settings_handback.HandbackSettings):
+class Settings(HandbackSettings, BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
