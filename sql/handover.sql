@@ -8,6 +8,12 @@
 UPDATE conversations SET owner_operator_id = %(operator_id)s, owned_at = now(), updated_at = now()
  WHERE id = %(conversation_id)s AND NOT ai_enabled AND deleted_at IS NULL
 
+-- handover_phone_answered --
+-- A reply sent from the WhatsApp Business app (an echo) in a conversation whose AI is paused: a person
+-- answered, so it no longer waits for one and the hand-back clock starts again (its owner stays)
+UPDATE conversations SET owned_at = now(), updated_at = now()
+ WHERE id = %(conversation_id)s AND NOT ai_enabled AND deleted_at IS NULL
+
 -- sweep_hand_back --
 -- Handed-over conversations with no operator message (nor take-over) for %(after)s seconds go back to
 -- the AI, each with a `handed_back` notification. Once: a concurrent sweep skips the rows this one

@@ -14,10 +14,11 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import CRON_SECRET, ServerThread, settled, wait_until
+from tests.conftest import CRON_SECRET, ServerThread, post_webhook, settled, wait_until
 from tests.inbox_client import Inbox, conversation_id, create_operator
 from tests.test_inbox_api import inbound
 from tests.test_knowledge import KnowledgeOpenAI, post, reply_to
+from waypost.devtools import payloads
 from waypost.settings import Settings
 from waypost.sql import query
 from worker.handover import ASKED
@@ -181,3 +182,20 @@ def test_after_the_hand_back_the_ai_reads_what_the_operator_said(
     said = [m for m in fake.chats[-1]["messages"] if m["role"] == "assistant"]
     assert any(words in str(m["content"]) for m in said), fake.chats[-1]["messages"]
     settled(db)
+
+
+def test_a_reply_from_the_phone_app_ends_the_wait(inbox: Inbox, client: httpx.Client, db: psycopg.Connection) -> None:
+    inbound(client, "hello")
+    conversation = conversation_id(db)
+    hand_over(db, conversation, REFUND)
+    assert owners(inbox)[conversation]["kind"] == "waiting"
+    reaction = payloads.echo_message("👍")
+    reaction.update(type="reaction", reaction={"message_id": "wamid.x", "emoji": "👍"})
+    reaction.pop("text")
+    for echo in (reaction, payloads.echo_message("Ana here, from the shop's phone: I'll look into it.")):
+        assert post_webhook(client, payloads.dumps(payloads.echoes(echo))).status_code == 200
+        kind = owners(inbox)[conversation]["kind"]
+        assert kind == ("waiting" if echo is reaction else "paused"), echo  # a reaction is no answer
+    assert owners(inbox)[conversation]["label"] == "A person"
+    stored = db.execute("SELECT type FROM messages WHERE source = 'phone_app' ORDER BY id").fetchall()
+    assert [row["type"] for row in stored] == ["reaction", "text"]
