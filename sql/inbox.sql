@@ -100,10 +100,12 @@ SELECT count(*) FILTER (WHERE email = %(email)s AND client_ip = %(client_ip)s) A
 -- inbox_conversations --
 -- The conversations list: live or deleted ones, newest activity first, with their badges.
 -- Filters: %(q)s matches name, username or BSUID (text) and number (%(digits)s); %(filter)s is one of
--- unread, ai_paused, send_failed, window_closed, or NULL.
+-- unread, ai_paused, waiting (handed over, no operator has taken it), send_failed, window_closed, or
+-- NULL. Who owns each: the handover columns and the owning operator's email (migration 0032).
 SELECT * FROM (
     SELECT c.id, c.contact_name, c.wa_id, c.user_id, c.username, c.ai_enabled, c.deleted_at,
            c.last_inbound_at, c.created_at,
+           c.handed_over_at, c.handover_reason, c.owned_at, ow.email AS owner_email,
            (c.last_inbound_at IS NULL OR c.last_inbound_at < now() - interval '24 hours') AS window_closed,
            last.body AS last_body, last.type AS last_type, last.author AS last_author,
            last.status AS last_status,
@@ -115,6 +117,7 @@ SELECT * FROM (
                       WHERE o.conversation_id = c.id AND o.direction = 'outbound'
                       ORDER BY o.id DESC LIMIT 1), false) AS send_failed
       FROM conversations c
+      LEFT JOIN operators ow ON ow.id = c.owner_operator_id
       LEFT JOIN LATERAL (SELECT m.body, m.type, m.author, m.status, m.created_at FROM messages m
                           WHERE m.conversation_id = c.id
                             AND NOT EXISTS (SELECT 1 FROM message_changes mc  -- shown on the message it changed
@@ -130,18 +133,21 @@ SELECT * FROM (
  WHERE %(filter)s::text IS NULL
     OR (%(filter)s = 'unread' AND unread > 0)
     OR (%(filter)s = 'ai_paused' AND NOT ai_enabled)
+    OR (%(filter)s = 'waiting' AND NOT ai_enabled AND handed_over_at IS NOT NULL AND owned_at IS NULL)
     OR (%(filter)s = 'send_failed' AND send_failed)
     OR (%(filter)s = 'window_closed' AND window_closed)
  ORDER BY activity_at DESC, id DESC
  LIMIT %(limit)s
 
 -- inbox_conversation --
--- One conversation, live or deleted
+-- One conversation, live or deleted, with who owns it
 SELECT c.id, c.phone_number_id, c.contact_name, c.wa_id, c.user_id, c.username, c.ai_enabled,
        c.deleted_at, c.last_inbound_at, c.created_at, c.operator_read_at,
+       c.handed_over_at, c.handover_reason, c.owned_at, ow.email AS owner_email,
        (c.last_inbound_at IS NULL OR c.last_inbound_at < now() - interval '24 hours') AS window_closed,
        c.last_inbound_at + interval '24 hours' AS window_closes_at
-  FROM conversations c WHERE c.id = %(conversation_id)s
+  FROM conversations c LEFT JOIN operators ow ON ow.id = c.owner_operator_id
+ WHERE c.id = %(conversation_id)s
 
 -- inbox_messages --
 -- The latest messages of a conversation, oldest first, with who wrote them, what became of the
@@ -230,8 +236,13 @@ UPDATE conversations c SET operator_read_at = now()
                   AND m.created_at > COALESCE(c.operator_read_at, '-infinity'))
 
 -- inbox_set_ai --
--- Pause or resume the AI of a live conversation
-UPDATE conversations SET ai_enabled = %(enabled)s, updated_at = now()
+-- Pause or resume the AI of a live conversation. Pausing is a take-over: the operator owns it (and a
+-- handed-over one no longer waits); resuming hands it back to the AI and ends any handover.
+UPDATE conversations SET ai_enabled = %(enabled)s, updated_at = now(),
+       owner_operator_id = CASE WHEN %(enabled)s THEN NULL ELSE %(operator_id)s END,
+       owned_at = CASE WHEN %(enabled)s THEN NULL ELSE now() END,
+       handed_over_at = CASE WHEN %(enabled)s THEN NULL ELSE handed_over_at END,
+       handover_reason = CASE WHEN %(enabled)s THEN NULL ELSE handover_reason END
  WHERE id = %(conversation_id)s AND deleted_at IS NULL
 RETURNING id
 

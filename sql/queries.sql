@@ -329,5 +329,8 @@ SELECT direction, body FROM messages
  ORDER BY id DESC LIMIT %(limit)s
 
 -- handover_pause_ai --
--- A handover: the AI stops answering this conversation until an operator resumes it
-UPDATE conversations SET ai_enabled = false, updated_at = now() WHERE id = %(conversation_id)s
+-- A handover: the AI stops answering this conversation until an operator hands it back (or the sweep
+-- does, WAYPOST_HANDBACK_AFTER_SECONDS); it waits for a person, with the reason, until one takes it
+UPDATE conversations SET ai_enabled = false, handed_over_at = now(), handover_reason = %(reason)s,
+       owner_operator_id = NULL, owned_at = NULL, updated_at = now()
+ WHERE id = %(conversation_id)s

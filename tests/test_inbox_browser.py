@@ -334,3 +334,51 @@ def test_a_voice_notes_transcript_shows_under_its_player_and_a_photo_inline(
         }"""
     )
     page.screenshot(path=str(ARTIFACTS / "voice_transcript.png"), full_page=True)
+
+
+def test_the_list_shows_who_owns_each_conversation_and_a_handover_goes_back_in_one_click(
+    page: Page, client: httpx.Client, db: psycopg.Connection, database_url: str
+) -> None:
+    """AI, waiting for a person with the reason (live, as the AI hands over), a named operator; the
+    banner of a waiting conversation, and "Hand back to AI"."""
+    from waypost.sql import query
+
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    people = {"16505551234": "Ana Lima", "4915112345678": "Ben Ode", "447700900123": "Cy Park"}
+    for wa_id, name in people.items():
+        message = payloads.text_message(f"hello, {name} here", wa_id=wa_id)
+        contacts = [{"profile": {"name": name}, "wa_id": wa_id}]
+        assert post_webhook(client, payloads.dumps(payloads.inbound(message, contacts=contacts))).status_code == 200
+    ids = {r["contact_name"]: r["id"] for r in db.execute("SELECT id, contact_name FROM conversations").fetchall()}
+    sam = create_operator(database_url, "sam@example.com")
+
+    def hand_over(name: str, reason: str) -> None:  # as worker/handover.py does
+        db.execute(query("handover_pause_ai"), {"conversation_id": ids[name], "reason": reason})
+
+    hand_over("Cy Park", "the customer asked for a person")
+    db.execute(query("handover_operator_answered"), {"conversation_id": ids["Cy Park"], "operator_id": sam["id"]})
+    row = {name: page.locator("li.conversation", has_text=name).locator(".owner") for name in people.values()}
+    expect(row["Cy Park"]).to_have_attribute("data-owner", "operator")
+    expect(row["Cy Park"]).to_have_text("sam@example.com")
+    expect(row["Ana Lima"]).to_have_text("AI")
+    # the AI hands Ben over while the list is open: his row changes live
+    hand_over("Ben Ode", "the customer wants a refund")
+    expect(row["Ben Ode"]).to_have_attribute("data-owner", "waiting")
+    expect(row["Ben Ode"]).to_contain_text("Waiting for a person since")
+    expect(row["Ben Ode"]).to_contain_text("the customer wants a refund")
+    page.screenshot(path=str(ARTIFACTS / "ownership.png"), full_page=True)
+
+    row["Ben Ode"].click()
+    banner = page.locator("#handover-banner")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("the customer wants a refund")
+    page.screenshot(path=str(ARTIFACTS / "handover-banner.png"))
+    page.click("#hand-back")
+    expect(page.locator("#ai-state")).to_have_attribute("data-ai", "on")
+    expect(banner).to_have_count(0)
+    back = db.execute("SELECT ai_enabled, handed_over_at FROM conversations WHERE id = %s", (ids["Ben Ode"],))
+    assert back.fetchone() == {"ai_enabled": True, "handed_over_at": None}
+    page.goto("/inbox")
+    expect(row["Ben Ode"]).to_have_text("AI")
+    assert [line for line in console if "Content Security Policy" in line] == []

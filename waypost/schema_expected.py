@@ -20,6 +20,11 @@ EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
         "parent_user_id",
         "username",
         "operator_read_at",
+        # 0032_handover_ownership
+        "handed_over_at",
+        "handover_reason",
+        "owner_operator_id",
+        "owned_at",
     ),
     "messages": (
         "id",

@@ -17,6 +17,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_valid
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from waypost import consent_defaults
+from waypost.settings_handback import HandbackSettings
 from waypost.settings_turns import TurnSettings
 
 # S3's bucket naming rules (lowercase, digits, dots, hyphens; 3 to 63 characters)
@@ -31,7 +32,7 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
-class Settings(TurnSettings, BaseSettings):
+class Settings(TurnSettings, HandbackSettings, BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))

@@ -380,5 +380,7 @@ async def _ingest_echo(conn: DictConnection, result: IngestResult, echo: Echo, p
         return
     result.new_messages += 1
     await _apply_changes(conn, row["message_id"], echo)
+    if echo.type not in QUIET_ECHO_TYPES:  # a person answered: a handed-over conversation waits no more
+        await execute(conn, "handover_phone_answered", conversation_id=row["conversation_id"])
     paused = " (AI paused)" if row["paused"] else ""
     logger.info("stored echo %s type=%s from the phone app%s", echo.wa_message_id, echo.type, paused)

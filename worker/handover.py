@@ -53,7 +53,7 @@ async def hand_over(
         rows = await fetch_all(conn, "handover_last_messages", conversation_id=conversation.id, limit=SUMMARY_MESSAGES)
         lines = [f"{'Customer' if r['direction'] == 'inbound' else 'Us'}: {r['body']}" for r in reversed(rows)]
         summary = clean_text("\n".join(lines))[:1500]
-        await execute(conn, "handover_pause_ai", conversation_id=conversation.id)
+        await execute(conn, "handover_pause_ai", conversation_id=conversation.id, reason=clean_text(reason)[:500])
         await notify(conn, conversation.id, "handover", f"Handed over to a person: {reason}.\n{summary}".strip())
     run.clock.log("handover", reason)
     message = run.settings.handover_message.strip()

@@ -51,6 +51,7 @@ class SweepReport:
     undelivered_flagged: int = 0
     staged_media_removed: int = 0
     template_drafts_redeferred: int = 0
+    handed_back: int = 0  # handed-over conversations back to the AI (WAYPOST_HANDBACK_AFTER_SECONDS)
     templates_synced: int = 0  # templates read by this sweep's scheduled sync (worker/template_sync.py)
     template_sync_failed: int = 0  # 1 when that sync failed: the next sweep tries again
     elapsed_ms: float = 0.0
@@ -151,6 +152,15 @@ async def sweep(
     if report.undelivered_flagged:
         UNDELIVERED.inc(report.undelivered_flagged)
         logger.warning("sweep: %s message(s) accepted but not delivered", report.undelivered_flagged)
+
+    # 3c. Handed-over conversations no operator answered for WAYPOST_HANDBACK_AFTER_SECONDS: back to
+    # the AI, each once, with a `handed_back` notification (README "Handing over").
+    if settings.handback_after_seconds:
+        async with pool.connection() as conn:
+            back = await fetch_value(conn, "sweep_hand_back", after=settings.handback_after_seconds)
+            report.handed_back = int(back or 0)
+        if report.handed_back:
+            logger.info("sweep: %s handed-over conversation(s) back to the AI", report.handed_back)
 
     # 4. Retention.
     hours = max(1, round(settings.retention_days * 24))

@@ -66,7 +66,9 @@ async def list_conversations(request: Request) -> Response:
     tags: [conversations]
     parameters:
       - {name: q, in: query, schema: {type: string}, description: search in name, username, BSUID and number}
-      - {name: filter, in: query, schema: {type: string, enum: [unread, ai_paused, send_failed, window_closed]}}
+      - name: filter
+        in: query
+        schema: {type: string, enum: [unread, ai_paused, waiting, send_failed, window_closed]}
       - {name: deleted, in: query, schema: {type: boolean}, description: list soft-deleted conversations instead}
     responses:
       200: {description: "{ok, conversations: [Conversation]}"}
@@ -190,6 +192,9 @@ async def set_ai(request: Request) -> Response:
     """
     ---
     summary: Pause or resume the AI for one conversation
+    description: >-
+      Pausing takes the conversation over (the signed-in operator owns it; a handed-over one no longer
+      waits for a person); resuming hands it back to the AI and ends the handover.
     tags: [conversations]
     parameters: [{name: conversation_id, in: path, required: true, schema: {type: integer}}]
     requestBody:
@@ -200,7 +205,8 @@ async def set_ai(request: Request) -> Response:
       409: {description: the conversation is deleted}
     """
     payload: AiBody = await parse(request, AiBody)
-    await store.set_ai(app_state(request).pool, path_id(request, "conversation_id"), payload.enabled)
+    operator_id = request.state.operator["id"]
+    await store.set_ai(app_state(request).pool, path_id(request, "conversation_id"), payload.enabled, operator_id)
     return ok()
 
 

@@ -53,6 +53,7 @@ templates.env.globals.update(
     author_labels=present.AUTHOR_LABELS,
     filter_labels=present.FILTER_LABELS,
     contact_label=present.contact_label,
+    owner_of=present.owner_of,
     first_error=present.first_error,
     error_text=present.error_text,
     file_size=present.file_size,

@@ -21,6 +21,7 @@ AUTHOR_LABELS = {"contact": "Contact", "ai": "AI", "operator": "Operator"}
 FILTER_LABELS = {
     "unread": "unread",
     "ai_paused": "AI paused",
+    "waiting": "waiting for a person",
     "send_failed": "send failed",
     "window_closed": "outside 24-hour window",
 }
@@ -38,6 +39,29 @@ def _number(row: dict[str, Any]) -> str:
     if row.get("wa_id"):
         return f"+{row['wa_id']}"
     return str(row.get("user_id") or "unknown contact")
+
+
+def owner_of(row: dict[str, Any]) -> dict[str, Any]:
+    """Who owns a conversation (README "Handing over"): `ai` (the AI answers), `waiting` (handed over
+    to a person, no operator has answered or taken it yet: with the reason and since when), `operator`
+    (the named operator who took it or answered) or `paused` ("A person": the AI is paused, nobody
+    named: paused from the phone app, or before ownership was recorded)."""
+    if row["ai_enabled"]:
+        kind, label = "ai", "AI"
+    elif row.get("handed_over_at") and not row.get("owned_at"):
+        kind, label = "waiting", "Waiting for a person"
+    elif row.get("owner_email"):
+        kind, label = "operator", row["owner_email"]
+    else:
+        kind, label = "paused", "A person"
+    handed_over = not row["ai_enabled"] and row.get("handed_over_at") is not None
+    return {
+        "kind": kind,
+        "label": label,
+        "operator": row.get("owner_email") if kind == "operator" else None,
+        "handed_over_at": iso(row.get("handed_over_at")) if handed_over else None,
+        "handover_reason": row.get("handover_reason") if handed_over else None,
+    }
 
 
 def first_error(error: Any) -> dict[str, Any] | None:
@@ -80,6 +104,7 @@ def conversation_json(row: dict[str, Any]) -> dict[str, Any]:
             "username": row.get("username"),
         },
         "ai_enabled": row["ai_enabled"],
+        "owner": owner_of(row),
         "window_closed": row["window_closed"],
         "last_inbound_at": iso(row.get("last_inbound_at")),
         "deleted_at": iso(row.get("deleted_at")),

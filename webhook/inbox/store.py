@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from waypost import kinds
 from waypost.attachments import stage_file
-from waypost.db import DictPool, execute, fetch_all, fetch_one, fetch_optional, fetch_value
+from waypost.db import DictConnection, DictPool, execute, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.errors import (
     BadFilter,
     BadInput,
@@ -30,8 +30,8 @@ from waypost.media_store import MediaStore
 from waypost.text import unfit
 from worker.tasks import defer_block, defer_operator_send, defer_read_receipt, operator_key
 
-Filter = Literal["unread", "ai_paused", "send_failed", "window_closed"]
-FILTERS: tuple[Filter, ...] = ("unread", "ai_paused", "send_failed", "window_closed")
+Filter = Literal["unread", "ai_paused", "waiting", "send_failed", "window_closed"]
+FILTERS: tuple[Filter, ...] = ("unread", "ai_paused", "waiting", "send_failed", "window_closed")
 MESSAGES_SHOWN = 300
 MAX_SNOOZE = dt.timedelta(days=30)
 MAX_ROW_ID = 2**63 - 1  # bigint
@@ -125,8 +125,9 @@ async def _update_conversation(pool: DictPool, name: str, conversation_id: int, 
         raise Conflict()
 
 
-async def set_ai(pool: DictPool, conversation_id: int, enabled: bool) -> None:
-    await _update_conversation(pool, "inbox_set_ai", conversation_id, enabled=enabled)
+async def set_ai(pool: DictPool, conversation_id: int, enabled: bool, operator_id: int) -> None:
+    """Resume the AI (hand the conversation back to it), or pause it: the operator takes it over."""
+    await _update_conversation(pool, "inbox_set_ai", conversation_id, enabled=enabled, operator_id=operator_id)
 
 
 async def delete(pool: DictPool, conversation_id: int) -> None:
@@ -138,6 +139,12 @@ async def restore(pool: DictPool, conversation_id: int) -> None:
         await _update_conversation(pool, "inbox_restore_conversation", conversation_id)
     except psycopg.errors.UniqueViolation:
         raise ContactHasLiveConversation() from None
+
+
+async def answered(conn: DictConnection, conversation_id: int, operator_id: int) -> None:
+    """An operator's message was queued: they own the conversation if its AI is paused (a handed-over
+    one no longer waits for a person; README "Handing over"). In the queueing transaction."""
+    await execute(conn, "handover_operator_answered", conversation_id=conversation_id, operator_id=operator_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +214,8 @@ async def send(
                     if staged is None or await fetch_optional(conn, "media_link_staged", **params) is None:
                         raise Conflict("the file was not stored: send it again")
                     linked = True
+                if kind != "reaction":  # a reaction is not an answer
+                    await answered(conn, conversation_id, operator_id)
                 await defer_operator_send(
                     conn, message_id=row["message_id"], conversation_id=conversation_id, request_id=request_id
                 )

@@ -201,6 +201,7 @@ async def send_template(
         if outcome == "queued":
             if misfit is not None:
                 raise misfit  # rolls the queued message back
+            await store.answered(conn, conversation_id, operator_id)
             await defer_operator_send(
                 conn, message_id=row["message_id"], conversation_id=conversation_id, request_id=request_id
             )
