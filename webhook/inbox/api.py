@@ -3,19 +3,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from waypost.errors import InvalidBody
 from waypost.logs import request_id_var
-from webhook.inbox import contact, present, store, templates, uploads
+from webhook.inbox import contact, notifications, present, store, templates, uploads
 from webhook.inbox.auth import operator_api
+from webhook.inbox.json_api import ok, parse, path_id
 from webhook.limits import MESSAGE_LIMIT, BodyLimit
 from webhook.state import app_state
 
@@ -35,27 +34,6 @@ class ReactBody(BaseModel):
 
 class AiBody(BaseModel):
     enabled: bool
-
-
-class SnoozeBody(BaseModel):
-    until: dt.datetime | None
-
-
-async def parse(request: Request, model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise InvalidBody(
-            "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        ) from None
-
-
-def path_id(request: Request, name: str) -> int:
-    return store.row_id(request.path_params[name], name.removesuffix("_id"))
-
-
-def ok(status: int = 200, **body: Any) -> JSONResponse:
-    return JSONResponse({"ok": True, **body}, status_code=status)
 
 
 @operator_api
@@ -304,72 +282,6 @@ async def restore_conversation(request: Request) -> Response:
     return ok()
 
 
-@operator_api
-async def list_notifications(request: Request) -> Response:
-    """
-    ---
-    summary: Notifications (send failed, window closed, AI could not answer...) with the unread count
-    tags: [notifications]
-    parameters:
-      - {name: include_read, in: query, schema: {type: boolean}}
-      - {name: include_snoozed, in: query, schema: {type: boolean}}
-    responses:
-      200: {description: "{ok, unread, snoozed, next_wake, notifications: [Notification]}"}
-    """
-    pool = app_state(request).pool
-    params = request.query_params
-    rows, counts = await store.notifications(
-        pool,
-        include_read=present.flag(params, "include_read"),
-        include_snoozed=present.flag(params, "include_snoozed"),
-    )
-    return ok(
-        unread=counts["unread"],
-        snoozed=counts["snoozed"],
-        next_wake=present.iso(counts["next_wake"]),
-        notifications=[present.notification_json(row) for row in rows],
-    )
-
-
-@operator_api
-async def read_notification(request: Request) -> Response:
-    """
-    ---
-    summary: Mark a notification read
-    tags: [notifications]
-    parameters: [{name: notification_id, in: path, required: true, schema: {type: integer}}]
-    responses:
-      200: {description: "{ok}"}
-      404: {description: no such notification}
-    """
-    await store.mark_notification_read(app_state(request).pool, path_id(request, "notification_id"))
-    return ok()
-
-
-@operator_api
-async def snooze_notification(request: Request) -> Response:
-    """
-    ---
-    summary: Snooze a notification until a time (null wakes it now); it comes back by itself
-    tags: [notifications]
-    parameters: [{name: notification_id, in: path, required: true, schema: {type: integer}}]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            required: [until]
-            properties: {until: {type: string, format: date-time, nullable: true}}
-    responses:
-      200: {description: "{ok}"}
-      400: {description: "BAD_TIME: in the past, more than 30 days ahead, or without a UTC offset"}
-    """
-    payload: SnoozeBody = await parse(request, SnoozeBody)
-    await store.snooze(app_state(request).pool, path_id(request, "notification_id"), payload.until)
-    return ok()
-
-
 # Mounted at /api/inbox (webhook/app.py), behind the session middleware.
 routes: list[BaseRoute] = [
     Route("/conversations", list_conversations, methods=["GET"], name="conversations"),
@@ -400,9 +312,7 @@ routes: list[BaseRoute] = [
     Route("/conversations/{conversation_id:int}/unblock", unblock_contact, methods=["POST"], name="unblock"),
     Route("/conversations/{conversation_id:int}/delete", delete_conversation, methods=["POST"], name="delete"),
     Route("/conversations/{conversation_id:int}/restore", restore_conversation, methods=["POST"], name="restore"),
-    Route("/notifications", list_notifications, methods=["GET"], name="notifications"),
-    Route("/notifications/{notification_id:int}/read", read_notification, methods=["POST"], name="read_notification"),
-    Route("/notifications/{notification_id:int}/snooze", snooze_notification, methods=["POST"], name="snooze"),
+    *notifications.routes,  # the operators' notifications
     *contact.routes,  # export and erase a contact
     *templates.routes,  # send a message template
 ]
