@@ -175,7 +175,9 @@ async def _wait_for_reply(
             row = await fetch_optional(conn, "devtools_simulated_reply", wamid=wamid)
             elapsed = (time.monotonic() - started) * 1000
             if row and row["reply_status"] in ("sent", "delivered", "read"):
-                return True, "\n".join([*lines, f"← reply after {elapsed:.0f} ms: {row['reply']}"])
+                quiet = settings.turn_quiet_seconds  # README "Turns": the reply waits for more messages
+                why = f" ({quiet:g} s of it the quiet window, WAYPOST_TURN_QUIET_SECONDS)" if quiet else ""
+                return True, "\n".join([*lines, f"← reply after {elapsed:.0f} ms{why}: {row['reply']}"])
             if row and row["job_status"] in ("skipped", "failed"):
                 reason = row["skip_reason"] or row["last_error"]
                 return False, "\n".join([*lines, f"✗ no reply: job {row['job_status']}: {reason}"])
