@@ -124,13 +124,16 @@ def settle(database_url: str, web_url: str, timeout: float = 60) -> float:
             if not any(left.values()):
                 return time.monotonic() - started
             assert time.monotonic() - started < timeout, f"work still open after {timeout}s: {left}"
-            with contextlib.suppress(httpx.TransportError):  # a web process restarting
-                httpx.post(
-                    web_url + "/api/cron/run-outbound-jobs",
-                    headers={"Authorization": f"Bearer {CRON_SECRET}"},
-                    timeout=10,
-                )
+            sweep_now(web_url)
             time.sleep(1.0)
+
+
+def sweep_now(web_url: str) -> None:
+    """Run the sweep through the cron endpoint, as a scheduler would."""
+    with contextlib.suppress(httpx.TransportError):  # a web process restarting
+        httpx.post(
+            web_url + "/api/cron/run-outbound-jobs", headers={"Authorization": f"Bearer {CRON_SECRET}"}, timeout=10
+        )
 
 
 def check_invariants(

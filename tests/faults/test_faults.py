@@ -13,9 +13,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from tests.conftest import ServerThread, WebServer, WorkerProcess, waypost_env
-from tests.faults.harness import Driver, check_invariants, fault_settings, settle
+from tests.faults.harness import Driver, check_invariants, fault_settings, open_work, settle, sweep_now
 from waypost.devtools import embedded_pg, payloads
 from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.devtools.net import free_port, wait_until_ready
@@ -52,13 +53,23 @@ def test_worker_killed_with_sigkill_mid_send_repeatedly(settings: Settings, grap
         feeding = threading.Thread(target=driver.run, args=(40, 10.0))
         feeding.start()
         kills = 0
+        db = psycopg.connect(settings.require_database_url(), autocommit=True, row_factory=dict_row)
+
+        def work_left() -> bool:  # messages still coming, or replies queued for a worker to take
+            return feeding.is_alive() or open_work(db)["queued"] > 0
+
         while feeding.is_alive() or kills < 4:
             worker = WorkerProcess(settings, tmp_path / f"worker{kills}.log")
             worker.wait_ready(own=True)
-            # Kill it mid-send: once it is sending, not after a guess at how long that takes.
+            # Kill it mid-send: once it is sending, not after a guess at how long that takes (and
+            # without waiting for a send that cannot come once nothing is left to send).
             deadline = time.monotonic() + 15
-            while " send start " not in worker.output() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            swept = time.monotonic()
+            while " send start " not in worker.output() and time.monotonic() < deadline and work_left():
+                if time.monotonic() - swept > 1.0:  # as a cron would: jobs a kill left 'doing' go back
+                    sweep_now(web.url)
+                    swept = time.monotonic()
+                time.sleep(0.02)
             time.sleep(random.uniform(0.0, 0.2))  # somewhere inside the 0.3 s the send takes
             worker.proc.kill()  # SIGKILL: no cleanup, jobs left 'doing', sends in flight
             worker.proc.wait()
@@ -68,6 +79,7 @@ def test_worker_killed_with_sigkill_mid_send_repeatedly(settings: Settings, grap
             took = settle(settings.require_database_url(), web.url)
         finally:
             steady.stop()
+            db.close()
     summary = check_invariants(settings.require_database_url(), graph, driver)
     with psycopg.connect(settings.require_database_url()) as conn:
         # jobs a kill interrupted: the sweep put them back ('doing' under a dead worker)
