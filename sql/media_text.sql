@@ -21,14 +21,22 @@ UPDATE outbound_jobs
  WHERE id = %(outbound_job_id)s AND status = 'running'
 
 -- media_wake_replies --
--- The file is ready (stored, transcribed) or given up: the replies waiting for it stop waiting; the
--- caller defers their jobs in this same transaction
-UPDATE outbound_jobs j
-   SET waiting_since = NULL, last_error = NULL, updated_at = clock_timestamp()
-  FROM media md JOIN messages m ON m.id = md.message_id
- WHERE md.id = %(media_id)s AND j.id = m.turn_id
-   AND j.waiting_since IS NOT NULL AND j.status IN ('pending', 'running')
-RETURNING j.id, j.conversation_id, j.request_id
+-- The file is ready (stored, transcribed) or given up: the replies waiting for it (their turns'), locked;
+-- the caller queues each in this same transaction and marks it woken (media_reply_woken)
+SELECT j.id, j.conversation_id, j.request_id
+  FROM outbound_jobs j
+  JOIN messages m ON m.turn_id = j.id
+  JOIN media md ON md.message_id = m.id
+ WHERE md.id = %(media_id)s AND j.waiting_since IS NOT NULL AND j.status IN ('pending', 'running')
+   FOR UPDATE OF j
+
+-- media_reply_woken --
+-- A reply that waited for its file is queued again: one update of its row in the transaction (see
+-- turn_release in sql/turns.sql: a second one would lock its conversation while holding the job)
+UPDATE outbound_jobs
+   SET waiting_since = NULL, last_error = NULL, procrastinate_job_id = %(procrastinate_job_id)s,
+       updated_at = clock_timestamp()
+ WHERE id = %(outbound_job_id)s
 
 -- media_transcription_due --
 -- A stored voice note will be transcribed (in the download's transaction)

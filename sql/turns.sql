@@ -1,17 +1,24 @@
 -- Turns (README "Turns"): the inbound messages one reply answers. See worker/turns.py.
 
--- turns_release_due --
--- Gathering turns whose quiet window is over become pending; the caller queues their replies in
--- this transaction. SKIP LOCKED: two turn clocks (or a clock and the sweep) release each turn once;
--- one being joined right now is taken at the next pass.
-UPDATE outbound_jobs j
-   SET status = 'pending', updated_at = clock_timestamp()
- WHERE j.id IN (SELECT t.id FROM outbound_jobs t
-                 WHERE t.status = 'gathering' AND t.due_at <= clock_timestamp() - make_interval(secs => %(min_age)s)
-                 ORDER BY t.due_at
-                 LIMIT 200
-                   FOR UPDATE SKIP LOCKED)
-RETURNING j.id, j.conversation_id, j.request_id
+-- turns_due --
+-- Gathering turns whose quiet window is over (for `min_age` seconds), locked for release; the caller
+-- queues each reply and releases it (turn_release) in this transaction. SKIP LOCKED: two turn clocks
+-- (or a clock and the sweep) release each turn once; one being joined right now is taken next pass.
+SELECT id, conversation_id, request_id
+  FROM outbound_jobs
+ WHERE status = 'gathering' AND due_at <= clock_timestamp() - make_interval(secs => %(min_age)s)
+ ORDER BY due_at
+ LIMIT 200
+   FOR UPDATE SKIP LOCKED
+
+-- turn_release --
+-- The turn's reply is queued: pending, linked to its procrastinate job. One UPDATE, after the defer:
+-- a second update of the row in one transaction re-checks its conversation_id, a KEY SHARE lock on
+-- the conversation taken while holding the turn, which deadlocks with a message being stored (it
+-- holds the conversation and waits for the turn).
+UPDATE outbound_jobs
+   SET status = 'pending', procrastinate_job_id = %(procrastinate_job_id)s, updated_at = clock_timestamp()
+ WHERE id = %(outbound_job_id)s
 
 -- turns_next_due --
 -- Seconds until the next gathering turn is due (negative: overdue), NULL when none gathers

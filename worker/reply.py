@@ -112,16 +112,22 @@ class ReplyRun(SendRun):
         self.turn_size = 1  # how many of the AI's last history entries are this turn's
 
     async def prepare(self) -> Outbound | None:
+        # Committed at once: the turn's row is not held while the rest is read (a message joining the
+        # turn waits for it), and each later update of the row is the first of its own transaction
+        # (sql/turns.sql turn_release says why that matters).
         async with self.pool.connection() as conn:
             job = await fetch_optional(conn, "outbound_job_start", OutboundJob, outbound_job_id=self.outbound_job_id)
-            if job is None:
-                self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} not open (finished or gathering)")
-                return None
-            self.attempts, self.first_seen = job.attempts, job.created_at
-            self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} attempt={job.attempts}")
-            if job.rearmed and await turns.regather(conn, job.id, unless_due=True):
-                self.clock.log("turn gathering", "a message joined the turn: its quiet window is not over")
-                return None
+        if job is None:
+            self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} not open (finished or gathering)")
+            return None
+        self.attempts, self.first_seen = job.attempts, job.created_at
+        self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} attempt={job.attempts}")
+        if job.rearmed:
+            async with self.pool.connection() as conn:
+                if await turns.regather(conn, job.id, unless_due=True):
+                    self.clock.log("turn gathering", "a message joined the turn: its quiet window is not over")
+                    return None
+        async with self.pool.connection() as conn:
             conversation = await fetch_one(
                 conn, "reply_load_conversation", Conversation, conversation_id=job.conversation_id
             )

@@ -70,9 +70,10 @@ async def _defer(conn: AsyncConnection[Any], task: str, queue: str, lock: str | 
 
 
 async def defer_reply(
-    conn: AsyncConnection[Any], *, outbound_job_id: int, conversation_id: int, request_id: str
+    conn: AsyncConnection[Any], *, outbound_job_id: int, conversation_id: int, request_id: str, link: bool = True
 ) -> int:
-    """Queue the reply of an outbound job and link the job to it, in the caller's transaction."""
+    """Queue the reply of an outbound job and link the job to it, in the caller's transaction (with
+    `link=False` the caller links it, in the one update it makes of the job's row)."""
     job_id = await _defer(
         conn,
         SEND_REPLY,
@@ -81,9 +82,10 @@ async def defer_reply(
         outbound_job_id=outbound_job_id,
         request_id=request_id,
     )
-    await execute(
-        conn, "outbound_job_set_procrastinate_id", outbound_job_id=outbound_job_id, procrastinate_job_id=job_id
-    )
+    if link:
+        await execute(
+            conn, "outbound_job_set_procrastinate_id", outbound_job_id=outbound_job_id, procrastinate_job_id=job_id
+        )
     return job_id
 
 
