@@ -42,7 +42,7 @@ def test_the_grammar() -> None:
 def test_the_time_zone_is_an_iana_name() -> None:
     assert time_zone("Europe/Berlin") == BERLIN and time_zone(" UTC ") == ZoneInfo("UTC")
     for bad in ("Mars/Olympus", "", "../etc/passwd", "CEST+2"):
-        with pytest.raises(ConfigurationError, match="WAYPOST_TIMEZONE: .* is not an IANA time zone name"):
+        with pytest.raises(ConfigurationError, match=r"WAYPOST_TIMEZONE: .* is not an IANA time zone name"):
             time_zone(bad)
 
 

@@ -30,10 +30,10 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.errors import BadInput
 from waypost.settings import Settings
+from worker import summary
 from worker.orchestrator import Answer, Handover, ReplyRequest, Turn
 from worker.orchestrator.grounding import NO_PASSAGE
 from worker.orchestrator.knowledge_prompt import handover_of
-from worker import summary
 from worker.orchestrator.rules import RulesOrchestrator
 
 FAQ = """# Acme Lamps
