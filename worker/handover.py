@@ -1,8 +1,8 @@
 """Handing a conversation over to a person (README "Handing over"): when the customer asks for one
 (WAYPOST_HANDOVER_WORDS, a phrase anywhere in a text message: "I want to talk to a human"), or the AI
 hands over (the model's `hand_over` tool, a strict knowledge-base miss). The AI is paused for that
-conversation, the operators get a `handover` notification with the reason and the last messages, and
-the customer gets WAYPOST_HANDOVER_MESSAGE as the reply itself: through the claim path, once.
+conversation, the operators get a `handover` notification with the reason and a summary, and the
+customer gets WAYPOST_HANDOVER_MESSAGE as the reply itself: through the claim path, once.
 
 Also when the AI has answered WAYPOST_HANDOVER_AFTER_AI_REPLIES times in a row (counted in SQL), and
 (WAYPOST_HANDOVER_ON_AI_FAILURE) when it failed for good or had no reply. The notification carries a
