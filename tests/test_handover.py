@@ -20,6 +20,7 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_answers import Behaviour
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.settings import Settings
+from waypost.sql import query
 from worker.handover import asks_for_a_person
 
 
@@ -192,3 +193,47 @@ def test_the_worker_refuses_a_time_zone_that_is_not_one(settings: Settings) -> N
     done = run_waypost(settings, "worker", WAYPOST_TIMEZONE="Europe/Atlantis")
     assert done.returncode == 2
     assert "configuration error: WAYPOST_TIMEZONE: 'Europe/Atlantis' is not an IANA time zone name" in done.stderr
+
+
+def test_the_ai_replies_in_a_row_start_after_an_operator_message_and_after_a_handover(db: psycopg.Connection) -> None:
+    """The count behind WAYPOST_HANDOVER_AFTER_AI_REPLIES, on rows written directly."""
+    conversation = db.execute(
+        "INSERT INTO conversations (phone_number_id, wa_id) VALUES ('p', '500') RETURNING id"
+    ).fetchone()["id"]
+
+    def inbound() -> int:
+        row = db.execute(
+            "INSERT INTO messages (conversation_id, direction, author, type, body, status, wa_message_id)"
+            " VALUES (%s, 'inbound', 'contact', 'text', 'hi', 'received', %s) RETURNING id",
+            [conversation, payloads.new_wamid()],
+        ).fetchone()
+        return int(row["id"])
+
+    def outbound(author: str, reply_to: int | None, status: str = "sent") -> None:
+        db.execute(
+            "INSERT INTO messages (conversation_id, direction, author, type, body, status, idempotency_key,"
+            " reply_to_message_id) VALUES (%s, 'outbound', %s, 'text', 'answer', %s, %s, %s)",
+            [conversation, author, status, payloads.new_wamid(), reply_to],
+        )
+
+    def in_a_row() -> int:
+        return int(
+            db.execute(query("handover_ai_replies_in_a_row"), {"conversation_id": conversation}).fetchone()["count"]
+        )
+
+    for _ in range(3):
+        outbound("ai", inbound())
+    outbound("ai", inbound(), status="failed")  # never reached the customer: not a reply
+    assert in_a_row() == 3
+    outbound("operator", None)  # a person wrote: the count starts again
+    assert in_a_row() == 0
+    outbound("ai", inbound())
+    asked = inbound()
+    db.execute(
+        "INSERT INTO notifications (conversation_id, message_id, kind, body) VALUES (%s, %s, 'handover', 'x')",
+        [conversation, asked],
+    )
+    outbound("ai", asked)  # the handover message itself does not count
+    assert in_a_row() == 0
+    outbound("ai", inbound())
+    assert in_a_row() == 1
