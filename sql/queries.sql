@@ -334,3 +334,15 @@ SELECT direction, body FROM messages
 UPDATE conversations SET ai_enabled = false, handed_over_at = now(), handover_reason = %(reason)s,
        owner_operator_id = NULL, owned_at = NULL, updated_at = now()
  WHERE id = %(conversation_id)s
+
+-- handover_ai_replies_in_a_row --
+-- The AI's replies (not failed) since a person last wrote for the business or the conversation was last
+-- handed over (its notification names the message answered by the handover): WAYPOST_HANDOVER_AFTER_AI_REPLIES
+SELECT count(*) FROM messages m
+ WHERE m.conversation_id = %(conversation_id)s AND m.direction = 'outbound' AND m.author = 'ai'
+   AND m.status <> 'failed'
+   AND m.reply_to_message_id > COALESCE(GREATEST(
+         (SELECT max(o.id) FROM messages o
+           WHERE o.conversation_id = %(conversation_id)s AND o.direction = 'outbound' AND o.author = 'operator'),
+         (SELECT max(n.message_id) FROM notifications n
+           WHERE n.conversation_id = %(conversation_id)s AND n.kind = 'handover')), 0)

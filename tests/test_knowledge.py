@@ -30,6 +30,7 @@ from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
 from waypost.errors import BadInput
 from waypost.settings import Settings
+from worker import summary
 from worker.orchestrator import Answer, Handover, ReplyRequest, Turn
 from worker.orchestrator.grounding import NO_PASSAGE
 from worker.orchestrator.knowledge_prompt import handover_of
@@ -202,20 +203,30 @@ async def test_passages_are_indexed_and_the_search_ranks_the_passage_that_answer
 
 class KnowledgeOpenAI:
     """An OpenAI-compatible /v1/chat/completions that records each request. It calls `hand_over`
-    when the customer asks for a refund, else answers "Grounded answer to: <the message>"."""
+    when the customer asks for a refund, answers nothing to "say nothing", else "Grounded answer to:
+    <the message>". A handover's summary request (worker.summary's prompt) is recorded apart, in
+    `summaries`, and answered "Model summary: <n> lines, the last: <the transcript's last line>"."""
 
     def __init__(self) -> None:
         self.chats: list[dict[str, Any]] = []
+        self.summaries: list[dict[str, Any]] = []
         self.app = Starlette(routes=[Route("/v1/chat/completions", self.complete, methods=["POST"])])
 
     async def complete(self, request: Request) -> JSONResponse:
         body = json.loads(await request.body())
-        self.chats.append(body)
         content = body["messages"][-1]["content"]
-        if "refund" in content:
+        if body["messages"][0]["content"] == summary.PROMPT:
+            self.summaries.append(body)
+            lines = content.splitlines()
+            written = {"role": "assistant", "content": f"Model summary: {len(lines)} lines, the last: {lines[-1]}"}
+            return JSONResponse({"choices": [{"index": 0, "message": written, "finish_reason": "stop"}]})
+        self.chats.append(body)
+        if "say nothing" in content:
+            message: dict[str, Any] = {"role": "assistant", "content": ""}
+        elif "refund" in content:
             call = {"id": "c1", "type": "function", "function": {"name": "hand_over", "arguments": ""}}
             call["function"]["arguments"] = json.dumps({"reason": "the customer wants a refund"})
-            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
         else:
             message = {"role": "assistant", "content": f"Grounded answer to: {content}"}
         return JSONResponse({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
@@ -308,7 +319,9 @@ def test_a_pdf_passage_reaches_the_model_and_its_grounded_answer_is_sent(
     notice = db.execute("SELECT kind, body FROM notifications ORDER BY id DESC LIMIT 1").fetchone()
     assert notice["kind"] == "handover"
     assert notice["body"].startswith("Handed over to a person: the customer wants a refund.")
-    assert "Customer: I want a refund for my lamp under the warranty" in notice["body"]
+    # the summary the model wrote, in a request of its own
+    assert "\nSummary: Model summary: 3 lines, the last: Customer: I want a refund for my lamp" in notice["body"]
+    assert fake.summaries[0]["max_tokens"] == summary.MAX_TOKENS
     assert db.execute("SELECT ai_enabled FROM conversations").fetchone()["ai_enabled"] is False
 
 
@@ -330,7 +343,7 @@ def test_a_strict_miss_hands_over_without_asking_the_model(
     notice = db.execute("SELECT kind, body FROM notifications ORDER BY id DESC LIMIT 1").fetchone()
     assert notice is not None and notice["kind"] == "handover"
     assert notice["body"].startswith("Handed over to a person: no knowledge base passage answers this")
-    assert fake.chats == [], "no model call"
+    assert fake.chats == [], "no answer asked of the model (only the handover's summary)"
     # an operator resumes the AI: a message the knowledge base answers reaches the model
     db.execute("UPDATE conversations SET ai_enabled = true")
     hit = post(client, "When are you open on Friday?")

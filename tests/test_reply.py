@@ -228,7 +228,8 @@ def test_no_answer_from_the_ai_leaves_the_message_to_an_operator(
 ) -> None:
     rules = tmp_path / "rules.toml"  # no fallback: an unmatched message gets no answer
     rules.write_text('[[rules]]\nname = "hours"\nkeywords = ["hours"]\nanswer = "9 to 5"\n')
-    start_worker(WAYPOST_RULES_FILE=str(rules))
+    # as before handing over on a failure (on by default: tests/test_handover.py)
+    start_worker(WAYPOST_RULES_FILE=str(rules), WAYPOST_HANDOVER_ON_AI_FAILURE="0")
     deliver(client, "can I speak to someone?")
     (job,) = job_with_status(db, "skipped")
     assert job["skip_reason"] == "the orchestrator had no reply"

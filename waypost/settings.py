@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from waypost import consent_defaults
 from waypost.settings_handback import HandbackSettings
+from waypost.settings_handover import HandoverSettings
 from waypost.settings_turns import TurnSettings
 
 # S3's bucket naming rules (lowercase, digits, dots, hyphens; 3 to 63 characters)
@@ -32,7 +33,7 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
-class Settings(TurnSettings, HandbackSettings, BaseSettings):
+class Settings(TurnSettings, HandbackSettings, HandoverSettings, BaseSettings):
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))

@@ -24,7 +24,7 @@ from waypost.text import clean_text, mime_base
 from worker import turns
 from worker.budget import over_budget
 from worker.consent import NO_CONFIRMATION, consent_confirmation
-from worker.handover import ASKED, asks_for_a_person, hand_over
+from worker.handover import NO_REPLY, hand_over, handover_reason
 from worker.media_ready import transcribes
 from worker.orchestrator import Answer, Handover, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
@@ -170,8 +170,8 @@ class ReplyRun(SendRun):
             return None
         if confirmation is not None:
             return Outbound(conversation, key=key, body=confirmation, author="ai", reply_to=inbound)
-        if any(asks_for_a_person(self.settings.handover_words, m.type, m.body) for m in self.turn.live):
-            return await self.hand_over(conversation, inbound, key, ASKED)
+        if handover := await handover_reason(self, conversation, self.turn.live):  # README "Handing over"
+            return await self.hand_over(conversation, inbound, key, handover)
         if await self.wait_for_file():
             return None
         history = await self.history(conversation, inbound)
@@ -366,7 +366,11 @@ class ReplyRun(SendRun):
         except OrchestratorError as exc:
             metrics.ORCHESTRATOR_FAILURES.labels(orchestrator.name).inc()
             self.clock.log("orchestrator end", f"failed: {exc}", logging.WARNING)
-            await self.give_up(conversation.id, await retry_within_budget(self, f"orchestrator failed: {exc}"))
+            failed = await retry_within_budget(self, f"orchestrator failed: {exc}")
+            if self.settings.handover_on_ai_failure:  # before any claim: the handover message is this reply
+                key = idempotency_key(self.turn.first.wa_message_id)
+                return await self.hand_over(conversation, inbound, key, f"the AI failed: {failed}")
+            await self.give_up(conversation.id, failed)
             return None
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
         if isinstance(answer, Handover):  # no grounded answer: a person takes it (README "Handing over")
@@ -378,6 +382,9 @@ class ReplyRun(SendRun):
         logged = f" text={text!r}" if text and self.settings.log_bodies else ""
         self.clock.log("orchestrator end", f"kind={answer.kind if answer else '-'} chars={len(text)}{logged}")
         if answer is None or not (text or answer.payload):
+            if self.settings.handover_on_ai_failure:
+                key = idempotency_key(self.turn.first.wa_message_id)
+                return await self.hand_over(conversation, inbound, key, NO_REPLY)
             await self.skip(conversation.id, NO_ANSWER)
             return None
         return dataclasses.replace(answer, text=text)

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from waypost.db import Pool
 from waypost.media_store import MediaStore
 from waypost.settings import Settings
+from worker.business_hours import configured as business_hours
 from worker.graph import GraphClient
 from worker.orchestrator import Orchestrator, build_orchestrator
 from worker.orchestrator.grounding import grounded
@@ -48,6 +49,7 @@ class WorkerResources:
     async def open(cls, settings: Settings, pool: Pool) -> AsyncIterator[WorkerResources]:
         # Both constructors validate their settings: a broken configuration stops the worker here.
         reengage = reengagement(settings)
+        business_hours(settings)  # WAYPOST_BUSINESS_HOURS and WAYPOST_TIMEZONE
         media_store = MediaStore(settings)
         try:
             orchestrator: Orchestrator = build_orchestrator(settings)
