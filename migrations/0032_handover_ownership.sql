@@ -1,6 +1,6 @@
 -- Who owns a conversation (issue 16, README "Handing over"): the AI, a person it was handed over to
 -- and who has not answered yet ("waiting"), or a named operator. Re-runnable.
--- depends: 0030_media_staging
+-- depends: 0031_turns_functions
 
 ALTER TABLE conversations
     -- when the AI handed the conversation over to a person, and why; cleared when it is handed back
