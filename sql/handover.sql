@@ -38,3 +38,12 @@ WITH due AS (
     RETURNING 1
 )
 SELECT count(*) AS handed_back FROM noted
+
+-- handover_owed --
+-- Whether one of these messages (a turn's) was handed over while the conversation still waits for a
+-- person: a run that died after the handover but before its message was claimed left it owed
+SELECT EXISTS (
+    SELECT 1 FROM notifications n JOIN conversations c ON c.id = n.conversation_id
+     WHERE n.kind = 'handover' AND n.message_id = ANY(%(message_ids)s)
+       AND NOT c.ai_enabled AND c.handed_over_at IS NOT NULL
+) AS owed

@@ -237,3 +237,23 @@ def test_the_ai_replies_in_a_row_start_after_an_operator_message_and_after_a_han
     assert in_a_row() == 0
     outbound("ai", inbound())
     assert in_a_row() == 1
+
+
+def test_a_handover_whose_run_died_before_the_claim_still_sends_its_message(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings, fake_graph: FakeGraph, start_worker
+) -> None:
+    asked = deliver(client, "I want to talk to a human")  # no worker yet: its reply job waits
+    inbound = db.execute("SELECT id, conversation_id FROM messages WHERE wa_message_id = %s", [asked["id"]]).fetchone()
+    # what a run commits when it hands over, before its message is claimed: then it was killed
+    pause = {"conversation_id": inbound["conversation_id"], "reason": "the customer asked for a person"}
+    db.execute(query("handover_pause_ai"), pause)
+    db.execute(
+        "INSERT INTO notifications (conversation_id, message_id, kind, body) VALUES (%s, %s, 'handover', 'x')",
+        [inbound["conversation_id"], inbound["id"]],
+    )
+    start_worker()  # the retried run finds the AI paused, by that handover: the message is still owed
+    wait_for(db, "SELECT 1 FROM outbound_jobs WHERE status = 'done'")
+    settled(db)
+    assert [r.body["text"]["body"] for r in fake_graph.accepted()] == [settings.handover_message]
+    kinds = [r["kind"] for r in db.execute("SELECT kind FROM notifications ORDER BY id").fetchall()]
+    assert kinds == ["handover"]  # told once, by the run that died; nothing "left for an operator"

@@ -105,3 +105,14 @@ async def hand_over(
         await run.skip(conversation.id, f"handover: {reason}")
         return None
     return Outbound(conversation, key=key, body=message, author="ai", reply_to=inbound)
+
+
+async def owed_message(run: ReplyRun, messages: Sequence[Inbound]) -> str | None:
+    """The customer's handover message when this turn was handed over but its run died before the
+    message was claimed (the AI is paused since, so the retry would otherwise skip it); else None."""
+    async with run.pool.connection() as conn:
+        owed = await fetch_value(conn, "handover_owed", message_ids=[m.id for m in messages])
+    if not owed:
+        return None
+    message, _ = customer_message(run.settings, dt.datetime.now(dt.UTC))
+    return message or None

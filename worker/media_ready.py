@@ -18,6 +18,7 @@ from psycopg import AsyncConnection
 from waypost.db import execute, fetch_all, fetch_optional
 from waypost.logs import request_id_var
 from waypost.settings import Settings
+from worker.orchestrator import reads_images
 from worker.tasks import defer_download, defer_reply, defer_transcription
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,17 @@ logger = logging.getLogger(__name__)
 def transcribes(settings: Settings, kind: str) -> bool:
     """Whether a file of this kind is transcribed before the AI answers it."""
     return kind == "audio" and settings.transcription_on
+
+
+def file_pending(settings: Settings, media: dict[str, Any]) -> bool:
+    """Whether a reply must wait for its message's file: it is being transcribed, or still
+    downloading and of a kind the AI will read (a voice note to transcribe, a photo for a model that
+    can see). Anything else is answered at once, from its caption or as unreadable."""
+    if media["transcript_status"] == "pending":
+        return True
+    if media["status"] != "pending":
+        return False
+    return transcribes(settings, media["kind"]) or (media["kind"] == "image" and reads_images(settings))
 
 
 async def file_stored(conn: AsyncConnection[Any], settings: Settings, media_id: int, kind: str) -> None:

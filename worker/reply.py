@@ -19,13 +19,12 @@ from psycopg.types.json import Jsonb
 from waypost import metrics
 from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.errors import MediaStoreUnavailable
-from waypost.settings import Settings
 from waypost.text import clean_text, mime_base
 from worker import turns
 from worker.budget import over_budget
 from worker.consent import NO_CONFIRMATION, consent_confirmation
-from worker.handover import NO_REPLY, hand_over, handover_reason
-from worker.media_ready import transcribes
+from worker.handover import NO_REPLY, hand_over, handover_reason, owed_message
+from worker.media_ready import file_pending
 from worker.orchestrator import Answer, Handover, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
 from worker.queue import app
 from worker.receipts import answering
@@ -61,17 +60,6 @@ SKIP_NOTIFICATIONS = {
         "A message could not be answered inside the 24-hour window; only a template message can reach the contact now.",
     ),
 }
-
-
-def file_pending(settings: Settings, media: dict[str, Any]) -> bool:
-    """Whether a reply must wait for its message's file: it is being transcribed, or still
-    downloading and of a kind the AI will read (a voice note to transcribe, a photo for a model that
-    can see). Anything else is answered at once, from its caption or as unreadable."""
-    if media["transcript_status"] == "pending":
-        return True
-    if media["status"] != "pending":
-        return False
-    return transcribes(settings, media["kind"]) or (media["kind"] == "image" and reads_images(settings))
 
 
 def turn_of(row: dict[str, Any]) -> Turn:
@@ -159,6 +147,8 @@ class ReplyRun(SendRun):
         reason = REVOKED if not self.turn.live else skip_reason(conversation, self.settings.window_margin_seconds)
         if confirmation is not None and reason == AI_PAUSED:
             reason = None  # an opt-out or opt-in is confirmed even while the AI is paused
+        if reason == AI_PAUSED and (owed := await owed_message(self, self.turn.live)):
+            return Outbound(conversation, key=key, body=owed, author="ai", reply_to=inbound)  # a run died mid-handover
         if reason == WINDOW_CLOSED and confirmation is None and self.resources.reengage is not None:
             # the AI's answer can no longer be sent: the configured template is, instead
             return await reengage(self, conversation, self.turn.first, key, WINDOW_CLOSED)
