@@ -31,8 +31,8 @@ SELECT j.id, j.conversation_id, j.request_id
    FOR UPDATE OF j
 
 -- media_reply_woken --
--- A reply that waited for its file is queued again: one update of its row in the transaction (see
--- turn_release in sql/turns.sql: a second one would lock its conversation while holding the job)
+-- A reply that waited for its file is queued again: one update of its row in the transaction
+-- (worker.tasks.requeue_reply says why one)
 UPDATE outbound_jobs
    SET waiting_since = NULL, last_error = NULL, procrastinate_job_id = %(procrastinate_job_id)s,
        updated_at = clock_timestamp()

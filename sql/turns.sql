@@ -12,10 +12,8 @@ SELECT id, conversation_id, request_id
    FOR UPDATE SKIP LOCKED
 
 -- turn_release --
--- The turn's reply is queued: pending, linked to its procrastinate job. One UPDATE, after the defer:
--- a second update of the row in one transaction re-checks its conversation_id, a KEY SHARE lock on
--- the conversation taken while holding the turn, which deadlocks with a message being stored (it
--- holds the conversation and waits for the turn).
+-- The turn's reply is queued: pending, linked to its procrastinate job, in one update of the row
+-- (worker.tasks.requeue_reply says why one).
 UPDATE outbound_jobs
    SET status = 'pending', procrastinate_job_id = %(procrastinate_job_id)s, updated_at = clock_timestamp()
  WHERE id = %(outbound_job_id)s

@@ -19,7 +19,7 @@ from waypost.db import execute, fetch_all, fetch_optional
 from waypost.logs import request_id_var
 from waypost.settings import Settings
 from worker.orchestrator import reads_images
-from worker.tasks import defer_download, defer_reply, defer_transcription
+from worker.tasks import defer_download, defer_transcription, requeue_reply
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +56,7 @@ async def file_settled(conn: AsyncConnection[Any], media_id: int) -> int:
     run now. Returns how many were woken."""
     woken = await fetch_all(conn, "media_wake_replies", media_id=media_id)
     for job in woken:
-        job_id = await defer_reply(
-            conn,
-            outbound_job_id=job["id"],
-            conversation_id=job["conversation_id"],
-            request_id=job["request_id"],
-            link=False,  # media_reply_woken links it, in its one update of the row
-        )
-        await execute(conn, "media_reply_woken", outbound_job_id=job["id"], procrastinate_job_id=job_id)
+        await requeue_reply(conn, job, "media_reply_woken")
         logger.info("media %s settled: woke the reply of outbound job %s", media_id, job["id"])
     return len(woken)
 

@@ -102,7 +102,7 @@ class ReplyRun(SendRun):
     async def prepare(self) -> Outbound | None:
         # Committed at once: the turn's row is not held while the rest is read (a message joining the
         # turn waits for it), and each later update of the row is the first of its own transaction
-        # (sql/turns.sql turn_release says why that matters).
+        # (worker.tasks.requeue_reply says why that matters).
         async with self.pool.connection() as conn:
             job = await fetch_optional(conn, "outbound_job_start", OutboundJob, outbound_job_id=self.outbound_job_id)
         if job is None:

@@ -9,6 +9,7 @@ on the App (`worker.queue`); the retry policy is theirs, applied by the worker t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from procrastinate import PsycopgConnector
@@ -86,6 +87,18 @@ async def defer_reply(
         await execute(
             conn, "outbound_job_set_procrastinate_id", outbound_job_id=outbound_job_id, procrastinate_job_id=job_id
         )
+    return job_id
+
+
+async def requeue_reply(conn: AsyncConnection[Any], job: Mapping[str, Any], update: str) -> int:
+    """Queue the reply of `job` (an outbound_jobs row the caller locked: id, conversation_id,
+    request_id) and run the named query `update` (given outbound_job_id and procrastinate_job_id) as
+    the one update of its row in the caller's transaction. A second update of the row in one
+    transaction would re-check its conversation_id, locking the conversation while holding the job:
+    a deadlock with a message being stored, which holds the conversation and waits for its turn."""
+    ids = {"outbound_job_id": job["id"], "conversation_id": job["conversation_id"]}
+    job_id = await defer_reply(conn, **ids, request_id=job["request_id"], link=False)
+    await execute(conn, update, outbound_job_id=job["id"], procrastinate_job_id=job_id)
     return job_id
 
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_value
+from waypost.db import fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.listen import backoff
 from worker.rows import Inbound, OutboundJob
-from worker.tasks import defer_reply
+from worker.tasks import requeue_reply
 
 if TYPE_CHECKING:
     from worker.sending import Outbound
@@ -91,7 +91,7 @@ async def close(pool: AsyncConnectionPool[Any], outbound_job_id: int, last_id: i
     async with pool.connection() as conn:
         if await fetch_optional(conn, "turn_close", outbound_job_id=outbound_job_id, last_message_id=last_id):
             return True
-    async with pool.connection() as conn:  # its own transaction (sql/turns.sql turn_release says why)
+    async with pool.connection() as conn:  # its own transaction (worker.tasks.requeue_reply says why)
         await regather(conn, outbound_job_id, unless_due=False)
     return False
 
@@ -111,14 +111,7 @@ async def release_due(conn: AsyncConnection[Any], min_age: float = 0.0) -> int:
     """In the caller's transaction: the turns due (for `min_age` seconds) become pending jobs, queued."""
     due = await fetch_all(conn, "turns_due", min_age=min_age)
     for turn in due:
-        job_id = await defer_reply(
-            conn,
-            outbound_job_id=turn["id"],
-            conversation_id=turn["conversation_id"],
-            request_id=turn["request_id"],
-            link=False,  # turn_release links it, in its one update of the row
-        )
-        await execute(conn, "turn_release", outbound_job_id=turn["id"], procrastinate_job_id=job_id)
+        job_id = await requeue_reply(conn, turn, "turn_release")
         logger.info("turn %s due: its reply queued as job %s", turn["id"], job_id)
     return len(due)
 
