@@ -45,7 +45,7 @@ SELECT id, pg_notify('waypost_turns', '') FROM gathering
 
 -- turn_check --
 -- Just before the AI is asked: the turn's newest message, and whether the AI may still answer
-SELECT j.last_message_id, c.ai_enabled
+SELECT COALESCE(j.last_message_id, j.inbound_message_id) AS last_message_id, c.ai_enabled
   FROM outbound_jobs j JOIN conversations c ON c.id = j.conversation_id
  WHERE j.id = %(outbound_job_id)s
 
@@ -55,5 +55,5 @@ SELECT j.last_message_id, c.ai_enabled
 -- never the claim's: a message being stored holds its conversation's row and waits for this one.
 UPDATE outbound_jobs
    SET closed_at = COALESCE(closed_at, clock_timestamp()), updated_at = clock_timestamp()
- WHERE id = %(outbound_job_id)s AND last_message_id = %(last_message_id)s
+ WHERE id = %(outbound_job_id)s AND COALESCE(last_message_id, inbound_message_id) = %(last_message_id)s
 RETURNING id

@@ -262,3 +262,19 @@ def test_the_sweep_queues_a_turn_no_clock_did(client: httpx.Client, db: psycopg.
     ).fetchone()
     assert job == {"status": "pending", "message_count": 2, "task_name": "send_reply", "queued": "todo"}
     assert db.execute("SELECT count(*) AS n FROM messages WHERE turn_id IS NOT NULL").fetchone()["n"] == 2
+
+
+def test_deleting_the_first_message_of_a_turn_still_answers_the_rest(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Any, tmp_path: Path
+) -> None:
+    echo_worker(start_worker, tmp_path)
+    first = deliver(client, "hi")
+    deliver(client, "my lamp arrived broken")
+    revoke = payloads.revoke_message(first["id"])
+    assert post_webhook(client, payloads.dumps(payloads.inbound(revoke))).status_code == 200  # while it gathers
+    wait_for(db, "SELECT 1 FROM messages WHERE direction = 'outbound' AND status = 'sent'")
+    settled(db)
+
+    assert sent_texts(fake_graph) == ["You said: my lamp arrived broken"]  # the AI forgets the deleted one
+    kinds = [r["kind"] for r in db.execute("SELECT kind FROM notifications").fetchall()]
+    assert "message_deleted" not in kinds  # it was not answered yet: nothing to tell an operator

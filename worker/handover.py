@@ -88,7 +88,7 @@ async def hand_over(
     written = await summary.summary(run.settings, rows)
     message, opens = customer_message(run.settings, dt.datetime.now(dt.UTC))
     closed = f"\nOutside business hours: a person was promised {opens}." if opens else ""
-    body = clean_text(f"Handed over to a person: {reason}.{closed}\n{written}").strip()
+    body = clean_text(f"Handed over to a person: {reason[:500]}.{closed}\n{written}").strip()
     async with run.pool.connection() as conn, conn.transaction():
         await execute(conn, "handover_pause_ai", conversation_id=conversation.id, reason=clean_text(reason)[:500])
         # the message answered is named: the count of AI replies in a row starts after it

@@ -151,6 +151,10 @@ class ReplyRun(SendRun):
             return Outbound(conversation, key=key, body=owed, author="ai", reply_to=inbound)  # a run died mid-handover
         if reason == WINDOW_CLOSED and confirmation is None and self.resources.reengage is not None:
             # the AI's answer can no longer be sent: the configured template is, instead
+            # the turn closed first: the template is claimed inside, and a message joining after it
+            # is the next turn's (as for a handover)
+            if not await self.close_turn():
+                return None
             return await reengage(self, conversation, self.turn.first, key, WINDOW_CLOSED)
         if reason is None and confirmation is None:  # a confirmation is owed, whatever the budget
             async with self.pool.connection() as conn, conn.transaction():
@@ -270,6 +274,8 @@ class ReplyRun(SendRun):
         answer = clean_text(self.settings.media_unreadable_reply).strip()[:4096]
         if not answer:
             await self.skip(conversation.id, UNREADABLE, notice)
+            return None
+        if not await self.close_turn():  # before telling anyone: a message joined, decided again
             return None
         async with self.pool.connection() as conn:
             await notify(conn, conversation.id, *notice)

@@ -67,15 +67,25 @@ BEGIN
     END IF;
     IF p_quiet_window > interval '0' THEN
         -- The conversation row is locked (waypost_resolve_conversation_v1): two messages of one
-        -- conversation decide one after the other. The turn's row lock orders this join with the
-        -- reply's claim (waypost turn_close): joined before it, or a new turn after it.
+        -- conversation decide one after the other. The newest open turn's row lock orders this join
+        -- with the reply's claim (turn_close, sql/turns.sql): joined before it, or a new turn after
+        -- it. SKIP LOCKED: a turn someone holds this instant (being closed, released, swept) is not
+        -- waited for: the message starts the next turn. Holding the conversation, this never waits
+        -- for a job row, so it never deadlocks with work that holds a job and then the conversation.
         SELECT j.id INTO v_job_id
           FROM outbound_jobs j
          WHERE j.conversation_id = v_conversation_id AND j.closed_at IS NULL
            AND j.status IN ('gathering', 'pending', 'running') AND j.created_at > now() - p_max_wait
          ORDER BY j.id DESC
-         LIMIT 1
-           FOR UPDATE;
+         LIMIT 1;
+        IF v_job_id IS NOT NULL THEN
+            PERFORM 1 FROM outbound_jobs j
+             WHERE j.id = v_job_id AND j.closed_at IS NULL AND j.status IN ('gathering', 'pending', 'running')
+               FOR UPDATE SKIP LOCKED;
+            IF NOT FOUND THEN
+                v_job_id := NULL;
+            END IF;
+        END IF;
         IF v_job_id IS NOT NULL THEN
             UPDATE outbound_jobs j
                SET last_message_id = v_message_id, message_count = j.message_count + 1,
