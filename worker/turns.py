@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from waypost.db import fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.listen import backoff
+from waypost.logs import log_context
 from worker.rows import Inbound, OutboundJob
 from worker.tasks import requeue_reply
 
@@ -112,7 +113,8 @@ async def release_due(conn: AsyncConnection[Any], min_age: float = 0.0) -> int:
     due = await fetch_all(conn, "turns_due", min_age=min_age)
     for turn in due:
         job_id = await requeue_reply(conn, turn, "turn_release")
-        logger.info("turn %s due: its reply queued as job %s", turn["id"], job_id)
+        with log_context(request_id=turn["request_id"], job_id=job_id):  # the first message's request
+            logger.info("turn %s due: its reply queued", turn["id"])
     return len(due)
 
 
