@@ -51,8 +51,9 @@ SELECT COALESCE(j.last_message_id, j.inbound_message_id) AS last_message_id, c.a
 
 -- turn_close --
 -- The reply is decided: the turn takes no more messages. Nothing is returned when one joined since
--- the run read the turn (its reply has not seen it: the run gathers again). Its own transaction,
--- never the claim's: a message being stored holds its conversation's row and waits for this one.
+-- the run read the turn (its reply has not seen it: the run gathers again). Its own short
+-- transaction, never the claim's: a message stored while the row is held starts the next turn
+-- (waypost_ingest_inbound_message_v3 skips a locked turn rather than wait for it).
 UPDATE outbound_jobs
    SET closed_at = COALESCE(closed_at, clock_timestamp()), updated_at = clock_timestamp()
  WHERE id = %(outbound_job_id)s AND COALESCE(last_message_id, inbound_message_id) = %(last_message_id)s
