@@ -85,7 +85,7 @@ async def hand_over(
         rows = await fetch_all(
             conn, "handover_last_messages", conversation_id=conversation.id, limit=summary.MODEL_MESSAGES
         )
-    written = await summary.summary(run.settings, rows)
+    written = await summary.summary(run.settings, run.resources.orchestrator, rows)
     message, opens = customer_message(run.settings, dt.datetime.now(dt.UTC))
     closed = f"\nOutside business hours: a person was promised {opens}." if opens else ""
     body = clean_text(f"Handed over to a person: {reason[:500]}.{closed}\n{written}").strip()

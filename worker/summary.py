@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
-
 from waypost.settings import Settings
 from waypost.text import clean_text
+from worker.orchestrator import Orchestrator
+from worker.orchestrator.grounding import GroundedOrchestrator
+from worker.orchestrator.openai_compat import OpenAIOrchestrator
 
 logger = logging.getLogger(__name__)
 
@@ -37,35 +38,23 @@ def last_messages(rows: list[dict[str, Any]]) -> str:
     return clean_text("\n".join(line(row) for row in reversed(rows[:LAST_MESSAGES])))[:MAX_CHARS]
 
 
-async def model_summary(settings: Settings, rows: list[dict[str, Any]]) -> str:
-    """The model's summary of `rows` (newest first); raises on any failure (httpx, a shape, empty)."""
-    headers = {}
-    if settings.openai_api_key is not None:  # to OPENAI_BASE_URL only, as the provider sends it
-        headers["Authorization"] = f"Bearer {settings.openai_api_key.get_secret_value()}"
+async def model_summary(orchestrator: OpenAIOrchestrator, seconds: float, rows: list[dict[str, Any]]) -> str:
+    """The model's summary of `rows` (newest first), through the provider's own client (its key goes
+    only to OPENAI_BASE_URL); raises on any failure (httpx, a shape, empty)."""
     transcript = "\n".join(line(row)[:1000] for row in reversed(rows))
-    body = {
-        "model": settings.openai_model,
-        "messages": [{"role": "system", "content": PROMPT}, {"role": "user", "content": transcript}],
-        "max_tokens": MAX_TOKENS,
-    }
-    base = (settings.openai_base_url or "").rstrip("/")
-    timeout = min(TIMEOUT_SECONDS, settings.openai_timeout)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout) as client:
-        response = await client.post("/chat/completions", json=body)
-        response.raise_for_status()
-        content = response.json()["choices"][0]["message"]["content"]
-    text = clean_text(content if isinstance(content, str) else "").strip()
+    text = clean_text(await orchestrator.write(PROMPT, transcript, max_tokens=MAX_TOKENS, seconds=seconds)).strip()
     if not text:
         raise ValueError("the model wrote no summary")
     return text[:MAX_CHARS]
 
 
-async def summary(settings: Settings, rows: list[dict[str, Any]]) -> str:
+async def summary(settings: Settings, orchestrator: Orchestrator, rows: list[dict[str, Any]]) -> str:
     """What the notification says of the conversation: `Summary: …` by the model, or the last messages."""
-    if settings.orchestrator != "openai" or not rows:
+    provider = orchestrator.inner if isinstance(orchestrator, GroundedOrchestrator) else orchestrator
+    if not isinstance(provider, OpenAIOrchestrator) or not rows:
         return last_messages(rows)
     try:
-        return f"Summary: {await model_summary(settings, rows)}"
+        return f"Summary: {await model_summary(provider, min(TIMEOUT_SECONDS, settings.openai_timeout), rows)}"
     except Exception as exc:  # any failure: the handover goes on with the last messages
         logger.warning(
             "handover summary: the model's failed (%s: %s); quoting the last messages", type(exc).__name__, exc

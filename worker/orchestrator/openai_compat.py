@@ -79,10 +79,22 @@ class OpenAIOrchestrator:
             system += f"\n\nThe last {request.turn_size} messages arrived together: answer them all in one reply."
         return [{"role": "system", "content": system}, *turns]
 
-    async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self._client.post("/chat/completions", json=body)
+    async def _complete(self, body: dict[str, Any], seconds: float | None = None) -> dict[str, Any]:
+        timeout = httpx.USE_CLIENT_DEFAULT if seconds is None else seconds  # the client's: OPENAI_TIMEOUT
+        response = await self._client.post("/chat/completions", json=body, timeout=timeout)
         response.raise_for_status()
         return response.json()
+
+    async def write(self, system: str, text: str, *, max_tokens: int, seconds: float) -> str:
+        """One plain completion of `text` under `system` (the handover summary, worker.summary): once,
+        no retry, no tools; its raw content ("" when none). Raises on any HTTP or shape failure."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": text}],
+            "max_tokens": max_tokens,
+        }
+        content = (await self._complete(body, seconds))["choices"][0]["message"]["content"]
+        return content if isinstance(content, str) else ""
 
     async def reply(self, request: ReplyRequest) -> Answer | Handover | None:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages(request)}
