@@ -34,7 +34,7 @@ from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
 from worker.rows import Conversation, Inbound, OutboundJob
 from worker.sending import JobState, Outbound, SendRun, notify, retry_within_budget, run_send_task, unexpected_error
-from worker.tasks import REPLY_QUEUE, SEND_REPLY, idempotency_key
+from worker.tasks import REPLY_QUEUE, SEND_REPLY
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class ReplyRun(SendRun):
             self.inbound_at = inbound.created_at
             count = len(self.turn.messages)
             self.clock.log("loaded inbound message", f"wa_message_id={inbound.wa_message_id} turn_messages={count}")
-            key = idempotency_key(self.turn.first.wa_message_id)
+            key = self.turn.key
             existing = await fetch_optional(conn, "reply_find_send", idempotency_key=key)
         outbound = await self.decide(conversation, inbound, key, existing)
         if outbound is None or not await self.close_turn():
@@ -364,23 +364,20 @@ class ReplyRun(SendRun):
             self.clock.log("orchestrator end", f"failed: {exc}", logging.WARNING)
             failed = await retry_within_budget(self, f"orchestrator failed: {exc}")
             if self.settings.handover_on_ai_failure:  # before any claim: the handover message is this reply
-                key = idempotency_key(self.turn.first.wa_message_id)
-                return await self.hand_over(conversation, inbound, key, f"the AI failed: {failed}")
+                return await self.hand_over(conversation, inbound, self.turn.key, f"the AI failed: {failed}")
             await self.give_up(conversation.id, failed)
             return None
         metrics.ORCHESTRATOR_SECONDS.labels(orchestrator.name).observe(timer.seconds)
         if isinstance(answer, Handover):  # no grounded answer: a person takes it (README "Handing over")
             self.clock.log("orchestrator end", f"handover: {answer.reason}")
-            key = idempotency_key(self.turn.first.wa_message_id)
-            return await self.hand_over(conversation, inbound, key, answer.reason)
+            return await self.hand_over(conversation, inbound, self.turn.key, answer.reason)
         # The model's text is outside input: a NUL or a lone surrogate would fail every write of it.
         text = clean_text(answer.text)[:4096] if answer else ""
         logged = f" text={text!r}" if text and self.settings.log_bodies else ""
         self.clock.log("orchestrator end", f"kind={answer.kind if answer else '-'} chars={len(text)}{logged}")
         if answer is None or not (text or answer.payload):
             if self.settings.handover_on_ai_failure:
-                key = idempotency_key(self.turn.first.wa_message_id)
-                return await self.hand_over(conversation, inbound, key, NO_REPLY)
+                return await self.hand_over(conversation, inbound, self.turn.key, NO_REPLY)
             await self.skip(conversation.id, NO_ANSWER)
             return None
         return dataclasses.replace(answer, text=text)

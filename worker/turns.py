@@ -23,7 +23,7 @@ from waypost.db import fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.listen import backoff
 from waypost.logs import log_context
 from worker.rows import Inbound, OutboundJob
-from worker.tasks import requeue_reply
+from worker.tasks import idempotency_key, requeue_reply
 
 if TYPE_CHECKING:
     from worker.sending import Outbound
@@ -48,6 +48,11 @@ class TurnMessages:
     def first(self) -> Inbound:
         """The turn's first message: the reply's key and its link (reply_to_message_id) are this one's."""
         return self.messages[0]
+
+    @property
+    def key(self) -> str:
+        """The reply's idempotency key: the first message's (worker.tasks.idempotency_key)."""
+        return idempotency_key(self.first.wa_message_id)
 
     @property
     def live(self) -> tuple[Inbound, ...]:
