@@ -346,3 +346,12 @@ SELECT count(*) FROM messages m
            WHERE o.conversation_id = %(conversation_id)s AND o.direction = 'outbound' AND o.author = 'operator'),
          (SELECT max(n.message_id) FROM notifications n
            WHERE n.conversation_id = %(conversation_id)s AND n.kind = 'handover')), 0)
+
+-- store_webhook --
+-- Store a webhook of plain inbound messages and statuses, queue its replies and journal it, in one
+-- statement (see waypost_store_webhook_v1)
+SELECT event_id, new_messages, duplicate_messages, job_ids, outbound_job_ids, status_outcomes
+  FROM waypost_store_webhook_v1(
+      %(request_id)s, %(body)s, %(body_sha256)s, %(signature)s, %(messages)s, %(statuses)s,
+      make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
+      %(reply_task)s, %(reply_queue)s)

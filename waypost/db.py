@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import re
+import select
 import time
 from typing import Any, TypeVar, overload
 
 import psycopg
 from psycopg import AsyncConnection, sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, class_row, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -61,6 +63,12 @@ class Pool(AsyncConnectionPool[DictConnection]):
     4, 8... seconds before trying the next: after a restart in a quiet spell, 2 idle connections
     cost a second and 6 reach the 30 s timeout. Here the first dead connection means the server went
     away: every idle connection is checked at once (the dead ones are replaced), with no sleep.
+
+    The check is a round trip only when the socket says something happened: an idle connection has
+    nothing to read unless the server went away (its goodbye message or the socket's end) or sent
+    what nobody asked for. A quiet socket is as alive as `SELECT 1` could tell (a server gone without
+    a word hangs both alike, until the keepalives give up), and skipping that round trip saves about
+    a third of a millisecond on every checkout (issue 17).
     """
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:  # noqa: ASYNC109 (its signature)
@@ -82,6 +90,8 @@ class Pool(AsyncConnectionPool[DictConnection]):
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             conn = await super().getconn(max(deadline - time.monotonic(), 0.001))
+            if _quiet(conn):
+                return conn
             try:
                 await self.check_connection(conn)
             except Exception:
@@ -92,6 +102,17 @@ class Pool(AsyncConnectionPool[DictConnection]):
                 await self.putconn(conn)
                 raise
             return conn
+
+
+def _quiet(conn: DictConnection) -> bool:
+    """Idle, not known broken, and nothing waiting on its socket."""
+    if conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not readable
 
 
 def pool_kwargs(settings: Settings) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from typing import NoReturn
 
 import anyio.to_thread
 import psycopg
@@ -29,7 +31,7 @@ from waypost.errors import (
     WaypostError,
 )
 from waypost.logs import request_id_var
-from webhook import ingest, payload
+from webhook import fastpath, ingest, payload
 from webhook.errors import SCHEMA_ERRORS, error_response
 from webhook.state import app_state
 from worker.tasks import sweep_now
@@ -132,50 +134,27 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
         )
     elif not settings.dangerously_skip_signature_check:  # settings are checked at startup
         raise RuntimeError("no app secret and signature checks not disabled")
-    bad_signature = verdict in ("missing", "invalid")
-    event_id = await ingest.journal(
-        state.pool,
-        request_id,
-        body,
-        verdict,
-        f"signature {verdict}" if bad_signature else None,
-    )
-    if bad_signature:
+    if verdict in ("missing", "invalid"):
+        event_id = await ingest.journal(state.pool, request_id, body, verdict, f"signature {verdict}")
         logger.warning("webhook refused: signature %s (event %s)", verdict, event_id)
         raise SignatureMissing() if verdict == "missing" else SignatureInvalid()
 
     try:
         batch = payload.parse(body)
     except payload.PayloadError as exc:
-        await ingest.record_error(state.pool, event_id, str(exc))
+        event_id = await ingest.journal(state.pool, request_id, body, verdict, str(exc))
         logger.warning("webhook refused: %s (event %s)", exc, event_id)
         raise
+    except Exception as exc:
+        await _failed(request, body, verdict, None, exc)
     if batch.refused and not batch.items:
         # Nothing in it can be stored: say why, item by item (Meta's retry would fail the same way).
+        event_id = await ingest.journal(state.pool, request_id, body, verdict)
         await ingest.record_refused(state.pool, event_id, batch.refused)
         logger.warning("webhook refused: %s (event %s)", payload.describe_refused(batch.refused), event_id)
         raise payload.PayloadError(batch.refused[0].reason, refused=[item.as_dict() for item in batch.refused])
 
-    try:
-        result = await ingest.process(
-            state.pool,
-            event_id,
-            batch,
-            request_id,
-            pause_ai_on_echo=settings.pause_ai_on_phone_reply,
-            words=ConsentWords.of(settings.opt_out_words, settings.opt_in_words),
-            window=(settings.turn_quiet_seconds, settings.turn_max_wait_seconds),
-        )
-    except SCHEMA_ERRORS as exc:
-        await ingest.record_error(state.pool, event_id, f"DB_MISMATCH: {exc}")
-        raise  # the guard middleware answers DB_MISMATCH
-    except psycopg.OperationalError:
-        raise
-    except Exception as exc:
-        # 500 makes Meta deliver again; the journal row says why this attempt failed.
-        logger.exception("webhook processing failed (event %s)", event_id)
-        await ingest.record_error(state.pool, event_id, f"{type(exc).__name__}: {exc}")
-        raise ProcessingFailed() from exc
+    event_id, result = await _store(request, body, verdict, batch)
     elapsed_ms = (time.perf_counter() - started) * 1000
     if result.refused:
         logger.warning("webhook event %s: %s", event_id, payload.describe_refused(result.refused))
@@ -193,6 +172,67 @@ async def _journal_and_store(request: Request, body: bytes) -> tuple[Response, s
         metrics.count_pricing(phone_number_id, pricing)
     outcome = "duplicate" if result.duplicate_messages and not result.new_messages else "ok"
     return JSONResponse({"ok": True, "request_id": request_id, **result.summary()}), outcome
+
+
+async def _store(
+    request: Request, body: bytes, verdict: signing.Verdict, batch: payload.Batch
+) -> tuple[int, ingest.IngestResult]:
+    """Journal and store the batch: in one statement when it is plain messages and statuses (the
+    common case), else the journal row first and the items in a second transaction."""
+    state = app_state(request)
+    settings = state.settings
+    request_id = request_id_var.get()
+    words = consent_words(settings.opt_out_words, settings.opt_in_words)
+    window = (settings.turn_quiet_seconds, settings.turn_max_wait_seconds)
+    if fastpath.plain(batch, words):
+        try:
+            return await fastpath.store(state.pool, request_id, body, verdict, batch, window)
+        except ingest.ITEM_ERRORS as exc:  # nothing was written: the general path isolates the item
+            logger.warning("webhook: an item was refused (%s); storing the items one by one", exc)
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:
+            await _failed(request, body, verdict, None, exc)
+    event_id = await ingest.journal(state.pool, request_id, body, verdict)
+    try:
+        result = await ingest.process(
+            state.pool,
+            event_id,
+            batch,
+            request_id,
+            pause_ai_on_echo=settings.pause_ai_on_phone_reply,
+            words=words,
+            window=window,
+        )
+    except psycopg.OperationalError:  # the database is away: 503, Meta delivers again
+        raise
+    except Exception as exc:
+        await _failed(request, body, verdict, event_id, exc)
+    return event_id, result
+
+
+async def _failed(
+    request: Request, body: bytes, verdict: signing.Verdict, event_id: int | None, exc: Exception
+) -> NoReturn:
+    """The journal says why this attempt failed (a new row, or the one written before), and the
+    request fails: 500 makes Meta deliver again; a schema error is answered by the guard middleware."""
+    pool = app_state(request).pool
+    schema = isinstance(exc, SCHEMA_ERRORS)
+    error = f"DB_MISMATCH: {exc}" if schema else f"{type(exc).__name__}: {exc}"
+    if event_id is None:
+        event_id = await ingest.journal(pool, request_id_var.get(), body, verdict, error)
+    else:
+        await ingest.record_error(pool, event_id, error)
+    if schema:
+        raise exc
+    logger.error("webhook processing failed (event %s)", event_id, exc_info=exc)
+    raise ProcessingFailed() from exc
+
+
+@functools.cache
+def consent_words(opt_out: tuple[str, ...], opt_in: tuple[str, ...]) -> ConsentWords:
+    """The opt-out and opt-in words, built once per setting rather than per request."""
+    return ConsentWords.of(opt_out, opt_in)
 
 
 async def run_outbound_jobs(request: Request) -> Response:

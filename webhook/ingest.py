@@ -96,7 +96,7 @@ async def record_error(pool: DictPool, event_id: int, error: str) -> None:
         await execute(conn, "webhook_event_error", id=event_id, error=error)
 
 
-def _lock_order(message: InboundMessage | Echo) -> tuple[str, str, str, float]:
+def lock_order(message: InboundMessage | Echo) -> tuple[str, str, str, float]:
     # One order for every request: concurrent batches lock conversations without deadlocking,
     # and messages of one conversation get their jobs (hence their replies) in send order.
     at = message.contact_sent_at if isinstance(message, InboundMessage) else message.sent_at
@@ -119,7 +119,7 @@ def _steps(
     """Every item of the batch as (kind, Graph id, how to store it), in locking order."""
     steps: list[tuple[str, str | None, Store]] = []
     items: list[InboundMessage | Echo] = [*batch.messages, *batch.echoes]
-    for message in sorted(items, key=_lock_order):
+    for message in sorted(items, key=lock_order):
         if isinstance(message, Echo):
             echo = functools.partial(_ingest_echo, echo=message, pause_ai=pause_ai_on_echo)
             steps.append(("echo", message.wa_message_id, echo))

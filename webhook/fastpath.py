@@ -1,0 +1,124 @@
+"""The common webhook in one statement: plain inbound messages and statuses.
+
+Almost every POST Meta sends is one text message or a few delivery statuses. Those are stored, their
+replies queued and the journal row written by one call of `waypost_store_webhook_v1`, in autocommit:
+one round trip and one commit, where the general path (webhook/ingest.py) journals first, then stores
+item by item in a second transaction. Anything else (media, edits, reactions, consent words, echoes,
+template events, platform errors, refused items) takes the general path, which owns those rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from waypost.consent_words import ConsentWords
+from waypost.db import DictPool, fetch_one
+from waypost.signing import Verdict
+from webhook.ingest import IngestResult, TurnWindow, lock_order
+from webhook.media import media_of
+from webhook.payload import Batch, InboundMessage
+from worker.tasks import REPLY_QUEUE, SEND_REPLY
+
+logger = logging.getLogger(__name__)
+
+
+def plain(batch: Batch, words: ConsentWords | None) -> bool:
+    """True when every item of the batch is a plain inbound message or a status."""
+    if batch.echoes or batch.preferences or batch.template_statuses or batch.template_changes:
+        return False
+    if batch.errors or batch.refused or not (batch.messages or batch.statuses):
+        return False
+    return all(_plain_message(message, words) for message in batch.messages)
+
+
+def _plain_message(message: InboundMessage, words: ConsentWords | None) -> bool:
+    # a reaction may answer the AI's question (ingest._needs_reply); a file needs its download job; an
+    # edit or revoke changes another message; a consent word is recorded: all the general path's
+    if message.change is not None or message.type == "reaction" or media_of(message) is not None:
+        return False
+    return words is None or words.match(message.type, message.body) is None
+
+
+def _message(message: InboundMessage) -> dict[str, Any]:
+    fields = {
+        "phone_number_id": message.phone_number_id,
+        "wa_id": message.wa_id,
+        "user_id": message.user_id,
+        "parent_user_id": message.parent_user_id,
+        "username": message.username,
+        "contact_name": message.contact_name,
+        "new_wa_id": message.new_wa_id,
+        "new_user_id": message.new_user_id,
+        "wa_message_id": message.wa_message_id,
+        "type": message.type,
+        "body": message.body,
+        "payload": message.payload,
+        "contact_sent_at": message.contact_sent_at.isoformat(),
+        "needs_reply": message.needs_reply,
+    }
+    return {key: value for key, value in fields.items() if value is not None}  # a JSON null is not NULL
+
+
+async def store(
+    pool: DictPool, request_id: str, body: bytes, signature: Verdict, batch: Batch, window: TurnWindow
+) -> tuple[int, IngestResult]:
+    """The journal row's id and what was stored. Raises what the database raised: nothing is written
+    then, and the caller journals the body apart."""
+    statuses = sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status))
+    status_rows = [
+        {
+            key: value
+            for key, value in {
+                "wa_message_id": status.wa_message_id,
+                "status": status.status,
+                "status_at": status.status_at.isoformat(),
+                "recipient_id": status.recipient_id,
+                "callback_data": status.callback_data,
+                "errors": status.errors,
+                "payload": status.payload,
+            }.items()
+            if value is not None
+        }
+        for status in statuses
+    ]
+    params = {
+        "request_id": request_id,
+        "body": body,
+        "body_sha256": hashlib.sha256(body).digest(),
+        "signature": signature,
+        "messages": Jsonb([_message(message) for message in sorted(batch.messages, key=lock_order)]),
+        "statuses": Jsonb(status_rows),
+        "quiet_seconds": window[0],
+        "max_wait_seconds": window[1],
+        "reply_task": SEND_REPLY,
+        "reply_queue": REPLY_QUEUE,
+    }
+    async with pool.connection() as conn:
+        # One statement is one transaction: no BEGIN and COMMIT round trips around it.
+        await conn.set_autocommit(True)
+        try:
+            row = await fetch_one(conn, "store_webhook", **params)
+        finally:
+            await conn.set_autocommit(False)
+    result = IngestResult(
+        new_messages=row["new_messages"], duplicate_messages=row["duplicate_messages"], jobs=len(row["job_ids"])
+    )
+    for job_id, outbound_job_id in zip(row["job_ids"], row["outbound_job_ids"], strict=True):
+        # the line procrastinate's own defer writes, so a job is traced from the webhook as before
+        logger.info(
+            "Deferred 1 job: %s[%s] for outbound job %s",
+            SEND_REPLY,
+            job_id,
+            outbound_job_id,
+            extra={"job_id": str(job_id)},
+        )
+    for status, outcome in zip(statuses, row["status_outcomes"], strict=True):
+        result.statuses[outcome] += 1
+        pricing = status.payload.get("pricing")
+        if outcome in ("applied", "stale") and isinstance(pricing, dict):
+            result.priced.append((status.phone_number_id, pricing))
+    return int(row["event_id"]), result
