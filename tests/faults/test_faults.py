@@ -58,9 +58,15 @@ def test_worker_killed_with_sigkill_mid_send_repeatedly(settings: Settings, grap
         def work_left() -> bool:  # messages still coming, or replies queued for a worker to take
             return feeding.is_alive() or open_work(db)["queued"] > 0
 
-        while feeding.is_alive() or kills < 4:
+        mid_send = 0
+        # At least one kill must land mid-send: on a busy machine the feed can end before a killed
+        # worker took any job, so then a few more messages come for it (at most 12 kills in all).
+        while feeding.is_alive() or kills < 4 or (not mid_send and kills < 12):
             worker = WorkerProcess(settings, tmp_path / f"worker{kills}.log")
             worker.wait_ready(own=True)
+            if not feeding.is_alive() and not work_left():
+                for i in range(4):
+                    driver.deliver(payloads.dumps(payloads.inbound(driver.message(1000 + 4 * kills + i))))
             # Kill it mid-send: once it is sending, not after a guess at how long that takes (and
             # without waiting for a send that cannot come once nothing is left to send).
             deadline = time.monotonic() + 15
@@ -71,6 +77,7 @@ def test_worker_killed_with_sigkill_mid_send_repeatedly(settings: Settings, grap
                     swept = time.monotonic()
                 time.sleep(0.02)
             time.sleep(random.uniform(0.0, 0.2))  # somewhere inside the 0.3 s the send takes
+            mid_send += " send start " in worker.output()
             worker.proc.kill()  # SIGKILL: no cleanup, jobs left 'doing', sends in flight
             worker.proc.wait()
             kills += 1
