@@ -1,7 +1,7 @@
 """The pywa 4.5.0 bot bench/pywa_side.py measures beside Waypost: the bot pywa's docs show, answering each
 text message with a quoted reply, served the way `waypost serve` serves Waypost.
 
-    .venv/bin/python -m bench.pywa_bot --port 8090 --graph http://127.0.0.1:8081 [--flavour async|sync]
+    .venv/bin/python -m bench.pywa_bot --port 8090 --graph http://127.0.0.1:8081 [--flavour sync|async]
 
 Needs the `bench` extra (pip install -e '.[bench]'; `python3 bootstrap.py bench` installs it). Signature
 validation is on (the benchmarks' app secret), the webhook challenge answers the benchmarks' verify token,
@@ -47,8 +47,9 @@ def on_graph(session: httpx.Client | httpx.AsyncClient, graph: str) -> None:
     session.base_url = session.base_url.copy_with(scheme=fake.scheme, host=fake.host, port=fake.port)
 
 
-def build(graph: str, flavour: str = "async") -> Starlette:
-    """The pywa app: pywa_async (handlers on the event loop) or pywa (sync handlers, in a thread pool)."""
+def build(graph: str, flavour: str = "sync") -> Starlette:
+    """The pywa app: pywa (sync handlers, run in a thread pool: the first example of pywa's docs) or
+    pywa_async (handlers on the event loop)."""
     text = answer()
     app = Starlette()
     options: dict[str, Any] = {
@@ -94,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--graph", required=True, help="the fake Graph API's URL")
-    parser.add_argument("--flavour", choices=("async", "sync"), default="async")
+    parser.add_argument("--flavour", choices=("async", "sync"), default="sync")
     args = parser.parse_args()
     setup_logging("WARNING")
     # the options of `waypost serve` (waypost/cli.py cmd_serve); uvicorn picks uvloop and httptools alike

@@ -1,6 +1,7 @@
 """pywa 4.5.0 beside Waypost in one run: the same driver, signed payloads, fake Graph API and HTTP client.
 
-    .venv/bin/python -m bench.pywa_side [--runs 3] [--count 300] [--rate 50] [--concurrency 8] [--no-save]
+    .venv/bin/python -m bench.pywa_side [--runs 3] [--count 300] [--rate 20] [--concurrency 8]
+        [--pywa sync|async] [--no-save]
 
 Needs the `bench` extra (`python3 bootstrap.py bench` installs it). Starts the stack (bench.common.stack:
 embedded PostgreSQL, the fake Graph API, `waypost serve` and one `waypost worker`, rules provider, no quiet
@@ -316,7 +317,12 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="POSTs per ack and per reply measurement")
     parser.add_argument("--rate", type=float, default=20.0, help="POSTs/s while measuring webhook to reply")
     parser.add_argument("--concurrency", type=int, default=8, help="clients of the concurrent ack (0: none)")
-    parser.add_argument("--pywa", choices=("async", "sync"), default="async", help="pywa_async or pywa")
+    parser.add_argument(
+        "--pywa",
+        choices=("async", "sync"),
+        default="sync",
+        help="pywa (sync handlers, the docs' first example) or pywa_async",
+    )
     parser.add_argument("--no-save", action="store_true", help="print only, append nothing to bench/results")
     args = parser.parse_args()
 
