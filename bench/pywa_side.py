@@ -353,6 +353,7 @@ def main() -> None:
     driver = statistics.median(run[name][DRIVER] for run in runs for name in names)
     fastest = statistics.median(run[names[1]]["ack p50 (ms)"] for run in runs)
     share = 100 * driver / fastest
+    floor = statistics.median(run[names[1]]["floor GET p50 (ms)"] for run in runs)
     lines = [
         machine(f"pywa 4.5.0 ({args.pywa}) beside Waypost (1 worker, rules provider, no quiet window)"),
         f"{args.runs} runs, median (min-max); {args.count} POSTs per ack measurement, webhook to reply at "
@@ -364,6 +365,12 @@ def main() -> None:
             "the driver waits on the servers most of each request, it is not what holds them back"
             if share < 50
             else "a large share: the driver's cost is part of these latencies"
+        ),
+        f"floor: a GET on pywa's server through the same driver takes {floor:.2f} ms at p50"
+        + (
+            ", about pywa's ack: pywa's ack is at the driver's and HTTP's floor, and the ack ratios understate the gap"
+            if fastest < 1.5 * floor
+            else f", well under pywa's ack ({fastest:.2f} ms)"
         ),
     ]
     if args.no_save:
