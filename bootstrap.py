@@ -3,7 +3,7 @@
 
     python3 bootstrap.py dev [waypost dev args] # run Waypost locally (README "Run")
     python3 bootstrap.py test [pytest args]     # the test suite (README "Test")
-    python3 bootstrap.py bench [suite args]     # the benchmark suite (README "Benchmarks")
+    python3 bootstrap.py bench [suite args]     # the benchmark suite (README "Benchmarks"), with the bench extra
     python3 bootstrap.py waypost ARGS...        # any waypost command
 
 Needs only Python 3.11+. Reinstalls when pyproject.toml changes.
@@ -23,30 +23,34 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".waypost-installed"
 
 
-def ensure_environment() -> Path:
+def ensure_environment(extras: tuple[str, ...] = ("test",)) -> Path:
+    """The venv with waypost and `extras` installed; the stamp records the pyproject.toml and the extras."""
     if sys.version_info < (3, 11):  # noqa: UP036 (bootstrap runs under whatever python3 is on PATH)
         sys.exit(f"Waypost needs Python 3.11 or newer, this is {sys.version.split()[0]}")
     python = VENV / "bin" / "python"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if python.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+    stamp = STAMP.read_text().split() if STAMP.exists() else []
+    if python.exists() and stamp[:1] == [wanted] and set(extras) <= set(stamp[1:]):
         return python
+    if stamp[:1] == [wanted]:  # same pyproject.toml: keep the extras already there (test, then bench)
+        extras = tuple(sorted(set(extras) | set(stamp[1:])))
     if not python.exists():
         print(f"bootstrap: creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    print("bootstrap: installing waypost with its test extras", flush=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f"{ROOT}[test]"],
-        check=True,
-    )
-    STAMP.write_text(wanted)
+    print(f"bootstrap: installing waypost with its extras {', '.join(extras)}", flush=True)
+    spec = f"{ROOT}[{','.join(extras)}]"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-e", spec], check=True)
+    STAMP.write_text(" ".join((wanted, *extras)))
     return python
 
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in {"dev", "test", "bench", "waypost"}:
         sys.exit(__doc__)
-    python = ensure_environment()
     command, rest = sys.argv[1], sys.argv[2:]
+    # the benchmarks run pywa beside Waypost (bench/pywa_side.py): the `bench` extra, never in the image
+    python = ensure_environment(("test", "bench") if command == "bench" else ("test",))
     if command == "test":
         argv = [str(python), "-m", "pytest", *rest]
     elif command == "bench":

@@ -80,7 +80,9 @@ def stack(workers: int = 1, **extra_env: str) -> Iterator[Stack]:
         *(subprocess.Popen([python, "-m", "waypost.cli", "worker"], env=env) for _ in range(workers)),
     ]
     try:
-        running = Stack(database_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{graph_port}")
+        running = Stack(
+            database_url, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{graph_port}", env=env, processes=procs
+        )
         wait_until_ready(running.web)
         with psycopg.connect(database_url, autocommit=True) as conn:
             poll(lambda: workers_listening(conn) >= workers, timeout=30, what="the workers did not start listening")
@@ -95,6 +97,9 @@ class Stack:
     database_url: str
     web: str
     graph: str
+    # for a scenario that kills and restarts them (bench/pywa_side.py): what it appends is stopped at the end too
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    processes: list[subprocess.Popen] = dataclasses.field(default_factory=list)
 
 
 def signed_post(client: httpx.Client, message: dict) -> float:
