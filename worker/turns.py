@@ -102,14 +102,14 @@ async def close(pool: AsyncConnectionPool[Any], outbound_job_id: int, last_id: i
     return False
 
 
-async def check(pool: AsyncConnectionPool[Any], outbound_job_id: int, last_id: int) -> str:
-    """Just before the AI is asked: "current", "joined" (a message joined since the run read the turn:
-    it gathers again) or "paused" (the AI was paused or the conversation taken over)."""
-    async with pool.connection() as conn:
-        row = await fetch_one(conn, "turn_check", outbound_job_id=outbound_job_id)
-        if row["last_message_id"] != last_id:
-            await regather(conn, outbound_job_id, unless_due=False)
-            return "joined"
+async def check(conn: AsyncConnection[Any], outbound_job_id: int, last_id: int) -> str:
+    """Just before the AI is asked, in the caller's block (which has made no update yet): "current",
+    "joined" (a message joined since the run read the turn: it gathers again) or "paused" (the AI was
+    paused or the conversation taken over)."""
+    row = await fetch_one(conn, "turn_check", outbound_job_id=outbound_job_id)
+    if row["last_message_id"] != last_id:
+        await regather(conn, outbound_job_id, unless_due=False)
+        return "joined"
     return "current" if row["ai_enabled"] else "paused"
 
 
