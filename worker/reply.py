@@ -18,18 +18,19 @@ from psycopg.types.json import Jsonb
 
 from waypost import metrics
 from waypost.db import execute, fetch_all, fetch_value
-from waypost.errors import MediaStoreUnavailable
-from waypost.text import clean_text, mime_base
+from waypost.logs import log_context
+from waypost.text import clean_text
 from worker import reply_start, turns
 from worker.budget import budgeted, over_budget
 from worker.consent import NO_CONFIRMATION, confirmation_of
 from worker.handover import NO_REPLY, hand_over, handover_reason, owed_message
 from worker.media_ready import file_pending
-from worker.orchestrator import Answer, Handover, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
+from worker.orchestrator import Answer, Handover, OrchestratorError, ReplyRequest, Turn
 from worker.queue import app
-from worker.receipts import answering
+from worker.receipts import Answering, answering
 from worker.reengage import outbound as reengaged
 from worker.reengage import reengage
+from worker.reply_history import turn_of, vision_image
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
 from worker.rows import Conversation, Inbound
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 WINDOW = dt.timedelta(hours=24)
 # Inbound types that are a tap on a choice the business offered (webhook.payload.message_body: the title)
 TAP_TYPES = frozenset({"interactive", "button"})
-# The image types OpenAI-compatible vision models take
-VISION_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 
 # Why an AI reply was skipped, and what the operator is told about it (other reasons: nothing).
 AI_PAUSED = "AI disabled for this conversation"
@@ -62,16 +61,6 @@ SKIP_NOTIFICATIONS = {
 }
 
 
-def turn_of(row: dict[str, Any]) -> Turn:
-    """A `reply_history` row as the AI reads it."""
-    text = row["body"] or (row["transcript"] if row["type"] == "audio" else None) or ""
-    quoted = None
-    if row["quoted_author"] is not None:
-        quoted = Quote(row["quoted_author"], row["quoted_text"] or "", row["quoted_type"])
-    filename = row["filename"] if row["type"] == "document" else None
-    return Turn(row["author"], text, kind=row["type"], filename=filename, quoted=quoted)
-
-
 def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None:
     if conversation.deleted_at is not None:
         return "conversation deleted"
@@ -86,7 +75,13 @@ def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None
 
 @app.task(name=SEND_REPLY, queue=REPLY_QUEUE, pass_context=True, retry=FollowTaskDecision())
 async def send_reply(context: procrastinate.JobContext, outbound_job_id: int, request_id: str) -> None:
-    await run_send_task(context, ReplyRun(resources_of(context), outbound_job_id), request_id)
+    run = ReplyRun(resources_of(context), outbound_job_id)
+    try:
+        await run_send_task(context, run, request_id)
+    finally:
+        if run.receipt is not None:  # an immediate answer's read went beside the send: recorded now
+            with log_context(request_id=request_id, job_id=context.job.id):
+                await run.receipt.settle()
 
 
 class ReplyRun(SendRun):
@@ -99,6 +94,7 @@ class ReplyRun(SendRun):
         self.turn = turns.NO_TURN  # the inbound messages answered (prepare loads them)
         self.turn_size = 1  # how many of the AI's last history entries are this turn's
         self.start: reply_start.ReplyStart | None = None  # what prepare read in its one round trip
+        self.receipt: Answering | None = None  # the read receipt and typing indicator, once the AI is asked
 
     async def prepare(self) -> Outbound | None:
         # One statement, committed at once (worker.reply_start): the turn's row is held only while it
@@ -171,7 +167,8 @@ class ReplyRun(SendRun):
             return await self.unreadable(conversation, inbound, key)  # files without words the AI could read
         if not await self.still_current(conversation.id, state):
             return None
-        async with answering(self.resources, conversation, inbound):  # read + typing… while the AI writes
+        self.receipt = answering(self.resources, conversation, inbound)
+        async with self.receipt:  # read + typing… while the AI writes (settled in send_reply)
             found = await self.ask_orchestrator(conversation, inbound, history)
         if found is None or isinstance(found, Outbound):  # nothing to send, or the handover message
             return found
@@ -312,27 +309,10 @@ class ReplyRun(SendRun):
         rows.reverse()
         history = []
         for row in rows:
-            image = await self.image(row) if row["id"] in answered else None
+            image = await vision_image(self.resources, self.clock, row) if row["id"] in answered else None
             history.append(dataclasses.replace(turn_of(row), image=image))
         self.turn_size = len(rows) - next(i for i, row in enumerate(rows) if row["id"] in answered)
         return tuple(history), state
-
-    async def image(self, row: dict[str, Any]) -> Image | None:
-        """The photo answered, for a model that can see it: stored, of a type it reads, small enough."""
-        mime_type = mime_base(row["mime_type"])
-        if not (reads_images(self.settings) and row["type"] == "image" and mime_type in VISION_TYPES):
-            return None
-        if row["media_status"] != "stored" or (row["byte_size"] or 0) > self.settings.openai_vision_max_bytes:
-            return None
-        media = {"id": row["media_id"], **{k: row[k] for k in ("storage", "object_bucket", "object_key")}}
-        data = bytearray()
-        try:
-            async for chunk in self.resources.media_store.chunks(self.pool, media):
-                data += chunk
-        except MediaStoreUnavailable as exc:
-            self.clock.log("vision image", f"not read: {exc}", logging.WARNING)
-            return None
-        return Image(mime_type, bytes(data)) if data else None
 
     async def quoting(self, inbound: Inbound) -> Inbound:
         """The message the reply quotes: the one it answers, or for a reaction the message reacted to
