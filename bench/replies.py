@@ -1,12 +1,13 @@
 """The reply run alone: its statements, and its sustained throughput beside procrastinate's no-op jobs.
 
-    .venv/bin/python -m bench.replies profile [--warm 200]
+    .venv/bin/python -m bench.replies profile [--warm 200] [--log-level INFO]
     .venv/bin/python -m bench.replies throughput [--load 1000] [--runs 1]
 
 `profile` starts the stack (bench.common.stack: rules provider, no quiet window) with PostgreSQL
-logging every statement, warms the worker's connections up (psycopg prepares a statement after its
-5th run on a connection), posts one message and prints every statement of the web and the worker
-processes from the POST to the reply recorded, with the time between them: what one reply costs.
+logging every statement (with `--log-level INFO`, the processes' stage lines with elapsed_ms go to
+stderr), warms the worker's connections up (psycopg prepares a statement after its 5th run on a
+connection), posts one message and prints every statement of the web and the worker processes from
+the POST to the reply recorded, with the time between them: what one reply costs.
 
 `throughput` runs bench.suite's sustained() and procrastinate_noop() only, in the same run, and prints
 the ratio (the issue's goal: replies/s >= 0.7x the no-op jobs/s). Nothing is written to bench/results.
@@ -62,8 +63,8 @@ def _entries(text: str) -> list[tuple[dt.datetime, int, str]]:
     return kept
 
 
-def profile(warm: int) -> None:
-    with stack() as running:
+def profile(warm: int, log_level: str) -> None:
+    with stack(WAYPOST_LOG_LEVEL=log_level) as running:
         log = _log_statements(running.database_url)
         with httpx.Client(base_url=running.web, timeout=30) as client:
             for i in range(warm):
@@ -111,13 +112,15 @@ def throughput(load: int, runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("profile").add_argument("--warm", type=int, default=200)
+    one = sub.add_parser("profile")
+    one.add_argument("--warm", type=int, default=200)
+    one.add_argument("--log-level", default="WARNING", help="INFO: the processes' stage lines too (stderr)")
     run = sub.add_parser("throughput")
     run.add_argument("--load", type=int, default=1000)
     run.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     if args.command == "profile":
-        profile(args.warm)
+        profile(args.warm, args.log_level)
     else:
         throughput(args.load, args.runs)
 
