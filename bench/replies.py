@@ -16,6 +16,7 @@ the ratio (the issue's goal: replies/s >= 0.7x the no-op jobs/s). Nothing is wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import re
 import statistics
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil  # type: ignore[import-untyped]  # no stubs installed; a test dependency (pyproject)
 
 from bench.common import signed_post, stack
 from bench.suite import graph_sends, procrastinate_noop, sustained, wait_drained
@@ -92,18 +94,43 @@ def profile(warm: int, log_level: str) -> None:
     print(f"{len(entries)} statements")
 
 
+def _cpu_seconds(database_url: str) -> dict[str, float]:
+    """CPU seconds used so far by each part of the stack: this process's children (web, worker, fake
+    Graph API) and the PostgreSQL server's processes. A figure per reply that a busy machine (other
+    processes taking the cores) does not inflate the way it inflates wall time."""
+    with connect_sync(database_url, autocommit=True) as conn:
+        data_dir = Path(fetch_one_sync(conn, "bench_data_directory")["data_directory"])
+    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
+    parts = {"postgres": [postmaster, *postmaster.children()]}
+    for child in psutil.Process().children():
+        command = " ".join(child.cmdline())
+        part = "worker" if "cli worker" in command else "web" if "cli serve" in command else "fake graph"
+        parts.setdefault(part, []).extend([child, *child.children(recursive=True)])
+    used: dict[str, float] = {}
+    for part, processes in parts.items():
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                used[part] = used.get(part, 0.0) + times.user + times.system
+    return used
+
+
 def throughput(load: int, runs: int) -> None:
     figures = []
     for _ in range(runs):
         with stack() as running:
             noop = procrastinate_noop(running, 2 * load)
+            before = _cpu_seconds(running.database_url)
             replies, worker = sustained(running, load)
+            after = _cpu_seconds(running.database_url)
         figures.append((replies, worker, noop))
+        cpu = {part: (after[part] - before.get(part, 0.0)) * 1000 / load for part in after}
         print(
             f"sustained: {replies:.0f} replies/s end to end ({worker:.0f}/s of worker time) for {load} messages"
             f" | procrastinate no-op jobs: {noop:.0f}/s | ratio {replies / noop:.2f}",
             flush=True,
         )
+        print("CPU ms per reply: " + ", ".join(f"{part} {ms:.2f}" for part, ms in sorted(cpu.items())), flush=True)
     if runs > 1:
         ratios = [r / n for r, _, n in figures]
         print(f"median ratio {statistics.median(ratios):.2f} (from {min(ratios):.2f} to {max(ratios):.2f})")
