@@ -127,7 +127,7 @@ def test_an_immediate_answer_goes_at_once_with_a_plain_read_beside_it(
 ) -> None:
     """The rules provider answers at once (under WAYPOST_TYPING_AFTER_SECONDS): no indicator, which
     Meta would drop as the reply arrives, and the reply never waits for Meta's answer to one; the
-    message is marked read all the same, by a call sent beside the reply, and recorded."""
+    message is marked read all the same, by a call right after the reply, and recorded."""
     worker = start_worker()
     wamid = deliver(client, fake_graph, "Hi, what are your opening hours?")
     wait_until(lambda: reply_send(fake_graph, wamid), what="the reply")

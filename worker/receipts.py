@@ -6,10 +6,10 @@ shows "typing…" until the reply arrives or 25 s pass. The reply task wraps its
 `answering()`: when the model has not answered within WAYPOST_TYPING_AFTER_SECONDS, the call goes out,
 is sent again every WAYPOST_TYPING_REFRESH_SECONDS while the model works, and stops when it answers.
 An answer ready sooner shows no indicator (Meta drops it when the reply arrives: it would show nothing,
-and waiting for Meta's answer to it would delay the reply): a plain read goes out beside the reply,
-and `settle()` records it once the reply is sent. A message left to an operator is marked read by the
-`read_receipt` task once an operator opens its conversation (the inbox claims it, in SQL, and defers
-the task through worker.tasks).
+and waiting for Meta's answer to it would delay the reply): `settle()` marks the message read with a
+plain call once the reply is sent (after it: never competing with the send), and records it.
+A message left to an operator is marked read by the `read_receipt` task once an operator opens its
+conversation (the inbox claims it, in SQL, and defers the task through worker.tasks).
 
 None of these calls fails, retries or holds up a reply: each is bounded by WAYPOST_READ_RECEIPT_TIMEOUT,
 a failure is logged (request_id, job_id) and counted (waypost_read_receipts_total), and once the model
@@ -84,7 +84,7 @@ class Answering:
         self.task: asyncio.Task[None] | None = None
         self.after = settings.typing_after_seconds if self.typing else 0.0  # no indicator before this
         self.called = False  # the first typing call went out: the reply waits for it (__aexit__)
-        self.late: asyncio.Task[None] | None = None  # the plain read beside an immediate answer
+        self.read_after = False  # an immediate answer: settle() marks the message read after the send
 
     async def __aenter__(self) -> Answering:
         if self.read:
@@ -100,8 +100,8 @@ class Answering:
         if self.after and not self.called:  # answered before the indicator was due: none is shown
             task.cancel()
             await asyncio.wait({task})
-            self.late = asyncio.get_running_loop().create_task(self._call(typing=False))
-            return  # the reply goes now; settle() records the read once it is sent
+            self.read_after = True
+            return  # the reply goes now; settle() marks it read once it is sent
         grace = min(END_GRACE, self.resources.settings.read_receipt_timeout)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
@@ -111,15 +111,14 @@ class Answering:
         await self._record()
 
     async def settle(self) -> None:
-        """After the reply's send: the plain read that went out beside an immediate answer gets at most
-        END_GRACE more, and is recorded. Never raises (but cancellation)."""
-        late, self.late = self.late, None
-        if late is None:
+        """After the reply's send, for an immediate answer: the plain read call (at most END_GRACE: the
+        job is not held longer), recorded. Never raises (but cancellation)."""
+        if not self.read_after:
             return
-        done, _ = await asyncio.wait({late}, timeout=min(END_GRACE, self.resources.settings.read_receipt_timeout))
-        if not done:
-            late.cancel()
-            await asyncio.wait({late})
+        self.read_after = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(END_GRACE, self.resources.settings.read_receipt_timeout)):
+                await self._call(typing=False)
         await self._record()
 
     async def _record(self) -> None:

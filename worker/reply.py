@@ -79,7 +79,7 @@ async def send_reply(context: procrastinate.JobContext, outbound_job_id: int, re
     try:
         await run_send_task(context, run, request_id)
     finally:
-        if run.receipt is not None:  # an immediate answer's read went beside the send: recorded now
+        if run.receipt is not None:  # an immediate answer is marked read after its send
             with log_context(request_id=request_id, job_id=context.job.id):
                 await run.receipt.settle()
 
