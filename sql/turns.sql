@@ -23,12 +23,6 @@ UPDATE outbound_jobs
 SELECT extract(epoch FROM min(due_at) - clock_timestamp())::float8 AS seconds
   FROM outbound_jobs WHERE status = 'gathering'
 
--- turn_messages --
--- The inbound messages of a turn, oldest first (the first one's key is the reply's)
-SELECT id, wa_message_id, type, body, contact_sent_at, created_at, revoked_at
-  FROM messages WHERE turn_id = %(outbound_job_id)s
- ORDER BY id
-
 -- turn_regather --
 -- A message joined the turn after its run started: gather again (this run did not count as an
 -- attempt); the turn clock queues the reply when the quiet window is over, at once if it is. With

@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from waypost.db import fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.listen import backoff
 from waypost.logs import log_context
-from worker.rows import Inbound, OutboundJob
+from worker.rows import Inbound
 from worker.tasks import idempotency_key, requeue_reply
 
 if TYPE_CHECKING:
@@ -72,16 +72,6 @@ class TurnMessages:
 
 
 NO_TURN = TurnMessages((), 0)
-
-
-async def load(conn: AsyncConnection[Any], job: OutboundJob) -> TurnMessages:
-    """The messages of `job`'s turn."""
-    rows = await fetch_all(conn, "turn_messages", outbound_job_id=job.id)
-    messages = tuple(Inbound(**row) for row in rows)
-    if not messages:  # a job older than turns whose message lost its link: its own message
-        row = await fetch_optional(conn, "reply_load_message", message_id=job.inbound_message_id)
-        messages = (Inbound(**row),) if row else ()
-    return TurnMessages(messages, job.last_message_id or job.inbound_message_id)
 
 
 async def regather(conn: AsyncConnection[Any], outbound_job_id: int, *, unless_due: bool) -> bool:
