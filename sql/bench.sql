@@ -31,3 +31,19 @@ SELECT EXTRACT(EPOCH FROM max(e.at) FILTER (WHERE e.type = 'succeeded')
   FROM procrastinate_events e
   JOIN procrastinate_jobs j ON j.id = e.job_id
  WHERE j.queue_name = 'bench_noop'
+
+-- bench_log_every_statement --
+-- bench/replies.py profile: the bench's own embedded server logs every statement with its backend pid
+ALTER SYSTEM SET log_min_duration_statement = 0
+
+-- bench_log_line_prefix --
+-- bench/replies.py profile: each log line starts with its time and backend pid
+ALTER SYSTEM SET log_line_prefix = '%%m [%%p] '
+
+-- bench_reload_conf --
+-- bench/replies.py profile: the settings above take effect
+SELECT pg_reload_conf()
+
+-- bench_data_directory --
+-- bench/replies.py profile: where the embedded server writes its log (`log` in its data directory)
+SELECT current_setting('data_directory') AS data_directory

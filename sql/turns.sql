@@ -23,12 +23,6 @@ UPDATE outbound_jobs
 SELECT extract(epoch FROM min(due_at) - clock_timestamp())::float8 AS seconds
   FROM outbound_jobs WHERE status = 'gathering'
 
--- turn_messages --
--- The inbound messages of a turn, oldest first (the first one's key is the reply's)
-SELECT id, wa_message_id, type, body, contact_sent_at, created_at, revoked_at
-  FROM messages WHERE turn_id = %(outbound_job_id)s
- ORDER BY id
-
 -- turn_regather --
 -- A message joined the turn after its run started: gather again (this run did not count as an
 -- attempt); the turn clock queues the reply when the quiet window is over, at once if it is. With
@@ -58,3 +52,13 @@ UPDATE outbound_jobs
    SET closed_at = COALESCE(closed_at, clock_timestamp()), updated_at = clock_timestamp()
  WHERE id = %(outbound_job_id)s AND COALESCE(last_message_id, inbound_message_id) = %(last_message_id)s
 RETURNING id
+
+-- reply_start --
+-- A reply run's start: its job claimed, and what it decides from, one row per message of the turn
+-- (see waypost_start_reply_v1; no row: the job is not open)
+SELECT id, conversation_id, inbound_message_id, request_id, attempts, created_at, last_message_id, rearmed,
+       phone_number_id, wa_id, user_id, contact_name, ai_enabled, deleted_at, last_inbound_at,
+       message_id, wa_message_id, type, body, contact_sent_at, message_created_at, revoked_at,
+       send_key, send_id, send_status, send_body, send_type, consent_kind, consent_type, consent_body,
+       ai_replies, has_media
+  FROM waypost_start_reply_v1(%(outbound_job_id)s, %(key_prefix)s, %(count_ai_replies)s)

@@ -92,7 +92,7 @@ def pause_ai(inbox: Inbox, cid: int) -> None:
 def test_an_ai_reply_is_preceded_by_exactly_one_read_and_typing_call(
     client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
 ) -> None:
-    worker = start_worker()
+    worker = start_worker(WAYPOST_TYPING_AFTER_SECONDS="0")  # the indicator even for an immediate answer
     first = deliver(client, fake_graph, "Hi, what are your opening hours?")
     send = wait_until(lambda: reply_send(fake_graph, first), what="the reply")
     settled(db)
@@ -120,6 +120,25 @@ def test_an_ai_reply_is_preceded_by_exactly_one_read_and_typing_call(
     wait_until(lambda: reply_send(fake_graph, second), what="the second reply")
     settled(db)
     assert [r.wa_message_id for r in fake_graph.typing_calls()] == [first, second]
+
+
+def test_an_immediate_answer_goes_at_once_with_a_plain_read_beside_it(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
+) -> None:
+    """The rules provider answers at once (under WAYPOST_TYPING_AFTER_SECONDS): no indicator, which
+    Meta would drop as the reply arrives, and the reply never waits for Meta's answer to one; the
+    message is marked read all the same, by a call right after the reply, and recorded."""
+    worker = start_worker()
+    wamid = deliver(client, fake_graph, "Hi, what are your opening hours?")
+    wait_until(lambda: reply_send(fake_graph, wamid), what="the reply")
+    settled(db)
+    [read] = fake_graph.receipts
+    assert read.accepted and read.body == {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
+    assert fake_graph.typing_calls() == [] and len(fake_graph.requests) == 1
+    assert receipt_at(db, wamid) is not None  # recorded once the reply was sent, before the job ended
+    job = row(db, "SELECT request_id, procrastinate_job_id FROM outbound_jobs")
+    prefix = f"request_id={job['request_id']} job_id={job['procrastinate_job_id']}"
+    assert any(prefix in line and "read receipt sent kind=read" in line for line in worker.output().splitlines())
 
 
 def test_a_slow_model_keeps_the_indicator_refreshed_until_it_answers(
@@ -155,7 +174,7 @@ def test_a_slow_model_keeps_the_indicator_refreshed_until_it_answers(
 def test_a_failing_or_hanging_read_call_neither_fails_nor_holds_up_the_reply(
     client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
 ) -> None:
-    worker = start_worker(WAYPOST_READ_RECEIPT_TIMEOUT="4")
+    worker = start_worker(WAYPOST_READ_RECEIPT_TIMEOUT="4", WAYPOST_TYPING_AFTER_SECONDS="0")
     fake_graph.receipt_script.extend([Behaviour(500, 131000), Behaviour(hang=6.0)])
 
     refused = deliver(client, fake_graph, "Do you deliver to Lyon?")
@@ -192,7 +211,7 @@ def test_a_message_left_to_an_operator_is_marked_read_once_when_an_operator_open
     fake_graph: FakeGraph,
     start_worker: Callable[..., Any],
 ) -> None:
-    start_worker()
+    start_worker(WAYPOST_TYPING_AFTER_SECONDS="0")  # the AI's reply: one typing call
     create_operator(database_url)
     inbox = Inbox(client)
     answered = deliver(client, fake_graph, "Hello")
@@ -235,7 +254,7 @@ def test_a_refused_read_call_after_an_open_is_tried_again_at_the_next_open(
     fake_graph: FakeGraph,
     start_worker: Callable[..., Any],
 ) -> None:
-    worker = start_worker()
+    worker = start_worker(WAYPOST_TYPING_AFTER_SECONDS="0")
     create_operator(database_url)
     inbox = Inbox(client)
     first = deliver(client, fake_graph, "Hello")
@@ -278,7 +297,7 @@ def test_never_makes_no_call_and_ai_none_for_an_operators_open(
     fake_graph: FakeGraph,
     start_worker: Callable[..., Any],
 ) -> None:
-    start_worker(WAYPOST_READ_RECEIPTS=mode)
+    start_worker(WAYPOST_READ_RECEIPTS=mode, WAYPOST_TYPING_AFTER_SECONDS="0")
     configured = settings.model_copy(update={"read_receipts": mode})
     with WebServer(configured) as web, httpx.Client(base_url=web.url, timeout=10) as client:
         create_operator(database_url)

@@ -299,6 +299,7 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_queue_operator_message_v3",
     "waypost_queue_reengagement_v1",
     "waypost_store_webhook_v1",
+    "waypost_start_reply_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",

@@ -94,6 +94,9 @@ class Settings(TurnSettings, HandbackSettings, HandoverSettings, BaseSettings):
     typing_indicator: bool = Field(True, validation_alias=_env("WAYPOST_TYPING_INDICATOR"))
     # Meta drops the indicator after 25 s: it is sent again this often while the AI is still working.
     typing_refresh_seconds: float = Field(20.0, gt=0, le=25, validation_alias=_env("WAYPOST_TYPING_REFRESH_SECONDS"))
+    # The indicator goes out only for an answer not ready this soon: an immediate one (the rules provider)
+    # is sent at once, its message marked read right after it; 0: always, the reply waiting for Meta's answer.
+    typing_after_seconds: float = Field(0.25, ge=0, le=5, validation_alias=_env("WAYPOST_TYPING_AFTER_SECONDS"))
     # One read/typing call's whole budget: it never holds up a reply longer than this (or 1 s at its end).
     read_receipt_timeout: float = Field(3.0, gt=0, le=30, validation_alias=_env("WAYPOST_READ_RECEIPT_TIMEOUT"))
     # Inbound media: the hosts a media URL from Meta may point at (the access token goes only there;

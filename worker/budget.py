@@ -14,6 +14,11 @@ from waypost.settings import Settings
 CAP_REACHED = "monthly service-message cap reached"
 
 
+def budgeted(settings: Settings) -> bool:
+    """Whether a threshold or a cap is set: without, no reply needs to ask (nor open a transaction)."""
+    return bool(settings.service_budget_threshold or settings.service_budget_cap)
+
+
 async def over_budget(conn: AsyncConnection[Any], settings: Settings, phone_number_id: str) -> str | None:
     """The skip reason when the number is at its cap, else None; notifies at the threshold and cap."""
     threshold, cap = settings.service_budget_threshold, settings.service_budget_cap

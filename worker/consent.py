@@ -31,6 +31,12 @@ async def consent_confirmation(pool: Pool, settings: Settings, message_ids: list
     word's language ("" when its setting is empty), or None: other messages, answered as usual."""
     async with pool.connection() as conn:
         row = await fetch_optional(conn, "consent_keyword_of_message", message_ids=message_ids)
+    return confirmation_of(settings, row)
+
+
+def confirmation_of(settings: Settings, row: dict[str, Any] | None) -> str | None:
+    """consent_confirmation, from the word's row already read (`consent_keyword_of_message`'s kind,
+    type and body; None: no such word in the turn)."""
     if row is None:
         return None
     found = _words(settings.opt_out_words, settings.opt_in_words).find(row["type"], row["body"])

@@ -50,15 +50,19 @@ def asks_for_a_person(phrases: tuple[str, ...], message_type: str, body: str | N
     return pattern.search(normalise(body[:2000])) is not None
 
 
-async def handover_reason(run: ReplyRun, conversation: Conversation, messages: Sequence[Inbound]) -> str | None:
+async def handover_reason(
+    run: ReplyRun, conversation: Conversation, messages: Sequence[Inbound], replies: int | None = None
+) -> str | None:
     """Why this turn (its messages) goes to a person before the AI is asked, if it does: the customer
-    asked for one, or the AI has already answered WAYPOST_HANDOVER_AFTER_AI_REPLIES times in a row."""
+    asked for one, or the AI has already answered WAYPOST_HANDOVER_AFTER_AI_REPLIES times in a row
+    (`replies`, when the run read the count already: waypost_start_reply_v1)."""
     if any(asks_for_a_person(run.settings.handover_words, m.type, m.body) for m in messages):
         return ASKED
     limit = run.settings.handover_after_ai_replies
     if limit:
-        async with run.pool.connection() as conn:
-            replies = await fetch_value(conn, "handover_ai_replies_in_a_row", conversation_id=conversation.id)
+        if replies is None:
+            async with run.pool.connection() as conn:
+                replies = await fetch_value(conn, "handover_ai_replies_in_a_row", conversation_id=conversation.id)
         if replies >= limit:
             return f"the AI has answered {replies} times in a row (WAYPOST_HANDOVER_AFTER_AI_REPLIES={limit})"
     return None

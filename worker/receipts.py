@@ -3,10 +3,13 @@ the typing indicator"; README "Read receipts and the typing indicator").
 
 One Cloud API call marks an inbound message (and the earlier ones) read and, with `typing_indicator`,
 shows "typing…" until the reply arrives or 25 s pass. The reply task wraps its model call in
-`answering()`: the call goes out beside the model's, is sent again every WAYPOST_TYPING_REFRESH_SECONDS
-while the model works, and stops when it answers. A message left to an operator is marked read by the
-`read_receipt` task once an operator opens its conversation (the inbox claims it, in SQL, and defers
-the task through worker.tasks).
+`answering()`: when the model has not answered within WAYPOST_TYPING_AFTER_SECONDS, the call goes out,
+is sent again every WAYPOST_TYPING_REFRESH_SECONDS while the model works, and stops when it answers.
+An answer ready sooner shows no indicator (Meta drops it when the reply arrives: it would show nothing,
+and waiting for Meta's answer to it would delay the reply): `settle()` marks the message read with a
+plain call once the reply is sent (after it: never competing with the send), and records it.
+A message left to an operator is marked read by the `read_receipt` task once an operator opens its
+conversation (the inbox claims it, in SQL, and defers the task through worker.tasks).
 
 None of these calls fails, retries or holds up a reply: each is bounded by WAYPOST_READ_RECEIPT_TIMEOUT,
 a failure is logged (request_id, job_id) and counted (waypost_read_receipts_total), and once the model
@@ -79,6 +82,9 @@ class Answering:
         self.marked = False  # Meta answered a call: the message is read on the contact's phone
         self.idle = asyncio.Event()  # set while no call is on its way
         self.task: asyncio.Task[None] | None = None
+        self.after = settings.typing_after_seconds if self.typing else 0.0  # no indicator before this
+        self.called = False  # the first typing call went out: the reply waits for it (__aexit__)
+        self.read_after = False  # an immediate answer: settle() marks the message read after the send
 
     async def __aenter__(self) -> Answering:
         if self.read:
@@ -91,12 +97,31 @@ class Answering:
         task = self.task
         if task is None:
             return
+        if self.after and not self.called:  # answered before the indicator was due: none is shown
+            task.cancel()
+            await asyncio.wait({task})
+            self.read_after = True
+            return  # the reply goes now; settle() marks it read once it is sent
         grace = min(END_GRACE, self.resources.settings.read_receipt_timeout)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await self.idle.wait()
         task.cancel()
         await asyncio.wait({task})  # never raises the task's own cancellation into the reply
+        await self._record()
+
+    async def settle(self) -> None:
+        """After the reply's send, for an immediate answer: the plain read call (at most END_GRACE: the
+        job is not held longer), recorded. Never raises (but cancellation)."""
+        if not self.read_after:
+            return
+        self.read_after = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(END_GRACE, self.resources.settings.read_receipt_timeout)):
+                await self._call(typing=False)
+        await self._record()
+
+    async def _record(self) -> None:
         if self.marked:  # recorded here, where no cancellation can cut the write short
             try:
                 async with self.resources.pool.connection() as conn:
@@ -115,14 +140,15 @@ class Answering:
                     await self._call(typing=False)
                 return
             loop = asyncio.get_running_loop()
-            started = loop.time()
+            started = loop.time() + self.after
             for n in range(MAX_CALLS):
-                if n:
+                if n or self.after:
                     self.idle.set()
                     await asyncio.sleep(
                         max(0.0, started + n * self.resources.settings.typing_refresh_seconds - loop.time())
                     )
                     self.idle.clear()
+                self.called = True  # no await since the sleep: __aexit__ sees it set or the task asleep
                 await self._call(typing=True)
         except Exception:
             logger.exception("read receipt: gave up on wa_message_id=%s", self.inbound.wa_message_id)

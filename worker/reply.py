@@ -17,22 +17,23 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from waypost import metrics
-from waypost.db import execute, fetch_all, fetch_one, fetch_optional, fetch_value
-from waypost.errors import MediaStoreUnavailable
-from waypost.text import clean_text, mime_base
-from worker import turns
-from worker.budget import over_budget
-from worker.consent import NO_CONFIRMATION, consent_confirmation
+from waypost.db import execute, fetch_all, fetch_value
+from waypost.logs import log_context
+from waypost.text import clean_text
+from worker import reply_start, turns
+from worker.budget import budgeted, over_budget
+from worker.consent import NO_CONFIRMATION, confirmation_of
 from worker.handover import NO_REPLY, hand_over, handover_reason, owed_message
 from worker.media_ready import file_pending
-from worker.orchestrator import Answer, Handover, Image, OrchestratorError, Quote, ReplyRequest, Turn, reads_images
+from worker.orchestrator import Answer, Handover, OrchestratorError, ReplyRequest, Turn
 from worker.queue import app
-from worker.receipts import answering
+from worker.receipts import Answering, answering
 from worker.reengage import outbound as reengaged
 from worker.reengage import reengage
+from worker.reply_history import turn_of, vision_image
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
-from worker.rows import Conversation, Inbound, OutboundJob
+from worker.rows import Conversation, Inbound
 from worker.sending import JobState, Outbound, SendRun, notify, retry_within_budget, run_send_task, unexpected_error
 from worker.tasks import REPLY_QUEUE, SEND_REPLY
 
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 WINDOW = dt.timedelta(hours=24)
 # Inbound types that are a tap on a choice the business offered (webhook.payload.message_body: the title)
 TAP_TYPES = frozenset({"interactive", "button"})
-# The image types OpenAI-compatible vision models take
-VISION_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 
 # Why an AI reply was skipped, and what the operator is told about it (other reasons: nothing).
 AI_PAUSED = "AI disabled for this conversation"
@@ -62,16 +61,6 @@ SKIP_NOTIFICATIONS = {
 }
 
 
-def turn_of(row: dict[str, Any]) -> Turn:
-    """A `reply_history` row as the AI reads it."""
-    text = row["body"] or (row["transcript"] if row["type"] == "audio" else None) or ""
-    quoted = None
-    if row["quoted_author"] is not None:
-        quoted = Quote(row["quoted_author"], row["quoted_text"] or "", row["quoted_type"])
-    filename = row["filename"] if row["type"] == "document" else None
-    return Turn(row["author"], text, kind=row["type"], filename=filename, quoted=quoted)
-
-
 def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None:
     if conversation.deleted_at is not None:
         return "conversation deleted"
@@ -86,7 +75,13 @@ def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None
 
 @app.task(name=SEND_REPLY, queue=REPLY_QUEUE, pass_context=True, retry=FollowTaskDecision())
 async def send_reply(context: procrastinate.JobContext, outbound_job_id: int, request_id: str) -> None:
-    await run_send_task(context, ReplyRun(resources_of(context), outbound_job_id), request_id)
+    run = ReplyRun(resources_of(context), outbound_job_id)
+    try:
+        await run_send_task(context, run, request_id)
+    finally:
+        if run.receipt is not None:  # an immediate answer is marked read after its send
+            with log_context(request_id=request_id, job_id=context.job.id):
+                await run.receipt.settle()
 
 
 class ReplyRun(SendRun):
@@ -98,16 +93,18 @@ class ReplyRun(SendRun):
         self.inbound_at: dt.datetime | None = None  # when the turn's newest message was stored
         self.turn = turns.NO_TURN  # the inbound messages answered (prepare loads them)
         self.turn_size = 1  # how many of the AI's last history entries are this turn's
+        self.start: reply_start.ReplyStart | None = None  # what prepare read in its one round trip
+        self.receipt: Answering | None = None  # the read receipt and typing indicator, once the AI is asked
 
     async def prepare(self) -> Outbound | None:
-        # Committed at once: the turn's row is not held while the rest is read (a message joining the
-        # turn waits for it), and each later update of the row is the first of its own transaction
+        # One statement, committed at once (worker.reply_start): the turn's row is held only while it
+        # runs, and each later update of the row is the first of its own transaction
         # (worker.tasks.requeue_reply says why that matters).
-        async with self.pool.connection() as conn:
-            job = await fetch_optional(conn, "outbound_job_start", OutboundJob, outbound_job_id=self.outbound_job_id)
-        if job is None:
+        self.start = started = await reply_start.start(self.pool, self.settings, self.outbound_job_id)
+        if started is None:
             self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} not open (finished or gathering)")
             return None
+        job = started.job
         self.attempts, self.first_seen = job.attempts, job.created_at
         self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} attempt={job.attempts}")
         if job.rearmed:
@@ -115,19 +112,14 @@ class ReplyRun(SendRun):
                 if await turns.regather(conn, job.id, unless_due=True):
                     self.clock.log("turn gathering", "a message joined the turn: its quiet window is not over")
                     return None
-        async with self.pool.connection() as conn:
-            conversation = await fetch_one(
-                conn, "reply_load_conversation", Conversation, conversation_id=job.conversation_id
-            )
-            self.clock.log("loaded conversation", f"conversation_id={conversation.id}")
-            self.turn = await turns.load(conn, job)
-            inbound = self.turn.latest
-            self.inbound_at = inbound.created_at
-            count = len(self.turn.messages)
-            self.clock.log("loaded inbound message", f"wa_message_id={inbound.wa_message_id} turn_messages={count}")
-            key = self.turn.key
-            existing = await fetch_optional(conn, "reply_find_send", idempotency_key=key)
-        outbound = await self.decide(conversation, inbound, key, existing)
+        conversation = started.conversation
+        self.clock.log("loaded conversation", f"conversation_id={conversation.id}")
+        self.turn = started.turn
+        inbound = self.turn.latest
+        self.inbound_at = inbound.created_at
+        count = len(self.turn.messages)
+        self.clock.log("loaded inbound message", f"wa_message_id={inbound.wa_message_id} turn_messages={count}")
+        outbound = await self.decide(conversation, inbound, self.turn.key, started.existing)
         if outbound is None or not await self.close_turn():
             return None
         return self.turn.addressed(outbound)
@@ -143,7 +135,9 @@ class ReplyRun(SendRun):
             body = existing["body"] or ""
             return Outbound(conversation, key=key, body=body, author="ai", reply_to=await self.quoting(inbound))
         # an opt-out or opt-in word anywhere in the turn is confirmed
-        confirmation = await consent_confirmation(self.pool, self.settings, [m.id for m in self.turn.live])
+        start = self.start
+        assert start is not None  # prepare read it
+        confirmation = confirmation_of(self.settings, start.consent)
         reason = REVOKED if not self.turn.live else skip_reason(conversation, self.settings.window_margin_seconds)
         if confirmation is not None and reason == AI_PAUSED:
             reason = None  # an opt-out or opt-in is confirmed even while the AI is paused
@@ -156,7 +150,7 @@ class ReplyRun(SendRun):
             if not await self.close_turn():
                 return None
             return await reengage(self, conversation, self.turn.first, key, WINDOW_CLOSED)
-        if reason is None and confirmation is None:  # a confirmation is owed, whatever the budget
+        if reason is None and confirmation is None and budgeted(self.settings):  # a confirmation is owed anyway
             async with self.pool.connection() as conn, conn.transaction():
                 reason = await over_budget(conn, self.settings, conversation.phone_number_id)
         if reason or confirmation == "":
@@ -164,16 +158,17 @@ class ReplyRun(SendRun):
             return None
         if confirmation is not None:
             return Outbound(conversation, key=key, body=confirmation, author="ai", reply_to=inbound)
-        if handover := await handover_reason(self, conversation, self.turn.live):  # README "Handing over"
-            return await self.hand_over(conversation, inbound, key, handover)
-        if await self.wait_for_file():
+        if handover := await handover_reason(self, conversation, self.turn.live, start.ai_replies):
+            return await self.hand_over(conversation, inbound, key, handover)  # README "Handing over"
+        if start.has_media and await self.wait_for_file():
             return None
-        history = await self.history(conversation, inbound)
+        history, state = await self.history(conversation, inbound)
         if history is None or not any(turn.readable for turn in history[-self.turn_size :]):
             return await self.unreadable(conversation, inbound, key)  # files without words the AI could read
-        if not await self.still_current(conversation.id):
+        if not await self.still_current(conversation.id, state):
             return None
-        async with answering(self.resources, conversation, inbound):  # read + typing… while the AI writes
+        self.receipt = answering(self.resources, conversation, inbound)
+        async with self.receipt:  # read + typing… while the AI writes (settled in send_reply)
             found = await self.ask_orchestrator(conversation, inbound, history)
         if found is None or isinstance(found, Outbound):  # nothing to send, or the handover message
             return found
@@ -194,9 +189,9 @@ class ReplyRun(SendRun):
         self.clock.log("turn gathering", "a message joined the turn while its reply was decided: decided again")
         return False
 
-    async def still_current(self, conversation_id: int) -> bool:
-        """Just before the AI is asked: no newer message joined the turn, the AI was not paused."""
-        state = await turns.check(self.pool, self.outbound_job_id, self.turn.last_id)
+    async def still_current(self, conversation_id: int, state: str) -> bool:
+        """Just before the AI is asked: no newer message joined the turn, the AI was not paused (`state`:
+        turns.check's, read with the history)."""
         if state == "joined":
             self.clock.log("turn gathering", "a message joined the turn before the AI was asked")
         elif state == "paused":
@@ -295,9 +290,10 @@ class ReplyRun(SendRun):
         self.clock.log("waiting for file", f"{detail}: the download or transcription wakes this reply")
         return True
 
-    async def history(self, conversation: Conversation, inbound: Inbound) -> tuple[Turn, ...] | None:
+    async def history(self, conversation: Conversation, inbound: Inbound) -> tuple[tuple[Turn, ...] | None, str]:
         """What the AI reads: the last messages, ending with the turn's (None when its newest is not
-        there). Sets `turn_size`: how many of the last entries are the turn's, from its first message."""
+        there), and turns.check's state, on the same connection (one round trip fewer). Sets
+        `turn_size`: how many of the last entries are the turn's, from its first message."""
         answered = {m.id for m in self.turn.live}
         async with self.pool.connection() as conn:
             rows = await fetch_all(
@@ -307,32 +303,16 @@ class ReplyRun(SendRun):
                 message_id=inbound.id,
                 limit=max(self.settings.history_messages, len(answered)),
             )
+            state = await turns.check(conn, self.outbound_job_id, self.turn.last_id)
         if not rows or rows[0]["id"] != inbound.id:
-            return None
+            return None, state
         rows.reverse()
         history = []
         for row in rows:
-            image = await self.image(row) if row["id"] in answered else None
+            image = await vision_image(self.resources, self.clock, row) if row["id"] in answered else None
             history.append(dataclasses.replace(turn_of(row), image=image))
         self.turn_size = len(rows) - next(i for i, row in enumerate(rows) if row["id"] in answered)
-        return tuple(history)
-
-    async def image(self, row: dict[str, Any]) -> Image | None:
-        """The photo answered, for a model that can see it: stored, of a type it reads, small enough."""
-        mime_type = mime_base(row["mime_type"])
-        if not (reads_images(self.settings) and row["type"] == "image" and mime_type in VISION_TYPES):
-            return None
-        if row["media_status"] != "stored" or (row["byte_size"] or 0) > self.settings.openai_vision_max_bytes:
-            return None
-        media = {"id": row["media_id"], **{k: row[k] for k in ("storage", "object_bucket", "object_key")}}
-        data = bytearray()
-        try:
-            async for chunk in self.resources.media_store.chunks(self.pool, media):
-                data += chunk
-        except MediaStoreUnavailable as exc:
-            self.clock.log("vision image", f"not read: {exc}", logging.WARNING)
-            return None
-        return Image(mime_type, bytes(data)) if data else None
+        return tuple(history), state
 
     async def quoting(self, inbound: Inbound) -> Inbound:
         """The message the reply quotes: the one it answers, or for a reaction the message reacted to

@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from waypost.db import fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.listen import backoff
 from waypost.logs import log_context
-from worker.rows import Inbound, OutboundJob
+from worker.rows import Inbound
 from worker.tasks import idempotency_key, requeue_reply
 
 if TYPE_CHECKING:
@@ -74,16 +74,6 @@ class TurnMessages:
 NO_TURN = TurnMessages((), 0)
 
 
-async def load(conn: AsyncConnection[Any], job: OutboundJob) -> TurnMessages:
-    """The messages of `job`'s turn."""
-    rows = await fetch_all(conn, "turn_messages", outbound_job_id=job.id)
-    messages = tuple(Inbound(**row) for row in rows)
-    if not messages:  # a job older than turns whose message lost its link: its own message
-        row = await fetch_optional(conn, "reply_load_message", message_id=job.inbound_message_id)
-        messages = (Inbound(**row),) if row else ()
-    return TurnMessages(messages, job.last_message_id or job.inbound_message_id)
-
-
 async def regather(conn: AsyncConnection[Any], outbound_job_id: int, *, unless_due: bool) -> bool:
     """Put a running turn back to gathering (with `unless_due`, only while its quiet window is open);
     the turn clock queues its reply again. Whether it did."""
@@ -102,14 +92,14 @@ async def close(pool: AsyncConnectionPool[Any], outbound_job_id: int, last_id: i
     return False
 
 
-async def check(pool: AsyncConnectionPool[Any], outbound_job_id: int, last_id: int) -> str:
-    """Just before the AI is asked: "current", "joined" (a message joined since the run read the turn:
-    it gathers again) or "paused" (the AI was paused or the conversation taken over)."""
-    async with pool.connection() as conn:
-        row = await fetch_one(conn, "turn_check", outbound_job_id=outbound_job_id)
-        if row["last_message_id"] != last_id:
-            await regather(conn, outbound_job_id, unless_due=False)
-            return "joined"
+async def check(conn: AsyncConnection[Any], outbound_job_id: int, last_id: int) -> str:
+    """Just before the AI is asked, in the caller's block (which has made no update yet): "current",
+    "joined" (a message joined since the run read the turn: it gathers again) or "paused" (the AI was
+    paused or the conversation taken over)."""
+    row = await fetch_one(conn, "turn_check", outbound_job_id=outbound_job_id)
+    if row["last_message_id"] != last_id:
+        await regather(conn, outbound_job_id, unless_due=False)
+        return "joined"
     return "current" if row["ai_enabled"] else "paused"
 
 

@@ -2,7 +2,8 @@
 
 `GroundedOrchestrator` wraps the configured provider: for each turn it searches the knowledge base
 (waypost.knowledge, read per turn: no restart after `waypost kb add`) for the customer's latest
-words and hands the passages scoring at least WAYPOST_KB_MIN_SCORE to the provider. The `openai`
+words and hands the passages scoring at least WAYPOST_KB_MIN_SCORE to the provider (the `rules`
+provider: only for a turn none of its rules matches, the only one it answers from them). The `openai`
 provider is then told to answer only from them and the conversation, or to call its hand_over tool;
 the `rules` provider answers from the best question/answer pair when no rule matches.
 
@@ -52,6 +53,9 @@ class GroundedOrchestrator:
             )
 
     async def reply(self, request: ReplyRequest) -> Answer | Handover | None:
+        needs_knowledge = getattr(self.inner, "needs_knowledge", None)  # the rules provider's
+        if needs_knowledge is not None and not needs_knowledge(request):
+            return await self.inner.reply(request)  # a rule answers, whatever the knowledge base holds
         hits = await self.passages(request)
         strong = tuple(hit for hit in hits if hit.score >= self.settings.kb_min_score)
         strict = self.settings.kb_grounding == "strict"

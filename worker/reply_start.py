@@ -1,0 +1,72 @@
+"""A reply run's start in one round trip (issue 17): `waypost_start_reply_v1` claims the outbound job and
+reads what the run decides from. Before, the same took six pool checkouts and as many transactions:
+the job's start, the conversation with the turn and the send already claimed, the opt-out word, the
+budget's empty transaction, the AI's replies in a row and the files' lock."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from waypost.db import Pool, fetch_all, fetch_optional
+from waypost.settings import Settings
+from worker.rows import Conversation, Inbound, OutboundJob
+from worker.tasks import idempotency_key
+from worker.turns import TurnMessages
+
+KEY_PREFIX = idempotency_key("")  # the SQL adds the first message's wamid (and cuts at 512, as here)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplyStart:
+    job: OutboundJob
+    conversation: Conversation
+    turn: TurnMessages
+    existing: dict[str, Any] | None  # the send claimed for the turn's key (`reply_find_send`'s row)
+    consent: dict[str, Any] | None  # the newest opt-out or opt-in word (`consent_keyword_of_message`'s row)
+    ai_replies: int | None  # the AI's replies in a row (None: WAYPOST_HANDOVER_AFTER_AI_REPLIES is 0)
+    has_media: bool  # a message of the turn has a file: the reply may have to wait for it
+
+
+async def start(pool: Pool, settings: Settings, outbound_job_id: int) -> ReplyStart | None:
+    """Claim the job and read the turn; None when the job is not open (finished or gathering)."""
+    async with pool.connection() as conn:
+        rows = await fetch_all(
+            conn,
+            "reply_start",
+            outbound_job_id=outbound_job_id,
+            key_prefix=KEY_PREFIX,
+            count_ai_replies=settings.handover_after_ai_replies > 0,
+        )
+        if not rows:
+            return None
+        first = rows[0]
+        job = OutboundJob(**{field.name: first[field.name] for field in dataclasses.fields(OutboundJob)})
+        messages = tuple(
+            Inbound(
+                id=row["message_id"],
+                wa_message_id=row["wa_message_id"],
+                type=row["type"],
+                body=row["body"],
+                contact_sent_at=row["contact_sent_at"],
+                created_at=row["message_created_at"],
+                revoked_at=row["revoked_at"],
+            )
+            for row in rows
+            if row["message_id"] is not None
+        )
+        turn = TurnMessages(messages, job.last_message_id or job.inbound_message_id)
+        existing = None
+        if first["send_id"] is not None:
+            existing = {"id": first["send_id"], "status": first["send_status"], "body": first["send_body"]}
+            existing["type"] = first["send_type"]
+        if messages and first["send_key"] != turn.key:  # never, unless the key's shape changes: ask by key
+            existing = await fetch_optional(conn, "reply_find_send", idempotency_key=turn.key)
+    conversation = Conversation(
+        id=job.conversation_id,
+        **{field.name: first[field.name] for field in dataclasses.fields(Conversation) if field.name != "id"},
+    )
+    consent = None
+    if first["consent_kind"] is not None:
+        consent = {"kind": first["consent_kind"], "type": first["consent_type"], "body": first["consent_body"]}
+    return ReplyStart(job, conversation, turn, existing, consent, first["ai_replies"], first["has_media"])
