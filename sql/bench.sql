@@ -31,3 +31,9 @@ SELECT EXTRACT(EPOCH FROM max(e.at) FILTER (WHERE e.type = 'succeeded')
   FROM procrastinate_events e
   JOIN procrastinate_jobs j ON j.id = e.job_id
  WHERE j.queue_name = 'bench_noop'
+
+-- bench_connections --
+-- Client connections to this database now, other than the one asking (web and worker pools, the LISTEN connections)
+SELECT count(*) AS connections, current_setting('max_connections')::int AS max_connections
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
