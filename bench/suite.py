@@ -1,6 +1,6 @@
 """The benchmark suite: every figure measured in one run, printed as one table.
 
-    python3 bootstrap.py bench [--workers 1] [--seconds 3]
+    python3 bootstrap.py bench [--workers 1] [--seconds 3] [--runs 3] [--mixed] [--scale] [--check] [--no-record]
 
 Starts its own embedded PostgreSQL, the web app under uvicorn (`waypost serve`), N `waypost worker`
 and the fake Graph API, each its own process, and drives signed webhooks from this process:
@@ -14,7 +14,10 @@ and the fake Graph API, each its own process, and drives signed webhooks from th
   - a burst of 5 messages in one conversation: first POST -> fifth reply received;
   - with a quiet window (a stack of its own, bench/turns.py): bursts of 5 answered by one reply each,
     last message -> reply minus the window.
-Results are appended, with the machine's description, to bench/results/suite.txt.
+With --mixed, mixed traffic (bench/mixed.py) on each run's stack; with --scale, the 1 vs 2 web
+processes / workers table (bench/scale.py). Each figure is the median of --runs runs, with min-max;
+--check compares the medians with bench/results/baseline.json (bench/figures.py).
+Results are appended, with the machine's description, to bench/results/suite.txt (not with --no-record).
 """
 
 from __future__ import annotations
@@ -219,11 +222,14 @@ def measure(args: argparse.Namespace) -> tuple[list[str], Figures]:
                 client.post(WEBHOOK, content=body, headers=headers).raise_for_status()
         wait_drained(running.database_url)
         noop_per_s = procrastinate_noop(running, 2 * args.load)
+        progress("procrastinate no-op jobs measured")
         rate_lines, best = webhook_rates(running, args.seconds, found)
+        progress("webhook rates measured")
         wake = wake_latency(running)
         e2e = end_to_end(running, 50, 10)
         burst_ms = burst(running)
         replies_per_s, worker_per_s = scale.sustained(running, args.load)
+        progress("wake latency, end to end, burst and sustained measured")
         extra = mixed_figures(running, args, found) if args.mixed else []
     found.add("highest webhook rate held (p99 < 50 ms)", best, "/s", HIGHER)
     found.add("wake latency p50", statistics.median(wake), "ms", LOWER)
@@ -248,6 +254,11 @@ def measure(args: argparse.Namespace) -> tuple[list[str], Figures]:
         *extra,
     ]
     return lines, found
+
+
+def progress(text: str) -> None:
+    """Where a long run is, on stderr (the report goes to stdout at the end)."""
+    print(f"{time.strftime('%H:%M:%S')} bench: {text}", file=sys.stderr, flush=True)
 
 
 def mixed_figures(running: Stack, args: argparse.Namespace, found: Figures) -> list[str]:
