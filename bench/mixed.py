@@ -184,9 +184,14 @@ async def drive(running: Stack, rate: float, seconds: float, grace: float = 60.0
 def mixed(running: Stack, rate: float, seconds: float) -> MixedRun:
     result = asyncio.run(drive(running, rate, seconds))
     wait_drained(running.database_url)
-    # a late duplicate would show in the fake's log after the last poll: count from the whole log
-    sends = httpx.get(f"{running.graph}/_fake/requests", timeout=30).json()
-    result.replies = collections.Counter(r["body"]["context"]["message_id"] for r in answering(sends, result.posted))
+    # a late reply or duplicate would show in the fake's log after the last poll: count from the whole log
+    first: dict[str, float] = {}
+    result.replies = collections.Counter()
+    for send in answering(httpx.get(f"{running.graph}/_fake/requests", timeout=30).json(), result.posted):
+        inbound = send["body"]["context"]["message_id"]
+        result.replies[inbound] += 1
+        first[inbound] = min(first.get(inbound, send["at"]), send["at"])
+    result.reply_ms = [(at - result.posted[inbound]) * 1000 for inbound, at in first.items()]
     return result
 
 
