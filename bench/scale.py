@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import threading
 import time
 
@@ -102,6 +103,7 @@ def table(runs: int, rate: float, seconds: float, load: int) -> tuple[list[str],
         for _ in range(runs):
             run_figures, _, limit = configuration(web, workers, rate, seconds, load)
             found.merge(run_figures)
+            print(*run_figures.lines(), sep="\n", file=sys.stderr, flush=True)  # a long run's progress
     head = f"{'web':>3} {'wrk':>3} | {'ack msg p99':>11} {'ack st p99':>10} {'w2r p99':>8} {'answered':>8} | "
     head += f"{'replies/s':>9} | {'PG conns':>8}"
     lines = [f"## scale: mixed {rate:g} msgs/s + {3 * rate:g} statuses/s for {seconds:g} s, {load} for replies/s", head]

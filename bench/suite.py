@@ -297,6 +297,7 @@ def main() -> None:
         run_lines, run_figures = measure(args)
         lines += [f"## run {run}", *run_lines]
         found.merge(run_figures)
+        progress(f"run {run} of {args.runs} done:\n" + "\n".join(run_lines))
     lines += ["## the quiet window (one run)", *turns.measure(20, 1.0)[1:]]
     if args.scale:
         rate = args.mixed_rate * args.scale_multiple
