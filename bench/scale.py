@@ -111,12 +111,13 @@ def table(runs: int, rate: float, seconds: float, load: int) -> tuple[list[str],
         label = f" [{web} web, {workers} worker]"
 
         def med(name: str, label: str = label) -> float:
-            return found[name + label].median
+            return found[name.format(label)].median
 
         lines.append(
-            f"{web:>3} {workers:>3} | {med('mixed ack message p99'):>8.1f} ms {med('mixed ack status p99'):>7.1f} ms "
-            f"{med('mixed webhook->reply p99'):>5.0f} ms {med('mixed replies answered'):>7.1f}% | "
-            f"{med('sustained replies/s'):>7.0f}/s | {med('peak PostgreSQL connections'):>8.0f}"
+            f"{web:>3} {workers:>3} | {med('mixed{} ack message p99'):>8.1f} ms "
+            f"{med('mixed{} ack status p99'):>7.1f} ms "
+            f"{med('mixed{} webhook->reply p99'):>5.0f} ms {med('mixed{} replies answered'):>7.1f}% | "
+            f"{med('sustained replies/s{}'):>7.0f}/s | {med('peak PostgreSQL connections{}'):>8.0f}"
         )
     lines.append(f"(medians of {runs} run(s); PostgreSQL max_connections here: {limit})")
     return lines, found
