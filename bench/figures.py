@@ -34,8 +34,12 @@ class Figure:
         return statistics.median(self.values)
 
     def line(self, name: str) -> str:
-        spread = f" (min {min(self.values):.1f} - max {max(self.values):.1f}, {len(self.values)} runs)"
-        return f"{name}: {self.median:.1f} {self.unit}" + (spread if len(self.values) > 1 else "")
+        spread = f" (min {_num(min(self.values))} - max {_num(max(self.values))}, {len(self.values)} runs)"
+        return f"{name}: {_num(self.median)} {self.unit}".rstrip() + (spread if len(self.values) > 1 else "")
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 class Figures(dict[str, Figure]):
