@@ -28,17 +28,24 @@ class Client:
         """The answer's status and body; a connection error raises OSError (or IncompleteReadError)."""
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        request = head.encode() + b"\r\n" + body
         async with self._slots:
-            if self._idle:
-                reader, writer = self._idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-            try:
-                writer.write(head.encode() + b"\r\n" + body)
-                status, answer, keep = await _read(reader)
-            except BaseException:
-                writer.close()
-                raise
+            while True:
+                reused = bool(self._idle)
+                reader, writer = self._idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+                try:
+                    writer.write(request)
+                    status, answer, keep = await _read(reader)
+                    break
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                    writer.close()
+                    # uvicorn closes a connection idle for 5 s: a kept one found closed before any answer
+                    # byte is retried on a new connection (the server never read it), as browsers do
+                    if not reused or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                        raise
+                except BaseException:
+                    writer.close()
+                    raise
             if keep:
                 self._idle.append((reader, writer))
             else:

@@ -44,7 +44,7 @@ class MixedRun:
     rate: float
     seconds: float
     acks: dict[str, list[float]]
-    errors: collections.Counter[str]
+    errors: collections.Counter[str]  # "message 503", "status 599" (599: no answer, the connection failed)
     lags: list[float]  # how late the driver sent each request (ms): large if the driver is the limit
     posted: dict[str, float]  # inbound wamid -> when it was due to be posted (wall clock)
     replies: collections.Counter[str]  # inbound wamid -> replies accepted by the fake
@@ -62,7 +62,7 @@ class MixedRun:
 
     def held(self) -> bool:
         return (
-            not self.errors
+            not sum(self.errors.values())
             and len(self.replies) == self.expected
             and not self.duplicates
             and all(percentile(a, 0.99) < ACK_GOAL_MS for a in self.acks.values())
@@ -75,7 +75,8 @@ class MixedRun:
             f"{self.status_rate:.0f}/s) for {self.seconds:g} s:"
         ]
         for kind, acks in self.acks.items():
-            errors = f", {self.errors[kind]} errors" if self.errors[kind] else ""
+            codes = ", ".join(f"{n} x {key.split()[1]}" for key, n in self.errors.items() if key.startswith(kind))
+            errors = f", errors: {codes}" if codes else ""
             out.append(
                 f"  ack {kind}: median {statistics.median(acks):.1f} ms, p99 {percentile(acks, 0.99):.1f} ms "
                 f"(goal < {ACK_GOAL_MS:.0f}), {len(acks)} posts{errors}"
@@ -139,7 +140,8 @@ async def drive(running: Stack, rate: float, seconds: float, grace: float = 60.0
             except (OSError, asyncio.IncompleteReadError):
                 status = 599
             acks[kind].append((loop.time() - scheduled) * 1000)
-            errors[kind] += status >= 400
+            if status >= 400:
+                errors[f"{kind} {status}"] += 1
 
         with DriverCost() as cost:
             start = loop.time() + 0.05
