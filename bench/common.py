@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from waypost.db import connect_sync, fetch_optional_sync
 from waypost.devtools import embedded_pg, payloads
 from waypost.devtools.net import free_port, wait_until_ready
 from waypost.devtools.processes import poll, stop_processes, workers_listening
@@ -37,22 +38,26 @@ def machine(note: str = "") -> str:
     )
 
 
-def report(name: str, lines: list[str]) -> None:
-    """Print the report and append it to bench/results/NAME.txt."""
+def report(name: str, lines: list[str], record: bool = True) -> None:
+    """Print the report and append it to bench/results/NAME.txt (unless `record` is false: a dev run)."""
     text = "\n".join(lines)
     print(text)
+    if not record:
+        return
     RESULTS_DIR.mkdir(exist_ok=True)
     with (RESULTS_DIR / f"{name}.txt").open("a") as out:
         out.write(text + "\n\n")
 
 
 SECRET = "bench-secret"
+WEBHOOK = "/api/webhooks/whatsapp"
 ACCESS_TOKEN = "bench-token"
 
 
 @contextlib.contextmanager
-def stack(workers: int = 1, **extra_env: str) -> Iterator[Stack]:
-    """Embedded PostgreSQL, the fake Graph API, `waypost serve` and N `waypost worker`, each a process."""
+def stack(workers: int = 1, web_processes: int = 1, **extra_env: str) -> Iterator[Stack]:
+    """Embedded PostgreSQL, the fake Graph API, `waypost serve` (with `web_processes` processes sharing
+    the port) and N `waypost worker`, each a process."""
     pg = embedded_pg.start(Path(tempfile.mkdtemp(prefix="waypost-bench-")) / "pg", delete_on_exit=True)
     database_url = pg.create_database("bench")
     migrate(database_url)
@@ -76,7 +81,7 @@ def stack(workers: int = 1, **extra_env: str) -> Iterator[Stack]:
         subprocess.Popen(
             [python, "-m", "waypost.devtools.fake_graph", "--port", str(graph_port), "--access-token", ACCESS_TOKEN]
         ),
-        subprocess.Popen([python, "-m", "waypost.cli", "serve"], env=env),
+        subprocess.Popen([python, "-m", "waypost.cli", "serve", "--workers", str(web_processes)], env=env),
         *(subprocess.Popen([python, "-m", "waypost.cli", "worker"], env=env) for _ in range(workers)),
     ]
     try:
@@ -109,3 +114,19 @@ def signed_post(client: httpx.Client, message: dict) -> float:
     started = time.perf_counter()
     client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
     return (time.perf_counter() - started) * 1000
+
+
+def wait_drained(database_url: str, timeout: float = 120) -> None:
+    """Until no reply is still to be sent: the worker has drained the queue."""
+    deadline = time.monotonic() + timeout
+    with connect_sync(database_url, autocommit=True) as conn:
+        while fetch_optional_sync(conn, "bench_outbound_open"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not drain the queue")
+            time.sleep(0.2)
+
+
+def graph_sends(running: Stack) -> dict[str, float]:
+    """Accepted sends by the inbound message they answer, with the time the fake received them."""
+    requests = httpx.get(f"{running.graph}/_fake/requests", timeout=30).json()
+    return {r["body"]["context"]["message_id"]: r["at"] for r in requests if r["accepted"]}

@@ -1,6 +1,6 @@
 """The benchmark suite: every figure measured in one run, printed as one table.
 
-    python3 bootstrap.py bench [--workers 1] [--seconds 3]
+    python3 bootstrap.py bench [--workers 1] [--seconds 3] [--runs 3] [--mixed] [--scale] [--check] [--no-record]
 
 Starts its own embedded PostgreSQL, the web app under uvicorn (`waypost serve`), N `waypost worker`
 and the fake Graph API, each its own process, and drives signed webhooks from this process:
@@ -14,7 +14,10 @@ and the fake Graph API, each its own process, and drives signed webhooks from th
   - a burst of 5 messages in one conversation: first POST -> fifth reply received;
   - with a quiet window (a stack of its own, bench/turns.py): bursts of 5 answered by one reply each,
     last message -> reply minus the window.
-Results are appended, with the machine's description, to bench/results/suite.txt.
+With --mixed, mixed traffic (bench/mixed.py) on each run's stack; with --scale, the 1 vs 2 web
+processes / workers table (bench/scale.py). Each figure is the median of --runs runs, with min-max;
+--check compares the medians with bench/results/baseline.json (bench/figures.py).
+Results are appended, with the machine's description, to bench/results/suite.txt (not with --no-record).
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ import psycopg
 from procrastinate.types import JSONDict
 from psycopg_pool import AsyncConnectionPool
 
-from bench import turns
-from bench.common import SECRET, Stack, machine, percentile, report, stack
+from bench import figures, mixed, scale, turns
+from bench.common import SECRET, WEBHOOK, Stack, graph_sends, machine, percentile, report, stack, wait_drained
+from bench.figures import HIGHER, LOWER, DriverCost, Figures
+from bench.http import Client
 from waypost.db import composed, connect_sync, fetch_all_sync, fetch_one_sync, fetch_optional_sync
 from waypost.devtools import payloads
 from waypost.schema import migrate
@@ -43,6 +48,8 @@ from waypost.schema import migrate
 RATES = (50, 100, 150, 200, 300, 400, 500, 700, 1000)
 FIXED = (50, 200, 500)
 P99_GOAL_MS = 50.0
+DRIVER = DriverCost()  # the driver's own CPU over every open-loop run
+LAGS: list[float] = []  # how late the driver sent each open-loop request, ms
 
 
 def signed(message: dict) -> tuple[bytes, dict[str, str]]:
@@ -51,13 +58,13 @@ def signed(message: dict) -> tuple[bytes, dict[str, str]]:
 
 
 async def open_loop(
-    base: str, rate: float, seconds: float, request: Callable[[httpx.AsyncClient, int], Awaitable[int]]
+    base: str, rate: float, seconds: float, request: Callable[[Client, int], Awaitable[int]]
 ) -> tuple[list[float], float, int]:
-    """Latencies (ms, from each request's scheduled time), the rate achieved, and the errors."""
+    """Latencies (ms, from each request's scheduled time), the rate achieved, and the errors. The
+    driver's CPU goes to DRIVER, how late it sent each request (its own lag) to LAGS."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+    async with Client(base, max_connections=256) as client:
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.05
         count = int(rate * seconds)
@@ -66,46 +73,35 @@ async def open_loop(
             nonlocal errors
             scheduled = start + i / rate
             await asyncio.sleep(max(0.0, scheduled - loop.time()))
-            status = await request(client, i)
+            LAGS.append((loop.time() - scheduled) * 1000)
+            try:
+                status = await request(client, i)
+            except (OSError, asyncio.IncompleteReadError):
+                status = 599
             latencies.append((loop.time() - scheduled) * 1000)
             errors += status >= 400
 
-        await asyncio.gather(*(one(i) for i in range(count)))
+        with DRIVER:
+            await asyncio.gather(*(one(i) for i in range(count)))
         achieved = count / (loop.time() - start)
     return latencies, achieved, errors
 
 
-async def post_message(client: httpx.AsyncClient, message: dict) -> int:
+async def post_message(client: Client, message: dict) -> int:
     body, headers = signed(message)
-    return (await client.post("/api/webhooks/whatsapp", content=body, headers=headers)).status_code
+    return await client.post(WEBHOOK, body, headers)
 
 
-def wait_drained(database_url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    with connect_sync(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            if not fetch_optional_sync(conn, "bench_outbound_open"):
-                return
-            time.sleep(0.2)
-    raise RuntimeError("the worker did not drain the queue")
-
-
-def graph_sends(running: Stack) -> dict[str, float]:
-    """Accepted sends by the inbound message they answer, with the time the fake received them."""
-    requests = httpx.get(f"{running.graph}/_fake/requests", timeout=30).json()
-    return {r["body"]["context"]["message_id"]: r["at"] for r in requests if r["accepted"]}
-
-
-def rate_poster(prefix: str) -> Callable[[httpx.AsyncClient, int], Awaitable[int]]:
+def rate_poster(prefix: str) -> Callable[[Client, int], Awaitable[int]]:
     """Posts message i from one of 500 senders whose numbers start with `prefix`."""
 
-    def post(client: httpx.AsyncClient, i: int) -> Awaitable[int]:
+    def post(client: Client, i: int) -> Awaitable[int]:
         return post_message(client, payloads.text_message(f"rate {i}", wa_id=f"{prefix}{i % 500:05d}"))
 
     return post
 
 
-def webhook_rates(running: Stack, seconds: float) -> tuple[list[str], int]:
+def webhook_rates(running: Stack, seconds: float, found: Figures) -> tuple[list[str], int]:
     lines, best = [], 0
     for rate in RATES:
         posts, achieved, errors = asyncio.run(open_loop(running.web, rate, seconds, rate_poster(f"5{rate:04d}")))
@@ -113,6 +109,10 @@ def webhook_rates(running: Stack, seconds: float) -> tuple[list[str], int]:
         p99 = percentile(posts, 0.99)
         held = p99 < P99_GOAL_MS and achieved >= 0.95 * rate and not errors
         best = rate if held else best
+        if rate in FIXED:
+            found.add(f"webhook at {rate}/s p50", statistics.median(posts), "ms", LOWER)
+            found.add(f"webhook at {rate}/s p99", p99, "ms", LOWER)
+            found.add(f"webhook at {rate}/s achieved", achieved, "/s", HIGHER)
         lines.append(
             f"webhook at {rate}/s (achieved {achieved:.0f}/s{f', {errors} errors' if errors else ''}): "
             f"median {statistics.median(posts):.1f} ms, p99 {p99:.1f} ms | /healthz same rate: median "
@@ -125,8 +125,8 @@ def webhook_rates(running: Stack, seconds: float) -> tuple[list[str], int]:
     return lines, best
 
 
-async def _health(client: httpx.AsyncClient, i: int) -> int:
-    return (await client.get("/healthz")).status_code
+async def _health(client: Client, i: int) -> int:
+    return (await client.request("GET", "/healthz"))[0]
 
 
 def wake_latency(running: Stack) -> list[float]:
@@ -135,7 +135,7 @@ def wake_latency(running: Stack) -> list[float]:
         for i in range(50):
             time.sleep(0.1)
             body, headers = signed(payloads.text_message(f"wake {i}", wa_id=f"6{i:010d}"))
-            client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
+            client.post(WEBHOOK, content=body, headers=headers).raise_for_status()
     wait_drained(running.database_url)
     with connect_sync(running.database_url) as conn:
         return [float(row["ms"]) for row in fetch_all_sync(conn, "bench_wake_ms", prefix="6")]
@@ -144,7 +144,7 @@ def wake_latency(running: Stack) -> list[float]:
 def end_to_end(running: Stack, rate: float, seconds: float) -> list[float]:
     posted: dict[str, float] = {}
 
-    async def post(client: httpx.AsyncClient, i: int) -> int:
+    async def post(client: Client, i: int) -> int:
         message = payloads.text_message(f"e2e {i}", wa_id=f"7{i:010d}")
         posted[message["id"]] = time.time()
         return await post_message(client, message)
@@ -153,34 +153,6 @@ def end_to_end(running: Stack, rate: float, seconds: float) -> list[float]:
     wait_drained(running.database_url)
     received = graph_sends(running)
     return [(received[wamid] - at) * 1000 for wamid, at in posted.items() if wamid in received]
-
-
-def sustained(running: Stack, count: int) -> tuple[float, float]:
-    """Replies per second: first POST -> last reply received, and the worker's own span (first job
-    started -> last finished), for `count` messages posted as fast as 16 connections allow."""
-    wamids: list[str] = []
-
-    async def post_all() -> None:
-        async with httpx.AsyncClient(base_url=running.web, timeout=30) as client:
-            queue = list(range(count))
-
-            async def poster() -> None:
-                while queue:
-                    i = queue.pop()
-                    message = payloads.text_message(f"load {i}", wa_id=f"8{i % 200:010d}")
-                    wamids.append(message["id"])
-                    await post_message(client, message)
-
-            await asyncio.gather(*(poster() for _ in range(16)))
-
-    started = time.time()
-    asyncio.run(post_all())
-    wait_drained(running.database_url, timeout=300)
-    received = graph_sends(running)
-    last = max(received[w] for w in wamids)
-    with connect_sync(running.database_url) as conn:
-        span = fetch_one_sync(conn, "bench_reply_span", prefix="8")["seconds"]
-    return count / (last - started), count / float(span)
 
 
 def procrastinate_noop(running: Stack, count: int) -> float:
@@ -230,7 +202,7 @@ def burst(running: Stack) -> float:
     with httpx.Client(base_url=running.web, timeout=30) as client:
         for message in messages:
             body, headers = signed(message)
-            client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
+            client.post(WEBHOOK, content=body, headers=headers).raise_for_status()
     deadline = time.monotonic() + 60
     while True:
         received = graph_sends(running)
@@ -240,29 +212,35 @@ def burst(running: Stack) -> float:
         time.sleep(0.05)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=3.0, help="per fixed-rate run")
-    parser.add_argument("--load", type=int, default=1000, help="messages for the throughput run")
-    args = parser.parse_args()
-
+def measure(args: argparse.Namespace) -> tuple[list[str], Figures]:
+    """One run of the suite on a stack of its own: its report lines and figures."""
+    found = Figures()
     with stack(workers=args.workers) as running:
         with httpx.Client(base_url=running.web, timeout=30) as client:  # warm up
             for i in range(20):
                 body, headers = signed(payloads.text_message(f"warm {i}", wa_id=f"4{i:010d}"))
-                client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
+                client.post(WEBHOOK, content=body, headers=headers).raise_for_status()
         wait_drained(running.database_url)
         noop_per_s = procrastinate_noop(running, 2 * args.load)
-        rate_lines, best = webhook_rates(running, args.seconds)
+        progress("procrastinate no-op jobs measured")
+        rate_lines, best = webhook_rates(running, args.seconds, found)
+        progress("webhook rates measured")
         wake = wake_latency(running)
         e2e = end_to_end(running, 50, 10)
         burst_ms = burst(running)
-        replies_per_s, worker_per_s = sustained(running, args.load)
-    burst_turns = turns.measure(20, 1.0)[1:]  # its own stack: the web process reads the window at start
-
+        replies_per_s, worker_per_s = scale.sustained(running, args.load)
+        progress("wake latency, end to end, burst and sustained measured")
+        extra = mixed_figures(running, args, found) if args.mixed else []
+    found.add("highest webhook rate held (p99 < 50 ms)", best, "/s", HIGHER)
+    found.add("wake latency p50", statistics.median(wake), "ms", LOWER)
+    found.add("wake latency p99", percentile(wake, 0.99), "ms", LOWER)
+    found.add("end to end at 50/s p50", statistics.median(e2e), "ms", LOWER)
+    found.add("end to end at 50/s p99", percentile(e2e, 0.99), "ms", LOWER)
+    found.add("burst of 5: all replies sent", burst_ms, "ms", LOWER)
+    found.add("sustained replies/s", replies_per_s, "/s", HIGHER)
+    found.add("procrastinate no-op jobs/s", noop_per_s, "/s", HIGHER)
+    found.add("ratio replies / no-op jobs", replies_per_s / noop_per_s, "", HIGHER)
     lines = [
-        machine(f"{args.workers} worker(s) at concurrency 10, rules provider"),
         *rate_lines,
         f"highest rate held with webhook p99 < {P99_GOAL_MS:.0f} ms: {best}/s",
         f"wake latency, commit -> reply task start (idle worker): median {statistics.median(wake):.1f} ms, "
@@ -273,9 +251,74 @@ def main() -> None:
         f"sustained: {replies_per_s:.0f} replies/s end to end ({worker_per_s:.0f}/s of worker time) for "
         f"{args.load} messages | procrastinate no-op jobs: {noop_per_s:.0f}/s | ratio "
         f"{replies_per_s / noop_per_s:.2f}",
-        *burst_turns,
+        *extra,
     ]
-    report("suite", lines)
+    return lines, found
+
+
+def progress(text: str) -> None:
+    """Where a long run is, on stderr (the report goes to stdout at the end)."""
+    print(f"{time.strftime('%H:%M:%S')} bench: {text}", file=sys.stderr, flush=True)
+
+
+def mixed_figures(running: Stack, args: argparse.Namespace, found: Figures) -> list[str]:
+    """--mixed: mixed traffic for --mixed-seconds, then the multiples of --search (shorter runs)."""
+    result = mixed.mixed(running, args.mixed_rate, args.mixed_seconds)
+    found.merge(result.figures())
+    lines = result.lines()
+    if args.search:
+        search_lines, best = mixed.search(running, args.mixed_rate, args.search, args.search_seconds)
+        found.add("mixed highest multiple held", best, "x", HIGHER)
+        lines += search_lines
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per fixed-rate run")
+    parser.add_argument("--load", type=int, default=1000, help="messages for the throughput run")
+    parser.add_argument("--runs", type=int, default=3, help="each figure is the median of this many runs")
+    parser.add_argument("--mixed", action="store_true", help="add mixed traffic (bench/mixed.py)")
+    parser.add_argument("--mixed-rate", type=float, default=80.0, help="inbound messages/s (statuses: 3x)")
+    parser.add_argument("--mixed-seconds", type=float, default=60.0)
+    parser.add_argument("--search", type=mixed.parse_multiples, default=[], help="with --mixed: e.g. 1,1.5,2,3,4")
+    parser.add_argument("--search-seconds", type=float, default=10.0)
+    parser.add_argument("--scale", action="store_true", help="add the 1 vs 2 web processes / workers table")
+    parser.add_argument("--scale-seconds", type=float, default=10.0)
+    parser.add_argument("--scale-multiple", type=float, default=2.0, help="of --mixed-rate, in each configuration")
+    parser.add_argument("--check", action="store_true", help="compare with bench/results/baseline.json")
+    parser.add_argument("--save-baseline", action="store_true", help="write this run's medians as the baseline")
+    parser.add_argument("--no-record", action="store_true", help="do not append to bench/results/suite.txt")
+    args = parser.parse_args()
+
+    found, lines = Figures(), [machine(f"{args.workers} worker(s) at concurrency 10, rules provider, {args.runs} runs")]
+    for run in range(1, args.runs + 1):
+        run_lines, run_figures = measure(args)
+        lines += [f"## run {run}", *run_lines]
+        found.merge(run_figures)
+        progress(f"run {run} of {args.runs} done:\n" + "\n".join(run_lines))
+    lines += ["## the quiet window (one run)", *turns.measure(20, 1.0)[1:]]
+    if args.scale:
+        rate = args.mixed_rate * args.scale_multiple
+        scale_lines, scale_figures = scale.table(args.runs, rate, args.scale_seconds, args.load)
+        lines += scale_lines
+        found.merge(scale_figures)
+    lines += [
+        "## figures: median of the runs (min - max)",
+        *found.lines(),
+        f"{DRIVER.line(len(LAGS))}; send lag p99 {percentile(LAGS, 0.99):.1f} ms (how late it sent a request: "
+        "small means it kept its schedule, so a slow answer is the server's)",
+    ]
+    ok = True
+    if args.check:
+        check_lines, ok = figures.check(found)
+        lines += check_lines
+    report("suite", lines, record=not args.no_record)
+    if args.save_baseline:
+        figures.save_baseline(found)
+        print(f"baseline written to {figures.BASELINE}")
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -47,3 +47,9 @@ SELECT pg_reload_conf()
 -- bench_data_directory --
 -- bench/replies.py profile: where the embedded server writes its log (`log` in its data directory)
 SELECT current_setting('data_directory') AS data_directory
+
+-- bench_connections --
+-- Client connections to this database now, other than the one asking (web and worker pools, the LISTEN connections)
+SELECT count(*) AS connections, current_setting('max_connections')::int AS max_connections
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()

@@ -38,3 +38,29 @@ def test_sends_are_validated_like_meta_and_answered_with_unique_wamids() -> None
             ids |= {ok["messages"][0]["id"], by_bsuid["messages"][0]["id"]}
         assert [r.accepted for r in fake.requests] == [False, True, True]
     assert len(ids) == 4
+
+
+def test_the_log_of_sends_reads_from_an_offset_over_the_benchmarks_client() -> None:
+    """A load driver polls only what is new (?from=N), through bench/http.py's keep-alive client."""
+    import asyncio
+
+    from bench.http import Client
+
+    fake = FakeGraph(access_token="t")
+    body = b'{"messaging_product": "whatsapp", "to": "1555", "type": "text", "text": {"body": "hi"}}'
+    headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+
+    async def drive(url: str) -> tuple[list[int], list[dict], list[dict], int]:
+        async with Client(url, max_connections=2) as client:
+            statuses = [await client.post(SEND, body, headers) for _ in range(3)]
+            everything = await client.get_json("/_fake/requests")
+            after_two = await client.get_json("/_fake/requests?from=2")
+            refused, _ = await client.request("GET", "/_fake/requests?from=x")
+            return statuses, everything, after_two, refused
+
+    with ServerThread(fake.app) as server:
+        statuses, everything, after_two, refused = asyncio.run(drive(server.url))
+    assert statuses == [200, 200, 200]
+    assert [r["wa_message_id"] for r in everything] == [r.wa_message_id for r in fake.requests]
+    assert after_two == everything[2:] and len(everything) == 3
+    assert refused == 400

@@ -281,7 +281,12 @@ class FakeGraph(FakeMediaMixin, FakeBlockMixin, FakeTemplatesMixin, FakeTemplate
         return response.status_code
 
     async def list_requests(self, request: Request) -> JSONResponse:
-        return JSONResponse([r.as_dict() for r in self.requests])
+        """Every request answered, or with ?from=N those after the first N (a poller reads only what is new)."""
+        try:
+            start = int(request.query_params.get("from") or 0)
+        except ValueError:
+            return JSONResponse({"error": "from must be an integer"}, status_code=400)
+        return JSONResponse([r.as_dict() for r in self.requests[max(0, start) :]])
 
     async def list_receipts(self, request: Request) -> JSONResponse:
         return JSONResponse([r.as_dict() for r in self.receipts])
