@@ -328,7 +328,7 @@ def main() -> None:
 
     runs: list[dict[str, dict[str, float]]] = []
     pywa_started: list[subprocess.Popen] = []
-    with stack(1, **WAYPOST_ENV) as running:
+    with stack(1, 1, **WAYPOST_ENV) as running:
         try:
             sides = [waypost_side(running), pywa_side(running.graph, args.pywa, pywa_started)]
             for run in range(args.runs):

@@ -26,8 +26,9 @@ from pathlib import Path
 import httpx
 import psutil  # type: ignore[import-untyped]  # no stubs installed; a test dependency (pyproject)
 
-from bench.common import signed_post, stack
-from bench.suite import graph_sends, procrastinate_noop, sustained, wait_drained
+from bench.common import graph_sends, signed_post, stack, wait_drained
+from bench.scale import sustained
+from bench.suite import procrastinate_noop
 from waypost.db import connect_sync, execute_sync, fetch_one_sync
 from waypost.devtools import payloads
 
