@@ -298,6 +298,9 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_may_receive_marketing_v1",
     "waypost_queue_operator_message_v3",
     "waypost_queue_reengagement_v1",
+    # 0035_journal_partitions_functions: the journal's daily partitions, kept by the sweep
+    "waypost_journal_partitions_v1",
+    "waypost_journal_partition_bounds_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
