@@ -125,8 +125,9 @@ def measure(days: int, rows_per_day: int, single_count: int) -> list[str]:
         f"  expire one day by dropping its partition: {drop_s * 1000:.1f} ms, WAL {drop_wal / 1024:.1f} KiB "
         f"(partitions dropped: {dropped['partitions_dropped']})",
         f"  at 27.6M rows/day (320 POSTs/s), extrapolated: DELETE {per_row_delete_us * scale / 1e6 / 60:.1f} min "
-        f"and {per_row_wal * scale / gib:.1f} GiB WAL a day; drop: the same few ms and KiB "
-        f"(a {sizes['partitioned'] / rows * scale / gib:.0f} GiB day's files unlinked)",
+        f"and {per_row_wal * scale / gib:.1f} GiB WAL a day, then its VACUUM; drop: about the same as above, "
+        f"whatever the rows (catalog changes, and a {sizes['partitioned'] / rows * scale / gib:.0f} GiB "
+        f"day's files unlinked)",
         f"  webhook writes, one transaction each, median: INSERT plain {single['insert plain']:.3f} ms, "
         f"partitioned {single['insert partitioned']:.3f} ms; UPDATE by id plain {single['update plain']:.3f} ms, "
         f"partitioned {single['update partitioned']:.3f} ms ({days} partitions: the UPDATE by id probes each one), "
