@@ -6,7 +6,7 @@ from yoyo import step
 
 from waypost.sql import function_source
 
-__depends__ = {"0034_store_webhook"}
+__depends__ = {"0035_journal_partitions_functions"}
 
 steps = [
     step(

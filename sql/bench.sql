@@ -53,3 +53,95 @@ SELECT current_setting('data_directory') AS data_directory
 SELECT count(*) AS connections, current_setting('max_connections')::int AS max_connections
   FROM pg_stat_activity
  WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+
+-- bench_journal_plain_create --
+-- bench/journal_retention.py: the journal's layout before 0035 (one plain table, 0002 + 0011), to compare with
+CREATE TABLE bench_journal_plain (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    request_id text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    body bytea,
+    signature text NOT NULL CHECK (signature IN ('valid', 'missing', 'invalid', 'not_checked')),
+    processed_at timestamptz,
+    error text,
+    body_size integer,
+    body_sha256 bytea
+);
+CREATE INDEX bench_journal_plain_received_at_idx ON bench_journal_plain (received_at)
+
+-- bench_journal_fill_partitioned --
+-- %(rows)s journal rows spread over the day starting %(day)s, ~1.4 KB bodies shaped like a status webhook
+INSERT INTO webhook_events (request_id, received_at, body, body_size, body_sha256, signature, processed_at)
+SELECT 'bench-' || g, t, b, length(b), sha256(b), 'valid', t
+  FROM generate_series(1, %(rows)s) g,
+       LATERAL (SELECT %(day)s::timestamptz + (g - 0.5) * interval '1 day' / %(rows)s AS t) at_,
+       LATERAL (SELECT convert_to('{"object":"whatsapp_business_account","entry":[{"id":"' || g
+                || '","changes":[{"field":"messages","value":{"statuses":[{"id":"wamid.'
+                || repeat(md5(g::text || random()::text), 40) || '"}]}}]}]}', 'UTF8') AS b) body_
+
+-- bench_journal_fill_plain --
+-- The same rows in the plain layout
+INSERT INTO bench_journal_plain (request_id, received_at, body, body_size, body_sha256, signature, processed_at)
+SELECT 'bench-' || g, t, b, length(b), sha256(b), 'valid', t
+  FROM generate_series(1, %(rows)s) g,
+       LATERAL (SELECT %(day)s::timestamptz + (g - 0.5) * interval '1 day' / %(rows)s AS t) at_,
+       LATERAL (SELECT convert_to('{"object":"whatsapp_business_account","entry":[{"id":"' || g
+                || '","changes":[{"field":"messages","value":{"statuses":[{"id":"wamid.'
+                || repeat(md5(g::text || random()::text), 40) || '"}]}}]}]}', 'UTF8') AS b) body_
+
+-- bench_journal_insert_plain --
+-- One POST's journal row in the plain layout (webhook_event_insert's shape)
+INSERT INTO bench_journal_plain (request_id, body, body_size, body_sha256, signature, error)
+VALUES (%(request_id)s, %(body)s, %(body_size)s, %(body_sha256)s, %(signature)s, %(error)s)
+RETURNING id
+
+-- bench_journal_processed_plain --
+-- webhook_event_processed's shape on the plain layout
+UPDATE bench_journal_plain SET processed_at = clock_timestamp(), error = %(error)s WHERE id = %(id)s
+
+-- bench_journal_delete_plain --
+-- Retention before 0035: the rows of the expired day deleted one by one
+DELETE FROM bench_journal_plain WHERE received_at < %(cutoff)s
+
+-- bench_journal_expire_partitioned --
+-- Retention since 0035: the sweep's call, its cutoff at %(keep)s before now
+SELECT partitions_created, partitions_dropped, rows_deleted FROM waypost_journal_partitions_v1(%(keep)s, 0)
+
+-- bench_journal_make_days --
+-- The daily partitions of today and the %(days)s next days (the benchmark's month starts today)
+SELECT partitions_created FROM waypost_journal_partitions_v1(NULL, %(days)s)
+
+-- bench_wal_lsn --
+-- Where the WAL is now
+SELECT pg_current_wal_lsn()::text AS lsn
+
+-- bench_wal_since --
+-- Bytes of WAL written since %(lsn)s
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %(lsn)s::pg_lsn)::bigint AS bytes
+
+-- bench_checkpoint --
+-- A checkpoint, so each measured expiry starts alike (its first change to a page writes the whole page)
+CHECKPOINT
+
+-- bench_journal_sizes --
+-- On-disk bytes of each layout (tables, indexes, TOAST), and its rows
+SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('webhook_events'))::bigint AS partitioned,
+       pg_total_relation_size('bench_journal_plain') AS plain,
+       (SELECT count(*) FROM webhook_events) AS partitioned_rows,
+       (SELECT count(*) FROM bench_journal_plain) AS plain_rows
+
+-- bench_journal_insert_keyed --
+-- webhook_event_insert returning the whole primary key, for bench_journal_processed_keyed
+INSERT INTO webhook_events (request_id, body, body_size, body_sha256, signature, error)
+VALUES (%(request_id)s, %(body)s, %(body_size)s, %(body_sha256)s, %(signature)s, %(error)s)
+RETURNING id, received_at
+
+-- bench_journal_processed_keyed --
+-- webhook_event_processed naming the row's received_at too: the planner keeps to its one partition
+UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s
+ WHERE id = %(id)s AND received_at = %(received_at)s
+
+-- bench_journal_vacuum --
+-- Both layouts vacuumed and analysed after loading, as a month-old journal is, so no background
+-- vacuum writes WAL during the measurements
+VACUUM (FREEZE, ANALYZE) webhook_events, bench_journal_plain

@@ -207,9 +207,11 @@ WITH failed AS (
 INSERT INTO notifications (conversation_id, kind, body)
 SELECT conversation_id, 'reply_failed', %(reason)s FROM failed
 
--- sweep_delete_old_webhook_events --
--- Journal rows past the retention period
-DELETE FROM webhook_events WHERE received_at < clock_timestamp() - make_interval(secs => %(seconds)s)
+-- sweep_journal_partitions --
+-- The journal's retention: days past it dropped whole, the next days' partitions made ahead, stray old
+-- rows (default and legacy partitions) deleted (waypost_journal_partitions_v1)
+SELECT partitions_created, partitions_dropped, rows_deleted
+  FROM waypost_journal_partitions_v1(make_interval(secs => %(seconds)s), %(days_ahead)s)
 
 -- operator_message_load --
 -- An operator message the worker is asked to send

@@ -295,6 +295,9 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_ingest_echo_v1",
     "waypost_contact_identifiers_v1",
     "waypost_erase_contact_v1",
+    # 0035_journal_partitions_functions: the journal's daily partitions, kept by the sweep
+    "waypost_journal_partitions_v1",
+    "waypost_journal_partition_bounds_v1",
     "waypost_may_receive_marketing_v1",
     "waypost_queue_operator_message_v3",
     "waypost_queue_reengagement_v1",
