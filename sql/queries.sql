@@ -66,12 +66,15 @@ RETURNING id
 
 -- webhook_event_processed --
 -- Mark a journaled webhook as fully processed (same transaction as its effects); the error names
--- the items that were refused, if any
-UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s WHERE id = %(id)s
+-- the items that were refused, if any. The row was written by this request moments ago: naming a
+-- recent received_at lets PostgreSQL look in today's partition alone, not every day's
+UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s
+ WHERE id = %(id)s AND received_at > now() - interval '1 hour'
 
 -- webhook_event_error --
--- Record why a journaled webhook could not be processed
-UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s
+-- Record why a journaled webhook could not be processed (written by this request moments ago: see
+-- webhook_event_processed)
+UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s AND received_at > now() - interval '1 hour'
 
 -- ingest_inbound_message --
 -- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v3)
