@@ -9,7 +9,7 @@
 -- retention on disk).
 --
 -- No row is copied. The old table is renamed webhook_events_legacy and attached as the partition of
--- everything before its bound B (the UTC midnight >= 12 h after the prepare step); rows before B keep
+-- everything before its bound B (the UTC midnight >= 6 days after the prepare step: a swap that failed on its lock timeout has days to be run again before the CHECK refuses new rows); rows before B keep
 -- going there, the daily partitions start at B. 0035_journal_partition_prepare did the two scans
 -- this needs, without blocking writes: the CHECK (received_at < B) that proves the partition's bound
 -- (so ATTACH scans nothing), and the unique index on (id, received_at) that becomes its primary key.

@@ -8,12 +8,14 @@ SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('webhook_events') 
 
 -- journal_prepare_bound --
 -- The bound of the partition webhook_events_legacy will be: a CHECK (received_at < B), NOT VALID so
--- adding it is a catalog change (ACCESS EXCLUSIVE for an instant); B the UTC midnight at least 12 hours
+-- adding it is a catalog change (ACCESS EXCLUSIVE for an instant); B the UTC midnight at least 6 days
 -- ahead (and past the latest row, should one be dated ahead), so the new rows written until the swap
 -- meet it. One left unvalidated by an interrupted run is made again. A unique index left INVALID by an interrupted
 -- CREATE INDEX CONCURRENTLY is dropped, to be built again
 DO $$
 BEGIN
+    -- never queue the webhook's inserts for long behind a query holding the journal: fail, run again
+    PERFORM set_config('lock_timeout', '10s', true);
     IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'webhook_events'::regclass
                                              AND conname = 'webhook_events_received_at_bound' AND NOT convalidated) THEN
         ALTER TABLE webhook_events DROP CONSTRAINT webhook_events_received_at_bound;
@@ -22,7 +24,7 @@ BEGIN
                     WHERE conrelid = 'webhook_events'::regclass AND conname = 'webhook_events_received_at_bound') THEN
         EXECUTE format(
             'ALTER TABLE webhook_events ADD CONSTRAINT webhook_events_received_at_bound CHECK (received_at < %L) NOT VALID',
-            date_trunc('day', greatest(now() + interval '36 hours',
+            date_trunc('day', greatest(now() + interval '7 days',
                                        (SELECT max(received_at) + interval '1 day' FROM webhook_events))
                               AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');
     END IF;

@@ -76,7 +76,7 @@ def test_an_upgrade_keeps_every_journal_row_and_id_without_copying_then_rolls_ba
         assert legacy == old_file
         assert set(partition_of(db, "true")) == {"webhook_events_legacy"}
         # ids go on from the old sequence; the same queries by id work
-        new_id = insert_at(db, datetime.now(UTC) + timedelta(days=5))
+        new_id = insert_at(db, datetime.now(UTC) + timedelta(days=9))
         assert new_id > before[-1]["id"]
         # past the legacy partition's bound, no day made yet that far ahead: the default partition
         assert partition_of(db, f"id = {new_id}") == ["webhook_events_default"]

@@ -169,13 +169,16 @@ async def sweep(
     # 4. Retention.
     hours = max(1, round(settings.retention_days * 24))
     await manager.delete_old_jobs(nb_hours=hours, include_failed=True, include_cancelled=True, include_aborted=True)
+    seconds = settings.retention_days * 86400
     async with pool.connection() as conn:
-        seconds = settings.retention_days * 86400
+        await execute(conn, "sweep_delete_old_sign_in_attempts")
+        await execute(conn, "sweep_delete_old_operator_sessions", seconds=seconds)
+    # A transaction of its own, committed at once: attaching or dropping a day's partition holds a lock
+    # the webhook's inserts wait for, until this commits.
+    async with pool.connection() as conn:
         journal = await fetch_one(conn, "sweep_journal_partitions", seconds=seconds, days_ahead=JOURNAL_DAYS_AHEAD)
         report.webhook_events_deleted = int(journal["rows_deleted"])
         report.webhook_partitions_dropped = int(journal["partitions_dropped"])
-        await execute(conn, "sweep_delete_old_sign_in_attempts")
-        await execute(conn, "sweep_delete_old_operator_sessions", seconds=seconds)
     report.media_purged = await media_store.purge_old(pool, settings.media_retention_days * 86400)
     report.staged_media_removed = await media_store.purge_staged(pool, STAGED_MEDIA_SECONDS)
 

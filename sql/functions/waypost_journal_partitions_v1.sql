@@ -67,14 +67,6 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    FOR r IN SELECT b.part FROM waypost_journal_partition_bounds_v1() b WHERE b.hi <= v_cutoff LOOP
-        BEGIN
-            EXECUTE format('DROP TABLE %s', r.part);
-            partitions_dropped := partitions_dropped + 1;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'journal partition % not dropped this time: %', r.part, SQLERRM;
-        END;
-    END LOOP;
     FOR r IN
         SELECT b.part FROM waypost_journal_partition_bounds_v1() b
          WHERE b.lo < v_cutoff AND b.hi > v_cutoff AND b.lo < b.hi - interval '1 day'
@@ -84,6 +76,15 @@ BEGIN
         EXECUTE format('DELETE FROM %s WHERE received_at < $1', r.part) USING v_cutoff;
         GET DIAGNOSTICS v_n = ROW_COUNT;
         rows_deleted := rows_deleted + v_n;
+    END LOOP;
+    -- the drops last: each holds a lock the webhook's inserts wait for, until the caller commits
+    FOR r IN SELECT b.part FROM waypost_journal_partition_bounds_v1() b WHERE b.hi <= v_cutoff LOOP
+        BEGIN
+            EXECUTE format('DROP TABLE %s', r.part);
+            partitions_dropped := partitions_dropped + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE NOTICE 'journal partition % not dropped this time: %', r.part, SQLERRM;
+        END;
     END LOOP;
     RETURN NEXT;
 END
