@@ -33,9 +33,9 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import procrastinate
 import psycopg
 from procrastinate.types import JSONDict
-from psycopg_pool import AsyncConnectionPool
 
 from bench import figures, mixed, scale, turns
 from bench.common import SECRET, WEBHOOK, Stack, graph_sends, machine, percentile, report, stack, wait_drained
@@ -158,7 +158,7 @@ def end_to_end(running: Stack, rate: float, seconds: float) -> list[float]:
 def procrastinate_noop(running: Stack, count: int) -> float:
     """procrastinate's own no-op jobs per second: one `procrastinate worker` at concurrency 10, on a
     database of its own on the same server (Waypost's workers take jobs from every queue)."""
-    from bench.noop_app import app, noop
+    from bench.noop_app import noop
 
     with psycopg.connect(running.database_url, autocommit=True) as admin:
         admin.execute(composed("devtools_drop_database", name="bench_noop"))
@@ -168,12 +168,11 @@ def procrastinate_noop(running: Stack, count: int) -> float:
     env = {**os.environ, "DATABASE_URL": database_url}
 
     async def defer() -> None:
-        async with (
-            AsyncConnectionPool(database_url, open=False) as pool,
-            app.open_async(pool=pool),
-        ):
+        # An App of its own each run: bench.noop_app's keeps the pool it was first opened with
+        fresh = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
+        async with fresh.open_async():
             jobs: list[JSONDict] = [{"i": i} for i in range(count)]
-            await noop.batch_defer_async(*jobs)
+            await fresh.configure_task(noop.name, queue=noop.queue).batch_defer_async(*jobs)
 
     asyncio.run(defer())
     worker = subprocess.Popen(
