@@ -25,7 +25,7 @@ from waypost.db import DictPool, Row, fetch_one
 from waypost.signing import Verdict
 from webhook.ingest import IngestResult, TurnWindow, lock_order
 from webhook.media import media_of
-from webhook.payload import Batch, InboundMessage
+from webhook.payload import Batch, InboundMessage, StatusUpdate
 from worker.tasks import REPLY_QUEUE, SEND_REPLY
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,25 @@ def _message(message: InboundMessage) -> dict[str, Any]:
         "contact_sent_at": message.contact_sent_at.isoformat(),
         "needs_reply": message.needs_reply,
     }
-    return {key: value for key, value in fields.items() if value is not None}  # a JSON null is not NULL
+    return _present(fields)
+
+
+def _status(status: StatusUpdate) -> dict[str, Any]:
+    fields = {
+        "wa_message_id": status.wa_message_id,
+        "status": status.status,
+        "status_at": status.status_at.isoformat(),
+        "recipient_id": status.recipient_id,
+        "callback_data": status.callback_data,
+        "errors": status.errors,
+        "payload": status.payload,
+    }
+    return _present(fields)
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields with a value: a key left out is NULL in jsonb_to_record, a JSON null may not be."""
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 async def store(
@@ -81,29 +99,13 @@ async def store(
     """The journal row's id and what was stored. Raises what the database raised: nothing is written
     then, and the caller journals the body apart."""
     statuses = sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status))
-    status_rows = [
-        {
-            key: value
-            for key, value in {
-                "wa_message_id": status.wa_message_id,
-                "status": status.status,
-                "status_at": status.status_at.isoformat(),
-                "recipient_id": status.recipient_id,
-                "callback_data": status.callback_data,
-                "errors": status.errors,
-                "payload": status.payload,
-            }.items()
-            if value is not None
-        }
-        for status in statuses
-    ]
     params = {
         "request_id": request_id,
         "body": body,
         "body_sha256": hashlib.sha256(body).digest(),
         "signature": signature,
         "messages": Jsonb([_message(message) for message in sorted(batch.messages, key=lock_order)]),
-        "statuses": Jsonb(status_rows),
+        "statuses": Jsonb([_status(status) for status in statuses]),
         "quiet_seconds": window[0],
         "max_wait_seconds": window[1],
         "reply_task": SEND_REPLY,
