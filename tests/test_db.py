@@ -10,6 +10,7 @@ import pytest
 from waypost import db
 from waypost.settings import Settings
 from waypost.sql import query
+from worker.connector import Connector
 from worker.rows import Conversation, Inbound, OutboundJob
 
 
@@ -23,6 +24,28 @@ async def test_a_required_row_that_is_missing_is_an_error_by_name(pool_settings:
         assert await db.fetch_optional(conn, "reply_load_conversation", conversation_id=0) is None
         with pytest.raises(db.MissingRow, match="reply_load_conversation"):
             await db.fetch_one(conn, "reply_load_conversation", conversation_id=0)
+
+
+async def test_one_statement_blocks_and_procrastinates_queries_take_no_begin(database_url: str) -> None:
+    """A transaction opened by BEGIN began before its statement; an implicit one begins with it. db.autocommit
+    and the worker's connector save the BEGIN and COMMIT round trips, and lend the connection back as it was."""
+    alone = "SELECT now() = statement_timestamp() AS alone"
+    settings = Settings.model_construct(database_url=database_url, db_pool_min_size=1, db_pool_max_size=1)
+    async with db.create_pool(settings) as pool:
+        async with pool.connection() as conn:
+            assert not (await (await conn.execute(alone)).fetchall())[0]["alone"]  # BEGIN went first
+        async with db.autocommit(pool) as conn:
+            assert (await (await conn.execute(alone)).fetchall())[0]["alone"]
+            async with conn.transaction():  # what must be atomic still can be
+                assert not (await (await conn.execute(alone)).fetchall())[0]["alone"]
+        async with pool.connection() as conn:
+            assert not conn.autocommit
+        connector = Connector()
+        await connector.open_async(pool=pool)
+        assert (await connector.execute_query_one_async(alone))["alone"]
+        await connector.close_async()
+        async with pool.connection() as conn:
+            assert not conn.autocommit and not conn.closed
 
 
 async def test_a_parameter_the_query_does_not_take_is_refused(pool_settings: Settings) -> None:

@@ -10,11 +10,13 @@ The `_sync` twins serve the synchronous CLI paths (`waypost status`, operators, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import select
 import time
 import weakref
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar, overload
 
 import psycopg
@@ -47,6 +49,7 @@ Row = dict[str, Any]
 DictConnection = AsyncConnection[DictRow]
 DictPool = AsyncConnectionPool[DictConnection]  # what every pool here is: rows come back as dicts
 T = TypeVar("T")
+C = TypeVar("C", bound=AsyncConnection[Any])
 
 
 class MissingRow(LookupError):
@@ -150,6 +153,23 @@ def pool_kwargs(settings: Settings) -> dict[str, Any]:
 def create_pool(settings: Settings, name: str = "waypost") -> Pool:
     """An unopened pool; open it with `await pool.open(wait=True)` or `async with`."""
     return Pool(**pool_kwargs(settings), name=name, open=False)
+
+
+@contextlib.asynccontextmanager
+async def autocommit(pool: AsyncConnectionPool[C]) -> AsyncIterator[C]:
+    """A pooled connection in autocommit, for statements that each stand alone: each commits as it
+    ends. A plain pool block wraps its statements in BEGIN and COMMIT, two round trips more, and about
+    0.3 ms of client CPU and 0.1 ms of the server's for a one-statement block (issue 17). What must be
+    atomic still takes `conn.transaction()`, which works here too."""
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            # A broken or cancelled connection is not idle: the pool discards it, and the error
+            # raised in the block is the one the caller must see
+            if conn.info.transaction_status == TransactionStatus.IDLE:
+                await conn.set_autocommit(False)
 
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")

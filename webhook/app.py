@@ -16,6 +16,7 @@ from starlette.types import Scope
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from waypost.db import create_pool
+from waypost.heap import freeze_startup
 from waypost.logs import setup_logging
 from waypost.media_store import MediaStore
 from waypost.settings import Settings, load_settings
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if feed is not None:
                 feed.start()
             app.state.waypost = AppState(settings=resolved, pool=pool, schema=guard, media_store=media_store, feed=feed)
+            freeze_startup()  # what start-up loaded stays out of the collector's scans
             yield
         finally:
             if feed is not None:

@@ -17,11 +17,10 @@ import random
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from waypost.consent_words import ConsentWords
-from waypost.db import DictPool, Row, fetch_one
+from waypost.db import DictPool, Row, autocommit, fetch_one
 from waypost.signing import Verdict
 from webhook.ingest import IngestResult, TurnWindow, lock_order
 from webhook.media import media_of
@@ -145,13 +144,5 @@ async def store(
 
 
 async def _run(pool: DictPool, params: dict[str, Any]) -> Row:
-    async with pool.connection() as conn:
-        # One statement is one transaction: no BEGIN and COMMIT round trips around it.
-        await conn.set_autocommit(True)
-        try:
-            return await fetch_one(conn, "store_webhook", **params)
-        finally:
-            # A broken or cancelled connection is not idle: the pool discards it, and the error
-            # raised above is the one the caller must see
-            if conn.info.transaction_status == TransactionStatus.IDLE:
-                await conn.set_autocommit(False)
+    async with autocommit(pool) as conn:  # one statement is one transaction
+        return await fetch_one(conn, "store_webhook", **params)

@@ -12,9 +12,11 @@ from psycopg_pool import AsyncConnectionPool
 from typing_extensions import Unpack
 
 from waypost.db import Pool, create_pool
+from waypost.heap import freeze_startup
 from waypost.logs import job_request_id, log_context, setup_logging, turn_plain_stderr_into_records
 from waypost.schema import ensure_schema
 from waypost.settings import Settings, load_settings
+from worker.connector import Connector
 from worker.resilience import WaypostWorker
 from worker.resources import CONTEXT_KEY, WorkerResources, app_pool, resources_of
 from worker.sweep import sweep
@@ -88,12 +90,13 @@ class WaypostApp(procrastinate.App):
         options: WorkerOptions = {**worker_options(settings), **kwargs}
         async with WorkerResources.open(settings, pool) as resources:
             options["additional_context"] = {**context, CONTEXT_KEY: resources}
+            freeze_startup()  # what start-up loaded stays out of the collector's scans
             await super().run_worker_async(**options)
 
 
 # No worker_defaults: they come from the settings, which are read when a worker starts.
 app = WaypostApp(
-    connector=procrastinate.PsycopgConnector(pool_factory=_pool_from_environment),
+    connector=Connector(pool_factory=_pool_from_environment),
     import_paths=[
         "worker.reply",
         "worker.operator_send",

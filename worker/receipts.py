@@ -29,7 +29,7 @@ from types import TracebackType
 import procrastinate
 
 from waypost import metrics
-from waypost.db import execute, fetch_optional, fetch_value
+from waypost.db import autocommit, execute, fetch_optional, fetch_value
 from waypost.logs import log_context
 from worker.graph import SendFailed
 from worker.queue import app
@@ -124,7 +124,7 @@ class Answering:
     async def _record(self) -> None:
         if self.marked:  # recorded here, where no cancellation can cut the write short
             try:
-                async with self.resources.pool.connection() as conn:
+                async with autocommit(self.resources.pool) as conn:
                     await execute(
                         conn, "read_receipt_mark", conversation_id=self.conversation.id, message_id=self.inbound.id
                     )
@@ -134,7 +134,7 @@ class Answering:
     async def _run(self) -> None:
         try:
             if not self.typing:
-                async with self.resources.pool.connection() as conn:
+                async with autocommit(self.resources.pool) as conn:
                     pending = await fetch_value(conn, "read_receipt_pending", message_id=self.inbound.id)
                 if pending:
                     await self._call(typing=False)

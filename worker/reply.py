@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from waypost import metrics
-from waypost.db import execute, fetch_all, fetch_value
+from waypost.db import autocommit, execute, fetch_all, fetch_value
 from waypost.logs import log_context
 from waypost.text import clean_text
 from worker import reply_start, turns
@@ -227,7 +227,7 @@ class ReplyRun(SendRun):
         self.clock.log("job done", f"skipped: {reason}")
 
     async def finish(self, state: JobState, *, last_error: str | None = None) -> None:
-        async with self.pool.connection() as conn:
+        async with autocommit(self.pool) as conn:
             await self.close_job(conn, state, last_error=last_error)
 
     async def close_job(
@@ -295,7 +295,7 @@ class ReplyRun(SendRun):
         there), and turns.check's state, on the same connection (one round trip fewer). Sets
         `turn_size`: how many of the last entries are the turn's, from its first message."""
         answered = {m.id for m in self.turn.live}
-        async with self.pool.connection() as conn:
+        async with autocommit(self.pool) as conn:  # two reads: no transaction to begin and end
             rows = await fetch_all(
                 conn,
                 "reply_history",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from waypost.db import Pool, fetch_all, fetch_optional
+from waypost.db import Pool, autocommit, fetch_all, fetch_optional
 from waypost.settings import Settings
 from worker.rows import Conversation, Inbound, OutboundJob
 from worker.tasks import idempotency_key
@@ -30,7 +30,7 @@ class ReplyStart:
 
 async def start(pool: Pool, settings: Settings, outbound_job_id: int) -> ReplyStart | None:
     """Claim the job and read the turn; None when the job is not open (finished or gathering)."""
-    async with pool.connection() as conn:
+    async with autocommit(pool) as conn:  # the claim commits as its statement ends
         rows = await fetch_all(
             conn,
             "reply_start",

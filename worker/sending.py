@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from waypost import metrics
-from waypost.db import Pool, execute, fetch_one
+from waypost.db import Pool, autocommit, execute, fetch_one
 from waypost.logs import log_context
 from waypost.text import clean_text
 from worker import outbound_media, template_errors
@@ -159,7 +159,7 @@ async def retry_within_budget(
 
 async def send_once(run: SendRun, outbound: Outbound) -> None:
     """Claim the send of `outbound`'s key, and call the Graph API when the claim allows it."""
-    async with run.pool.connection() as conn:
+    async with autocommit(run.pool) as conn:  # one statement: it commits as it ends
         claim = await fetch_one(
             conn,
             "claim_send",
@@ -280,7 +280,7 @@ async def _record(pool: Pool, message_id: int, wa_message_id: str) -> None:
         reraise=True,
     ):
         with attempt:
-            async with pool.connection() as conn:
+            async with autocommit(pool) as conn:
                 sent_at = dt.datetime.now(dt.UTC)
                 await execute(conn, "record_send", message_id=message_id, wa_message_id=wa_message_id, sent_at=sent_at)
 

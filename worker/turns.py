@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import fetch_all, fetch_one, fetch_optional, fetch_value
+from waypost.db import DictPool, autocommit, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.listen import backoff
 from waypost.logs import log_context
 from worker.rows import Inbound
@@ -81,10 +81,10 @@ async def regather(conn: AsyncConnection[Any], outbound_job_id: int, *, unless_d
     return row is not None
 
 
-async def close(pool: AsyncConnectionPool[Any], outbound_job_id: int, last_id: int) -> bool:
+async def close(pool: DictPool, outbound_job_id: int, last_id: int) -> bool:
     """Close the turn before its reply is claimed (`turn_close`: its own transaction); False when a
     message joined since the run read it (newest no longer `last_id`): it gathers again."""
-    async with pool.connection() as conn:
+    async with autocommit(pool) as conn:
         if await fetch_optional(conn, "turn_close", outbound_job_id=outbound_job_id, last_message_id=last_id):
             return True
     async with pool.connection() as conn:  # its own transaction (worker.tasks.requeue_reply says why)

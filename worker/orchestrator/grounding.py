@@ -18,7 +18,7 @@ import dataclasses
 import logging
 
 from waypost import knowledge
-from waypost.db import Pool
+from waypost.db import Pool, autocommit
 from waypost.errors import BadInput
 from waypost.settings import ConfigurationError, Settings
 from worker.orchestrator import Answer, Handover, Orchestrator, ReplyRequest
@@ -47,7 +47,7 @@ class GroundedOrchestrator:
             return []
         # A lost database raises as any query of the reply run does: the job runs again shortly
         # (worker.sending.run_send_task), without spending the orchestrator's retry budget.
-        async with self.pool.connection() as conn:
+        async with autocommit(self.pool) as conn:  # one read: no BEGIN and COMMIT round trips
             return await knowledge.search(
                 conn, words, limit=self.settings.kb_passages, qa_only=self.inner.name == "rules"
             )
