@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import wait_until, waypost_env
+import psutil
+
+from tests.conftest import WorkerProcess, wait_until, waypost_env
 from waypost.settings import Settings
 
 STARTING = re.compile(r"worker starting concurrency=(\S+) poll_interval=(\S+)s")
@@ -46,3 +50,9 @@ def test_the_procrastinate_command_applies_the_worker_settings(settings: Setting
 def test_procrastinate_flags_win_over_the_settings(settings: Settings, tmp_path: Path) -> None:
     options = starting_options(settings, tmp_path / "worker.log", "-c", "2", WAYPOST_WORKER_CONCURRENCY="3")
     assert options[0] == "2"
+
+
+def test_waypost_worker_yields_the_cpu_to_the_acknowledgements(start_worker: Callable[..., WorkerProcess]) -> None:
+    """WAYPOST_WORKER_NICE is the least niceness `waypost worker` runs at: never lower than it started with."""
+    worker = start_worker(WAYPOST_WORKER_NICE="7")
+    assert psutil.Process(worker.proc.pid).nice() == max(os.getpriority(os.PRIO_PROCESS, 0), 7)

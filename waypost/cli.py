@@ -72,6 +72,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from worker.runner import run_worker
 
     settings.require_database_url()
+    # Acknowledgements first where web and worker share cores: never lowers a niceness already higher
+    os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), settings.worker_nice))
     import uvloop  # uvicorn's loop for the web process too: a job's round trips cost less CPU (issue 17)
 
     try:

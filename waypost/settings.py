@@ -56,6 +56,7 @@ class Settings(TurnSettings, HandbackSettings, HandoverSettings, BaseSettings):
     schema_check_interval: float = Field(30.0, gt=0, validation_alias=_env("WAYPOST_SCHEMA_CHECK_INTERVAL"))
     worker_concurrency: int = Field(10, ge=1, validation_alias=_env("WAYPOST_WORKER_CONCURRENCY"))
     worker_poll_interval: float = Field(1.0, gt=0, validation_alias=_env("WAYPOST_WORKER_POLL_INTERVAL"))
+    worker_nice: int = Field(10, ge=0, le=19, validation_alias=_env("WAYPOST_WORKER_NICE"))
     log_level: str = Field("INFO", validation_alias=_env("WAYPOST_LOG_LEVEL"))
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("WAYPOST_LOG_FORMAT"))
     # Message texts stay out of the logs unless this is on (debugging only).
