@@ -14,4 +14,3 @@ def freeze_startup() -> None:
     which Python's docs suggest for exactly this); objects made later are collected as before."""
     gc.collect()
     gc.freeze()
-
