@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 from bench.common import machine, report
-from waypost.db import connect_sync, execute_sync, fetch_one_sync
+from waypost.db import composed, connect_sync, execute_sync, fetch_one_sync
 from waypost.devtools import embedded_pg, payloads
 from waypost.schema import migrate
 
@@ -84,12 +84,12 @@ def measure(days: int, rows_per_day: int, single_count: int) -> list[str]:
             execute_sync(conn, "bench_journal_make_days", days=days)
             today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             fill = {"partitioned": 0.0, "plain": 0.0}
+            tables = {"partitioned": "webhook_events", "plain": "bench_journal_plain"}
+            statements = {layout: composed("bench_journal_fill", table=table) for layout, table in tables.items()}
             for day in range(days):
                 for layout in fill:
                     started = time.perf_counter()
-                    execute_sync(
-                        conn, f"bench_journal_fill_{layout}", rows=rows_per_day, day=today + timedelta(days=day)
-                    )
+                    conn.execute(statements[layout], {"rows": rows_per_day, "day": today + timedelta(days=day)})
                     fill[layout] += time.perf_counter() - started
             sizes = fetch_one_sync(conn, "bench_journal_sizes")
             execute_sync(conn, "bench_journal_vacuum")
@@ -143,10 +143,7 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true", help="print only, append nothing to bench/results")
     args = parser.parse_args()
     lines = measure(args.days, args.rows_per_day, args.singles)
-    if args.no_save:
-        print("\n".join(lines))
-    else:
-        report("journal_retention", lines)
+    report("journal_retention", lines, record=not args.no_save)
 
 
 if __name__ == "__main__":

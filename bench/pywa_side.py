@@ -373,10 +373,7 @@ def main() -> None:
             else f", well under pywa's ack ({fastest:.2f} ms)"
         ),
     ]
-    if args.no_save:
-        print("\n".join(lines))
-    else:
-        report("pywa", lines)
+    report("pywa", lines, record=not args.no_save)
 
 
 if __name__ == "__main__":

@@ -69,25 +69,17 @@ CREATE TABLE bench_journal_plain (
 );
 CREATE INDEX bench_journal_plain_received_at_idx ON bench_journal_plain (received_at)
 
--- bench_journal_fill_partitioned --
--- %(rows)s journal rows spread over the day starting %(day)s, ~1.4 KB bodies shaped like a status webhook
-INSERT INTO webhook_events (request_id, received_at, body, body_size, body_sha256, signature, processed_at)
+-- bench_journal_fill --
+-- %(rows)s journal rows spread over the day starting %(day)s, ~1.4 KB bodies shaped like a status webhook,
+-- into {table}: webhook_events or the plain layout's bench_journal_plain (waypost.db.composed fills it
+-- in, which is why the JSON's braces are doubled)
+INSERT INTO {table} (request_id, received_at, body, body_size, body_sha256, signature, processed_at)
 SELECT 'bench-' || g, t, b, length(b), sha256(b), 'valid', t
   FROM generate_series(1, %(rows)s) g,
        LATERAL (SELECT %(day)s::timestamptz + (g - 0.5) * interval '1 day' / %(rows)s AS t) at_,
-       LATERAL (SELECT convert_to('{"object":"whatsapp_business_account","entry":[{"id":"' || g
-                || '","changes":[{"field":"messages","value":{"statuses":[{"id":"wamid.'
-                || repeat(md5(g::text || random()::text), 40) || '"}]}}]}]}', 'UTF8') AS b) body_
-
--- bench_journal_fill_plain --
--- The same rows in the plain layout
-INSERT INTO bench_journal_plain (request_id, received_at, body, body_size, body_sha256, signature, processed_at)
-SELECT 'bench-' || g, t, b, length(b), sha256(b), 'valid', t
-  FROM generate_series(1, %(rows)s) g,
-       LATERAL (SELECT %(day)s::timestamptz + (g - 0.5) * interval '1 day' / %(rows)s AS t) at_,
-       LATERAL (SELECT convert_to('{"object":"whatsapp_business_account","entry":[{"id":"' || g
-                || '","changes":[{"field":"messages","value":{"statuses":[{"id":"wamid.'
-                || repeat(md5(g::text || random()::text), 40) || '"}]}}]}]}', 'UTF8') AS b) body_
+       LATERAL (SELECT convert_to('{{"object":"whatsapp_business_account","entry":[{{"id":"' || g
+                || '","changes":[{{"field":"messages","value":{{"statuses":[{{"id":"wamid.'
+                || repeat(md5(g::text || random()::text), 40) || '"}}]}}}}]}}]}}', 'UTF8') AS b) body_
 
 -- bench_journal_insert_plain --
 -- One POST's journal row in the plain layout (webhook_event_insert's shape)
