@@ -19,6 +19,7 @@ from typing import IO, Any, Literal
 import httpx
 
 from waypost.settings import Settings
+from worker.graph_post import JsonPoster, MaybeSent, NotSent
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +100,17 @@ class GraphClient:
         assert settings.whatsapp_access_token is not None
         self._version = settings.whatsapp_api_version
         self._media_hosts = frozenset(settings.media_hosts)
+        token = settings.whatsapp_access_token.get_secret_value()
+        # the send and the read receipt, once or twice per reply (worker.graph_post says why apart)
+        self._poster = JsonPoster(
+            settings.whatsapp_api_base,
+            token,
+            connect_timeout=settings.send_connect_timeout,
+            read_timeout=settings.send_read_timeout,
+        )
         self._client = httpx.AsyncClient(
             base_url=settings.whatsapp_api_base.rstrip("/"),
-            headers={"Authorization": f"Bearer {settings.whatsapp_access_token.get_secret_value()}"},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(
                 connect=settings.send_connect_timeout,
                 read=settings.send_read_timeout,
@@ -111,6 +120,7 @@ class GraphClient:
         )
 
     async def aclose(self) -> None:
+        await self._poster.aclose()
         await self._client.aclose()
 
     async def media_info(self, media_id: str) -> httpx.Response:
@@ -189,11 +199,11 @@ class GraphClient:
         if typing:
             body["typing_indicator"] = {"type": "text"}
         try:
-            response = await self._client.post(f"/{self._version}/{phone_number_id}/messages", json=body)
-        except httpx.TransportError as exc:
-            raise SendFailed("ambiguous", f"{type(exc).__name__}: {exc}") from exc
-        if not response.is_success:
-            raise classify_response(response)
+            answer = await self._poster.post(f"/{self._version}/{phone_number_id}/messages", body)
+        except (NotSent, MaybeSent) as exc:
+            raise SendFailed("ambiguous", str(exc)) from exc
+        if not answer.ok:
+            raise classify_response(answer.as_httpx())
 
     async def send_message(
         self,
@@ -222,17 +232,15 @@ class GraphClient:
         if context_message_id:
             payload["context"] = {"message_id": context_message_id}
         try:
-            response = await self._client.post(f"/{self._version}/{phone_number_id}/messages", json=payload)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise SendFailed("retryable", f"not sent: {type(exc).__name__}: {exc}") from exc
-        except httpx.TransportError as exc:
+            answer = await self._poster.post(f"/{self._version}/{phone_number_id}/messages", payload)
+        except NotSent as exc:
+            raise SendFailed("retryable", f"not sent: {exc}") from exc
+        except MaybeSent as exc:
             # Timed out or cut off after the request went out: Meta may have accepted it.
-            raise SendFailed("ambiguous", f"outcome unknown: {type(exc).__name__}: {exc}") from exc
-        if response.is_success:
+            raise SendFailed("ambiguous", f"outcome unknown: {exc}") from exc
+        if answer.ok:
             try:
-                return str(response.json()["messages"][0]["id"])
+                return str(answer.json()["messages"][0]["id"])
             except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise SendFailed(
-                    "ambiguous", f"HTTP {response.status_code} without a message id", None, response.status_code
-                ) from exc
-        raise classify_response(response)
+                raise SendFailed("ambiguous", f"HTTP {answer.status} without a message id") from exc
+        raise classify_response(answer.as_httpx())
