@@ -145,3 +145,48 @@ def test_a_success_without_a_message_id_is_ambiguous_and_an_error_is_classified(
     for read in (False, True):
         failure, _ = run(settings, recording(refused), read=read)
         assert isinstance(failure, SendFailed) and (failure.kind, failure.code) == ("permanent", 131047)
+
+
+def test_the_proxy_variables_are_honoured_as_httpx_honours_them(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def through_proxy() -> bytes:
+        seen: list[bytes] = []
+
+        async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head, _ = await read_request(reader)
+            seen.append(head)
+            answer(writer, 200, json.dumps({"messages": [{"id": "wamid.P"}]}).encode())
+
+        server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        monkeypatch.setenv("NO_PROXY", "")
+        graph = GraphClient(settings.model_copy(update={"whatsapp_api_base": "http://graph.invalid"}))
+        try:
+            sent = await graph.send_message(
+                phone_number_id="111",
+                wa_id="1",
+                user_id=None,
+                kind="text",
+                content={"body": "x"},
+                context_message_id=None,
+                callback_data="k",
+            )
+        finally:
+            await graph.aclose()
+            server.close()
+        assert sent == "wamid.P"
+        return seen[0]
+
+    # the proxy is asked for the Graph API's URL: a host this machine cannot even resolve
+    assert asyncio.run(through_proxy()).startswith(b"POST http://graph.invalid/")
+
+    async def ok(writer: asyncio.StreamWriter) -> None:
+        answer(writer, 200, json.dumps({"messages": [{"id": "wamid.D"}]}).encode())
+
+    # the proxy above is gone: only a host NO_PROXY names is reached, straight
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert run(settings, recording(ok))[0] == "wamid.D"
+    monkeypatch.setenv("NO_PROXY", "")
+    failure, _ = run(settings, recording(ok))
+    assert isinstance(failure, SendFailed) and failure.kind == "retryable"  # the dead proxy: never left

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -61,6 +63,7 @@ class JsonPoster:
         self._timeout = aiohttp.ClientTimeout(
             total=connect_timeout + 2 * read_timeout, connect=connect_timeout, sock_read=read_timeout
         )
+        self._proxy = _env_proxy(self._base)
         self._session: aiohttp.ClientSession | None = None  # made in the worker's running loop
 
     def _opened(self) -> aiohttp.ClientSession:
@@ -68,7 +71,7 @@ class JsonPoster:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS),
                 timeout=self._timeout,
-                trust_env=True,  # HTTPS_PROXY and the like, as httpx reads them
+                trust_env=False,  # it would read netrc and the proxy variables on every request
             )
         return self._session
 
@@ -80,7 +83,9 @@ class JsonPoster:
         # the same bytes httpx sends for json=: compact, UTF-8
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         try:
-            async with self._opened().post(self._base + path, data=data, headers=self._headers) as response:
+            async with self._opened().post(
+                self._base + path, data=data, headers=self._headers, proxy=self._proxy
+            ) as response:
                 body = await response.read()
                 return Answer(response.status, list(response.headers.items()), body)
         except aiohttp.InvalidURL:
@@ -89,3 +94,11 @@ class JsonPoster:
             raise NotSent(f"{type(exc).__name__}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise MaybeSent(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _env_proxy(base: str) -> str | None:
+    """The proxy HTTPS_PROXY / HTTP_PROXY / NO_PROXY give for `base`, read once as httpx reads them."""
+    url = urllib.parse.urlsplit(base)
+    if url.hostname and urllib.request.proxy_bypass(url.hostname):
+        return None
+    return urllib.request.getproxies().get(url.scheme)
