@@ -37,12 +37,6 @@ WITH gathering AS (
 )
 SELECT id, pg_notify('waypost_turns', '') FROM gathering
 
--- turn_check --
--- Just before the AI is asked: the turn's newest message, and whether the AI may still answer
-SELECT COALESCE(j.last_message_id, j.inbound_message_id) AS last_message_id, c.ai_enabled
-  FROM outbound_jobs j JOIN conversations c ON c.id = j.conversation_id
- WHERE j.id = %(outbound_job_id)s
-
 -- turn_close --
 -- The reply is decided: the turn takes no more messages. Nothing is returned when one joined since
 -- the run read the turn (its reply has not seen it: the run gathers again). Its own short

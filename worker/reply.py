@@ -292,18 +292,20 @@ class ReplyRun(SendRun):
 
     async def history(self, conversation: Conversation, inbound: Inbound) -> tuple[tuple[Turn, ...] | None, str]:
         """What the AI reads: the last messages, ending with the turn's (None when its newest is not
-        there), and turns.check's state, on the same connection (one round trip fewer). Sets
-        `turn_size`: how many of the last entries are the turn's, from its first message."""
+        there), and turns.check's state, read in the same statement. Sets `turn_size`: how many of the
+        last entries are the turn's, from its first message. With no history at all the state is
+        "current": nothing is asked, and the turn's close sees a message that joined."""
         answered = {m.id for m in self.turn.live}
-        async with autocommit(self.pool) as conn:  # two reads: no transaction to begin and end
+        async with autocommit(self.pool) as conn:
             rows = await fetch_all(
                 conn,
                 "reply_history",
                 conversation_id=conversation.id,
                 message_id=inbound.id,
                 limit=max(self.settings.history_messages, len(answered)),
+                outbound_job_id=self.outbound_job_id,
             )
-            state = await turns.check(conn, self.outbound_job_id, self.turn.last_id)
+            state = await turns.check(conn, self.outbound_job_id, self.turn.last_id, rows[0]) if rows else "current"
         if not rows or rows[0]["id"] != inbound.id:
             return None, state
         rows.reverse()

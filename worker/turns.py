@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from waypost.db import DictPool, autocommit, fetch_all, fetch_one, fetch_optional, fetch_value
+from waypost.db import DictPool, autocommit, fetch_all, fetch_optional, fetch_value
 from waypost.listen import backoff
 from waypost.logs import log_context
 from worker.rows import Inbound
@@ -92,15 +92,15 @@ async def close(pool: DictPool, outbound_job_id: int, last_id: int) -> bool:
     return False
 
 
-async def check(conn: AsyncConnection[Any], outbound_job_id: int, last_id: int) -> str:
-    """Just before the AI is asked, in the caller's block (which has made no update yet): "current",
-    "joined" (a message joined since the run read the turn: it gathers again) or "paused" (the AI was
-    paused or the conversation taken over)."""
-    row = await fetch_one(conn, "turn_check", outbound_job_id=outbound_job_id)
-    if row["last_message_id"] != last_id:
+async def check(conn: AsyncConnection[Any], outbound_job_id: int, last_id: int, now: dict[str, Any]) -> str:
+    """Just before the AI is asked, in the caller's block (which has made no update yet), from the turn
+    as `reply_history` read it (`now`: a row of it, its turn_* columns): "current", "joined" (a message
+    joined since the run read the turn: it gathers again) or "paused" (the AI was paused or the
+    conversation taken over)."""
+    if now["turn_last_message_id"] != last_id:
         await regather(conn, outbound_job_id, unless_due=False)
         return "joined"
-    return "current" if row["ai_enabled"] else "paused"
+    return "current" if now["turn_ai_enabled"] else "paused"
 
 
 async def release_due(conn: AsyncConnection[Any], min_age: float = 0.0) -> int:
