@@ -28,9 +28,22 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await reader.readexactly(length)
 
 
-def answer(writer: asyncio.StreamWriter, status: int, body: bytes) -> None:
+def answer(writer: asyncio.StreamWriter, status: int, body: bytes, extra: bytes = b"") -> None:
     writer.write(
-        b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (status, len(body), body)
+        b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
+        % (status, len(body), extra, body)
+    )
+
+
+async def send_text(graph: GraphClient) -> str:
+    return await graph.send_message(
+        phone_number_id="111",
+        wa_id="15550001",
+        user_id=None,
+        kind="text",
+        content={"body": "héllo"},
+        context_message_id=None,
+        callback_data="key-1",
     )
 
 
@@ -59,15 +72,7 @@ async def send_through(settings: Settings, handler: Handler | None, *, read: boo
         if read:
             await graph.mark_read(phone_number_id="111", message_id="wamid.IN", typing=True)
         else:
-            outcome = await graph.send_message(
-                phone_number_id="111",
-                wa_id="15550001",
-                user_id=None,
-                kind="text",
-                content={"body": "héllo"},
-                context_message_id=None,
-                callback_data="key-1",
-            )
+            outcome = await send_text(graph)
     except SendFailed as failure:
         outcome = failure
     finally:
@@ -163,15 +168,7 @@ def test_the_proxy_variables_are_honoured_as_httpx_honours_them(
         monkeypatch.setenv("NO_PROXY", "")
         graph = GraphClient(settings.model_copy(update={"whatsapp_api_base": "http://graph.invalid"}))
         try:
-            sent = await graph.send_message(
-                phone_number_id="111",
-                wa_id="1",
-                user_id=None,
-                kind="text",
-                content={"body": "x"},
-                context_message_id=None,
-                callback_data="k",
-            )
+            sent = await send_text(graph)
         finally:
             await graph.aclose()
             server.close()
@@ -190,3 +187,12 @@ def test_the_proxy_variables_are_honoured_as_httpx_honours_them(
     monkeypatch.setenv("NO_PROXY", "")
     failure, _ = run(settings, recording(ok))
     assert isinstance(failure, SendFailed) and failure.kind == "retryable"  # the dead proxy: never left
+
+
+def test_a_redirect_is_not_followed_so_the_token_stays_where_it_was_sent(settings: Settings) -> None:
+    async def elsewhere(writer: asyncio.StreamWriter) -> None:
+        answer(writer, 307, b"{}", b"location: /v23.0/222/messages\r\n")
+
+    failure, requests = run(settings, recording(elsewhere))
+    assert len(requests) == 1  # not sent again, with its Authorization header, where the 307 points
+    assert isinstance(failure, SendFailed) and failure.kind == "permanent" and "HTTP 307" in str(failure)

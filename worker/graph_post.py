@@ -84,7 +84,11 @@ class JsonPoster:
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         try:
             async with self._opened().post(
-                self._base + path, data=data, headers=self._headers, proxy=self._proxy
+                self._base + path,
+                data=data,
+                headers=self._headers,
+                proxy=self._proxy,
+                allow_redirects=False,  # as httpx: the token is never carried to where a 3xx points
             ) as response:
                 body = await response.read()
                 return Answer(response.status, list(response.headers.items()), body)
