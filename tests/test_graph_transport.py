@@ -17,7 +17,7 @@ from waypost.devtools.fake_graph import error_body
 from waypost.settings import Settings
 from worker.graph import GraphClient, SendFailed
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]  # what the server does once it has read a request
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -47,17 +47,20 @@ async def send_text(graph: GraphClient) -> str:
     )
 
 
-async def send_through(settings: Settings, handler: Handler | None, *, read: bool = False) -> tuple[Any, list[bytes]]:
-    """Send one text (or, with `read`, one read receipt) to a server on 127.0.0.1 run by `handler`
-    (None: nothing listens); the outcome (the wamid, or the SendFailed) and the requests it received."""
+async def send_through(settings: Settings, reply: Reply | None, *, read: bool = False) -> tuple[Any, list[bytes]]:
+    """Send one text (or, with `read`, one read receipt) to a server on 127.0.0.1 that reads each request
+    whole, keeps it, then does `reply` (None: nothing listens); the outcome (the wamid, or the
+    SendFailed) and the requests the server received."""
     received: list[bytes] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert handler is not None
-        await handler(reader, writer)
+        assert reply is not None
+        head, body = await read_request(reader)
+        received.append(head + body)
+        await reply(writer)
 
     server = None
-    if handler is None:
+    if reply is None:
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -79,32 +82,18 @@ async def send_through(settings: Settings, handler: Handler | None, *, read: boo
         await graph.aclose()
         if server is not None:
             server.close()
-    received.extend(getattr(handler, "received", []))
     return outcome, received
 
 
-def recording(reply: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> Handler:
-    """A handler that reads the whole request, keeps it, then does `reply`."""
-    requests: list[bytes] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head, body = await read_request(reader)
-        requests.append(head + body)
-        await reply(writer)
-
-    handle.received = requests  # type: ignore[attr-defined]
-    return handle
-
-
-def run(settings: Settings, handler: Handler | None, **kw: Any) -> tuple[Any, list[bytes]]:
-    return asyncio.run(send_through(settings, handler, **kw))
+def run(settings: Settings, reply: Reply | None, **kw: Any) -> tuple[Any, list[bytes]]:
+    return asyncio.run(send_through(settings, reply, **kw))
 
 
 def test_an_accepted_send_returns_the_wamid_and_the_token_and_compact_json_went_with_it(settings: Settings) -> None:
     async def ok(writer: asyncio.StreamWriter) -> None:
         answer(writer, 200, json.dumps({"messages": [{"id": "wamid.OUT"}]}).encode())
 
-    wamid, [request] = run(settings, recording(ok))
+    wamid, [request] = run(settings, ok)
     assert wamid == "wamid.OUT"
     head, _, body = request.partition(b"\r\n\r\n")
     assert head.startswith(b"POST /") and b"/111/messages HTTP/1.1" in head
@@ -123,7 +112,7 @@ def test_a_connection_cut_after_the_request_is_ambiguous(settings: Settings, rea
     async def cut(writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    failure, requests = run(settings, recording(cut), read=read)
+    failure, requests = run(settings, cut, read=read)
     assert len(requests) == 1  # it did arrive: a resend could be a second message
     assert isinstance(failure, SendFailed) and failure.kind == "ambiguous", failure
 
@@ -132,7 +121,7 @@ def test_an_answer_that_never_comes_is_ambiguous(settings: Settings) -> None:
     async def hang(writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(5)
 
-    failure, requests = run(settings, recording(hang))
+    failure, requests = run(settings, hang)
     assert len(requests) == 1
     assert isinstance(failure, SendFailed) and failure.kind == "ambiguous" and "outcome unknown" in str(failure)
 
@@ -141,14 +130,14 @@ def test_a_success_without_a_message_id_is_ambiguous_and_an_error_is_classified(
     async def garbled(writer: asyncio.StreamWriter) -> None:
         answer(writer, 200, b"<html>")
 
-    failure, _ = run(settings, recording(garbled))
+    failure, _ = run(settings, garbled)
     assert isinstance(failure, SendFailed) and failure.kind == "ambiguous" and "without a message id" in str(failure)
 
     async def refused(writer: asyncio.StreamWriter) -> None:
         answer(writer, 400, json.dumps(error_body(131047)).encode())
 
     for read in (False, True):
-        failure, _ = run(settings, recording(refused), read=read)
+        failure, _ = run(settings, refused, read=read)
         assert isinstance(failure, SendFailed) and (failure.kind, failure.code) == ("permanent", 131047)
 
 
@@ -183,9 +172,9 @@ def test_the_proxy_variables_are_honoured_as_httpx_honours_them(
 
     # the proxy above is gone: only a host NO_PROXY names is reached, straight
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    assert run(settings, recording(ok))[0] == "wamid.D"
+    assert run(settings, ok)[0] == "wamid.D"
     monkeypatch.setenv("NO_PROXY", "")
-    failure, _ = run(settings, recording(ok))
+    failure, _ = run(settings, ok)
     assert isinstance(failure, SendFailed) and failure.kind == "retryable"  # the dead proxy: never left
 
 
@@ -193,6 +182,6 @@ def test_a_redirect_is_not_followed_so_the_token_stays_where_it_was_sent(setting
     async def elsewhere(writer: asyncio.StreamWriter) -> None:
         answer(writer, 307, b"{}", b"location: /v23.0/222/messages\r\n")
 
-    failure, requests = run(settings, recording(elsewhere))
+    failure, requests = run(settings, elsewhere)
     assert len(requests) == 1  # not sent again, with its Authorization header, where the 307 points
     assert isinstance(failure, SendFailed) and failure.kind == "permanent" and "HTTP 307" in str(failure)
