@@ -86,8 +86,8 @@ SELECT message_id, conversation_id, created, outbound_job_id, defer
       make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s))
 
 -- apply_message_status --
--- Record and apply one status webhook item, its pricing included (see waypost_apply_message_status_v3)
-SELECT waypost_apply_message_status_v3(
+-- Record and apply one status webhook item, its pricing included (see waypost_apply_message_status_v4)
+SELECT waypost_apply_message_status_v4(
     %(wa_message_id)s, %(status)s, %(status_at)s, %(recipient_id)s, %(callback_data)s,
     %(errors)s, %(payload)s) AS outcome
 
@@ -360,9 +360,9 @@ SELECT count(*) FROM messages m
 
 -- store_webhook --
 -- Store a webhook of plain inbound messages and statuses, queue its replies and journal it, in one
--- statement (see waypost_store_webhook_v1)
+-- statement (see waypost_store_webhook_v2)
 SELECT event_id, new_messages, duplicate_messages, job_ids, outbound_job_ids, status_outcomes
-  FROM waypost_store_webhook_v1(
+  FROM waypost_store_webhook_v2(
       %(request_id)s, %(body)s, %(body_sha256)s, %(signature)s, %(messages)s, %(statuses)s,
       make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
       %(reply_task)s, %(reply_queue)s)

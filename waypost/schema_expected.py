@@ -303,6 +303,10 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_queue_reengagement_v1",
     "waypost_store_webhook_v1",
     "waypost_start_reply_v1",
+    # 0037_status_fast: a status webhook writes its message once
+    "waypost_advance_message_status_v2",
+    "waypost_apply_message_status_v4",
+    "waypost_store_webhook_v2",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
