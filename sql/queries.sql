@@ -366,3 +366,16 @@ SELECT event_id, new_messages, duplicate_messages, job_ids, outbound_job_ids, st
       %(request_id)s, %(body)s, %(body_sha256)s, %(signature)s, %(messages)s, %(statuses)s,
       make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
       %(reply_task)s, %(reply_queue)s)
+
+-- fetch_job_and_backlog --
+-- procrastinate's fetch_job (its columns, from its procrastinate_fetch_job_v2), plus whether other jobs
+-- of these queues are due: waiting, or held back by a lock (worker/resilience.py fetches again, or
+-- wakes at a job's end, only then). The EXISTS reads the statement's snapshot, where the job just
+-- taken is still 'todo': hence the id. A job deferred after that snapshot sends its own NOTIFY.
+SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args, f.scheduled_at, f.queue_name,
+       f.attempts, f.worker_id,
+       EXISTS (SELECT 1 FROM procrastinate_jobs j
+                WHERE j.status = 'todo' AND j.id IS DISTINCT FROM f.id
+                  AND (%(queues)s::varchar[] IS NULL OR j.queue_name = ANY(%(queues)s::varchar[]))
+                  AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())) AS backlog
+  FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s) AS f

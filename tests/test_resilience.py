@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any, LiteralString
 
 import httpx
 import procrastinate
@@ -178,20 +179,21 @@ async def time_to_start_with_a_notify_during_an_empty_fetch(worker_class: type[W
     """Defer a job while the worker's empty fetch is in flight; seconds until the job starts."""
     probe = Probe(database_url)
     async with probe.app.open_async():
-        manager = probe.app.job_manager
-        real_fetch = manager.fetch_job
+        connector = probe.app.connector
+        real_query = connector.execute_query_one_async
         deferred: dict[str, float] = {}
 
-        async def slow_empty_fetch(**kwargs: object) -> procrastinate.jobs.Job | None:
-            job = await real_fetch(**kwargs)  # type: ignore[arg-type]
-            if job is None and not deferred:
+        # procrastinate's fetch and ours (with the backlog) both call procrastinate_fetch_job_v2
+        async def slow_empty_fetch(query: LiteralString, **kwargs: Any) -> dict[str, Any]:
+            row = await real_query(query, **kwargs)
+            if "procrastinate_fetch_job_v2" in query and row["id"] is None and not deferred:
                 # the NOTIFY of this job arrives while the (empty) fetch is still in flight
                 job_id = await probe.task.defer_async()
                 deferred["at"], deferred["id"] = time.monotonic(), job_id
                 await asyncio.sleep(0.2)
-            return job
+            return row
 
-        manager.fetch_job = slow_empty_fetch  # type: ignore[method-assign]
+        connector.execute_query_one_async = slow_empty_fetch  # type: ignore[method-assign]
         worker = worker_class(
             app=probe.app, concurrency=2, fetch_job_polling_interval=3.0, install_signal_handlers=False
         )
@@ -210,3 +212,38 @@ async def test_a_notify_during_an_empty_fetch_is_not_lost(database_url: str) -> 
     print(f"\nNOTIFY during an empty fetch: job started after {ours:.3f}s (procrastinate alone: {theirs:.3f}s)")
     assert ours < 1.5  # the fetch itself is held 0.2 s; the margin is for a busy machine
     assert theirs > 2.0  # the gap is real: procrastinate's own worker waits for the 3 s poll
+
+
+async def test_a_worker_keeping_up_fetches_once_per_job(database_url: str) -> None:
+    """Jobs deferred one at a time, each started before the next: one fetch each (procrastinate's loop
+    fetched until empty, and a job's end woke it again: three fetches a job, two of them empty)."""
+    probe = Probe(database_url)
+    async with probe.app.open_async():
+        connector = probe.app.connector
+        real_query = connector.execute_query_one_async
+        fetches: list[int | None] = []
+        fetched = asyncio.Event()
+
+        async def counted(query: LiteralString, **kwargs: Any) -> dict[str, Any]:
+            row = await real_query(query, **kwargs)
+            if "procrastinate_fetch_job_v2" in query:
+                fetches.append(row["id"])
+                fetched.set()
+            return row
+
+        connector.execute_query_one_async = counted  # type: ignore[method-assign]
+        worker = WaypostWorker(
+            app=probe.app, concurrency=4, fetch_job_polling_interval=SLOW_POLL, install_signal_handlers=False
+        )
+        running = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(fetched.wait(), timeout=10)  # the fetch at start, empty
+            jobs = []
+            for _ in range(5):
+                probe.ran.clear()
+                jobs.append(await probe.task.defer_async())
+                await asyncio.wait_for(probe.ran.wait(), timeout=10)
+        finally:
+            worker.stop()
+            await running
+    assert fetches == [None, *jobs], fetches

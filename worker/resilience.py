@@ -12,6 +12,11 @@ upstream source of every method replaced here is pinned by tests/test_procrastin
 3. The lost wake-up: procrastinate clears its new-job event after an empty fetch, dropping a NOTIFY
    that arrived during it. Here the event is cleared before the fetch.
 
+And one saving (issue 17): procrastinate fetches until a fetch comes back empty, and (2) woke the loop
+at every job's end, so a worker keeping up paid three fetches a job, two of them empty. Here each fetch
+also says whether other due jobs wait (sql/queries.sql `fetch_job_and_backlog`): the loop fetches again
+only then, and a job's end wakes it only while one was held back.
+
 It also runs the turn clock (worker.turns) beside procrastinate's side tasks, woken through the same
 LISTEN connection.
 """
@@ -34,6 +39,7 @@ from psycopg_pool import PoolTimeout
 
 from waypost.listen import backoff, listen_forever
 from waypost.logs import job_request_id, log_context
+from waypost.sql import query
 from worker.resources import app_pool
 from worker.turns import CHANNEL as TURNS_CHANNEL
 from worker.turns import TurnClock
@@ -74,6 +80,8 @@ class WaypostWorker(Worker):
         super().__init__(**kwargs)
         self.database = DatabaseWatch()
         self.turn_clock: TurnClock | None = None
+        # the last fetch saw other due jobs: waiting, or held back by a running job's lock
+        self._backlog = False
 
     async def _fetch_and_process_jobs(self) -> None:
         """procrastinate's loop, with the event cleared before the fetch and database errors survived."""
@@ -88,7 +96,7 @@ class WaypostWorker(Worker):
                 # Cleared before the fetch: a NOTIFY that arrives while it runs is kept.
                 self._new_job_event.clear()
                 try:
-                    job = await self.app.job_manager.fetch_job(queues=self.queues, worker_id=self.worker_id)
+                    job = await self._fetch_job()
                 except DATABASE_ERRORS as exc:
                     self.database.failed("fetching jobs", exc)
                     await asyncio.sleep(backoff(1))
@@ -101,6 +109,16 @@ class WaypostWorker(Worker):
             if not job:
                 break
             self._start_job(job)
+            if not self._backlog:
+                break  # nothing else is due: the next NOTIFY (or a held job's turn) wakes the loop
+
+    async def _fetch_job(self) -> procrastinate.jobs.Job | None:
+        """procrastinate's JobManager.fetch_job, noting whether other due jobs wait."""
+        row = await self.app.connector.execute_query_one_async(
+            query=query("fetch_job_and_backlog"), queues=self.queues, worker_id=self.worker_id
+        )
+        self._backlog = bool(row["backlog"])
+        return None if row["id"] is None else procrastinate.jobs.Job.from_row(row)
 
     def _start_job(self, job: procrastinate.jobs.Job) -> None:
         job_id = job.id
@@ -123,8 +141,10 @@ class WaypostWorker(Worker):
         def on_job_complete(task: asyncio.Task[Any]) -> None:
             del self._running_jobs[task]
             self._job_semaphore.release()
-            # A slot is free, and the next job of the same lock may be waiting for this one.
-            self._new_job_event.set()
+            # The next job of the same lock may be waiting for this one: due jobs were left behind.
+            # (A loop waiting for this slot goes on without the event.)
+            if self._backlog:
+                self._new_job_event.set()
 
         job_task.add_done_callback(on_job_complete)
 
