@@ -77,9 +77,9 @@ UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s
 UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s AND received_at > now() - interval '1 hour'
 
 -- ingest_inbound_message --
--- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v3)
+-- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v4)
 SELECT message_id, conversation_id, created, outbound_job_id, defer
-  FROM waypost_ingest_inbound_message_v3(
+  FROM waypost_ingest_inbound_message_v4(
       %(phone_number_id)s, %(wa_id)s, %(user_id)s, %(parent_user_id)s, %(username)s, %(contact_name)s,
       %(new_wa_id)s, %(new_user_id)s, %(wa_message_id)s, %(type)s, %(body)s, %(payload)s,
       %(contact_sent_at)s, %(needs_reply)s, %(request_id)s,

@@ -303,7 +303,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_queue_reengagement_v1",
     "waypost_store_webhook_v1",
     "waypost_start_reply_v1",
-    # 0037_status_fast: a status webhook writes its message once
+    # 0037_write_once: the common webhook writes each row once
+    "waypost_ingest_inbound_message_v4",
     "waypost_advance_message_status_v2",
     "waypost_apply_message_status_v4",
     "waypost_store_webhook_v2",

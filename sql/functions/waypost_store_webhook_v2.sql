@@ -1,9 +1,9 @@
--- v2 (migration 0037): v1 with each status applied by waypost_apply_message_status_v4, which writes
--- the message once per status instead of up to four times. Same arguments and results as v1, whose
--- comment follows.
+-- v2 (migration 0037): v1 with each message stored by waypost_ingest_inbound_message_v4 and each
+-- status applied by waypost_apply_message_status_v4, which write each row once. Same arguments and
+-- results as v1, whose comment follows.
 -- v1 (migration 0034, README "Webhook"): the common webhook, plain inbound messages and statuses,
 -- stored in one statement: one round trip and one commit per acknowledgement instead of twelve and
--- two. Each message goes through waypost_ingest_inbound_message_v3 and waypost_apply_message_changes_v2
+-- two. Each message goes through waypost_ingest_inbound_message_v4 and waypost_apply_message_changes_v2
 -- exactly as the general path does; a reply due at once (no quiet window) is queued with
 -- procrastinate's own procrastinate_defer_jobs_v1 (the row its Python `defer` writes: task, queue,
 -- the conversation's lock, priority 0, no queueing lock) and linked to its outbound job; each status
@@ -46,7 +46,7 @@ BEGIN
             phone_number_id text, wa_id text, user_id text, parent_user_id text, username text,
             contact_name text, new_wa_id text, new_user_id text, wa_message_id text, type text, body text,
             payload jsonb, contact_sent_at timestamptz, needs_reply boolean);
-        SELECT * INTO v_row FROM waypost_ingest_inbound_message_v3(
+        SELECT * INTO v_row FROM waypost_ingest_inbound_message_v4(
             v_message.phone_number_id, v_message.wa_id, v_message.user_id, v_message.parent_user_id,
             v_message.username, v_message.contact_name, v_message.new_wa_id, v_message.new_user_id,
             v_message.wa_message_id, v_message.type, v_message.body, v_message.payload,
