@@ -1,7 +1,7 @@
 """The common webhook in one statement: plain inbound messages and statuses.
 
 Almost every POST Meta sends is one text message or a few delivery statuses. Those are stored, their
-replies queued and the journal row written by one call of `waypost_store_webhook_v1`, in autocommit:
+replies queued and the journal row written by one call of `waypost_store_webhook_v2`, in autocommit:
 one round trip and one commit, where the general path (webhook/ingest.py) journals first, then stores
 item by item in a second transaction. Anything else (media, edits, reactions, consent words, echoes,
 template events, platform errors, refused items) takes the general path, which owns those rules.
@@ -115,10 +115,10 @@ async def store(
             row = await _run(pool, params)
             break
         except psycopg.errors.DeadlockDetected:
-            # Statuses of one message meet each other and the worker's record of its send on the same
-            # rows (bench.mixed saw a few a minute at 240 statuses/s): PostgreSQL undid this whole
-            # statement, so it is run again (the other one first) rather than answered 503 for Meta to
-            # deliver again.
+            # A status and the worker's record of its send meet on the same rows (statuses of one
+            # message did too, until waypost_apply_message_status_v4; bench.mixed saw a few a minute
+            # at 240 statuses/s): PostgreSQL undid this whole statement, so it is run again (the other
+            # one first) rather than answered 503 for Meta to deliver again.
             if attempt == DEADLOCK_ATTEMPTS:
                 raise
             logger.info("webhook statement chosen as a deadlock victim (attempt %s); running it again", attempt)
