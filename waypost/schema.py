@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,8 +35,8 @@ class Check:
 class SchemaReport:
     checks: tuple[Check, ...]
 
-    @property
-    def ok(self) -> bool:
+    @functools.cached_property
+    def ok(self) -> bool:  # read on every request (webhook.middleware.SchemaGuardMiddleware): once
         return all(check.ok for check in self.checks)
 
     @property
