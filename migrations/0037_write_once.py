@@ -19,7 +19,7 @@ steps = [
     step(
         function_source("waypost_ingest_inbound_message_v4"),
         "DROP FUNCTION IF EXISTS waypost_ingest_inbound_message_v4(text, text, text, text, text, text, text, text,"
-        " text, text, text, jsonb, timestamptz, boolean, text, interval, interval)",
+        " text, text, text, jsonb, timestamptz, boolean, text, interval, interval, text, text)",
     ),
     step(
         function_source("waypost_advance_message_status_v2"),

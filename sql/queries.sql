@@ -83,7 +83,7 @@ SELECT message_id, conversation_id, created, outbound_job_id, defer
       %(phone_number_id)s, %(wa_id)s, %(user_id)s, %(parent_user_id)s, %(username)s, %(contact_name)s,
       %(new_wa_id)s, %(new_user_id)s, %(wa_message_id)s, %(type)s, %(body)s, %(payload)s,
       %(contact_sent_at)s, %(needs_reply)s, %(request_id)s,
-      make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s))
+      make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s), NULL, NULL)
 
 -- apply_message_status --
 -- Record and apply one status webhook item, its pricing included (see waypost_apply_message_status_v4)

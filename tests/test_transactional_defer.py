@@ -40,7 +40,8 @@ def inbound(wamid: str, message_type: str | None = "text") -> InboundMessage:
 
 
 def fail_after_the_defer_of(db: psycopg.Connection, wamid: str, errcode: str) -> None:
-    """A trigger that fails the linking of `wamid`'s job to its procrastinate job: after the defer."""
+    """A trigger that fails the linking of `wamid`'s job to its procrastinate job: after the defer.
+    The common webhook writes the link in the outbound job's insert, the general path in an update."""
     db.execute(
         f"""
         CREATE FUNCTION test_fail_link() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -51,7 +52,7 @@ def fail_after_the_defer_of(db: psycopg.Connection, wamid: str, errcode: str) ->
             END IF;
             RETURN NEW;
         END $$;
-        CREATE TRIGGER test_fail_link BEFORE UPDATE ON outbound_jobs
+        CREATE TRIGGER test_fail_link BEFORE INSERT OR UPDATE ON outbound_jobs
             FOR EACH ROW EXECUTE FUNCTION test_fail_link();
         """
     )

@@ -1,9 +1,15 @@
--- v4 (migration 0037, issue 17): v3's rules, with the message written once. v3 inserted the message,
--- then its turn's row, then updated the message's turn_id: a second write of the new row (its eight
--- indexes, a second inbox NOTIFY, its foreign keys checked again). Here the turn is decided first: an
--- open turn joined as in v3, or a new turn's id taken from its sequence, the message inserted with it,
--- then the turn's row; messages_turn_id_fkey (DEFERRABLE since 0037) is checked at commit for that
--- transaction. Same arguments and results as v3, whose comment follows.
+-- v4 (migration 0037, issue 17): v3's rules, with the message and its turn's row each written once.
+-- v3 inserted the message, then its turn's row, then updated the message's turn_id (a second write of
+-- the new row: its eight indexes, a second inbox NOTIFY, its foreign keys checked again), and the
+-- caller then linked the turn's row to its procrastinate job (a second write of that one). Here the
+-- turn is decided first: an open turn joined as in v3, or a new turn's id taken from its sequence, the
+-- message inserted with it, then the turn's row; messages_turn_id_fkey (DEFERRABLE since 0037) is
+-- checked at commit for that transaction. With p_reply_task (the common webhook, no quiet window) the
+-- reply is queued here, before the turn's row, with procrastinate's own procrastinate_defer_jobs_v1
+-- (the row its Python `defer` writes: task, queue p_reply_queue, the conversation's lock, priority 0,
+-- no queueing lock), and the row is written with its procrastinate_job_id: job_id returns it and
+-- defer is false. Without (the general path), defer = true asks the caller to queue it, as in v3.
+-- v3's comment follows.
 -- v3: turns (migration 0031, README "Turns"). With a quiet window (p_quiet_window > 0) a message that
 -- needs a reply joins its conversation's open turn (not closed, started less than p_max_wait ago),
 -- re-arming the window; else it starts a turn, 'gathering' until due_at, announced on the channel
@@ -29,9 +35,11 @@ CREATE OR REPLACE FUNCTION waypost_ingest_inbound_message_v4(
     p_needs_reply boolean,
     p_request_id text,
     p_quiet_window interval,
-    p_max_wait interval
+    p_max_wait interval,
+    p_reply_task text,
+    p_reply_queue text
 ) RETURNS TABLE (message_id bigint, conversation_id bigint, created boolean, outbound_job_id bigint,
-                 defer boolean)
+                 defer boolean, job_id bigint)
     LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
@@ -40,12 +48,13 @@ DECLARE
     v_message_id bigint;
     v_job_id bigint;
     v_new_turn boolean := false;
+    v_queued bigint;
 BEGIN
     -- Redeliveries are the common duplicate: answer them without locking the conversation.
     SELECT m.id, m.conversation_id INTO v_message_id, v_conversation_id
       FROM messages m WHERE m.wa_message_id = p_wa_message_id;
     IF FOUND THEN
-        RETURN QUERY SELECT v_message_id, v_conversation_id, false, NULL::bigint, false;
+        RETURN QUERY SELECT v_message_id, v_conversation_id, false, NULL::bigint, false, NULL::bigint;
         RETURN;
     END IF;
 
@@ -91,7 +100,7 @@ BEGIN
     IF v_message_id IS NULL THEN
         SELECT m.id, m.conversation_id INTO v_message_id, v_conversation_id
           FROM messages m WHERE m.wa_message_id = p_wa_message_id;
-        RETURN QUERY SELECT v_message_id, v_conversation_id, false, NULL::bigint, false;
+        RETURN QUERY SELECT v_message_id, v_conversation_id, false, NULL::bigint, false, NULL::bigint;
         RETURN;
     END IF;
 
@@ -99,7 +108,7 @@ BEGIN
         PERFORM waypost_change_contact_identifiers_v1(v_conversation_id, p_new_wa_id, p_new_user_id);
     END IF;
     IF NOT p_needs_reply THEN
-        RETURN QUERY SELECT v_message_id, v_conversation_id, true, NULL::bigint, false;
+        RETURN QUERY SELECT v_message_id, v_conversation_id, true, NULL::bigint, false, NULL::bigint;
         RETURN;
     END IF;
     IF NOT v_new_turn THEN
@@ -107,7 +116,7 @@ BEGIN
            SET last_message_id = v_message_id, message_count = j.message_count + 1,
                due_at = least(now() + p_quiet_window, j.created_at + p_max_wait), updated_at = now()
          WHERE j.id = v_job_id;
-        RETURN QUERY SELECT v_message_id, v_conversation_id, true, v_job_id, false;
+        RETURN QUERY SELECT v_message_id, v_conversation_id, true, v_job_id, false, NULL::bigint;
         RETURN;
     END IF;
     IF p_quiet_window > interval '0' THEN
@@ -117,12 +126,19 @@ BEGIN
         VALUES (v_job_id, v_message_id, v_conversation_id, p_request_id, 'gathering', v_message_id,
                 now() + least(p_quiet_window, p_max_wait));
         PERFORM pg_notify('waypost_turns', '');
-        RETURN QUERY SELECT v_message_id, v_conversation_id, true, v_job_id, false;
+        RETURN QUERY SELECT v_message_id, v_conversation_id, true, v_job_id, false, NULL::bigint;
         RETURN;
     END IF;
-    INSERT INTO outbound_jobs AS j (id, inbound_message_id, conversation_id, request_id, last_message_id)
+    IF p_reply_task IS NOT NULL THEN
+        v_queued := (procrastinate_defer_jobs_v1(ARRAY[ROW(
+            p_reply_queue, p_reply_task, 0, 'conversation:' || v_conversation_id, NULL,
+            jsonb_build_object('outbound_job_id', v_job_id, 'request_id', p_request_id),
+            NULL)::procrastinate_job_to_defer_v1]))[1];
+    END IF;
+    INSERT INTO outbound_jobs AS j (id, inbound_message_id, conversation_id, request_id, last_message_id,
+                                    procrastinate_job_id)
     OVERRIDING SYSTEM VALUE
-    VALUES (v_job_id, v_message_id, v_conversation_id, p_request_id, v_message_id);
-    RETURN QUERY SELECT v_message_id, v_conversation_id, true, v_job_id, true;
+    VALUES (v_job_id, v_message_id, v_conversation_id, p_request_id, v_message_id, v_queued);
+    RETURN QUERY SELECT v_message_id, v_conversation_id, true, v_job_id, v_queued IS NULL, v_queued;
 END;
 $$;

@@ -1,6 +1,7 @@
--- v2 (migration 0037): v1 with each message stored by waypost_ingest_inbound_message_v4 and each
--- status applied by waypost_apply_message_status_v4, which write each row once. Same arguments and
--- results as v1, whose comment follows.
+-- v2 (migration 0037): v1 with each message stored by waypost_ingest_inbound_message_v4, which also
+-- queues its reply (the job row procrastinate_defer_jobs_v1 writes, as v1 did here), and each status
+-- applied by waypost_apply_message_status_v4: each row written once. Same arguments and results as v1,
+-- whose comment follows.
 -- v1 (migration 0034, README "Webhook"): the common webhook, plain inbound messages and statuses,
 -- stored in one statement: one round trip and one commit per acknowledgement instead of twelve and
 -- two. Each message goes through waypost_ingest_inbound_message_v4 and waypost_apply_message_changes_v2
@@ -33,7 +34,6 @@ DECLARE
     v_status record;
     v_row record;
     v_i integer;
-    v_job_id bigint;
     v_new integer := 0;
     v_duplicates integer := 0;
     v_job_ids bigint[] := '{}';
@@ -50,21 +50,16 @@ BEGIN
             v_message.phone_number_id, v_message.wa_id, v_message.user_id, v_message.parent_user_id,
             v_message.username, v_message.contact_name, v_message.new_wa_id, v_message.new_user_id,
             v_message.wa_message_id, v_message.type, v_message.body, v_message.payload,
-            v_message.contact_sent_at, v_message.needs_reply, p_request_id, p_quiet_window, p_max_wait);
+            v_message.contact_sent_at, v_message.needs_reply, p_request_id, p_quiet_window, p_max_wait,
+            p_reply_task, p_reply_queue);
         IF NOT v_row.created THEN
             v_duplicates := v_duplicates + 1;
             CONTINUE;
         END IF;
         v_new := v_new + 1;
         PERFORM waypost_apply_message_changes_v2(v_message.wa_message_id);
-        IF v_row.outbound_job_id IS NOT NULL AND v_row.defer THEN
-            v_job_id := (procrastinate_defer_jobs_v1(ARRAY[ROW(
-                p_reply_queue, p_reply_task, 0, 'conversation:' || v_row.conversation_id, NULL,
-                jsonb_build_object('outbound_job_id', v_row.outbound_job_id, 'request_id', p_request_id),
-                NULL)::procrastinate_job_to_defer_v1]))[1];
-            UPDATE outbound_jobs j SET procrastinate_job_id = v_job_id, updated_at = now()
-             WHERE j.id = v_row.outbound_job_id;
-            v_job_ids := v_job_ids || v_job_id;
+        IF v_row.job_id IS NOT NULL THEN
+            v_job_ids := v_job_ids || v_row.job_id;
             v_outbound_job_ids := v_outbound_job_ids || v_row.outbound_job_id;
         END IF;
     END LOOP;
