@@ -39,13 +39,49 @@ SELECT id, pg_notify('waypost_turns', '') FROM gathering
 
 -- turn_close --
 -- The reply is decided: the turn takes no more messages. Nothing is returned when one joined since
--- the run read the turn (its reply has not seen it: the run gathers again). Its own short
--- transaction, never the claim's: a message stored while the row is held starts the next turn
--- (waypost_ingest_inbound_message_v3 skips a locked turn rather than wait for it).
+-- the run read the turn (its reply has not seen it: the run gathers again). A short transaction of
+-- its own: a message stored while the row is held starts the next turn (waypost_ingest_inbound_message_v4
+-- skips a locked turn rather than wait for it). For a handover or an unreadable file, closed before
+-- the answer is chosen; an answer's claim closes the turn itself (reply_close_and_claim).
 UPDATE outbound_jobs
    SET closed_at = COALESCE(closed_at, clock_timestamp()), updated_at = clock_timestamp()
  WHERE id = %(outbound_job_id)s AND COALESCE(last_message_id, inbound_message_id) = %(last_message_id)s
 RETURNING id
+
+-- reply_close_and_claim --
+-- A reply's claim (claim_send) with its turn closed in the same statement, where turn_close and the
+-- claim were two transactions: one commit less per reply (issue 17). No row when a message joined since
+-- the run read the turn (its newest message is no longer %(last_message_id)s): nothing is claimed, the
+-- turn gathers again. A turn already closed (a retry; the handover and unreadable-file answers, which
+-- close it before deciding) is claimed without touching its row, so a retry never holds the job's row
+-- while the claim waits for its message: a status webhook takes them the other way round (the message,
+-- then the job it closes). A first attempt's message does not exist before this claim, so nothing else
+-- can hold it. The UPDATE's own condition is checked again on the row as locked: a message that joined
+-- while it waited fails it (see turn_close).
+WITH turn AS (
+    SELECT id, conversation_id, closed_at IS NOT NULL AS closed
+      FROM outbound_jobs
+     WHERE id = %(outbound_job_id)s AND conversation_id = %(conversation_id)s
+       AND COALESCE(last_message_id, inbound_message_id) = %(last_message_id)s
+), closing AS (
+    UPDATE outbound_jobs j
+       SET closed_at = COALESCE(j.closed_at, clock_timestamp()), updated_at = clock_timestamp()
+      FROM turn
+     WHERE j.id = turn.id AND NOT turn.closed
+       AND COALESCE(j.last_message_id, j.inbound_message_id) = %(last_message_id)s
+    RETURNING j.id, j.conversation_id
+), closed AS (
+    SELECT id, conversation_id FROM closing
+    UNION ALL
+    SELECT id, conversation_id FROM turn WHERE closed
+)
+-- LATERAL on closed's column: the claim runs once per closed turn, never when there is none
+SELECT c.message_id, c.outcome, c.type, c.body, c.payload, c.send_attempts
+  FROM closed
+ CROSS JOIN LATERAL waypost_claim_send_v2(closed.conversation_id, %(idempotency_key)s, %(author)s, %(type)s,
+                                          %(body)s, %(payload)s, %(reply_to_message_id)s,
+                                          make_interval(secs => %(stale_after)s),
+                                          make_interval(secs => %(grace)s)) AS c
 
 -- reply_start --
 -- A reply run's start: its job claimed, and what it decides from, one row per message of the turn

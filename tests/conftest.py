@@ -135,7 +135,17 @@ class ServerThread:
     """A real ASGI app under uvicorn on 127.0.0.1, in a thread of this process."""
 
     def __init__(self, app: ASGIApp, **config_options: Any) -> None:
-        options = {"host": "127.0.0.1", "port": 0, "log_config": None, "lifespan": "on", **config_options}
+        # At exit, a request still open after a second is cancelled: a hanging fake Graph API call or
+        # an inbox page's event stream (ended by SIGTERM under `waypost serve`, never signalled in a
+        # thread) would otherwise hold the teardown for the join's 10 s.
+        options = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "log_config": None,
+            "lifespan": "on",
+            "timeout_graceful_shutdown": 1,
+            **config_options,
+        }
         config = uvicorn.Config(app, **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

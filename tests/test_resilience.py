@@ -14,6 +14,7 @@ import procrastinate
 import psycopg
 import pytest
 from procrastinate.worker import Worker
+from psycopg.rows import dict_row
 
 from tests.conftest import WebServer, WorkerProcess, post_webhook, wait_for, wait_until
 from waypost.devtools import embedded_pg, payloads
@@ -247,3 +248,36 @@ async def test_a_worker_keeping_up_fetches_once_per_job(database_url: str) -> No
             worker.stop()
             await running
     assert fetches == [None, *jobs], fetches
+
+
+def test_a_send_meta_accepted_while_the_database_was_away_is_recorded_once_it_is_back(
+    own_postgres: embedded_pg.EmbeddedPostgres, settings: Settings, fake_graph: FakeGraph, tmp_path: Path
+) -> None:
+    """The database stops while Meta holds the send: the worker keeps trying to write the send down
+    (a second apart, worker/sending.py RECORD_ATTEMPTS) and does once it is back; nothing is sent twice."""
+    database_url = own_postgres.create_database("record")
+    migrate(database_url)
+    settings = settings.model_copy(update={"database_url": database_url, "db_pool_timeout": 0.5})
+    fake_graph.script.append(Behaviour(status=200, hang=1.0))  # Meta takes it, and answers a second later
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        with WebServer(settings) as web, httpx.Client(base_url=web.url) as client:
+            message = payloads.text_message("while the database goes")
+            assert post_webhook(client, payloads.dumps(payloads.inbound(message))).status_code == 200
+            wait_until(lambda: fake_graph.requests, what="the send on its way")
+        own_postgres.halt("fast")
+        try:
+            wait_until(lambda: "recording the send of message" in worker.output(), what="a failed record")
+        finally:
+            own_postgres.resume()
+        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+            row = wait_for(
+                conn,
+                "SELECT status, wa_message_id FROM messages WHERE direction = 'outbound' AND wa_message_id IS NOT NULL",
+            )
+    finally:
+        worker.stop()
+    (accepted,) = fake_graph.accepted()
+    assert (row["status"], row["wa_message_id"]) == ("sent", accepted.wa_message_id)
+    assert len(fake_graph.requests) == 1, worker.output()

@@ -211,13 +211,33 @@ def _ingest(conn: psycopg.Connection, text: str, quiet: float = WINDOW) -> dict[
     return row
 
 
-def test_the_claim_and_a_joining_message_never_both_win(db: psycopg.Connection, database_url: str) -> None:
+def _closing(name: str, turn: int, last_message_id: int, conversation_id: int) -> tuple[str, dict[str, Any]]:
+    """`turn_close` (a handover, an unreadable file: closed before deciding), or the reply's claim that
+    closes its turn in the same statement, with its parameters."""
+    params: dict[str, Any] = {"outbound_job_id": turn, "last_message_id": last_message_id}
+    if name == "reply_close_and_claim":
+        params |= {
+            "conversation_id": conversation_id,
+            "idempotency_key": f"reply:turn-{turn}",
+            "author": "ai",
+            "type": "text",
+            "body": "an answer",
+            "payload": None,
+            "reply_to_message_id": None,
+            "stale_after": 60,
+            "grace": 600,
+        }
+    return query(name), params
+
+
+@pytest.mark.parametrize("name", ["turn_close", "reply_close_and_claim"])
+def test_the_claim_and_a_joining_message_never_both_win(db: psycopg.Connection, database_url: str, name: str) -> None:
     """SQL alone decides: a message stored while the reply is being claimed either joins the turn
     before the claim (which then refuses: the reply has not seen it) or starts the next turn."""
     first = _ingest(db, "first")
     turn = first["outbound_job_id"]
     assert (first["defer"], db.execute("SELECT status FROM outbound_jobs").fetchone()["status"]) == (False, "gathering")
-    close = query("turn_close")
+    close, params = _closing(name, turn, first["message_id"], first["conversation_id"])
     with (
         psycopg.connect(database_url, row_factory=dict_row) as joining,
         psycopg.connect(database_url, autocommit=True) as claiming,
@@ -225,23 +245,46 @@ def test_the_claim_and_a_joining_message_never_both_win(db: psycopg.Connection, 
         second = _ingest(joining, "second")  # joins, and holds the turn's row until it commits
         assert second["outbound_job_id"] == turn
         closing: list[Any] = []
-        claim = threading.Thread(
-            target=lambda: closing.append(
-                claiming.execute(close, {"outbound_job_id": turn, "last_message_id": first["message_id"]}).fetchone()
-            )
-        )
+        claim = threading.Thread(target=lambda: closing.append(claiming.execute(close, params).fetchone()))
         claim.start()
         wait_for(db, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%closed_at%%'")
         joining.commit()
         claim.join(10)
     assert closing == [None]  # the run read one message, the turn has two: written again
-    assert db.execute(close, {"outbound_job_id": turn, "last_message_id": second["message_id"]}).fetchone()
+    assert db.execute("SELECT count(*) AS n FROM messages WHERE direction = 'outbound'").fetchone()["n"] == 0
+    _, params = _closing(name, turn, second["message_id"], first["conversation_id"])
+    assert db.execute(close, params).fetchone()
     third = _ingest(db, "third")  # after the claim: the next turn
     assert third["outbound_job_id"] != turn
     assert db.execute("SELECT message_count FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["message_count"] == 2
     # without a window, every message is its own turn, queued by the caller at once (as before turns)
     alone = _ingest(db, "fourth", quiet=0)
     assert alone["defer"] and alone["outbound_job_id"] not in (turn, third["outbound_job_id"])
+
+
+def test_a_retry_claims_its_closed_turn_without_waiting_for_the_jobs_row(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    """A retry's turn is closed already: its claim leaves the job's row alone. A status webhook locks
+    a message and then the job it closes; a claim holding the job while it waits for the message would
+    deadlock with it."""
+    first = _ingest(db, "first")
+    turn = first["outbound_job_id"]
+    close, params = _closing("reply_close_and_claim", turn, first["message_id"], first["conversation_id"])
+    assert db.execute(close, params).fetchone()["outcome"] == "claimed"
+    closed_at = db.execute("SELECT closed_at FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["closed_at"]
+    db.execute(
+        "UPDATE messages SET status = 'failed', sending_since = NULL WHERE idempotency_key = %s",
+        [params["idempotency_key"]],
+    )
+    db.commit()
+    with psycopg.connect(database_url, row_factory=dict_row) as holder:
+        holder.execute("SELECT 1 FROM outbound_jobs WHERE id = %s FOR UPDATE", [turn])  # held until the end
+        with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as retry:
+            retry.execute("SET lock_timeout = '5s'")
+            again = retry.execute(close, params).fetchone()
+    assert again is not None and again["outcome"] == "failed"  # the claim's answer, given without waiting
+    assert db.execute("SELECT closed_at FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["closed_at"] == closed_at
 
 
 def test_the_sweep_queues_a_turn_no_clock_did(client: httpx.Client, db: psycopg.Connection) -> None:

@@ -17,10 +17,10 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from waypost import metrics
-from waypost.db import autocommit, execute, fetch_all, fetch_value
+from waypost.db import autocommit, execute, fetch_all, fetch_optional, fetch_value
 from waypost.logs import log_context
 from waypost.text import clean_text
-from worker import reply_start, turns
+from worker import reply_start, sending, turns
 from worker.budget import budgeted, over_budget
 from worker.consent import NO_CONFIRMATION, confirmation_of
 from worker.handover import NO_REPLY, hand_over, handover_reason, owed_message
@@ -33,7 +33,7 @@ from worker.reengage import reengage
 from worker.reply_history import turn_of, vision_image
 from worker.resources import WorkerResources, resources_of
 from worker.retry import FollowTaskDecision
-from worker.rows import Conversation, Inbound
+from worker.rows import Claim, Conversation, Inbound
 from worker.sending import JobState, Outbound, SendRun, notify, retry_within_budget, run_send_task, unexpected_error
 from worker.tasks import REPLY_QUEUE, SEND_REPLY
 
@@ -120,9 +120,8 @@ class ReplyRun(SendRun):
         count = len(self.turn.messages)
         self.clock.log("loaded inbound message", f"wa_message_id={inbound.wa_message_id} turn_messages={count}")
         outbound = await self.decide(conversation, inbound, self.turn.key, started.existing)
-        if outbound is None or not await self.close_turn():
-            return None
-        return self.turn.addressed(outbound)
+        # the turn is closed by the claim (ReplyRun.claim), in the same statement
+        return None if outbound is None else self.turn.addressed(outbound)
 
     async def decide(
         self, conversation: Conversation, inbound: Inbound, key: str, existing: dict[str, Any] | None
@@ -181,6 +180,23 @@ class ReplyRun(SendRun):
             kind=found.kind,
             payload=found.payload,
         )
+
+    async def claim(self, outbound: Outbound) -> Claim | None:
+        """The claim with the turn closed in the same statement (`reply_close_and_claim`); None when a
+        message joined since the run read the turn: it gathers again, and this run sends nothing."""
+        async with autocommit(self.pool) as conn:
+            claim = await fetch_optional(
+                conn,
+                "reply_close_and_claim",
+                Claim,
+                outbound_job_id=self.outbound_job_id,
+                last_message_id=self.turn.last_id,
+                **sending.claim_params(self, outbound),
+            )
+        if claim is None:
+            await turns.joined(self.pool, self.outbound_job_id)
+            self.clock.log("turn gathering", "a message joined the turn while its reply was decided: decided again")
+        return claim
 
     async def close_turn(self) -> bool:
         """The turn takes no more messages; False (gathering again) when one joined since it was read."""

@@ -87,9 +87,14 @@ async def close(pool: DictPool, outbound_job_id: int, last_id: int) -> bool:
     async with autocommit(pool) as conn:
         if await fetch_optional(conn, "turn_close", outbound_job_id=outbound_job_id, last_message_id=last_id):
             return True
+    await joined(pool, outbound_job_id)
+    return False
+
+
+async def joined(pool: DictPool, outbound_job_id: int) -> None:
+    """A message joined the turn since its run read it: the turn gathers again."""
     async with pool.connection() as conn:  # its own transaction (worker.tasks.requeue_reply says why)
         await regather(conn, outbound_job_id, unless_due=False)
-    return False
 
 
 async def check(conn: AsyncConnection[Any], outbound_job_id: int, last_id: int, now: dict[str, Any]) -> str:
