@@ -118,32 +118,11 @@ SELECT coalesce(payload #>> '{interactive,button_reply,id}', payload #>> '{inter
   FROM messages WHERE id = %(message_id)s
 
 -- reply_history --
--- The last messages of a conversation the AI reads, up to and including the one answered, newest
--- first: texts, captions, files (a voice note with its transcript, a document with its name),
--- the contact's reactions (not those taken back), each with the message it quotes (context.id) or reacts to;
--- not those their sender deleted for everyone (the AI forgets them). On each row, in the same round
--- trip, the reply job's turn as it is now (worker.turns.check): its newest message and whether the AI
--- may still answer (NULL without a job).
-SELECT m.id, m.author, m.type, m.body,
-       md.id AS media_id, md.status AS media_status, md.mime_type, md.filename, md.transcript,
-       md.byte_size, md.storage, md.object_bucket, md.object_key,
-       q.author AS quoted_author, q.type AS quoted_type,
-       -- a message its sender deleted is quoted by its kind only: the AI forgets its words
-       CASE WHEN q.revoked_at IS NULL THEN COALESCE(q.body, qmd.transcript) END AS quoted_text,
-       turn.last_message_id AS turn_last_message_id, turn.ai_enabled AS turn_ai_enabled
-  FROM messages m
-  LEFT JOIN media md ON md.message_id = m.id
-  LEFT JOIN messages q
-         ON q.conversation_id = m.conversation_id
-        AND q.wa_message_id = COALESCE(m.payload #>> '{context,id}', m.payload #>> '{reaction,message_id}')
-  LEFT JOIN media qmd ON qmd.message_id = q.id
-  LEFT JOIN (SELECT COALESCE(j.last_message_id, j.inbound_message_id) AS last_message_id, c.ai_enabled
-               FROM outbound_jobs j JOIN conversations c ON c.id = j.conversation_id
-              WHERE j.id = %(outbound_job_id)s) turn ON true
- WHERE m.conversation_id = %(conversation_id)s AND m.id <= %(message_id)s
-   AND (m.body IS NOT NULL OR md.id IS NOT NULL) AND m.status <> 'failed' AND m.revoked_at IS NULL
-   AND NOT (m.type = 'reaction' AND (COALESCE(m.body, '') = '' OR m.direction = 'outbound'))
- ORDER BY m.id DESC LIMIT %(limit)s
+-- What the AI reads of a conversation, up to and including the message answered, newest first (see
+-- waypost_reply_history_v1; a reply run reads it with its start, and again only for a turn with a file)
+SELECT id, author, type, body, media_id, media_status, mime_type, filename, transcript,
+       byte_size, storage, object_bucket, object_key, quoted_author, quoted_type, quoted_text
+  FROM waypost_reply_history_v1(%(conversation_id)s, %(message_id)s, %(limit)s)
 
 -- reply_find_send --
 -- The outbound message of an idempotency key, if a send was ever claimed for it (a 'template' one is

@@ -134,7 +134,6 @@ def test_a_revoke_marks_the_message_deleted_keeps_its_text_and_cancels_its_pendi
             "conversation_id": later_id["conversation_id"],
             "message_id": later_id["id"],
             "limit": 10,
-            "outbound_job_id": None,
         },
     ).fetchall()
     assert [h["body"] for h in history] == ["sorry, wrong chat"]
@@ -395,6 +394,6 @@ def test_a_message_deleted_while_its_reply_is_between_attempts_is_not_answered_n
     later_id = db.execute("SELECT id FROM messages WHERE wa_message_id = %s", (later,)).fetchone()["id"]
     history = db.execute(
         query("reply_history"),
-        {"conversation_id": row["conversation_id"], "message_id": later_id, "limit": 10, "outbound_job_id": None},
+        {"conversation_id": row["conversation_id"], "message_id": later_id, "limit": 10},
     ).fetchall()
     assert [(h["body"], h["quoted_text"]) for h in history] == [("did you get it?", None)]

@@ -308,6 +308,9 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_advance_message_status_v2",
     "waypost_apply_message_status_v4",
     "waypost_store_webhook_v2",
+    # 0038_reply_start_history: the history the AI reads, with the reply run's start
+    "waypost_reply_history_v1",
+    "waypost_start_reply_v2",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",

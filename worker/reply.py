@@ -161,11 +161,9 @@ class ReplyRun(SendRun):
             return await self.hand_over(conversation, inbound, key, handover)  # README "Handing over"
         if start.has_media and await self.wait_for_file():
             return None
-        history, state = await self.history(conversation, inbound)
+        history = await self.history(conversation, inbound, start)
         if history is None or not any(turn.readable for turn in history[-self.turn_size :]):
             return await self.unreadable(conversation, inbound, key)  # files without words the AI could read
-        if not await self.still_current(conversation.id, state):
-            return None
         self.receipt = answering(self.resources, conversation, inbound)
         async with self.receipt:  # read + typing… while the AI writes (settled in send_reply)
             found = await self.ask_orchestrator(conversation, inbound, history)
@@ -204,15 +202,6 @@ class ReplyRun(SendRun):
             return True
         self.clock.log("turn gathering", "a message joined the turn while its reply was decided: decided again")
         return False
-
-    async def still_current(self, conversation_id: int, state: str) -> bool:
-        """Just before the AI is asked: no newer message joined the turn, the AI was not paused (`state`:
-        turns.check's, read with the history)."""
-        if state == "joined":
-            self.clock.log("turn gathering", "a message joined the turn before the AI was asked")
-        elif state == "paused":
-            await self.skip(conversation_id, AI_PAUSED)
-        return state == "current"
 
     async def hand_over(self, conversation: Conversation, inbound: Inbound, key: str, reason: str) -> Outbound | None:
         """worker.handover, once the turn is closed: a message joining it now is the next turn's."""
@@ -306,31 +295,34 @@ class ReplyRun(SendRun):
         self.clock.log("waiting for file", f"{detail}: the download or transcription wakes this reply")
         return True
 
-    async def history(self, conversation: Conversation, inbound: Inbound) -> tuple[tuple[Turn, ...] | None, str]:
+    async def history(
+        self, conversation: Conversation, inbound: Inbound, start: reply_start.ReplyStart
+    ) -> tuple[Turn, ...] | None:
         """What the AI reads: the last messages, ending with the turn's (None when its newest is not
-        there), and turns.check's state, read in the same statement. Sets `turn_size`: how many of the
-        last entries are the turn's, from its first message. With no history at all the state is
-        "current": nothing is asked, and the turn's close sees a message that joined."""
+        there), as the run's start read them; read again for a turn with a file, which may have been
+        stored or transcribed since. Sets `turn_size`: how many of the last entries are the turn's,
+        from its first message. A message that joined since is not there: the claim, which closes the
+        turn, sees it and the turn is decided again."""
         answered = {m.id for m in self.turn.live}
-        async with autocommit(self.pool) as conn:
-            rows = await fetch_all(
-                conn,
-                "reply_history",
-                conversation_id=conversation.id,
-                message_id=inbound.id,
-                limit=max(self.settings.history_messages, len(answered)),
-                outbound_job_id=self.outbound_job_id,
-            )
-            state = await turns.check(conn, self.outbound_job_id, self.turn.last_id, rows[0]) if rows else "current"
+        rows = list(start.history)
+        if start.has_media:
+            async with autocommit(self.pool) as conn:
+                rows = await fetch_all(
+                    conn,
+                    "reply_history",
+                    conversation_id=conversation.id,
+                    message_id=inbound.id,
+                    limit=max(self.settings.history_messages, len(answered)),
+                )
         if not rows or rows[0]["id"] != inbound.id:
-            return None, state
+            return None
         rows.reverse()
         history = []
         for row in rows:
             image = await vision_image(self.resources, self.clock, row) if row["id"] in answered else None
             history.append(dataclasses.replace(turn_of(row), image=image))
         self.turn_size = len(rows) - next(i for i, row in enumerate(rows) if row["id"] in answered)
-        return tuple(history), state
+        return tuple(history)
 
     async def quoting(self, inbound: Inbound) -> Inbound:
         """The message the reply quotes: the one it answers, or for a reaction the message reacted to

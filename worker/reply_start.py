@@ -1,7 +1,8 @@
-"""A reply run's start in one round trip (issue 17): `waypost_start_reply_v1` claims the outbound job and
-reads what the run decides from. Before, the same took six pool checkouts and as many transactions:
-the job's start, the conversation with the turn and the send already claimed, the opt-out word, the
-budget's empty transaction, the AI's replies in a row and the files' lock."""
+"""A reply run's start in one round trip (issue 17): `waypost_start_reply_v2` claims the outbound job and
+reads what the run decides from, the history the AI reads included. Before, the same took seven pool
+checkouts and as many transactions: the job's start, the conversation with the turn and the send
+already claimed, the opt-out word, the budget's empty transaction, the AI's replies in a row, the
+files' lock and the history."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class ReplyStart:
     consent: dict[str, Any] | None  # the newest opt-out or opt-in word (`consent_keyword_of_message`'s row)
     ai_replies: int | None  # the AI's replies in a row (None: WAYPOST_HANDOVER_AFTER_AI_REPLIES is 0)
     has_media: bool  # a message of the turn has a file: the reply may have to wait for it
+    # what the AI reads, newest first, ending with the turn's newest live message: rows of
+    # waypost_reply_history_v1, read in the same statement
+    history: tuple[dict[str, Any], ...]
 
 
 async def start(pool: Pool, settings: Settings, outbound_job_id: int) -> ReplyStart | None:
@@ -37,6 +41,7 @@ async def start(pool: Pool, settings: Settings, outbound_job_id: int) -> ReplySt
             outbound_job_id=outbound_job_id,
             key_prefix=KEY_PREFIX,
             count_ai_replies=settings.handover_after_ai_replies > 0,
+            history_limit=settings.history_messages,
         )
         if not rows:
             return None
@@ -69,4 +74,5 @@ async def start(pool: Pool, settings: Settings, outbound_job_id: int) -> ReplySt
     consent = None
     if first["consent_kind"] is not None:
         consent = {"kind": first["consent_kind"], "type": first["consent_type"], "body": first["consent_body"]}
-    return ReplyStart(job, conversation, turn, existing, consent, first["ai_replies"], first["has_media"])
+    history = tuple(first["history"] or ())
+    return ReplyStart(job, conversation, turn, existing, consent, first["ai_replies"], first["has_media"], history)

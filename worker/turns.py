@@ -97,17 +97,6 @@ async def joined(pool: DictPool, outbound_job_id: int) -> None:
         await regather(conn, outbound_job_id, unless_due=False)
 
 
-async def check(conn: AsyncConnection[Any], outbound_job_id: int, last_id: int, now: dict[str, Any]) -> str:
-    """Just before the AI is asked, in the caller's block (which has made no update yet), from the turn
-    as `reply_history` read it (`now`: a row of it, its turn_* columns): "current", "joined" (a message
-    joined since the run read the turn: it gathers again) or "paused" (the AI was paused or the
-    conversation taken over)."""
-    if now["turn_last_message_id"] != last_id:
-        await regather(conn, outbound_job_id, unless_due=False)
-        return "joined"
-    return "current" if now["turn_ai_enabled"] else "paused"
-
-
 async def release_due(conn: AsyncConnection[Any], min_age: float = 0.0) -> int:
     """In the caller's transaction: the turns due (for `min_age` seconds) become pending jobs, queued."""
     due = await fetch_all(conn, "turns_due", min_age=min_age)
