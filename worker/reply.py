@@ -192,16 +192,20 @@ class ReplyRun(SendRun):
                 **sending.claim_params(self, outbound),
             )
         if claim is None:
-            await turns.joined(self.pool, self.outbound_job_id)
-            self.clock.log("turn gathering", "a message joined the turn while its reply was decided: decided again")
+            await self.gather_again()
         return claim
 
     async def close_turn(self) -> bool:
         """The turn takes no more messages; False (gathering again) when one joined since it was read."""
         if await turns.close(self.pool, self.outbound_job_id, self.turn.last_id):
             return True
-        self.clock.log("turn gathering", "a message joined the turn while its reply was decided: decided again")
+        await self.gather_again()
         return False
+
+    async def gather_again(self) -> None:
+        """A message joined the turn since this run read it (its close or its claim failed)."""
+        await turns.joined(self.pool, self.outbound_job_id)
+        self.clock.log("turn gathering", "a message joined the turn while its reply was decided: decided again")
 
     async def hand_over(self, conversation: Conversation, inbound: Inbound, key: str, reason: str) -> Outbound | None:
         """worker.handover, once the turn is closed: a message joining it now is the next turn's."""

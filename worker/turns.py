@@ -83,12 +83,13 @@ async def regather(conn: AsyncConnection[Any], outbound_job_id: int, *, unless_d
 
 async def close(pool: DictPool, outbound_job_id: int, last_id: int) -> bool:
     """Close the turn before its reply is claimed (`turn_close`: its own transaction); False when a
-    message joined since the run read it (newest no longer `last_id`): it gathers again."""
+    message joined since the run read it (newest no longer `last_id`): the caller has it gather again
+    (`joined`)."""
     async with autocommit(pool) as conn:
-        if await fetch_optional(conn, "turn_close", outbound_job_id=outbound_job_id, last_message_id=last_id):
-            return True
-    await joined(pool, outbound_job_id)
-    return False
+        return (
+            await fetch_optional(conn, "turn_close", outbound_job_id=outbound_job_id, last_message_id=last_id)
+            is not None
+        )
 
 
 async def joined(pool: DictPool, outbound_job_id: int) -> None:
