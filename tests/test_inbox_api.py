@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import ServerThread, post_webhook, run_waypost, settled, wait_for, wait_until
+from tests.conftest import ServerThread, WebServer, post_webhook, run_waypost, settled, wait_for, wait_until
 from tests.inbox_client import PASSWORD, Inbox, conversation_id, create_operator, sign_in
 from waypost.devtools import payloads
 from waypost.settings import Settings
@@ -208,6 +209,33 @@ def test_conversation_shows_authors_send_times_and_statuses(
     html = inbox.client.get(f"/inbox/conversations/{cid}").text
     assert "failed: 131047 Re-engagement message (More than 24 hours have passed)" in html
     assert inbox.get("/api/inbox/conversations/999999").status_code == 404
+
+
+def test_the_live_feed_announces_a_reply_job_skipped_or_failed(
+    inbox: Inbox, client: httpx.Client, db: psycopg.Connection, web: WebServer
+) -> None:
+    """A skipped or failed AI job changes no message row: its own trigger tells an open page, which
+    would otherwise go on saying "AI is replying…". Pending to running looks the same: no event."""
+    inbound(client, "is anyone there?")
+    cid = conversation_id(db)
+    page = httpx.Client(base_url=web.url, cookies=dict(inbox.client.cookies), timeout=30)
+    with page, page.stream("GET", "/inbox/events") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: resync"
+        for status in ("running", "skipped"):
+            db.execute("UPDATE outbound_jobs SET status = %s WHERE conversation_id = %s", (status, cid))
+        db.execute("UPDATE conversations SET updated_at = now() WHERE id = %s", (cid,))  # the last event
+        started, changes = time.monotonic(), []
+        for line in lines:
+            assert time.monotonic() - started < 20, f"no event for the conversation's update: {changes}"
+            event = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
+            if event.get("type") == "change":
+                changes.append(event)
+                if event["table"] == "conversations":
+                    break
+    jobs = [change for change in changes if change["table"] == "outbound_jobs"]
+    assert [(job["op"], job["conversation_id"]) for job in jobs] == [("update", cid)]
+    assert 'data-live-on="conversations,messages,outbound_jobs"' in inbox.client.get(f"/inbox/conversations/{cid}").text
 
 
 def test_operator_reply_is_sent_once_and_pauses_the_ai(

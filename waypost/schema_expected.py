@@ -340,4 +340,5 @@ EXPECTED_TRIGGERS: tuple[str, ...] = (
     "waypost_inbox_conversations",
     "waypost_inbox_messages",
     "waypost_inbox_notifications",
+    "waypost_inbox_outbound_jobs",
 )
