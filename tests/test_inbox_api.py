@@ -217,14 +217,15 @@ def test_the_live_feed_announces_a_reply_job_skipped_or_failed(
     """A skipped or failed AI job changes no message row: its own trigger tells an open page, which
     would otherwise go on saying "AI is replying…". Pending to running looks the same: no event."""
     inbound(client, "is anyone there?")
-    cid = conversation_id(db)
+    inbound(client, "hello?", wa_id="16505559999", name="Ana Lima")
+    skipped, failed = conversation_id(db), conversation_id(db, "16505559999")
     page = httpx.Client(base_url=web.url, cookies=dict(inbox.client.cookies), timeout=30)
     with page, page.stream("GET", "/inbox/events") as stream:
         lines = stream.iter_lines()
         assert next(lines) == "event: resync"
-        for status in ("running", "skipped"):
+        for cid, status in ((skipped, "running"), (skipped, "skipped"), (failed, "failed")):
             db.execute("UPDATE outbound_jobs SET status = %s WHERE conversation_id = %s", (status, cid))
-        db.execute("UPDATE conversations SET updated_at = now() WHERE id = %s", (cid,))  # the last event
+        db.execute("UPDATE conversations SET updated_at = now() WHERE id = %s", (failed,))  # the last event
         started, changes = time.monotonic(), []
         for line in lines:
             assert time.monotonic() - started < 20, f"no event for the conversation's update: {changes}"
@@ -234,8 +235,9 @@ def test_the_live_feed_announces_a_reply_job_skipped_or_failed(
                 if event["table"] == "conversations":
                     break
     jobs = [change for change in changes if change["table"] == "outbound_jobs"]
-    assert [(job["op"], job["conversation_id"]) for job in jobs] == [("update", cid)]
-    assert 'data-live-on="conversations,messages,outbound_jobs"' in inbox.client.get(f"/inbox/conversations/{cid}").text
+    assert [(job["op"], job["conversation_id"]) for job in jobs] == [("update", skipped), ("update", failed)]
+    page_html = inbox.client.get(f"/inbox/conversations/{skipped}").text
+    assert 'data-live-on="conversations,messages,outbound_jobs"' in page_html
 
 
 def test_operator_reply_is_sent_once_and_pauses_the_ai(
