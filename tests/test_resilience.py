@@ -57,13 +57,19 @@ def test_the_next_reply_of_a_conversation_starts_when_the_previous_one_ends(
     assert max(gaps) < 3.0, gaps  # measured: tens of ms; the margin is for a busy machine, far below the poll
 
 
+def on_own_database(server: embedded_pg.EmbeddedPostgres, settings: Settings, name: str, **update: Any) -> Settings:
+    """`settings` pointed at a new, migrated database on `server`: a PostgreSQL the test stops and starts."""
+    database_url = server.create_database(name)
+    migrate(database_url)
+    return settings.model_copy(update={"database_url": database_url, **update})
+
+
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_the_worker_rides_through_a_database_restart(
     mode: str, own_postgres: embedded_pg.EmbeddedPostgres, slow_poll: Settings, fake_graph: FakeGraph, tmp_path: Path
 ) -> None:
-    database_url = own_postgres.create_database("restart")
-    migrate(database_url)
-    settings = slow_poll.model_copy(update={"database_url": database_url})
+    settings = on_own_database(own_postgres, slow_poll, "restart")
+    database_url = settings.require_database_url()
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         worker.wait_ready()
@@ -113,16 +119,10 @@ def test_after_a_quiet_restart_the_next_message_is_answered_within_seconds(
     """No traffic while PostgreSQL restarts: every pooled connection is dead when the next message
     comes. psycopg_pool alone checked them one by one with 1, 2, 4, 8 s sleeps between (30 s and a
     bare 500 with 6 or more); both processes must answer within 5 s of the database being back."""
-    database_url = own_postgres.create_database("quiet")
-    migrate(database_url)
-    settings = slow_poll.model_copy(
-        update={
-            "database_url": database_url,
-            "db_pool_min_size": idle,
-            "db_pool_max_size": idle + 4,
-            "db_pool_timeout": 4.0,
-        }
+    settings = on_own_database(
+        own_postgres, slow_poll, "quiet", db_pool_min_size=idle, db_pool_max_size=idle + 4, db_pool_timeout=4.0
     )
+    database_url = settings.require_database_url()
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
         worker.wait_ready()
@@ -255,9 +255,8 @@ def test_a_send_meta_accepted_while_the_database_was_away_is_recorded_once_it_is
 ) -> None:
     """The database stops while Meta holds the send: the worker keeps trying to write the send down
     (a second apart, worker/sending.py RECORD_ATTEMPTS) and does once it is back; nothing is sent twice."""
-    database_url = own_postgres.create_database("record")
-    migrate(database_url)
-    settings = settings.model_copy(update={"database_url": database_url, "db_pool_timeout": 0.5})
+    settings = on_own_database(own_postgres, settings, "record", db_pool_timeout=0.5)
+    database_url = settings.require_database_url()
     fake_graph.script.append(Behaviour(status=200, hang=1.0))  # Meta takes it, and answers a second later
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
