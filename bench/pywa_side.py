@@ -1,7 +1,7 @@
 """pywa 4.5.0 beside Waypost in one run: the same driver, signed payloads, fake Graph API and HTTP client.
 
     .venv/bin/python -m bench.pywa_side [--runs 3] [--count 300] [--rate 20] [--concurrency 8]
-        [--pywa sync|async] [--no-save]
+        [--pywa sync|async] [--floor] [--no-save]
 
 Needs the `bench` extra (`python3 bootstrap.py bench` installs it). Starts the stack (bench.common.stack:
 embedded PostgreSQL, the fake Graph API, `waypost serve` and one `waypost worker`, rules provider, no quiet
@@ -18,6 +18,9 @@ side by side (the order alternates between runs):
     Replies lost = 50 - messages answered at the fake; answered twice counted too. For Waypost the
     fake posts `sent` status webhooks as Meta does, and after the restart delivers them again for the
     sends it accepted (Meta redelivers webhooks that got no 200: the web process was dead).
+With `--floor`, a third side in the same runs (ack and reply, no SIGKILL): bench/durable_floor.py, pywa's
+kind of server plus one durable row before the 200 and a worker of its own, with the goals applied to it
+too: what any design that commits before the 200 and replies from another process pays on this machine.
 Every message comes from its own contact, with phone number and BSUID (pywa 4.5 reads contacts[].user_id).
 Each figure is the median of the runs with its spread; ratios are Waypost/pywa within a run.
 """
@@ -39,9 +42,9 @@ import psycopg
 
 from bench.common import SECRET, Stack, machine, percentile, report, stack
 from bench.pywa_bot import ENDPOINT, QUESTION, VERIFY_TOKEN, answer
-from waypost.db import connect_sync, fetch_optional_sync
+from waypost.db import connect_sync, execute_sync, fetch_optional_sync
 from waypost.devtools import payloads
-from waypost.devtools.net import free_port, wait_until_ready
+from waypost.devtools.net import answers, free_port, wait_until_ready
 from waypost.devtools.processes import poll, stop_processes, workers_listening
 
 CRON_SECRET = "bench-cron"
@@ -116,16 +119,40 @@ def pywa_side(graph: str, flavour: str, started: list[subprocess.Popen]) -> Side
     challenge = f"{ENDPOINT}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=ok"
     command = [sys.executable, "-m", "bench.pywa_bot", "--port", str(port), "--graph", graph, "--flavour", flavour]
 
-    def answers() -> bool:
-        try:
-            return httpx.get(url + challenge, timeout=1).text == "ok"
-        except httpx.TransportError:
-            return False
-
     def ready() -> None:
-        poll(answers, timeout=30, what="the pywa bot did not answer its webhook challenge")
+        poll(lambda: answers(url + challenge), timeout=30, what="the pywa bot did not answer its webhook challenge")
 
     side = Side(f"pywa ({flavour})", url, challenge, [command], dict(os.environ), started, [], ready)
+    side.restart()
+    return side
+
+
+def floor_side(running: Stack, started: list[subprocess.Popen]) -> Side:
+    """bench/durable_floor.py: pywa's server plus one durable row before the 200, and a worker of its own,
+    on the same PostgreSQL (its own table) and the same fake Graph API."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    floor = "bench.durable_floor"
+    database = ["--database-url", running.database_url]
+    commands = [
+        [sys.executable, "-m", floor, "web", "--port", str(port), *database],
+        [sys.executable, "-m", floor, "worker", "--graph", running.graph, *database],
+    ]
+    challenge = f"{ENDPOINT}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=ok"
+
+    def ready() -> None:
+        poll(lambda: answers(url + challenge), timeout=30, what="the floor's web process did not answer")
+        with connect_sync(running.database_url, autocommit=True) as conn:
+            listening = lambda: fetch_optional_sync(conn, "bench_floor_listening") is not None  # noqa: E731
+            poll(listening, timeout=30, what="the floor's worker did not start listening")
+
+    def open_work() -> bool:
+        with connect_sync(running.database_url, autocommit=True) as conn:
+            return fetch_optional_sync(conn, "bench_floor_open") is not None
+
+    with connect_sync(running.database_url, autocommit=True) as conn:
+        execute_sync(conn, "bench_floor_create")
+    side = Side("durable floor", url, challenge, commands, dict(os.environ), started, [], ready, open_work)
     side.restart()
     return side
 
@@ -299,7 +326,7 @@ def spread(values: list[float]) -> str:
 
 def table(runs: list[dict[str, dict[str, float]]], names: tuple[str, str]) -> list[str]:
     waypost, pywa = names
-    lines = [f"{'figure':38} {'Waypost':>20} {pywa:>20} {'Waypost/pywa':>18}  goal"]
+    lines = [f"{'figure':38} {waypost:>20} {pywa:>20} {'ratio to pywa':>18}  goal"]
     for key in runs[0][waypost]:
         w = [run[waypost][key] for run in runs]
         p = [run[pywa][key] for run in runs]
@@ -309,6 +336,11 @@ def table(runs: list[dict[str, dict[str, float]]], names: tuple[str, str]) -> li
         ratio = spread(ratios) + "x" if ratios else ""
         lines.append(f"{key:38} {spread(w):>20} {spread(p):>20} {ratio:>18}  {verdict}")
     return lines
+
+
+def floor_table(runs: list[dict[str, dict[str, float]]], floor: str, pywa: str) -> list[str]:
+    """The floor's figures against pywa's, the goals applied to them: could any durable design meet them here."""
+    return ["", f"{floor} (bench/durable_floor.py) beside pywa, the same runs:", *table(runs, (floor, pywa))]
 
 
 def main() -> None:
@@ -323,19 +355,28 @@ def main() -> None:
         default="sync",
         help="pywa (sync handlers, the docs' first example) or pywa_async",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="a third side, bench/durable_floor.py (ack and reply): what any design committing before the 200 pays",
+    )
     parser.add_argument("--no-save", action="store_true", help="print only, append nothing to bench/results")
     args = parser.parse_args()
 
     runs: list[dict[str, dict[str, float]]] = []
-    pywa_started: list[subprocess.Popen] = []
+    others: list[subprocess.Popen] = []
     with stack(1, 1, **WAYPOST_ENV) as running:
         try:
-            sides = [waypost_side(running), pywa_side(running.graph, args.pywa, pywa_started)]
+            sides = [waypost_side(running), pywa_side(running.graph, args.pywa, others)]
+            if args.floor:
+                sides.append(floor_side(running, others))
             for run in range(args.runs):
                 order = sides if run % 2 == 0 else sides[::-1]
                 figures: dict[str, dict[str, float]] = {side.name: {} for side in sides}
                 for n, phase in enumerate(("ack", "reply", "sigkill")):
                     for side in order:
+                        if phase == "sigkill" and side.name == "durable floor":
+                            continue  # it claims before it sends: a kill mid-send loses that reply, by design
                         prefix = f"3{sides.index(side)}{run % 10}{n}"
                         if phase == "ack":
                             result = ack(side, running.graph, prefix, args.count, args.concurrency)
@@ -347,7 +388,7 @@ def main() -> None:
                         print(f"run {run + 1} {side.name} {phase}: {result}", file=sys.stderr, flush=True)
                 runs.append(figures)
         finally:
-            stop_processes(pywa_started)
+            stop_processes(others)
 
     names = (sides[0].name, sides[1].name)
     driver = statistics.median(run[name][DRIVER] for run in runs for name in names)
@@ -359,6 +400,7 @@ def main() -> None:
         f"{args.runs} runs, median (min-max); {args.count} POSTs per ack measurement, webhook to reply at "
         f"{args.rate:.0f}/s from one client; SIGKILL after {KILLED} acks from 10 clients",
         *table(runs, names),
+        *(floor_table(runs, sides[2].name, names[1]) if args.floor else []),
         f"driver: {driver:.2f} ms of its own CPU per sequential POST (signing, sending, reading the answer): "
         f"{share:.0f}% of pywa's ack p50: "
         + (

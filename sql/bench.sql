@@ -137,3 +137,47 @@ UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s
 -- Both layouts vacuumed and analysed after loading, as a month-old journal is, so no background
 -- vacuum writes WAL during the measurements
 VACUUM (FREEZE, ANALYZE) webhook_events, bench_journal_plain
+
+-- bench_floor_create --
+-- bench/durable_floor.py: the least a durable acknowledgement can write, one row that is at once the journal, the
+-- message and its reply's job (its unique wamid the idempotency key); its own table, outside Waypost's schema
+CREATE TABLE IF NOT EXISTS bench_floor_inbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    wamid text NOT NULL UNIQUE,
+    phone_number_id text NOT NULL,
+    wa_id text NOT NULL,
+    body text NOT NULL,
+    status text NOT NULL DEFAULT 'new',
+    reply_wamid text,
+    received_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS bench_floor_inbox_new_idx ON bench_floor_inbox (id) WHERE status = 'new'
+
+-- bench_floor_store --
+-- bench/durable_floor.py: the acknowledgement's one statement, committed before the 200; a redelivery stores
+-- nothing and wakes nobody
+WITH stored AS (
+    INSERT INTO bench_floor_inbox (wamid, phone_number_id, wa_id, body)
+    VALUES (%(wamid)s, %(phone_number_id)s, %(wa_id)s, %(body)s)
+    ON CONFLICT (wamid) DO NOTHING
+    RETURNING id
+)
+SELECT pg_notify('bench_floor', id::text) FROM stored
+
+-- bench_floor_claim --
+-- bench/durable_floor.py: the oldest message nobody answers yet, claimed before its reply is sent (at most once)
+UPDATE bench_floor_inbox SET status = 'sending'
+ WHERE id = (SELECT id FROM bench_floor_inbox WHERE status = 'new' ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
+RETURNING id, wamid, phone_number_id, wa_id
+
+-- bench_floor_sent --
+-- bench/durable_floor.py: the reply Meta accepted, recorded
+UPDATE bench_floor_inbox SET status = 'sent', reply_wamid = %(reply_wamid)s WHERE id = %(id)s
+
+-- bench_floor_open --
+-- bench/durable_floor.py: whether a message still waits for its reply
+SELECT 1 FROM bench_floor_inbox WHERE status <> 'sent' LIMIT 1
+
+-- bench_floor_listening --
+-- bench/durable_floor.py: whether the floor's worker LISTENs yet (run without parameters)
+SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN bench_floor' AND datname = current_database()

@@ -1,0 +1,151 @@
+"""The durable floor: pywa's server plus the least a durable acknowledgement must do, for bench/pywa_side.py.
+
+    .venv/bin/python -m bench.durable_floor web --port 8091 --database-url URL
+    .venv/bin/python -m bench.durable_floor worker --graph http://127.0.0.1:8081 --database-url URL
+
+Issue 17 asks for pywa's speed with Waypost's guarantees. This contender keeps only the guarantee's own
+cost: the web process (a Starlette route under uvicorn, as pywa's server and `waypost serve` run) checks the
+signature and commits one row (`bench_floor_store`: at once the journal, the message and its reply's job,
+the wamid its idempotency key, a NOTIFY at commit) before the 200; the worker (uvloop, one LISTEN
+connection, 10 replies at once as `waypost worker`) claims a row, sends the reply over aiohttp (the client
+Waypost's replies use) and records it. No conversation, turn, history, orchestrator, read receipt, inbox
+event or procrastinate: what it measures is what any design that commits before the 200 and replies from
+another process pays on this machine, with nothing of Waypost's own. bench/pywa_side.py creates its table
+(`bench_floor_create`) before it starts the two processes. Its figures beside pywa's say how much
+of the gap a design inside the guarantees can close at all. Not a product: it keeps none of the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import aiohttp
+import uvicorn
+import uvloop
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from bench.common import ACCESS_TOKEN, SECRET
+from bench.pywa_bot import ENDPOINT, VERIFY_TOKEN, answer
+from waypost.db import execute, fetch_optional
+from waypost.logs import setup_logging
+
+BODY_LIMIT = 1 << 20
+CONCURRENCY = 10  # `waypost worker`'s default
+API_VERSION = "v25.0"
+
+
+def web(database_url: str) -> Starlette:
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+        database_url, min_size=4, max_size=10, kwargs={"autocommit": True}, open=False
+    )
+
+    async def challenge(request: Request) -> Response:
+        ok = request.query_params.get("hub.verify_token") == VERIFY_TOKEN
+        return PlainTextResponse(request.query_params.get("hub.challenge", "") if ok else "", 200 if ok else 403)
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > BODY_LIMIT:
+            return Response(status_code=413)
+        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("x-hub-signature-256", "")):
+            return Response(status_code=401)
+        value = json.loads(body)["entry"][0]["changes"][0]["value"]
+        async with pool.connection() as conn:
+            for message in value.get("messages", []):
+                await execute(
+                    conn,
+                    "bench_floor_store",
+                    wamid=message["id"],
+                    phone_number_id=value["metadata"]["phone_number_id"],
+                    wa_id=message["from"],
+                    body=message.get("text", {}).get("body", ""),
+                )
+        return Response(status_code=200)
+
+    async def lifespan(_: Starlette) -> Any:
+        async with pool:
+            yield
+
+    return Starlette(
+        routes=[Route(ENDPOINT, challenge, methods=["GET"]), Route(ENDPOINT, receive, methods=["POST"])],
+        lifespan=lifespan,
+    )
+
+
+async def worker(database_url: str, graph: str) -> None:
+    text = answer()
+    wake = asyncio.Event()
+    async with (
+        AsyncConnectionPool(database_url, min_size=CONCURRENCY, kwargs={"autocommit": True}) as pool,
+        aiohttp.ClientSession(graph, headers={"Authorization": f"Bearer {ACCESS_TOKEN}"}) as http,
+        await AsyncConnection.connect(database_url, autocommit=True) as listener,
+    ):
+
+        async def reply_all() -> None:
+            while True:
+                async with pool.connection() as conn:
+                    row = await fetch_optional(conn, "bench_floor_claim")
+                if row is None:
+                    return
+                send = {
+                    "messaging_product": "whatsapp",
+                    "to": row["wa_id"],
+                    "type": "text",
+                    "text": {"body": text},
+                    "context": {"message_id": row["wamid"]},
+                }
+                async with http.post(f"/{API_VERSION}/{row['phone_number_id']}/messages", json=send) as answered:
+                    answered.raise_for_status()
+                    reply_wamid = (await answered.json())["messages"][0]["id"]
+                async with pool.connection() as conn:
+                    await execute(conn, "bench_floor_sent", id=row["id"], reply_wamid=reply_wamid)
+
+        async def listen() -> None:
+            await listener.execute("LISTEN bench_floor")
+            wake.set()  # what was stored before the LISTEN
+            async for _ in listener.notifies():
+                wake.set()
+
+        listening = asyncio.create_task(listen())
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                # one more replier per wake, up to CONCURRENCY: each drains until nothing is new
+                if len(running) < CONCURRENCY:
+                    task = asyncio.create_task(reply_all())
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        finally:
+            listening.cancel()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=("web", "worker"))
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--graph", default="")
+    args = parser.parse_args()
+    setup_logging("WARNING")
+    if args.role == "web":
+        app = web(args.database_url)
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, proxy_headers=False)
+    else:
+        uvloop.run(worker(args.database_url, args.graph))
+
+
+if __name__ == "__main__":
+    main()
