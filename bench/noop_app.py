@@ -1,9 +1,11 @@
 """A bare procrastinate App with a no-op task: procrastinate's own throughput, measured by bench.suite
-on the same machine and database as Waypost's, as the yardstick."""
+on the same machine and database as Waypost's, as the yardstick; and a task that prints when it
+started: procrastinate's own wake-up (bench.suite.procrastinate_wake)."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import procrastinate
 
@@ -13,3 +15,9 @@ app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=os.env
 @app.task(name="bench_noop", queue="bench_noop")
 async def noop(i: int) -> None:
     return None
+
+
+@app.task(name="bench_stamp", queue="bench_stamp")
+async def stamp(i: int) -> None:
+    """Print `i` and the time its task started (same machine as the deferrer, which noted its defer's end)."""
+    print(i, time.time(), flush=True)

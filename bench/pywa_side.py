@@ -20,7 +20,9 @@ side by side (the order alternates between runs):
     sends it accepted (Meta redelivers webhooks that got no 200: the web process was dead).
 With `--floor`, a third side in the same runs (ack and reply, no SIGKILL): bench/durable_floor.py, pywa's
 kind of server plus one durable row before the 200 and a worker of its own, with the goals applied to it
-too: what any design that commits before the 200 and replies from another process pays on this machine.
+too: what any design that commits before the 200 and replies from another process pays on this machine;
+and procrastinate's own worker (bench.suite.procrastinate_wake), one job deferred at a time at `--rate`:
+from its defer's return to its task's start, which a reply run as a procrastinate job waits on top of that.
 Every message comes from its own contact, with phone number and BSUID (pywa 4.5 reads contacts[].user_id).
 Each figure is the median of the runs with its spread; ratios are Waypost/pywa within a run.
 """
@@ -42,6 +44,7 @@ import psycopg
 
 from bench.common import SECRET, Stack, machine, percentile, report, stack
 from bench.pywa_bot import ENDPOINT, QUESTION, VERIFY_TOKEN, answer
+from bench.suite import procrastinate_wake
 from waypost.db import connect_sync, execute_sync, fetch_optional_sync
 from waypost.devtools import payloads
 from waypost.devtools.net import answers, free_port, wait_until_ready
@@ -56,6 +59,7 @@ CRON_SECRET = "bench-cron"
 WAYPOST_ENV = {"CRON_SECRET": CRON_SECRET, "WAYPOST_STALLED_WORKER_SECONDS": "2", "WAYPOST_UNKNOWN_GRACE_SECONDS": "60"}
 KILLED = 50
 DRIVER = "driver CPU per sequential POST, ms"
+WAKE = "procrastinate"  # with --floor: the figures of procrastinate's own wake-up, in each run
 
 
 @dataclasses.dataclass
@@ -339,8 +343,22 @@ def table(runs: list[dict[str, dict[str, float]]], names: tuple[str, str]) -> li
 
 
 def floor_table(runs: list[dict[str, dict[str, float]]], floor: str, pywa: str) -> list[str]:
-    """The floor's figures against pywa's, the goals applied to them: could any durable design meet them here."""
-    return ["", f"{floor} (bench/durable_floor.py) beside pywa, the same runs:", *table(runs, (floor, pywa))]
+    """The floor's figures against pywa's, the goals applied to them: could any durable design meet them
+    here; then procrastinate's own wake-up, which a reply run as a procrastinate job waits on top."""
+    wake = [run[WAKE] for run in runs]
+    # per run: pywa's reply p50 twice (the goal), less what procrastinate alone takes from commit to task
+    left = [2 * run[pywa]["reply p50 (ms)"] - run[WAKE]["p50"] for run in runs]
+    return [
+        "",
+        f"{floor} (bench/durable_floor.py) beside pywa, the same runs:",
+        *table(runs, (floor, pywa)),
+        f"procrastinate's own worker, one job deferred at a time at the reply phase's rate (same runs): "
+        f"defer returned -> task start p50 {spread([w['p50'] for w in wake])} ms, "
+        f"p99 {spread([w['p99'] for w in wake])} ms (the defer itself, with its commit: "
+        f"{spread([w['defer p50'] for w in wake])} ms)",
+        f"2x pywa's reply p50 less that wake-up: {spread(left)} ms for everything else a reply sent from a "
+        "procrastinate job does: the POST up to its commit, the reply's own work, the send",
+    ]
 
 
 def main() -> None:
@@ -386,6 +404,14 @@ def main() -> None:
                             result = sigkill(side, running.graph, prefix, statuses=side is sides[0])
                         figures[side.name].update(result)
                         print(f"run {run + 1} {side.name} {phase}: {result}", file=sys.stderr, flush=True)
+                if args.floor:
+                    waits, defers = procrastinate_wake(running, args.count, args.rate)
+                    figures[WAKE] = {
+                        "p50": statistics.median(waits),
+                        "p99": percentile(waits, 0.99),
+                        "defer p50": statistics.median(defers),
+                    }
+                    print(f"run {run + 1} {WAKE}: {figures[WAKE]}", file=sys.stderr, flush=True)
                 runs.append(figures)
         finally:
             stop_processes(others)

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +45,7 @@ from bench.figures import HIGHER, LOWER, DriverCost, Figures
 from bench.http import Client
 from waypost.db import composed, connect_sync, fetch_all_sync, fetch_one_sync, fetch_optional_sync
 from waypost.devtools import payloads
+from waypost.devtools.processes import poll, workers_listening
 from waypost.schema import migrate
 
 RATES = (50, 100, 150, 200, 300, 400, 500, 700, 1000)
@@ -155,16 +158,73 @@ def end_to_end(running: Stack, rate: float, seconds: float) -> list[float]:
     return [(received[wamid] - at) * 1000 for wamid, at in posted.items() if wamid in received]
 
 
+def own_database(running: Stack, name: str) -> str:
+    """A new database `name` on the stack's server, migrated (procrastinate's schema with Waypost's)."""
+    with psycopg.connect(running.database_url, autocommit=True) as admin:
+        admin.execute(composed("devtools_drop_database", name=name))
+        admin.execute(composed("devtools_create_database", name=name))
+    database_url = urlunsplit(urlsplit(running.database_url)._replace(path=f"/{name}"))
+    migrate(database_url)
+    return database_url
+
+
+def procrastinate_wake(running: Stack, count: int, rate: float) -> tuple[list[float], list[float]]:
+    """procrastinate's own wake-up: `count` jobs deferred at `rate`/s, one at a time, to `procrastinate
+    worker` (concurrency 10, a database of its own on the same server). For each job, the milliseconds
+    from its defer's return (its commit came just before) to its task's first line, and the defer's
+    own milliseconds: what a reply run as a procrastinate job waits, at the least."""
+    from bench.noop_app import stamp
+
+    database_url = own_database(running, "bench_wake")
+    command = [sys.executable, "-m", "procrastinate", "--app=bench.noop_app.app", "worker", "-q", stamp.queue]
+    worker = subprocess.Popen(
+        [*command, "-c", "10"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    started: dict[int, float] = {}
+
+    def read() -> None:
+        for line in worker.stdout or ():
+            with contextlib.suppress(ValueError):  # the task's lines only: anything else procrastinate prints
+                i, at = line.split()
+                started[int(i)] = float(at)
+
+    threading.Thread(target=read, daemon=True).start()
+    returned: dict[int, float] = {}
+    defers: list[float] = []
+
+    async def defer() -> None:
+        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
+        async with app.open_async():
+            task = app.configure_task(stamp.name, queue=stamp.queue)
+            start = time.monotonic()
+            for i in range(count):
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+                before = time.time()
+                await task.defer_async(i=i)
+                returned[i] = time.time()
+                defers.append((returned[i] - before) * 1000)
+
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            poll(lambda: workers_listening(conn) >= 1, timeout=30, what="procrastinate's worker did not listen")
+        asyncio.run(defer())
+        poll(lambda: len(started) >= count, timeout=60, what="procrastinate's worker did not run every job")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+    return [(started[i] - at) * 1000 for i, at in returned.items()], defers
+
+
 def procrastinate_noop(running: Stack, count: int) -> float:
     """procrastinate's own no-op jobs per second: one `procrastinate worker` at concurrency 10, on a
     database of its own on the same server (Waypost's workers take jobs from every queue)."""
     from bench.noop_app import noop
 
-    with psycopg.connect(running.database_url, autocommit=True) as admin:
-        admin.execute(composed("devtools_drop_database", name="bench_noop"))
-        admin.execute(composed("devtools_create_database", name="bench_noop"))
-    database_url = urlunsplit(urlsplit(running.database_url)._replace(path="/bench_noop"))
-    migrate(database_url)
+    database_url = own_database(running, "bench_noop")
     env = {**os.environ, "DATABASE_URL": database_url}
 
     async def defer() -> None:
