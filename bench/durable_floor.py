@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -73,7 +75,8 @@ def web(database_url: str) -> Starlette:
                 )
         return Response(status_code=200)
 
-    async def lifespan(_: Starlette) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with pool:
             yield
 
@@ -112,7 +115,7 @@ async def worker(database_url: str, graph: str) -> None:
                     await execute(conn, "bench_floor_sent", id=row["id"], reply_wamid=reply_wamid)
 
         async def listen() -> None:
-            await listener.execute("LISTEN bench_floor")
+            await execute(listener, "bench_floor_listen")
             wake.set()  # what was stored before the LISTEN
             async for _ in listener.notifies():
                 wake.set()

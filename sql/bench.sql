@@ -178,6 +178,10 @@ UPDATE bench_floor_inbox SET status = 'sent', reply_wamid = %(reply_wamid)s WHER
 -- bench/durable_floor.py: whether a message still waits for its reply
 SELECT 1 FROM bench_floor_inbox WHERE status <> 'sent' LIMIT 1
 
+-- bench_floor_listen --
+-- bench/durable_floor.py: the floor's worker is woken by each stored row (bench_floor_store's NOTIFY)
+LISTEN bench_floor
+
 -- bench_floor_listening --
 -- bench/durable_floor.py: whether the floor's worker LISTENs yet (run without parameters)
 SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN bench_floor' AND datname = current_database()
