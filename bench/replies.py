@@ -1,7 +1,7 @@
 """The reply run alone: its statements, and its sustained throughput beside procrastinate's no-op jobs.
 
     .venv/bin/python -m bench.replies profile [--warm 200] [--log-level INFO]
-    .venv/bin/python -m bench.replies throughput [--load 1000] [--runs 1]
+    .venv/bin/python -m bench.replies throughput [--load 1000] [--runs 1] [--log-level INFO]
 
 `profile` starts the stack (bench.common.stack: rules provider, no quiet window) with PostgreSQL
 logging every statement (with `--log-level INFO`, the processes' stage lines with elapsed_ms go to
@@ -11,6 +11,8 @@ the POST to the reply recorded, with the time between them: what one reply costs
 
 `throughput` runs bench.suite's sustained() and procrastinate_noop() only, in the same run, and prints
 the ratio (the issue's goal: replies/s >= 0.7x the no-op jobs/s). Nothing is written to bench/results.
+The benchmarks run the stack at WAYPOST_LOG_LEVEL=WARNING; `--log-level INFO` runs it at the default
+instead (every line goes to stderr: redirect it), to see what the default's lines cost per reply.
 """
 
 from __future__ import annotations
@@ -116,10 +118,10 @@ def _cpu_seconds(database_url: str) -> dict[str, float]:
     return used
 
 
-def throughput(load: int, runs: int) -> None:
+def throughput(load: int, runs: int, log_level: str) -> None:
     figures = []
     for _ in range(runs):
-        with stack() as running:
+        with stack(WAYPOST_LOG_LEVEL=log_level) as running:
             noop = procrastinate_noop(running, 2 * load)
             before = _cpu_seconds(running.database_url)
             replies, worker = sustained(running, load)
@@ -146,11 +148,12 @@ def main() -> None:
     run = sub.add_parser("throughput")
     run.add_argument("--load", type=int, default=1000)
     run.add_argument("--runs", type=int, default=1)
+    run.add_argument("--log-level", default="WARNING", help="INFO: the default level, every line to stderr")
     args = parser.parse_args()
     if args.command == "profile":
         profile(args.warm, args.log_level)
     else:
-        throughput(args.load, args.runs)
+        throughput(args.load, args.runs, args.log_level)
 
 
 if __name__ == "__main__":
