@@ -10,9 +10,11 @@ the wamid its idempotency key, a NOTIFY at commit) before the 200; the worker (u
 connection, 10 replies at once as `waypost worker`) claims a row, sends the reply over aiohttp (the client
 Waypost's replies use) and records it. No conversation, turn, history, orchestrator, read receipt, inbox
 event or procrastinate: what it measures is what any design that commits before the 200 and replies from
-another process pays on this machine, with nothing of Waypost's own. bench/pywa_side.py creates its table
-(`bench_floor_create`) before it starts the two processes. Its figures beside pywa's say how much
-of the gap a design inside the guarantees can close at all. Not a product: it keeps none of the rest.
+another process pays on this machine, with nothing of Waypost's own. A status webhook is one statement
+too (`bench_floor_status`: the status row, and the reply's latest status). bench/pywa_side.py (--floor)
+runs it beside pywa, and bench/mixed.py (--floor) drives mixed traffic at it (`serving`). Its figures
+beside pywa's say how much of the gap a design inside the guarantees can close at all. Not a product: it
+keeps none of the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -36,11 +40,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from bench.common import ACCESS_TOKEN, SECRET
+from bench.common import ACCESS_TOKEN, SECRET, Stack
 from bench.pywa_bot import ENDPOINT, VERIFY_TOKEN, answer
-from waypost.db import execute, fetch_optional
+from waypost.db import connect_sync, execute, execute_sync, fetch_optional, fetch_optional_sync
+from waypost.devtools.net import answers, free_port
+from waypost.devtools.processes import poll, stop_processes
 from waypost.logs import setup_logging
 
+CHALLENGE = f"{ENDPOINT}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=ok"
 BODY_LIMIT = 1 << 20
 CONCURRENCY = 10  # `waypost worker`'s default
 API_VERSION = "v25.0"
@@ -73,6 +80,8 @@ def web(database_url: str) -> Starlette:
                     wa_id=message["from"],
                     body=message.get("text", {}).get("body", ""),
                 )
+            for status in value.get("statuses", []):
+                await execute(conn, "bench_floor_status", reply_wamid=status["id"], status=status["status"])
         return Response(status_code=200)
 
     @contextlib.asynccontextmanager
@@ -133,6 +142,49 @@ async def worker(database_url: str, graph: str) -> None:
                     task.add_done_callback(running.discard)
         finally:
             listening.cancel()
+
+
+def commands(running: Stack, port: int) -> list[list[str]]:
+    """The floor's web process (on `port`) and worker, on the stack's database and fake Graph API."""
+    database = ["--database-url", running.database_url]
+    return [
+        [sys.executable, "-m", "bench.durable_floor", "web", "--port", str(port), *database],
+        [sys.executable, "-m", "bench.durable_floor", "worker", "--graph", running.graph, *database],
+    ]
+
+
+def create(database_url: str) -> None:
+    """Its tables, before its processes start."""
+    with connect_sync(database_url, autocommit=True) as conn:
+        execute_sync(conn, "bench_floor_create")
+
+
+def wait_ready(database_url: str, url: str) -> None:
+    """Until its web process answers the webhook challenge and its worker LISTENs."""
+    poll(lambda: answers(url + CHALLENGE), timeout=30, what="the floor's web process did not answer")
+    with connect_sync(database_url, autocommit=True) as conn:
+        listening = lambda: fetch_optional_sync(conn, "bench_floor_listening") is not None  # noqa: E731
+        poll(listening, timeout=30, what="the floor's worker did not start listening")
+
+
+def open_work(database_url: str) -> bool:
+    """Whether a stored message still waits for its reply."""
+    with connect_sync(database_url, autocommit=True) as conn:
+        return fetch_optional_sync(conn, "bench_floor_open") is not None
+
+
+@contextlib.contextmanager
+def serving(running: Stack) -> Iterator[str]:
+    """The floor beside the stack, its web process's URL while the block runs (bench/mixed.py --floor)."""
+    create(running.database_url)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    processes = [subprocess.Popen(command) for command in commands(running, port)]
+    try:
+        wait_ready(running.database_url, url)
+        yield url
+    finally:
+        stop_processes(processes)
 
 
 def main() -> None:

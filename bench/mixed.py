@@ -1,6 +1,6 @@
 """Mixed traffic: inbound messages, each answered, plus the status webhooks of the replies sent.
 
-    .venv/bin/python -m bench.mixed [--seconds 60] [--rate 80] [--runs 3] [--search 1,1.5,2,3,4] [--no-record]
+    .venv/bin/python -m bench.mixed [--seconds 60] [--rate 80] [--runs 3] [--search 1,1.5,2,3,4] [--floor] [--no-record]
 
 Starts the stack (bench.common.stack) and drives, from this process, open loop (each latency counted
 from the request's scheduled time):
@@ -12,7 +12,9 @@ from the request's scheduled time):
     so none is counted twice.
 Prints POST ack median/p99 by kind, replies sent (exactly once each), webhook -> reply median/p99,
 against the goals (ack p99 < 50 ms, webhook -> reply p99 < 250 ms), the driver's own CPU, and with
---search the highest multiple of the rate held (shorter runs, one stack).
+--search the highest multiple of the rate held (shorter runs, one stack). With --floor the same traffic
+goes to bench/durable_floor.py instead (its statuses one statement each, like Waypost's): what any design
+that commits each webhook before its 200 holds on this machine.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import itertools
 import statistics
@@ -28,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench import durable_floor
 from bench.common import SECRET, WEBHOOK, Stack, machine, percentile, report, stack, wait_drained
 from bench.figures import HIGHER, LOWER, DriverCost, Figures
 from bench.http import Client
@@ -183,9 +187,10 @@ async def drive(running: Stack, rate: float, seconds: float, grace: float = 60.0
     )
 
 
-def mixed(running: Stack, rate: float, seconds: float) -> MixedRun:
+def mixed(running: Stack, rate: float, seconds: float, open_query: str = "bench_outbound_open") -> MixedRun:
+    """One run against `running.web`; `open_query` says when its worker has drained (common.wait_drained)."""
     result = asyncio.run(drive(running, rate, seconds))
-    wait_drained(running.database_url)
+    wait_drained(running.database_url, open_query=open_query)
     # a late reply or duplicate would show in the fake's log after the last poll: count from the whole log
     first: dict[str, float] = {}
     result.replies = collections.Counter()
@@ -197,11 +202,13 @@ def mixed(running: Stack, rate: float, seconds: float) -> MixedRun:
     return result
 
 
-def search(running: Stack, rate: float, multiples: list[float], seconds: float) -> tuple[list[str], float]:
+def search(
+    running: Stack, rate: float, multiples: list[float], seconds: float, open_query: str = "bench_outbound_open"
+) -> tuple[list[str], float]:
     """Each multiple of `rate` in turn, for `seconds`; stops at the first not held. The highest held."""
     lines, best = [], 0.0
     for multiple in multiples:
-        result = mixed(running, rate * multiple, seconds)
+        result = mixed(running, rate * multiple, seconds, open_query)
         held = result.held()
         lines.append(f"{multiple:g}x ({'held' if held else 'NOT held'}) " + result.lines()[0])
         lines += result.lines()[1:]
@@ -225,17 +232,32 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=1)
     parser.add_argument("--search", type=parse_multiples, default=[], help="multiples to try, e.g. 1,1.5,2,3,4")
     parser.add_argument("--search-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="drive bench/durable_floor.py instead of Waypost: could any durable design hold this rate here",
+    )
     parser.add_argument("--no-record", action="store_true", help="print only (a dev run)")
     args = parser.parse_args()
 
-    figures, lines = Figures(), [machine(f"{args.workers} worker(s), {args.web_processes} web process(es)")]
+    what = f"{args.workers} worker(s), {args.web_processes} web process(es)"
+    if args.floor:
+        what = "the durable floor (bench/durable_floor.py), not Waypost"
+    figures, lines = Figures(), [machine(what)]
     for _ in range(args.runs):
-        with stack(workers=args.workers, web_processes=args.web_processes) as running:
-            result = mixed(running, args.rate, args.seconds)
+        with contextlib.ExitStack() as scope:
+            # the floor needs the stack's PostgreSQL and fake Graph API only: Waypost's web process idles
+            workers, web_processes = (0, 1) if args.floor else (args.workers, args.web_processes)
+            running = scope.enter_context(stack(workers=workers, web_processes=web_processes))
+            open_query = "bench_outbound_open"
+            if args.floor:
+                running = dataclasses.replace(running, web=scope.enter_context(durable_floor.serving(running)))
+                open_query = "bench_floor_open"
+            result = mixed(running, args.rate, args.seconds, open_query)
             lines += result.lines()
             figures.merge(result.figures())
             if args.search:
-                search_lines, best = search(running, args.rate, args.search, args.search_seconds)
+                search_lines, best = search(running, args.rate, args.search, args.search_seconds, open_query)
                 lines += search_lines
                 figures.add("mixed highest multiple held", best, "x", HIGHER)
     report("mixed", [*lines, "medians:", *figures.lines()], record=not args.no_record)

@@ -42,10 +42,11 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
+from bench import durable_floor
 from bench.common import SECRET, Stack, machine, percentile, report, stack
 from bench.pywa_bot import ENDPOINT, QUESTION, VERIFY_TOKEN, answer
 from bench.suite import procrastinate_wake
-from waypost.db import connect_sync, execute_sync, fetch_optional_sync
+from waypost.db import connect_sync, fetch_optional_sync
 from waypost.devtools import payloads
 from waypost.devtools.net import answers, free_port, wait_until_ready
 from waypost.devtools.processes import poll, stop_processes, workers_listening
@@ -136,27 +137,19 @@ def floor_side(running: Stack, started: list[subprocess.Popen]) -> Side:
     on the same PostgreSQL (its own table) and the same fake Graph API."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    floor = "bench.durable_floor"
-    database = ["--database-url", running.database_url]
-    commands = [
-        [sys.executable, "-m", floor, "web", "--port", str(port), *database],
-        [sys.executable, "-m", floor, "worker", "--graph", running.graph, *database],
-    ]
-    challenge = f"{ENDPOINT}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=ok"
-
-    def ready() -> None:
-        poll(lambda: answers(url + challenge), timeout=30, what="the floor's web process did not answer")
-        with connect_sync(running.database_url, autocommit=True) as conn:
-            listening = lambda: fetch_optional_sync(conn, "bench_floor_listening") is not None  # noqa: E731
-            poll(listening, timeout=30, what="the floor's worker did not start listening")
-
-    def open_work() -> bool:
-        with connect_sync(running.database_url, autocommit=True) as conn:
-            return fetch_optional_sync(conn, "bench_floor_open") is not None
-
-    with connect_sync(running.database_url, autocommit=True) as conn:
-        execute_sync(conn, "bench_floor_create")
-    side = Side("durable floor", url, challenge, commands, dict(os.environ), started, [], ready, open_work)
+    database_url = running.database_url
+    durable_floor.create(database_url)
+    side = Side(
+        "durable floor",
+        url,
+        durable_floor.CHALLENGE,
+        durable_floor.commands(running, port),
+        dict(os.environ),
+        started,
+        [],
+        lambda: durable_floor.wait_ready(database_url, url),
+        lambda: durable_floor.open_work(database_url),
+    )
     side.restart()
     return side
 

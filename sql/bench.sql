@@ -140,7 +140,8 @@ VACUUM (FREEZE, ANALYZE) webhook_events, bench_journal_plain
 
 -- bench_floor_create --
 -- bench/durable_floor.py: the least a durable acknowledgement can write, one row that is at once the journal, the
--- message and its reply's job (its unique wamid the idempotency key); its own table, outside Waypost's schema
+-- message and its reply's job (its unique wamid the idempotency key), and a status webhook's row; its own tables,
+-- outside Waypost's schema
 CREATE TABLE IF NOT EXISTS bench_floor_inbox (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     wamid text NOT NULL UNIQUE,
@@ -149,9 +150,17 @@ CREATE TABLE IF NOT EXISTS bench_floor_inbox (
     body text NOT NULL,
     status text NOT NULL DEFAULT 'new',
     reply_wamid text,
+    delivery text,
     received_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS bench_floor_inbox_new_idx ON bench_floor_inbox (id) WHERE status = 'new'
+CREATE INDEX IF NOT EXISTS bench_floor_inbox_new_idx ON bench_floor_inbox (id) WHERE status = 'new';
+CREATE INDEX IF NOT EXISTS bench_floor_inbox_reply_idx ON bench_floor_inbox (reply_wamid);
+CREATE TABLE IF NOT EXISTS bench_floor_statuses (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    reply_wamid text NOT NULL,
+    status text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now()
+)
 
 -- bench_floor_store --
 -- bench/durable_floor.py: the acknowledgement's one statement, committed before the 200; a redelivery stores
@@ -185,3 +194,10 @@ LISTEN bench_floor
 -- bench_floor_listening --
 -- bench/durable_floor.py: whether the floor's worker LISTENs yet (run without parameters)
 SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN bench_floor' AND datname = current_database()
+
+-- bench_floor_status --
+-- bench/durable_floor.py: one status webhook's item, its one statement: the status row, and the reply's latest
+WITH recorded AS (
+    INSERT INTO bench_floor_statuses (reply_wamid, status) VALUES (%(reply_wamid)s, %(status)s)
+)
+UPDATE bench_floor_inbox SET delivery = %(status)s WHERE reply_wamid = %(reply_wamid)s
