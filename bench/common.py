@@ -105,6 +105,8 @@ class Stack:
     # for a scenario that kills and restarts them (bench/pywa_side.py): what it appends is stopped at the end too
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     processes: list[subprocess.Popen] = dataclasses.field(default_factory=list)
+    # the named query that finds a reply still to be sent at `web` (wait_drained): bench/durable_floor.py has its own
+    open_query: str = "bench_outbound_open"
 
 
 def signed_post(client: httpx.Client, message: dict) -> float:

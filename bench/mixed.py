@@ -187,10 +187,9 @@ async def drive(running: Stack, rate: float, seconds: float, grace: float = 60.0
     )
 
 
-def mixed(running: Stack, rate: float, seconds: float, open_query: str = "bench_outbound_open") -> MixedRun:
-    """One run against `running.web`; `open_query` says when its worker has drained (common.wait_drained)."""
+def mixed(running: Stack, rate: float, seconds: float) -> MixedRun:
     result = asyncio.run(drive(running, rate, seconds))
-    wait_drained(running.database_url, open_query=open_query)
+    wait_drained(running.database_url, open_query=running.open_query)
     # a late reply or duplicate would show in the fake's log after the last poll: count from the whole log
     first: dict[str, float] = {}
     result.replies = collections.Counter()
@@ -202,13 +201,11 @@ def mixed(running: Stack, rate: float, seconds: float, open_query: str = "bench_
     return result
 
 
-def search(
-    running: Stack, rate: float, multiples: list[float], seconds: float, open_query: str = "bench_outbound_open"
-) -> tuple[list[str], float]:
+def search(running: Stack, rate: float, multiples: list[float], seconds: float) -> tuple[list[str], float]:
     """Each multiple of `rate` in turn, for `seconds`; stops at the first not held. The highest held."""
     lines, best = [], 0.0
     for multiple in multiples:
-        result = mixed(running, rate * multiple, seconds, open_query)
+        result = mixed(running, rate * multiple, seconds)
         held = result.held()
         lines.append(f"{multiple:g}x ({'held' if held else 'NOT held'}) " + result.lines()[0])
         lines += result.lines()[1:]
@@ -249,15 +246,14 @@ def main() -> None:
             # the floor needs the stack's PostgreSQL and fake Graph API only: Waypost's web process idles
             workers, web_processes = (0, 1) if args.floor else (args.workers, args.web_processes)
             running = scope.enter_context(stack(workers=workers, web_processes=web_processes))
-            open_query = "bench_outbound_open"
             if args.floor:
-                running = dataclasses.replace(running, web=scope.enter_context(durable_floor.serving(running)))
-                open_query = "bench_floor_open"
-            result = mixed(running, args.rate, args.seconds, open_query)
+                floor = scope.enter_context(durable_floor.serving(running))
+                running = dataclasses.replace(running, web=floor, open_query="bench_floor_open")
+            result = mixed(running, args.rate, args.seconds)
             lines += result.lines()
             figures.merge(result.figures())
             if args.search:
-                search_lines, best = search(running, args.rate, args.search, args.search_seconds, open_query)
+                search_lines, best = search(running, args.rate, args.search, args.search_seconds)
                 lines += search_lines
                 figures.add("mixed highest multiple held", best, "x", HIGHER)
     report("mixed", [*lines, "medians:", *figures.lines()], record=not args.no_record)

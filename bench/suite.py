@@ -168,6 +168,18 @@ def own_database(running: Stack, name: str) -> str:
     return database_url
 
 
+def procrastinate_worker(database_url: str, queue: str, stdout: int) -> subprocess.Popen[str]:
+    """`procrastinate worker` of bench.noop_app at concurrency 10 (Waypost's default) on `queue`, its own
+    logs dropped; `stdout` is subprocess.PIPE to read what a task prints."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "procrastinate", "--app=bench.noop_app.app", "worker", "-q", queue, "-c", "10"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=stdout,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def procrastinate_wake(running: Stack, count: int, rate: float) -> tuple[list[float], list[float]]:
     """procrastinate's own wake-up: `count` jobs deferred at `rate`/s, one at a time, to `procrastinate
     worker` (concurrency 10, a database of its own on the same server). For each job, the milliseconds
@@ -176,14 +188,7 @@ def procrastinate_wake(running: Stack, count: int, rate: float) -> tuple[list[fl
     from bench.noop_app import stamp
 
     database_url = own_database(running, "bench_wake")
-    command = [sys.executable, "-m", "procrastinate", "--app=bench.noop_app.app", "worker", "-q", stamp.queue]
-    worker = subprocess.Popen(
-        [*command, "-c", "10"],
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    worker = procrastinate_worker(database_url, stamp.queue, subprocess.PIPE)
     started: dict[int, float] = {}
 
     def read() -> None:
@@ -225,7 +230,6 @@ def procrastinate_noop(running: Stack, count: int) -> float:
     from bench.noop_app import noop
 
     database_url = own_database(running, "bench_noop")
-    env = {**os.environ, "DATABASE_URL": database_url}
 
     async def defer() -> None:
         # An App of its own each run: bench.noop_app's keeps the pool it was first opened with
@@ -235,12 +239,7 @@ def procrastinate_noop(running: Stack, count: int) -> float:
             await fresh.configure_task(noop.name, queue=noop.queue).batch_defer_async(*jobs)
 
     asyncio.run(defer())
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "procrastinate", "--app=bench.noop_app.app", "worker", "-q", "bench_noop", "-c", "10"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = procrastinate_worker(database_url, noop.queue, subprocess.DEVNULL)
     try:
         with connect_sync(database_url, autocommit=True) as conn:
             deadline = time.monotonic() + 120
