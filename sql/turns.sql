@@ -4,9 +4,15 @@
 -- Gathering turns whose quiet window is over (for `min_age` seconds), locked for release; the caller
 -- queues each reply and releases it (turn_release) in this transaction. SKIP LOCKED: two turn clocks
 -- (or a clock and the sweep) release each turn once; one being joined right now is taken next pass.
+-- A turn waits while an earlier turn of its conversation still gathers (or is being released, which
+-- this snapshot cannot tell apart): procrastinate runs a conversation's jobs in job id order among
+-- those committed, so the earlier turn's job must be queued and committed first.
 SELECT id, conversation_id, request_id
-  FROM outbound_jobs
+  FROM outbound_jobs j
  WHERE status = 'gathering' AND due_at <= clock_timestamp() - make_interval(secs => %(min_age)s)
+   AND NOT EXISTS (SELECT 1 FROM outbound_jobs earlier
+                    WHERE earlier.conversation_id = j.conversation_id AND earlier.id < j.id
+                      AND earlier.status = 'gathering')
  ORDER BY due_at
  LIMIT 200
    FOR UPDATE SKIP LOCKED

@@ -287,6 +287,37 @@ def test_a_retry_claims_its_closed_turn_without_waiting_for_the_jobs_row(
     assert db.execute("SELECT closed_at FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["closed_at"] == closed_at
 
 
+def test_a_later_turn_of_a_conversation_is_released_only_after_the_earlier_one(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    """A message that comes while its conversation's turn is being released starts the next turn
+    (SKIP LOCKED), so two turns can be due at once, taken by two turn clocks. procrastinate runs the
+    jobs of one conversation in job id order but sees only committed jobs: had the later turn been
+    queued and committed first, its reply would go first (seen once in the fault suite's two workers).
+    A turn waits while an earlier turn of its conversation still gathers."""
+    first = _ingest(db, "first", quiet=0.05)
+    db.commit()
+    all_due = "SELECT 1 WHERE clock_timestamp() > (SELECT max(due_at) FROM outbound_jobs)"
+    turns_due = query("turns_due")
+    wait_for(db, all_due)
+    with (
+        psycopg.connect(database_url, row_factory=dict_row) as releasing,  # a clock, not committed yet
+        psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as other_clock,
+    ):
+        held = releasing.execute(turns_due, {"min_age": 0}).fetchall()
+        assert [turn["id"] for turn in held] == [first["outbound_job_id"]]
+        second = _ingest(db, "second", quiet=0.05)  # the first turn's row is held: the next turn
+        db.commit()
+        assert second["outbound_job_id"] != first["outbound_job_id"]
+        wait_for(db, all_due)
+        assert other_clock.execute(turns_due, {"min_age": 0}).fetchall() == []
+        release = {"outbound_job_id": first["outbound_job_id"], "procrastinate_job_id": None}
+        releasing.execute(query("turn_release"), release)
+        releasing.commit()
+        due = other_clock.execute(turns_due, {"min_age": 0}).fetchall()
+        assert [turn["id"] for turn in due] == [second["outbound_job_id"]]
+
+
 def test_the_sweep_queues_a_turn_no_clock_did(client: httpx.Client, db: psycopg.Connection) -> None:
     """No worker runs (so no turn clock): the cron sweep queues the reply of a turn over a second past
     its window, once."""
