@@ -41,11 +41,32 @@
     return data;
   }
 
+  // A refresh never swaps a region while a press is in progress: the button pressed would be replaced
+  // between its pointerdown and pointerup, and its click lost. It waits for the press to end (and its
+  // click to be dispatched), or at most PRESS_WAIT_MS for a press that never reports its end.
+  const PRESS_WAIT_MS = 2000;
+  let pressEnded = null;
+  let endPress = null;
+  document.addEventListener("pointerdown", () => {
+    if (!pressEnded) pressEnded = new Promise((resolve) => { endPress = resolve; });
+  }, true);
+  const release = () => {
+    if (!endPress) return;
+    const done = endPress;
+    endPress = null;
+    pressEnded = null;
+    setTimeout(done, 0);  // after the click this press makes
+  };
+  document.addEventListener("pointerup", release, true);
+  document.addEventListener("pointercancel", release, true);
+
   async function refresh(el) {
     const response = await fetch(el.dataset.liveSrc, { credentials: "same-origin", headers: { Accept: "text/html" } });
     if (response.status === 401 || response.redirected) return location.reload();
     if (!response.ok) return;
-    el.innerHTML = await response.text();
+    const html = await response.text();
+    if (pressEnded) await Promise.race([pressEnded, new Promise((resolve) => setTimeout(resolve, PRESS_WAIT_MS))]);
+    el.innerHTML = html;
     localTimes(el);
     afterRefresh(el);
   }
