@@ -154,6 +154,24 @@ def test_send_failure_shows_metas_error_and_a_notification_can_be_snoozed(
     expect(page.locator("li.notification")).to_have_count(0)
 
 
+def test_a_live_refresh_keeps_what_the_operator_typed(page: Page, db: psycopg.Connection) -> None:
+    db.execute("INSERT INTO notifications (kind, body) VALUES ('send_failed', 'first failure')")
+    page.goto("/inbox/notifications")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    first = page.locator("li.notification", has_text="first failure")
+    until = (dt.datetime.now() + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    first.locator("input[name=until]").fill(until)
+    # a change arrives while the operator is half-way through: the list is refetched and swapped in
+    db.execute("INSERT INTO notifications (kind, body) VALUES ('ai_no_reply', 'second arrives')")
+    expect(page.locator("li.notification", has_text="second arrives")).to_be_visible()
+    expect(first.locator("input[name=until]")).to_have_value(until)
+    expect(first.locator("input[name=until]")).to_be_focused()
+    first.locator("button[type=submit]").click()
+    expect(first).to_have_count(0)
+    expect(page.locator("li.notification")).to_have_count(1)
+    assert db.execute("SELECT snoozed_until FROM notifications WHERE body = 'first failure'").fetchone()["snoozed_until"]
+
+
 def test_page_recovers_when_the_live_connection_drops(
     browser: Browser, settings: Settings, client: httpx.Client, db: psycopg.Connection, database_url: str
 ) -> None:

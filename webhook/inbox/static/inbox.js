@@ -60,13 +60,34 @@
   document.addEventListener("pointerup", release, true);
   document.addEventListener("pointercancel", release, true);
 
+  // What the operator has typed into a region's forms survives its refresh: a live change must not wipe a
+  // half-filled field (a snooze time) nor take its focus. A field is known by its form's action and its name.
+  const fieldKey = (field) => `${field.form?.dataset.api ?? ""} ${field.name}`;
+  function typedInto(el) {
+    const edits = new Map();
+    el.querySelectorAll("form[data-api] input[name], form[data-api] textarea[name]").forEach((field) => {
+      if (field.type !== "hidden" && field.type !== "file" && field.value !== field.defaultValue) edits.set(fieldKey(field), field.value);
+    });
+    const focused = el.contains(document.activeElement) && document.activeElement.name ? fieldKey(document.activeElement) : null;
+    return { edits, focused };
+  }
+  function restore(el, { edits, focused }) {
+    el.querySelectorAll("form[data-api] input[name], form[data-api] textarea[name]").forEach((field) => {
+      const key = fieldKey(field);
+      if (edits.has(key)) field.value = edits.get(key);
+      if (key === focused) field.focus();
+    });
+  }
+
   async function refresh(el) {
     const response = await fetch(el.dataset.liveSrc, { credentials: "same-origin", headers: { Accept: "text/html" } });
     if (response.status === 401 || response.redirected) return location.reload();
     if (!response.ok) return;
     const html = await response.text();
     if (pressEnded) await Promise.race([pressEnded, new Promise((resolve) => setTimeout(resolve, PRESS_WAIT_MS))]);
+    const edits = typedInto(el);
     el.innerHTML = html;
+    restore(el, edits);
     localTimes(el);
     afterRefresh(el);
   }
