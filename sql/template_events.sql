@@ -61,8 +61,10 @@ UPDATE template_syncs SET started_at = NULL, failed_at = now(), error = %(error)
 
 -- templates_lock_account --
 -- The account's templates as they were before a sync, locked until it commits (a webhook about one of
--- them waits, then finds the sync newer): what changed is what the sync tells the operators
-SELECT name, language, status, quality, category
+-- them waits, then finds the sync newer): what changed is what the sync tells the operators.
+-- status_newer: the status was stored after the list was read (template_upsert keeps it)
+SELECT name, language, status, quality, category,
+       updated_at > date_trunc('second', %(read_at)s::timestamptz) - interval '1 second' AS status_newer
   FROM message_templates WHERE waba_id = %(waba_id)s ORDER BY name, language FOR UPDATE
 
 -- template_category_pending_current --

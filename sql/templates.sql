@@ -3,25 +3,36 @@
 -- webhook times are whole seconds, so an event of the same second is taken as the newer one.
 
 -- template_upsert --
--- One template as `waypost templates sync` read it from Meta: inserted, or its row brought up to date
+-- One template as `waypost templates sync` read it from Meta: inserted, or its row brought up to date.
+-- The list counts as of the second before the read began (read_at): a status stored since (a webhook
+-- applied while the list was read or the row waited for its lock) is newer and stays, so a slow sync
+-- never puts back a status Meta has already moved on from
+WITH list AS (SELECT date_trunc('second', %(read_at)s::timestamptz) - interval '1 second' AS as_of)
 INSERT INTO message_templates (template_id, waba_id, name, language, category, status, components,
                                body_params, header_params, button_params, quality, rejected_reason,
                                synced_at, updated_at)
-VALUES (%(template_id)s, %(waba_id)s, %(name)s, %(language)s, %(category)s, %(status)s, %(components)s,
-        %(body_params)s, %(header_params)s, %(button_params)s, %(quality)s, %(rejected_reason)s,
-        date_trunc('second', now()) - interval '1 second', date_trunc('second', now()) - interval '1 second')
+SELECT %(template_id)s, %(waba_id)s, %(name)s, %(language)s, %(category)s, %(status)s, %(components)s,
+       %(body_params)s, %(header_params)s, %(button_params)s, %(quality)s, %(rejected_reason)s,
+       list.as_of, list.as_of
+  FROM list
 ON CONFLICT (name, language) DO UPDATE
    SET template_id = EXCLUDED.template_id, waba_id = EXCLUDED.waba_id, category = EXCLUDED.category,
-       status = EXCLUDED.status, components = EXCLUDED.components, body_params = EXCLUDED.body_params,
+       components = EXCLUDED.components, body_params = EXCLUDED.body_params,
        header_params = EXCLUDED.header_params, button_params = EXCLUDED.button_params,
-       quality = EXCLUDED.quality, rejected_reason = EXCLUDED.rejected_reason,
-       synced_at = date_trunc('second', now()) - interval '1 second', updated_at = date_trunc('second', now()) - interval '1 second'
+       quality = EXCLUDED.quality,
+       status = CASE WHEN message_templates.updated_at > EXCLUDED.updated_at
+                     THEN message_templates.status ELSE EXCLUDED.status END,
+       rejected_reason = CASE WHEN message_templates.updated_at > EXCLUDED.updated_at
+                              THEN message_templates.rejected_reason ELSE EXCLUDED.rejected_reason END,
+       synced_at = EXCLUDED.synced_at, updated_at = greatest(message_templates.updated_at, EXCLUDED.updated_at)
 
 -- templates_mark_deleted --
--- Templates of the account that the sync just finished did not list: deleted at Meta
+-- Templates of the account that the sync just finished did not list: deleted at Meta. Not one stored
+-- since the read began (a draft submitted, a webhook about a new template meanwhile): the list predates it
 UPDATE message_templates
-   SET status = 'DELETED', updated_at = date_trunc('second', now()) - interval '1 second'
+   SET status = 'DELETED', updated_at = date_trunc('second', %(read_at)s::timestamptz) - interval '1 second'
  WHERE waba_id = %(waba_id)s AND status <> 'DELETED' AND NOT (name || '/' || language = ANY(%(listed)s))
+   AND updated_at <= date_trunc('second', %(read_at)s::timestamptz) - interval '1 second'
 RETURNING name, language
 
 -- template_apply_status --

@@ -106,6 +106,39 @@ def test_two_sweeps_at_once_sync_once(settings: Settings, fake_graph: FakeGraph,
     assert len(fake_graph.template_requests) == 1 and set(stored(db)) == {"order_ready", "promo"}
 
 
+def test_a_sync_does_not_undo_a_status_webhook_that_arrived_while_it_read_the_list(
+    settings: Settings, fake_graph: FakeGraph, db: psycopg.Connection
+) -> None:
+    fake_graph.set_templates([template("order_ready", status="PENDING"), template("promo")])
+    fake_graph.templates_hold = threading.Event()  # the sweep's list request waits for the test
+    patient = scheduled(settings, send_read_timeout=30.0)
+    with (
+        WebServer(patient) as web,
+        httpx.Client(base_url=web.url, timeout=60) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        syncing = pool.submit(sweep, client)
+        try:
+            wait_until(lambda: fake_graph.template_requests, what="the sweep's list request")
+            # while the list is read: Meta approves order_ready, and a new template's first status arrives
+            now = int(time.time()) + 1
+            for name in ("order_ready", "fresh"):
+                event = payloads.template_status_update("APPROVED", name, timestamp=now, waba_id=WABA)
+                assert post_webhook(client, payloads.dumps(event)).status_code == 200
+        finally:
+            fake_graph.templates_hold.set()  # the list, read before the approval, still says PENDING
+        assert syncing.result(timeout=60)["templates_synced"] == 2
+    rows = stored(db)
+    assert (rows["order_ready"]["status"], rows["fresh"]["status"], rows["promo"]["status"]) == (
+        "APPROVED",  # the webhook is newer than what the sync read
+        "APPROVED",  # not listed, but stored after the read: not taken for deleted
+        "APPROVED",
+    )
+    # the webhooks' two events, and none from the sync: what it read was older, nothing to tell
+    events = db.execute("SELECT name, value FROM template_events WHERE kind = 'status' ORDER BY id").fetchall()
+    assert [(e["name"], e["value"]) for e in events] == [("order_ready", "APPROVED"), ("fresh", "APPROVED")]  # type: ignore[index]
+
+
 def test_a_failing_graph_api_is_reported_the_rest_of_the_sweep_runs_and_the_next_sweep_retries(
     fake_graph: FakeGraph, db: psycopg.Connection, web_client: httpx.Client
 ) -> None:

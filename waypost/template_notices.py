@@ -110,8 +110,8 @@ async def note_sync_changes(
             ("category", "template_category"),
         ):
             value, previous = row[kind], old[kind]
-            if value is None or value == previous:
-                continue
+            if value is None or value == previous or (kind == "status" and old["status_newer"]):
+                continue  # unchanged, or a status stored since the list was read (the sync kept it)
             reason = row["rejected_reason"] if kind == "status" else None
             if kind == "status":
                 body = status_notice(name, language, value, reason)

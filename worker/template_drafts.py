@@ -217,7 +217,7 @@ async def record_refused(conn: DictConnection, draft: dict[str, Any], refusal: R
     if refusal.existing is not None:
         row = template_row(draft["waba_id"], refusal.existing)
         if row is not None:
-            await execute(conn, "template_upsert", **row)
+            await execute(conn, "template_upsert", **row, read_at=draft["asked_at"])  # Meta's answer to that ask
     reason = " ".join(str(part) for part in (refusal.error.get("message"), refusal.error.get("error_user_msg")) if part)
     await execute(
         conn,

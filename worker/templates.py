@@ -9,6 +9,7 @@ Graph API's own host: the access token goes nowhere else. docs/whatsapp.md "Mess
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 from typing import Any
@@ -127,6 +128,7 @@ async def sync(conn: DictConnection, settings: Settings, client: httpx.AsyncClie
         token = settings.whatsapp_access_token.get_secret_value()
         timeout = httpx.Timeout(settings.send_read_timeout, connect=settings.send_connect_timeout)
         client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+    read_at = dt.datetime.now(dt.UTC)  # what the list says counts from here (sql/templates.sql)
     try:
         items, pages = await read_templates(settings, client)
     finally:
@@ -134,11 +136,11 @@ async def sync(conn: DictConnection, settings: Settings, client: httpx.AsyncClie
             await client.aclose()
     rows = [row for row in (template_row(waba_id, item) for item in items) if row is not None]
     async with conn.transaction():
-        before = await fetch_all(conn, "templates_lock_account", waba_id=waba_id)
+        before = await fetch_all(conn, "templates_lock_account", waba_id=waba_id, read_at=read_at)
         for row in rows:
-            await execute(conn, "template_upsert", **row)
+            await execute(conn, "template_upsert", **row, read_at=read_at)
         listed = [f"{row['name']}/{row['language']}" for row in rows]
-        gone = await fetch_all(conn, "templates_mark_deleted", waba_id=waba_id, listed=listed)
+        gone = await fetch_all(conn, "templates_mark_deleted", waba_id=waba_id, listed=listed, read_at=read_at)
         await execute(conn, "template_sync_done", waba_id=waba_id)  # the sweep's schedule counts from here
         changed = await note_sync_changes(conn, waba_id, before, rows)  # what a missed webhook would have told
     deleted = [f"{row['name']}/{row['language']}" for row in gone]
