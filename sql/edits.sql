@@ -12,7 +12,7 @@ SELECT waypost_record_message_change_v2(%(event_message_id)s, %(kind)s, %(origin
 SELECT waypost_apply_message_changes_v2(%(wa_message_id)s) AS applied
 
 -- ingest_echo --
--- Insert-or-ignore a message the business sent from the WhatsApp Business app (see waypost_ingest_echo_v1)
+-- Insert-or-ignore a message the business sent from the WhatsApp Business app (see waypost_ingest_echo_v2)
 SELECT message_id, conversation_id, created, paused
-  FROM waypost_ingest_echo_v1(%(phone_number_id)s, %(wa_id)s, %(user_id)s, %(wa_message_id)s, %(type)s, %(body)s,
+  FROM waypost_ingest_echo_v2(%(phone_number_id)s, %(wa_id)s, %(user_id)s, %(wa_message_id)s, %(type)s, %(body)s,
                               %(payload)s, %(sent_at)s, %(pause_ai)s)

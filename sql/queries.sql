@@ -77,9 +77,9 @@ UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s
 UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s AND received_at > now() - interval '1 hour'
 
 -- ingest_inbound_message --
--- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v4)
+-- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v5)
 SELECT message_id, conversation_id, created, outbound_job_id, defer
-  FROM waypost_ingest_inbound_message_v4(
+  FROM waypost_ingest_inbound_message_v5(
       %(phone_number_id)s, %(wa_id)s, %(user_id)s, %(parent_user_id)s, %(username)s, %(contact_name)s,
       %(new_wa_id)s, %(new_user_id)s, %(wa_message_id)s, %(type)s, %(body)s, %(payload)s,
       %(contact_sent_at)s, %(needs_reply)s, %(request_id)s,
@@ -339,9 +339,9 @@ SELECT count(*) FROM messages m
 
 -- store_webhook --
 -- Store a webhook of plain inbound messages and statuses, queue its replies and journal it, in one
--- statement (see waypost_store_webhook_v2)
+-- statement (see waypost_store_webhook_v3)
 SELECT event_id, new_messages, duplicate_messages, job_ids, outbound_job_ids, status_outcomes
-  FROM waypost_store_webhook_v2(
+  FROM waypost_store_webhook_v3(
       %(request_id)s, %(body)s, %(body_sha256)s, %(signature)s, %(messages)s, %(statuses)s,
       make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
       %(reply_task)s, %(reply_queue)s)

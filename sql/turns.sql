@@ -46,7 +46,7 @@ SELECT id, pg_notify('waypost_turns', '') FROM gathering
 -- turn_close --
 -- The reply is decided: the turn takes no more messages. Nothing is returned when one joined since
 -- the run read the turn (its reply has not seen it: the run gathers again). A short transaction of
--- its own: a message stored while the row is held starts the next turn (waypost_ingest_inbound_message_v4
+-- its own: a message stored while the row is held starts the next turn (waypost_ingest_inbound_message_v5
 -- skips a locked turn rather than wait for it). For a handover or an unreadable file, closed before
 -- the answer is chosen; an answer's claim closes the turn itself (reply_close_and_claim).
 UPDATE outbound_jobs

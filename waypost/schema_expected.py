@@ -311,6 +311,11 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     # 0038_reply_start_history: the history the AI reads, with the reply run's start
     "waypost_reply_history_v1",
     "waypost_start_reply_v2",
+    # 0040_plan_proof_lookup: a contact's conversation found with a plan the statistics cannot spoil
+    "waypost_resolve_conversation_v2",
+    "waypost_ingest_inbound_message_v5",
+    "waypost_ingest_echo_v2",
+    "waypost_store_webhook_v3",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",

@@ -1,7 +1,7 @@
 """The common webhook in one statement: plain inbound messages and statuses.
 
 Almost every POST Meta sends is one text message or a few delivery statuses. Those are stored, their
-replies queued and the journal row written by one call of `waypost_store_webhook_v2`, in autocommit:
+replies queued and the journal row written by one call of `waypost_store_webhook_v3`, in autocommit:
 one round trip and one commit, where the general path (webhook/ingest.py) journals first, then stores
 item by item in a second transaction. Anything else (media, edits, reactions, consent words, echoes,
 template events, platform errors, refused items) takes the general path, which owns those rules.

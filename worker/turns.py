@@ -2,7 +2,7 @@
 
 With a quiet window (WAYPOST_TURN_QUIET_SECONDS), the webhook stores a message in its conversation's
 open turn, or starts one that is 'gathering' until its window is over; no job is queued yet (SQL:
-waypost_ingest_inbound_message_v4). Every worker runs a turn clock: it sleeps until the next turn is
+waypost_ingest_inbound_message_v5). Every worker runs a turn clock: it sleeps until the next turn is
 due, or until a new turn is announced on the `waypost_turns` channel (the worker's LISTEN connection,
 worker.resilience), and then queues the replies of the due turns in the transaction that releases
 them, so two clocks queue each once. The sweep releases what no clock did (a worker down).
