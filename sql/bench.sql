@@ -201,3 +201,15 @@ WITH recorded AS (
     INSERT INTO bench_floor_statuses (reply_wamid, status) VALUES (%(reply_wamid)s, %(status)s)
 )
 UPDATE bench_floor_inbox SET delivery = %(status)s WHERE reply_wamid = %(reply_wamid)s
+
+-- bench_resolve_v1 --
+-- A contact's conversation found (or created) the way migrations 0007 to 0039 did (bench.contact_lookup)
+SELECT waypost_resolve_conversation_v1('bench', %(wa_id)s, %(user_id)s, NULL, NULL, 'Bench', now()) AS id
+
+-- bench_resolve_v2 --
+-- A contact's conversation found (or created) as the webhook does since migration 0040 (bench.contact_lookup)
+SELECT waypost_resolve_conversation_v2('bench', %(wa_id)s, %(user_id)s, NULL, NULL, 'Bench', now()) AS id
+
+-- bench_analyze_conversations --
+-- What autovacuum does about a minute after a young table's first rows (bench.contact_lookup)
+ANALYZE conversations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -107,6 +108,34 @@ def test_a_both_message_merges_conversations_each_identifier_had_alone(client, d
         == 3
     )
     assert db.execute("SELECT kind FROM notifications").fetchone()["kind"] == "conversations_merged"
+
+
+def test_deliveries_at_once_find_one_conversation_and_merge_once(client, db) -> None:
+    def at_once(items: list[dict[str, Any]], sender: dict) -> None:
+        with ThreadPoolExecutor(len(items)) as pool:
+            list(pool.map(lambda item: post(client, item, [sender]), items))
+
+    # a new contact's first messages, all at once: one conversation is created, the others find it
+    at_once([message(f"first {i}") for i in range(8)], contact())
+    [first] = conversations(db)
+    post(client, message("later, phone only", bsuid=None), [contact(bsuid=None)])
+    assert [c["id"] for c in conversations(db)] == [first["id"]]
+
+    # another contact known by each identifier alone, then messages with both at once: merged once,
+    # the deliveries that looked the other conversation up before the merge find it retired under the lock
+    other = {"phone": "919810218675", "bsuid": "IN.1410018717833191"}
+    post(client, message("phone", phone=other["phone"], bsuid=None), [contact(phone=other["phone"], bsuid=None)])
+    post(client, message("bsuid", phone=None, bsuid=other["bsuid"]), [contact(phone=None, bsuid=other["bsuid"])])
+    both = [message(f"both {i}", phone=other["phone"], bsuid=other["bsuid"]) for i in range(8)]
+    at_once(both, contact(phone=other["phone"], bsuid=other["bsuid"]))
+    live = conversations(db)
+    assert len(live) == 2 and (live[1]["wa_id"], live[1]["user_id"]) == (other["phone"], other["bsuid"])
+    counts = db.execute(
+        "SELECT conversation_id, count(*) AS n FROM messages GROUP BY conversation_id ORDER BY conversation_id"
+    ).fetchall()
+    assert [(row["conversation_id"], row["n"]) for row in counts] == [(first["id"], 9), (live[1]["id"], 10)]
+    merged = db.execute("SELECT count(*) AS n FROM notifications WHERE kind = 'conversations_merged'").fetchone()
+    assert merged["n"] == 1
 
 
 def system_message(kind: str, **system: str) -> dict[str, Any]:

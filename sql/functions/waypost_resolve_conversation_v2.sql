@@ -1,11 +1,12 @@
--- v2 (issue 17): v1's rules, with a lookup whose plan does not depend on the table's statistics.
+-- v2 (migration 0040, issue 17): v1's rules, with plans that do not depend on the table's statistics.
 -- v1 found the contact with one statement, phone number OR BSUID; the plan PL/pgSQL cached before
 -- conversations was first analyzed (a fresh database's first minute, every benchmark's) scanned every
--- conversation of the business number: 0.77 ms a call at 500 conversations, 1.89 at 4,000. Here each
--- identifier is one equality on its unique index (conversations_live_contact_key,
--- conversations_live_user_key), planned as one row whatever the statistics say; the rows found are
--- then locked by primary key in id order, as v1 locked them (two deliveries naming the same two
--- conversations never deadlock), and checked again under the lock. v1's comment follows.
+-- conversation of the business number: per call, 0.9 ms at 500 conversations and 2.8 at 4,000
+-- (bench.contact_lookup). Here each identifier is one equality on its unique index
+-- (conversations_live_contact_key, conversations_live_user_key), planned as one row whatever the
+-- statistics say; the rows found are then locked one at a time by primary key, in id order as v1
+-- locked them (two deliveries naming the same two conversations never deadlock), and checked again
+-- under the lock. v1's comment follows.
 -- The live conversation of a contact on a business number, found by phone number (wa_id) or BSUID
 -- (user_id), whichever arrive; created when there is none. When the identifiers name two
 -- conversations (each seen alone before), they are merged into the older. Identifiers that arrive
@@ -25,6 +26,7 @@ DECLARE
     v_by_phone bigint;
     v_by_user bigint;
     v_ids bigint[];
+    v_id bigint;
     v_row record;
     v_keep bigint;
     v_other bigint;
@@ -55,16 +57,19 @@ BEGIN
             END IF;
             CONTINUE;  -- a concurrent delivery created it first: find it
         END IF;
-        -- Locked in id order, by primary key alone (a condition on the identifiers here was planned as
-        -- a scan of the business number's conversations, as v1's was), then checked: still the
-        -- contact's once locked (a merge or a deletion may have changed a row since the lookup), else
-        -- look again.
+        -- Locked in id order, each by its primary key alone, then checked: still the contact's once
+        -- locked (a merge or a deletion may have changed a row since the lookup), else look again.
+        -- One id a statement: `id IN (a, b)`, like a condition on the identifiers, was planned as a
+        -- scan of the table while it was young.
         v_ids := '{}';
-        FOR v_row IN SELECT id, phone_number_id, wa_id, user_id, deleted_at FROM conversations
-                      WHERE id IN (v_by_phone, v_by_user) ORDER BY id FOR UPDATE LOOP
-            IF v_row.phone_number_id = p_phone_number_id AND v_row.deleted_at IS NULL
+        FOREACH v_id IN ARRAY CASE WHEN v_by_phone = v_by_user OR v_by_user IS NULL THEN ARRAY[v_by_phone]
+                                   WHEN v_by_phone IS NULL THEN ARRAY[v_by_user]
+                                   ELSE ARRAY[least(v_by_phone, v_by_user), greatest(v_by_phone, v_by_user)] END LOOP
+            SELECT phone_number_id, wa_id, user_id, deleted_at INTO v_row
+              FROM conversations WHERE id = v_id FOR UPDATE;
+            IF FOUND AND v_row.phone_number_id = p_phone_number_id AND v_row.deleted_at IS NULL
                AND (v_row.wa_id = p_wa_id OR v_row.user_id = p_user_id) THEN
-                v_ids := v_ids || v_row.id;
+                v_ids := v_ids || v_id;
             END IF;
         END LOOP;
         IF cardinality(v_ids) = 0 THEN
