@@ -4,10 +4,11 @@ template is paused, rejected, rated low or recategorised, once per event."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import psycopg
@@ -85,24 +86,32 @@ def test_the_sweep_syncs_templates_on_schedule_and_not_before(
     assert len(fake_graph.template_requests) == 3
 
 
-def test_two_sweeps_at_once_sync_once(settings: Settings, fake_graph: FakeGraph, db: psycopg.Connection) -> None:
-    fake_graph.set_templates([template("order_ready"), template("promo")])
-    fake_graph.templates_hold = threading.Event()  # the first sweep's list request waits for the test
+@contextlib.contextmanager
+def sweep_held_at_its_list(settings: Settings, fake_graph: FakeGraph) -> Iterator[tuple[httpx.Client, Future[dict]]]:
+    """A sweep whose template list request waits until the block ends: a client of its app, and the
+    sweep's report to come (done once the block has ended)."""
+    fake_graph.templates_hold = threading.Event()
     patient = scheduled(settings, send_read_timeout=30.0)
     with (
         WebServer(patient) as web,
         httpx.Client(base_url=web.url, timeout=60) as client,
         ThreadPoolExecutor(1) as pool,
     ):
-        first = pool.submit(sweep, client)
+        held = pool.submit(sweep, client)
         try:
-            wait_until(lambda: fake_graph.template_requests, what="the first sweep's list request")
-            second = sweep(client)  # while the first is syncing
-            assert (second["templates_synced"], second["template_sync_failed"]) == (0, 0)
-            assert not first.done()
+            wait_until(lambda: fake_graph.template_requests, what="the sweep's list request")
+            yield client, held
         finally:
             fake_graph.templates_hold.set()  # a failing test leaves nothing waiting
-        assert first.result(timeout=60)["templates_synced"] == 2
+
+
+def test_two_sweeps_at_once_sync_once(settings: Settings, fake_graph: FakeGraph, db: psycopg.Connection) -> None:
+    fake_graph.set_templates([template("order_ready"), template("promo")])
+    with sweep_held_at_its_list(settings, fake_graph) as (client, first):
+        second = sweep(client)  # while the first is syncing
+        assert (second["templates_synced"], second["template_sync_failed"]) == (0, 0)
+        assert not first.done()
+    assert first.result(timeout=60)["templates_synced"] == 2
     assert len(fake_graph.template_requests) == 1 and set(stored(db)) == {"order_ready", "promo"}
 
 
@@ -110,24 +119,14 @@ def test_a_sync_does_not_undo_a_status_webhook_that_arrived_while_it_read_the_li
     settings: Settings, fake_graph: FakeGraph, db: psycopg.Connection
 ) -> None:
     fake_graph.set_templates([template("order_ready", status="PENDING"), template("promo")])
-    fake_graph.templates_hold = threading.Event()  # the sweep's list request waits for the test
-    patient = scheduled(settings, send_read_timeout=30.0)
-    with (
-        WebServer(patient) as web,
-        httpx.Client(base_url=web.url, timeout=60) as client,
-        ThreadPoolExecutor(1) as pool,
-    ):
-        syncing = pool.submit(sweep, client)
-        try:
-            wait_until(lambda: fake_graph.template_requests, what="the sweep's list request")
-            # while the list is read: Meta approves order_ready, and a new template's first status arrives
-            now = int(time.time()) + 1
-            for name in ("order_ready", "fresh"):
-                event = payloads.template_status_update("APPROVED", name, timestamp=now, waba_id=WABA)
-                assert post_webhook(client, payloads.dumps(event)).status_code == 200
-        finally:
-            fake_graph.templates_hold.set()  # the list, read before the approval, still says PENDING
-        assert syncing.result(timeout=60)["templates_synced"] == 2
+    with sweep_held_at_its_list(settings, fake_graph) as (client, syncing):
+        # while the list is read: Meta approves order_ready, and a new template's first status arrives
+        now = int(time.time()) + 1
+        for name in ("order_ready", "fresh"):
+            event = payloads.template_status_update("APPROVED", name, timestamp=now, waba_id=WABA)
+            assert post_webhook(client, payloads.dumps(event)).status_code == 200
+    # the list, read before the approval, still said PENDING
+    assert syncing.result(timeout=60)["templates_synced"] == 2
     rows = stored(db)
     assert (rows["order_ready"]["status"], rows["fresh"]["status"], rows["promo"]["status"]) == (
         "APPROVED",  # the webhook is newer than what the sync read
