@@ -62,9 +62,10 @@ BEGIN
         -- One id a statement: `id IN (a, b)`, like a condition on the identifiers, was planned as a
         -- scan of the table while it was young.
         v_ids := '{}';
-        FOREACH v_id IN ARRAY CASE WHEN v_by_phone = v_by_user OR v_by_user IS NULL THEN ARRAY[v_by_phone]
-                                   WHEN v_by_phone IS NULL THEN ARRAY[v_by_user]
-                                   ELSE ARRAY[least(v_by_phone, v_by_user), greatest(v_by_phone, v_by_user)] END LOOP
+        FOREACH v_id IN ARRAY ARRAY[least(v_by_phone, v_by_user), greatest(v_by_phone, v_by_user)] LOOP
+            -- least and greatest skip a NULL: one conversation (found by one identifier, or by both)
+            -- comes twice, and is taken once
+            CONTINUE WHEN v_id = ANY (v_ids);
             SELECT phone_number_id, wa_id, user_id, deleted_at INTO v_row
               FROM conversations WHERE id = v_id FOR UPDATE;
             IF FOUND AND v_row.phone_number_id = p_phone_number_id AND v_row.deleted_at IS NULL
