@@ -118,12 +118,12 @@ def signed_post(client: httpx.Client, message: dict) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def wait_drained(database_url: str, timeout: float = 120, open_query: str = "bench_outbound_open") -> None:
-    """Until no reply is still to be sent: the worker has drained the queue (`open_query` finds none;
-    bench/durable_floor.py's is `bench_floor_open`)."""
+def wait_drained(running: Stack, timeout: float = 120) -> None:
+    """Until no reply is still to be sent: the worker has drained the queue (the stack's `open_query`
+    finds none)."""
     deadline = time.monotonic() + timeout
-    with connect_sync(database_url, autocommit=True) as conn:
-        while fetch_optional_sync(conn, open_query):
+    with connect_sync(running.database_url, autocommit=True) as conn:
+        while fetch_optional_sync(conn, running.open_query):
             if time.monotonic() > deadline:
                 raise RuntimeError("the worker did not drain the queue")
             time.sleep(0.2)

@@ -189,7 +189,7 @@ async def drive(running: Stack, rate: float, seconds: float, grace: float = 60.0
 
 def mixed(running: Stack, rate: float, seconds: float) -> MixedRun:
     result = asyncio.run(drive(running, rate, seconds))
-    wait_drained(running.database_url, open_query=running.open_query)
+    wait_drained(running)
     # a late reply or duplicate would show in the fake's log after the last poll: count from the whole log
     first: dict[str, float] = {}
     result.replies = collections.Counter()

@@ -74,7 +74,7 @@ def profile(warm: int, log_level: str) -> None:
         with httpx.Client(base_url=running.web, timeout=30) as client:
             for i in range(warm):
                 signed_post(client, payloads.text_message(f"warm {i}", wa_id=f"4{i % 50:010d}"))
-            wait_drained(running.database_url)
+            wait_drained(running)
             time.sleep(0.5)
             offset = log.stat().st_size
             message = payloads.text_message("what are your opening hours?", wa_id="41234567890")
@@ -83,7 +83,7 @@ def profile(warm: int, log_level: str) -> None:
             while message["id"] not in graph_sends(running):
                 assert time.monotonic() < deadline, "no reply"
                 time.sleep(0.05)
-            wait_drained(running.database_url)
+            wait_drained(running)
             time.sleep(0.3)
         with log.open() as f:
             f.seek(offset)

@@ -74,7 +74,7 @@ def sustained(running: Stack, count: int) -> tuple[float, float]:
 
     started = time.time()
     asyncio.run(post_all())
-    wait_drained(running.database_url, timeout=300)
+    wait_drained(running, timeout=300)
     received = graph_sends(running)
     last = max(received[w] for w in wamids if w in received)
     with connect_sync(running.database_url) as conn:

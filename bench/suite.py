@@ -122,7 +122,7 @@ def webhook_rates(running: Stack, seconds: float, found: Figures) -> tuple[list[
             f"{statistics.median(health):.1f} ms, p99 {percentile(health, 0.99):.1f} ms | ratio (median) "
             f"{statistics.median(posts) / statistics.median(health):.1f}x"
         )
-        wait_drained(running.database_url)
+        wait_drained(running)
         if not held and rate >= max(FIXED):
             break
     return lines, best
@@ -139,7 +139,7 @@ def wake_latency(running: Stack) -> list[float]:
             time.sleep(0.1)
             body, headers = signed(payloads.text_message(f"wake {i}", wa_id=f"6{i:010d}"))
             client.post(WEBHOOK, content=body, headers=headers).raise_for_status()
-    wait_drained(running.database_url)
+    wait_drained(running)
     with connect_sync(running.database_url) as conn:
         return [float(row["ms"]) for row in fetch_all_sync(conn, "bench_wake_ms", prefix="6")]
 
@@ -153,7 +153,7 @@ def end_to_end(running: Stack, rate: float, seconds: float) -> list[float]:
         return await post_message(client, message)
 
     asyncio.run(open_loop(running.web, rate, seconds, post))
-    wait_drained(running.database_url)
+    wait_drained(running)
     received = graph_sends(running)
     return [(received[wamid] - at) * 1000 for wamid, at in posted.items() if wamid in received]
 
@@ -278,7 +278,7 @@ def measure(args: argparse.Namespace) -> tuple[list[str], Figures]:
             for i in range(20):
                 body, headers = signed(payloads.text_message(f"warm {i}", wa_id=f"4{i:010d}"))
                 client.post(WEBHOOK, content=body, headers=headers).raise_for_status()
-        wait_drained(running.database_url)
+        wait_drained(running)
         noop_per_s = procrastinate_noop(running, 2 * args.load)
         progress("procrastinate no-op jobs measured")
         rate_lines, best = webhook_rates(running, args.seconds, found)
