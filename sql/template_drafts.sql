@@ -13,13 +13,11 @@ RETURNING id
 SELECT id, name, language FROM template_drafts WHERE client_key = %(client_key)s
 
 -- template_name_taken --
--- Why a new template of this name and language would be refused, or nothing: Meta lists one already
--- (any status but DELETED), or a draft of it is on its way
-SELECT 'template' AS what, status FROM message_templates
+-- Why a new template of this name and language would be refused, or nothing: Meta lists one already (any
+-- status but DELETED). A draft of it on its way to Meta is found by template_draft_insert's conflict
+-- instead, which also tells it from the same form's draft committed since the caller's key lookup.
+SELECT status FROM message_templates
  WHERE name = %(name)s AND language = %(language)s AND status <> 'DELETED'
-UNION ALL
-SELECT 'draft', status FROM template_drafts
- WHERE name = %(name)s AND language = %(language)s AND status IN ('queued', 'submitting')
 LIMIT 1
 
 -- template_draft --

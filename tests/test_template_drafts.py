@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -221,6 +222,39 @@ def test_a_draft_is_submitted_once_and_can_be_sent_once_approved(
     again = inbox.post(URL, draft(client_key="draft-0002"))
     assert again.status_code == 409 and again.json()["code"] == "TEMPLATE_EXISTS"
     assert "exists already (status APPROVED)" in again.json()["error"]
+
+
+def test_a_form_sent_twice_at_once_answers_its_one_draft(
+    client: httpx.Client, db: psycopg.Connection, database_url: str, fake_graph: FakeGraph
+) -> None:
+    """A double click sends the form twice. The second request can look its key up before the first
+    commits, and find the first's draft by its name just after: it is the same draft, not a taken name."""
+    inbox, _ = open_conversation(client, db, database_url)
+    first = draft(client_key="draft-twice-01")
+    operator = db.execute("SELECT id FROM operators").fetchone()["id"]  # type: ignore[index]
+    with psycopg.connect(database_url) as holder, ThreadPoolExecutor(1) as pool:
+        # the first request, caught between storing its draft and committing it
+        holder.execute("LOCK TABLE message_templates IN ACCESS EXCLUSIVE MODE")
+        holder.execute(
+            "INSERT INTO template_drafts (client_key, operator_id, waba_id, name, language, category, request,"
+            " request_id) VALUES (%s, %s, %s, 'order_ready', 'en_US', 'UTILITY', '{}', 'first')",
+            [first["client_key"], operator, WABA],
+        )
+        second = pool.submit(inbox.post, URL, first)
+        # the second has missed the uncommitted key and waits to read the templates' names
+        wait_for(
+            db,
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            " AND query LIKE '%%message_templates%%'",
+        )
+        holder.commit()
+        answer = second.result(timeout=20)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["duplicate"] is True
+    assert db.execute("SELECT count(*) AS n FROM template_drafts").fetchone()["n"] == 1  # type: ignore[index]
+    # another key for the same name and language, while that draft is on its way: refused
+    other = inbox.post(URL, draft(client_key="draft-twice-02"))
+    assert other.status_code == 409 and "being submitted already" in other.json()["error"]
 
 
 def test_a_draft_whose_submit_job_was_lost_is_queued_again_by_the_sweep(

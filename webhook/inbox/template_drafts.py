@@ -72,7 +72,10 @@ async def store_draft(
         if row is None:
             taken = await fetch_optional(conn, "template_name_taken", name=draft.name, language=draft.language)
             if taken is not None:
-                raise TemplateExists(_taken_message(draft, taken))
+                raise TemplateExists(
+                    f"a template named {draft.name} in {draft.language} exists already (status {taken['status']}): "
+                    "pick another name"
+                )
             row = await fetch_optional(
                 conn,
                 "template_draft_insert",
@@ -85,7 +88,10 @@ async def store_draft(
                 request=Jsonb(draft.graph_body()),
                 request_id=request_id,
             )
-            if row is None:  # a concurrent request took the key, or the name, first
+            if row is None:
+                # Its key, or its name, was taken since the lookup above: the key by this same form sent
+                # again (a double click) and committed meanwhile, which is its one draft; else the name
+                # by another draft on its way to Meta. Only the insert's unique indexes tell these apart.
                 row = await fetch_optional(conn, "template_draft_by_key", client_key=key)
                 if row is None:
                     raise TemplateExists(f"a draft of {draft.name} in {draft.language} is being submitted already")
@@ -94,15 +100,6 @@ async def store_draft(
                 await defer_template_submission(conn, draft_id=row["id"], request_id=request_id)
         shown = await fetch_one(conn, "template_draft", draft_id=row["id"])
     return dict(shown), duplicate
-
-
-def _taken_message(draft: TemplateDraft, taken: dict[str, Any]) -> str:
-    if taken["what"] == "draft":
-        return f"a draft of {draft.name} in {draft.language} is being submitted already"
-    return (
-        f"a template named {draft.name} in {draft.language} exists already (status {taken['status']}): "
-        "pick another name"
-    )
 
 
 def draft_json(row: dict[str, Any]) -> dict[str, Any]:
