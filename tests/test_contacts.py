@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.conftest import post_webhook
+from tests.conftest import post_webhook, wait_until
 from tests.test_reply import job_with_status
 from waypost.devtools import payloads
 from waypost.devtools.fake_graph import FakeGraph
@@ -136,6 +136,38 @@ def test_deliveries_at_once_find_one_conversation_and_merge_once(client, db) -> 
     assert [(row["conversation_id"], row["n"]) for row in counts] == [(first["id"], 9), (live[1]["id"], 10)]
     merged = db.execute("SELECT count(*) AS n FROM notifications WHERE kind = 'conversations_merged'").fetchone()
     assert merged["n"] == 1
+
+
+def test_a_both_message_racing_a_new_bsuid_only_conversation_merges_it(client, db, database_url) -> None:
+    """A message with both identifiers finds the contact's conversation by phone number and adds the
+    BSUID to it, while another delivery, BSUID only, is creating a conversation of that BSUID. The
+    second's commit makes the first's update a duplicate key: it looks again, finds both, merges."""
+    post(client, message("phone first", bsuid=None), [contact(bsuid=None)])
+    [by_phone] = conversations(db)
+    with psycopg.connect(database_url) as holder, ThreadPoolExecutor(1) as pool:
+        # the BSUID-only delivery, between creating its conversation and committing
+        holder.execute(
+            "SELECT waypost_resolve_conversation_v2(%s, NULL, %s, NULL, NULL, 'Priya', now())",
+            [payloads.PHONE_NUMBER_ID, BSUID],
+        )
+        body = payloads.dumps(payloads.inbound(message("both"), contacts=[contact()]))
+        both = pool.submit(post_webhook, client, body)
+        # the both-identifiers delivery waits on the BSUID's uncommitted key
+        wait_until(
+            lambda: db.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone(),
+            what="the delivery with both identifiers to wait for the BSUID's conversation",
+        )
+        holder.commit()
+        answer = both.result(timeout=30)
+    assert answer.status_code == 200, answer.text
+    [kept] = conversations(db)
+    assert (kept["id"], kept["wa_id"], kept["user_id"]) == (by_phone["id"], PHONE, BSUID)
+    rows = db.execute("SELECT body FROM messages WHERE conversation_id = %s ORDER BY id", [kept["id"]]).fetchall()
+    bodies = [row["body"] for row in rows]
+    assert bodies == ["phone first", "both"]
+    assert db.execute("SELECT kind FROM notifications").fetchone()["kind"] == "conversations_merged"
 
 
 def system_message(kind: str, **system: str) -> dict[str, Any]:

@@ -6,7 +6,11 @@
 -- (conversations_live_contact_key, conversations_live_user_key), planned as one row whatever the
 -- statistics say; the rows found are then locked one at a time by primary key, in id order as v1
 -- locked them (two deliveries naming the same two conversations never deadlock), and checked again
--- under the lock. v1's comment follows.
+-- under the lock. An identifier it adds may have been taken meanwhile by a conversation created or
+-- changed by a concurrent delivery (a BSUID-only message creating the BSUID's conversation while this
+-- one, with both identifiers, adds that BSUID to the phone number's): the update's duplicate key then
+-- means "look again", which finds both and merges them (v1 failed the delivery with a 500, and the
+-- merge waited for Meta's redelivery). v1's comment follows.
 -- The live conversation of a contact on a business number, found by phone number (wa_id) or BSUID
 -- (user_id), whichever arrive; created when there is none. When the identifiers name two
 -- conversations (each seen alone before), they are merged into the older. Identifiers that arrive
@@ -29,6 +33,8 @@ DECLARE
     v_id bigint;
     v_row record;
     v_keep bigint;
+    v_keep_wa_id text;
+    v_keep_user_id text;
     v_other bigint;
 BEGIN
     IF p_wa_id IS NULL AND p_user_id IS NULL THEN
@@ -70,6 +76,10 @@ BEGIN
               FROM conversations WHERE id = v_id FOR UPDATE;
             IF FOUND AND v_row.phone_number_id = p_phone_number_id AND v_row.deleted_at IS NULL
                AND (v_row.wa_id = p_wa_id OR v_row.user_id = p_user_id) THEN
+                IF cardinality(v_ids) = 0 THEN
+                    v_keep_wa_id := v_row.wa_id;
+                    v_keep_user_id := v_row.user_id;
+                END IF;
                 v_ids := v_ids || v_id;
             END IF;
         END LOOP;
@@ -80,10 +90,20 @@ BEGIN
         FOREACH v_other IN ARRAY v_ids[2:] LOOP
             PERFORM waypost_merge_conversations_v1(v_keep, v_other);
         END LOOP;
+        IF (p_wa_id IS NOT NULL AND p_wa_id IS DISTINCT FROM v_keep_wa_id)
+           OR (p_user_id IS NOT NULL AND p_user_id IS DISTINCT FROM v_keep_user_id) THEN
+            -- A subtransaction, only when an identifier is added or changed (rarely): the duplicate key
+            -- undoes this update alone, the locks and merges stay, and the loop looks again.
+            BEGIN
+                UPDATE conversations
+                   SET wa_id = COALESCE(p_wa_id, wa_id), user_id = COALESCE(p_user_id, user_id)
+                 WHERE id = v_keep;
+            EXCEPTION WHEN unique_violation THEN
+                CONTINUE;
+            END;
+        END IF;
         UPDATE conversations
-           SET wa_id = COALESCE(p_wa_id, wa_id),
-               user_id = COALESCE(p_user_id, user_id),
-               parent_user_id = COALESCE(p_parent_user_id, parent_user_id),
+           SET parent_user_id = COALESCE(p_parent_user_id, parent_user_id),
                username = COALESCE(p_username, username),
                contact_name = COALESCE(p_contact_name, contact_name),
                last_inbound_at = GREATEST(last_inbound_at, p_last_inbound_at),
