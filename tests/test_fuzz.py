@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import post_webhook
 from waypost.devtools import payloads
+from waypost.text import REPLACEMENT
+from webhook import payload
 
 # WAYPOST_FUZZ_EXAMPLES=2000 for a longer hunt than CI's
 FUZZ = settings(
@@ -152,3 +155,51 @@ def test_huge_strings_and_deep_nesting(client: httpx.Client, db: psycopg.Connect
     )
     assert journal.post(client, payloads.dumps(nul)).status_code == 200
     journal.check()
+
+
+def strings_in(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [*value, *(s for v in value.values() for s in strings_in(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return [value] if isinstance(value, str) else []
+
+
+ODD = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\U0001f600", "\ufffd", "\\", "u"]
+
+
+@FUZZ
+@given(
+    texts=st.lists(st.text(alphabet=st.characters() | st.sampled_from(ODD), max_size=8), min_size=1, max_size=4),
+    ascii_only=st.booleans(),
+    encoding=st.sampled_from(["utf-8", "utf-16", "utf-32"]),
+)
+@example(texts=["x\ud800y"], ascii_only=False, encoding="utf-8")  # a surrogate's raw bytes (surrogatepass)
+@example(texts=["\x00"], ascii_only=False, encoding="utf-8")  # a NUL, escaped
+@example(texts=["\udc00"], ascii_only=True, encoding="utf-8")  # a lone surrogate, escaped
+@example(texts=["\U0001f600 ok"], ascii_only=True, encoding="utf-8")  # a pair of surrogate escapes: one emoji
+def test_parsed_strings_hold_no_nul_and_no_lone_surrogate(texts: list[str], ascii_only: bool, encoding: str) -> None:
+    """The parser cleans only bodies that may need it (issue 17): whatever the escapes and the
+    encoding, what it returns is what cleaning every string would give."""
+    document = {"object": "whatsapp_business_account", "entry": [], **{f"k{i}{t}": t for i, t in enumerate(texts)}}
+    body = json.dumps(document, ensure_ascii=ascii_only).encode(encoding, "surrogatepass")
+    parsed = payload._document(body)
+    assert parsed == payload._scrub(json.loads(body))
+    for text in strings_in(parsed):
+        assert "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text), ascii(text)
+    assert REPLACEMENT in "".join(strings_in(parsed)) or parsed == document
+
+
+@pytest.mark.parametrize(
+    ("escaped", "cleaned"),
+    [(rb"x\u0000y", "x\ufffdy"), (rb"\uD83Dy", "\ufffdy"), (rb"\uDFFF", "\ufffd"), (rb"\\u0000", "\\u0000")],
+)
+def test_escapes_in_either_case_are_cleaned(escaped: bytes, cleaned: str) -> None:
+    body = b'{"object": "whatsapp_business_account", "entry": [], "t": "' + escaped + b'"}'
+    assert payload._document(body)["t"] == cleaned
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"-Infinity", b"Infinity", b"1e999", b"-1e999"])
+def test_numbers_jsonb_cannot_hold_are_refused(number: bytes) -> None:
+    with pytest.raises(payload.PayloadError, match="NaN and Infinity are not JSON numbers"):
+        payload._document(b'{"object": "whatsapp_business_account", "x": ' + number + b"}")
