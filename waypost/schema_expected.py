@@ -316,6 +316,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_ingest_inbound_message_v5",
     "waypost_ingest_echo_v2",
     "waypost_store_webhook_v3",
+    # 0041_inbox_notify_lean: the live inbox's triggers read the conversation id from its column
+    "waypost_notify_inbox_v2",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
