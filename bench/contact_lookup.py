@@ -43,13 +43,14 @@ def per_call(url: str, version: str, chunks: int, chunk: int) -> list[tuple[floa
                 fetch_one_sync(conn, query, **contact(n))
             return (time.perf_counter() - started) * 1000 / len(numbers)
 
+        def known(seen: int) -> float:
+            return timed([(i * 7919) % seen for i in range(chunk)])  # spread over every row
+
         for done in range(chunks):
             new = timed(range(done * chunk, (done + 1) * chunk))
-            seen = (done + 1) * chunk
-            rounds.append((new, timed([(i * 7919) % seen for i in range(chunk)])))  # spread over every row
+            rounds.append((new, known((done + 1) * chunk)))
         execute_sync(conn, "bench_analyze_conversations")
-        seen = chunks * chunk
-        rounds.append((float("nan"), timed([(i * 7919) % seen for i in range(chunk)])))
+        rounds.append((float("nan"), known(chunks * chunk)))
     return rounds
 
 

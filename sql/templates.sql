@@ -29,10 +29,12 @@ ON CONFLICT (name, language) DO UPDATE
 -- templates_mark_deleted --
 -- Templates of the account that the sync just finished did not list: deleted at Meta. Not one stored
 -- since the read began (a draft submitted, a webhook about a new template meanwhile): the list predates it
+WITH list AS (SELECT date_trunc('second', %(read_at)s::timestamptz) - interval '1 second' AS as_of)
 UPDATE message_templates
-   SET status = 'DELETED', updated_at = date_trunc('second', %(read_at)s::timestamptz) - interval '1 second'
+   SET status = 'DELETED', updated_at = list.as_of
+  FROM list
  WHERE waba_id = %(waba_id)s AND status <> 'DELETED' AND NOT (name || '/' || language = ANY(%(listed)s))
-   AND updated_at <= date_trunc('second', %(read_at)s::timestamptz) - interval '1 second'
+   AND updated_at <= list.as_of
 RETURNING name, language
 
 -- template_apply_status --

@@ -62,17 +62,18 @@
 
   // What the operator has typed into a region's forms survives its refresh: a live change must not wipe a
   // half-filled field (a snooze time) nor take its focus. A field is known by its form's action and its name.
+  const TYPED = "form[data-api] input[name], form[data-api] textarea[name]";
   const fieldKey = (field) => `${field.form?.dataset.api ?? ""} ${field.name}`;
   function typedInto(el) {
     const edits = new Map();
-    el.querySelectorAll("form[data-api] input[name], form[data-api] textarea[name]").forEach((field) => {
+    el.querySelectorAll(TYPED).forEach((field) => {
       if (field.type !== "hidden" && field.type !== "file" && field.value !== field.defaultValue) edits.set(fieldKey(field), field.value);
     });
     const focused = el.contains(document.activeElement) && document.activeElement.name ? fieldKey(document.activeElement) : null;
     return { edits, focused };
   }
   function restore(el, { edits, focused }) {
-    el.querySelectorAll("form[data-api] input[name], form[data-api] textarea[name]").forEach((field) => {
+    el.querySelectorAll(TYPED).forEach((field) => {
       const key = fieldKey(field);
       if (edits.has(key)) field.value = edits.get(key);
       if (key === focused) field.focus();
