@@ -346,6 +346,16 @@ SELECT event_id, new_messages, duplicate_messages, job_ids, outbound_job_ids, st
       make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
       %(reply_task)s, %(reply_queue)s)
 
+-- store_webhooks --
+-- Several webhooks of the common kind stored in one statement and one commit, each as store_webhook
+-- stores one (see waypost_store_webhooks_v1; webhook/group_commit.py)
+SELECT event_number, event_id, new_messages, duplicate_messages, job_ids, outbound_job_ids, status_outcomes
+  FROM waypost_store_webhooks_v1(
+      %(request_ids)s, %(bodies)s, %(body_sha256s)s, %(signatures)s, %(messages)s::jsonb[], %(statuses)s::jsonb[],
+      make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
+      %(reply_task)s, %(reply_queue)s)
+ ORDER BY event_number
+
 -- fetch_job_and_backlog --
 -- procrastinate's fetch_job (its columns, from its procrastinate_fetch_job_v2), plus whether other jobs
 -- of these queues are due: waiting, or held back by a lock (worker/resilience.py fetches again, or

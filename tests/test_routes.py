@@ -30,7 +30,11 @@ def app_without_lifespan() -> Starlette:
     app = create_app(settings)
     # these requests stop before any query: the pool is never used
     app.state.waypost = AppState(
-        settings=settings, pool=cast(Any, None), schema=cast(Any, SchemaOk()), media_store=cast(Any, None)
+        settings=settings,
+        pool=cast(Any, None),
+        schema=cast(Any, SchemaOk()),
+        media_store=cast(Any, None),
+        webhooks=cast(Any, None),
     )
     return app
 

@@ -104,3 +104,12 @@ def test_a_key_never_goes_over_plain_http_to_another_host(
     assert "sk-secret-value" not in str(refused.value)
     monkeypatch.setenv(key_var, "")  # no key: nothing to leak, a LAN model server is fine
     Settings()
+
+
+def test_webhook_statements_beyond_the_pool_are_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAYPOST_DB_POOL_MAX_SIZE", "4")
+    monkeypatch.setenv("WAYPOST_WEBHOOK_STATEMENTS", "5")
+    with pytest.raises(ConfigurationError, match=r"WAYPOST_WEBHOOK_STATEMENTS \(5\) is more than"):
+        load_settings()
+    monkeypatch.setenv("WAYPOST_WEBHOOK_STATEMENTS", "4")
+    assert load_settings().webhook_statements == 4

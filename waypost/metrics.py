@@ -28,6 +28,11 @@ WEBHOOK_REQUESTS = Counter(
     "waypost_webhook_requests", "Webhook POSTs by outcome", ["outcome"]
 )  # ok, duplicate, bad_signature, bad_payload, too_large, db_mismatch, db_unavailable, error
 WEBHOOK_SECONDS = Histogram("waypost_webhook_seconds", "Webhook answer time", buckets=LATENCY_BUCKETS)
+# How many webhooks each of the common webhook's statements stored (webhook/group_commit.py): above 1,
+# POSTs waited for a statement and shared its commit
+WEBHOOK_GROUP_SIZE = Histogram(
+    "waypost_webhook_group_size", "Webhooks stored per statement", buckets=(1, 2, 4, 8, 16, 32, 64)
+)
 INBOUND_MESSAGES = Counter("waypost_inbound_messages", "New inbound messages stored")
 STATUSES = Counter("waypost_statuses", "Status webhook items by outcome", ["outcome"])
 SENDS = Counter("waypost_sends", "Graph API sends by result and Graph error code", ["result", "code"])

@@ -318,6 +318,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_store_webhook_v3",
     # 0041_inbox_notify_lean: the live inbox's triggers read the conversation id from its column
     "waypost_notify_inbox_v2",
+    # 0042_webhook_group_commit: webhooks that arrive together are stored in one statement
+    "waypost_store_webhooks_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",

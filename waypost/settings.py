@@ -53,6 +53,9 @@ class Settings(TurnSettings, HandbackSettings, HandoverSettings, BaseSettings):
     db_pool_max_size: int = Field(10, ge=1, validation_alias=_env("WAYPOST_DB_POOL_MAX_SIZE"))
     # How long a request or a job waits for a database connection before it is refused (503) or retried.
     db_pool_timeout: float = Field(10.0, gt=0, validation_alias=_env("WAYPOST_DB_POOL_TIMEOUT"))
+    # The common webhook's statements one web process runs at once; POSTs that come while all are busy
+    # wait, and the next statement stores them together (webhook/group_commit.py).
+    webhook_statements: int = Field(2, ge=1, validation_alias=_env("WAYPOST_WEBHOOK_STATEMENTS"))
     schema_check_interval: float = Field(30.0, gt=0, validation_alias=_env("WAYPOST_SCHEMA_CHECK_INTERVAL"))
     worker_concurrency: int = Field(10, ge=1, validation_alias=_env("WAYPOST_WORKER_CONCURRENCY"))
     worker_poll_interval: float = Field(1.0, gt=0, validation_alias=_env("WAYPOST_WORKER_POLL_INTERVAL"))
@@ -289,6 +292,16 @@ class Settings(TurnSettings, HandbackSettings, HandoverSettings, BaseSettings):
                     f"{name} is plain http:// to {urlsplit(url.strip()).hostname!r}: its key would travel "
                     "unencrypted. Use https://, or plain http only to this machine (localhost, 127.0.0.1, ::1)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_statements_within_the_pool(self) -> Settings:
+        # each statement holds a pool connection: more than the pool has would only wait for one
+        if self.webhook_statements > self.db_pool_max_size:
+            raise ConfigurationError(
+                f"WAYPOST_WEBHOOK_STATEMENTS ({self.webhook_statements}) is more than WAYPOST_DB_POOL_MAX_SIZE "
+                f"({self.db_pool_max_size}): each statement holds one of the pool's connections"
+            )
         return self
 
     def require_database_url(self) -> str:

@@ -22,6 +22,7 @@ from waypost.media_store import MediaStore
 from waypost.settings import Settings, load_settings
 from webhook import endpoints
 from webhook.errors import exception_handlers
+from webhook.group_commit import GroupCommit
 from webhook.headers import SecurityHeadersMiddleware
 from webhook.inbox import api, knowledge, live, pages, template_drafts
 from webhook.inbox.auth import InboxSessionMiddleware
@@ -123,7 +124,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             logger.info("web app ready, schema %s", "ok" if report.ok else "MISMATCH")
             if feed is not None:
                 feed.start()
-            app.state.waypost = AppState(settings=resolved, pool=pool, schema=guard, media_store=media_store, feed=feed)
+            window = (resolved.turn_quiet_seconds, resolved.turn_max_wait_seconds)
+            webhooks = GroupCommit(pool, window, resolved.webhook_statements)
+            app.state.waypost = AppState(
+                settings=resolved, pool=pool, schema=guard, media_store=media_store, webhooks=webhooks, feed=feed
+            )
             freeze_startup()  # what start-up loaded stays out of the collector's scans
             yield
         finally:

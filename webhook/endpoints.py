@@ -186,7 +186,7 @@ async def _store(
     window = (settings.turn_quiet_seconds, settings.turn_max_wait_seconds)
     if fastpath.plain(batch, words):
         try:
-            return await fastpath.store(state.pool, request_id, body, verdict, batch, window)
+            return await fastpath.store(state.webhooks, request_id, body, verdict, batch)
         except ingest.ITEM_ERRORS as exc:  # nothing was written: the general path isolates the item
             logger.warning("webhook: an item was refused (%s); storing the items one by one", exc)
         except psycopg.OperationalError:

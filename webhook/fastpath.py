@@ -3,35 +3,30 @@
 Almost every POST Meta sends is one text message or a few delivery statuses. Those are stored, their
 replies queued and the journal row written by one call of `waypost_store_webhook_v3`, in autocommit:
 one round trip and one commit, where the general path (webhook/ingest.py) journals first, then stores
-item by item in a second transaction. Anything else (media, edits, reactions, consent words, echoes,
+item by item in a second transaction. POSTs that come while the web process's webhook statements are
+all busy are stored together (webhook/group_commit.py). Anything else (media, edits, reactions, consent words, echoes,
 template events, platform errors, refused items) takes the general path, which owns those rules.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import logging
-import random
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from waypost.consent_words import ConsentWords
-from waypost.db import DictPool, Row, autocommit, fetch_one
 from waypost.signing import Verdict
-from webhook.ingest import IngestResult, TurnWindow, lock_order
+from webhook.group_commit import GroupCommit, Order
+from webhook.ingest import IngestResult, lock_order
 from webhook.media import media_of
 from webhook.payload import Batch, InboundMessage, StatusUpdate
-from worker.tasks import REPLY_QUEUE, SEND_REPLY
+from worker.tasks import SEND_REPLY
 
 logger = logging.getLogger(__name__)
 
-
-# A deadlocked statement is run this often in all, after a short pause: nothing of it was written.
-DEADLOCK_ATTEMPTS = 5
 # What a plain batch may hold (a change Waypost does not store is only counted).
 PLAIN_FIELDS = frozenset({"messages", "statuses", "ignored_changes"})
 
@@ -93,36 +88,23 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 async def store(
-    pool: DictPool, request_id: str, body: bytes, signature: Verdict, batch: Batch, window: TurnWindow
+    groups: GroupCommit, request_id: str, body: bytes, signature: Verdict, batch: Batch
 ) -> tuple[int, IngestResult]:
     """The journal row's id and what was stored. Raises what the database raised: nothing is written
     then, and the caller journals the body apart."""
     statuses = sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status))
-    params = {
+    messages = sorted(batch.messages, key=lock_order)
+    event = {
         "request_id": request_id,
         "body": body,
         "body_sha256": hashlib.sha256(body).digest(),
         "signature": signature,
-        "messages": Jsonb([_message(message) for message in sorted(batch.messages, key=lock_order)]),
+        "messages": Jsonb([_message(message) for message in messages]),
         "statuses": Jsonb([_status(status) for status in statuses]),
-        "quiet_seconds": window[0],
-        "max_wait_seconds": window[1],
-        "reply_task": SEND_REPLY,
-        "reply_queue": REPLY_QUEUE,
     }
-    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
-        try:
-            row = await _run(pool, params)
-            break
-        except psycopg.errors.DeadlockDetected:
-            # A status and the worker's record of its send meet on the same rows (statuses of one
-            # message did too, until waypost_apply_message_status_v4; bench.mixed saw a few a minute
-            # at 240 statuses/s): PostgreSQL undid this whole statement, so it is run again (the other
-            # one first) rather than answered 503 for Meta to deliver again.
-            if attempt == DEADLOCK_ATTEMPTS:
-                raise
-            logger.info("webhook statement chosen as a deadlock victim (attempt %s); running it again", attempt)
-            await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)  # the other transaction finishes first
+    # in a group, webhooks with messages first, in their locking order, then statuses by message
+    order: Order = (0, lock_order(messages[0])) if messages else (1, (statuses[0].wa_message_id, "", "", 0.0))
+    row = await groups.store(event, order)
     result = IngestResult(
         new_messages=row["new_messages"], duplicate_messages=row["duplicate_messages"], jobs=len(row["job_ids"])
     )
@@ -141,8 +123,3 @@ async def store(
         if outcome in ("applied", "stale") and isinstance(pricing, dict):
             result.priced.append((status.phone_number_id, pricing))
     return int(row["event_id"]), result
-
-
-async def _run(pool: DictPool, params: dict[str, Any]) -> Row:
-    async with autocommit(pool) as conn:  # one statement is one transaction
-        return await fetch_one(conn, "store_webhook", **params)

@@ -16,6 +16,7 @@ from waypost.schema import SchemaReport, verify_async
 from waypost.settings import Settings
 
 if TYPE_CHECKING:
+    from webhook.group_commit import GroupCommit
     from webhook.inbox.live import InboxFeed
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class AppState:
     pool: DictPool
     schema: SchemaGuard
     media_store: MediaStore
+    webhooks: GroupCommit  # the common webhook's statements (webhook/group_commit.py)
     feed: InboxFeed | None = None  # the live inbox feed; None when the inbox is off
 
 
