@@ -91,10 +91,11 @@ SELECT c.message_id, c.outcome, c.type, c.body, c.payload, c.send_attempts
 
 -- reply_start --
 -- A reply run's start: its job claimed, and what it decides from, one row per message of the turn
--- and the history the AI reads (see waypost_start_reply_v2; no row: the job is not open)
+-- and the history the AI reads (see waypost_start_reply_v2; no row: the job is not open), and whether
+-- the knowledge base holds a passage (none: the run does not search it)
 SELECT id, conversation_id, inbound_message_id, request_id, attempts, created_at, last_message_id, rearmed,
        phone_number_id, wa_id, user_id, contact_name, ai_enabled, deleted_at, last_inbound_at,
        message_id, wa_message_id, type, body, contact_sent_at, message_created_at, revoked_at,
        send_key, send_id, send_status, send_body, send_type, consent_kind, consent_type, consent_body,
-       ai_replies, has_media, history
+       ai_replies, has_media, history, EXISTS (SELECT 1 FROM kb_passages) AS knowledge_base
   FROM waypost_start_reply_v2(%(outbound_job_id)s, %(key_prefix)s, %(count_ai_replies)s, %(history_limit)s)

@@ -289,6 +289,22 @@ def test_the_rules_provider_answers_from_the_best_pair_and_a_pair_added_later_co
     assert reply_to(db, again)["body"] == "42, according to our founder."  # type: ignore[index]
 
 
+def test_an_empty_knowledge_base_is_not_searched_and_a_first_pair_counts_at_once(
+    client: httpx.Client, db: psycopg.Connection, settings: Settings, start_worker: Callable[..., Any]
+) -> None:
+    worker = start_worker()
+    first = post(client, "Do you deliver to Lyon?")
+    wait_until(lambda: reply_to(db, first), what="the rules' fallback")
+    assert "knowledge search: none, the knowledge base is empty" in worker.output()
+    assert "passage(s)" not in worker.output()  # no search ran
+    # the first pair, added while the worker runs: the next message searches, and finds it
+    kb(settings, "add-qa", "Do you deliver to Lyon?", "Yes: everywhere in France within 3 working days.")
+    again = post(client, "Hi, do you deliver in Lyon?")
+    wait_until(lambda: reply_to(db, again), what="the grounded answer")
+    assert reply_to(db, again)["body"] == "Yes: everywhere in France within 3 working days."  # type: ignore[index]
+    assert "knowledge search: 1 passage(s), 1 above the score" in worker.output()
+
+
 def test_a_pdf_passage_reaches_the_model_and_its_grounded_answer_is_sent(
     client: httpx.Client,
     db: psycopg.Connection,

@@ -348,7 +348,12 @@ class ReplyRun(SendRun):
         self.clock.log("orchestrator start", f"provider={orchestrator.name} history={len(history)}")
         tap_id = clean_text(tap_id)[:256] if isinstance(tap_id, str) and tap_id.strip() else None
         request = ReplyRequest(
-            conversation.id, conversation.contact_name, history, tap_id=tap_id, turn_size=self.turn_size
+            conversation.id,
+            conversation.contact_name,
+            history,
+            tap_id=tap_id,
+            turn_size=self.turn_size,
+            knowledge_base=self.start.knowledge_base if self.start is not None else True,
         )
         timer = metrics.Timer()
         try:

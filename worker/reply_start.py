@@ -30,6 +30,7 @@ class ReplyStart:
     # what the AI reads, newest first, ending with the turn's newest live message: rows of
     # waypost_reply_history_v1, read in the same statement
     history: tuple[dict[str, Any], ...]
+    knowledge_base: bool  # the knowledge base held a passage: an empty one is not searched
 
 
 async def start(pool: Pool, settings: Settings, outbound_job_id: int) -> ReplyStart | None:
@@ -75,4 +76,14 @@ async def start(pool: Pool, settings: Settings, outbound_job_id: int) -> ReplySt
     if first["consent_kind"] is not None:
         consent = {"kind": first["consent_kind"], "type": first["consent_type"], "body": first["consent_body"]}
     history = tuple(first["history"] or ())
-    return ReplyStart(job, conversation, turn, existing, consent, first["ai_replies"], first["has_media"], history)
+    return ReplyStart(
+        job,
+        conversation,
+        turn,
+        existing,
+        consent,
+        first["ai_replies"],
+        first["has_media"],
+        history,
+        first["knowledge_base"],
+    )

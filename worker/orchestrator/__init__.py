@@ -105,6 +105,9 @@ class ReplyRequest:
     # `rules` provider gets question/answer pairs only); `strict`: with none, hand over.
     knowledge: tuple[Hit, ...] = ()
     strict: bool = False
+    # False: the knowledge base held no passage when the reply run started, so it is not searched
+    # (a search round trip saved for every reply of a business without one)
+    knowledge_base: bool = True
     # How many of the last history entries are the turn answered (README "Turns"): the customer's
     # messages of one burst, from its first (an operator's message sent meanwhile among them).
     turn_size: int = 1

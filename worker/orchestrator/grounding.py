@@ -43,7 +43,7 @@ class GroundedOrchestrator:
 
     async def passages(self, request: ReplyRequest) -> list[knowledge.Hit]:
         words = request.customer_words()
-        if not words:
+        if not words or not request.knowledge_base:
             return []
         # A lost database raises as any query of the reply run does: the job runs again shortly
         # (worker.sending.run_send_task), without spending the orchestrator's retry budget.
@@ -60,7 +60,10 @@ class GroundedOrchestrator:
         strong = tuple(hit for hit in hits if hit.score >= self.settings.kb_min_score)
         strict = self.settings.kb_grounding == "strict"
         scores = ", ".join(f"{hit.passage_id}:{hit.score:.2f}" for hit in hits) or "-"
-        logger.info("knowledge search: %d passage(s), %d above the score (%s)", len(hits), len(strong), scores)
+        if not request.knowledge_base:
+            logger.info("knowledge search: none, the knowledge base is empty")
+        else:
+            logger.info("knowledge search: %d passage(s), %d above the score (%s)", len(hits), len(strong), scores)
         if strict and not strong and self.inner.name != "rules":
             return no_passage(hits[0].score if hits else None, self.settings)
         return await self.inner.reply(dataclasses.replace(request, knowledge=strong, strict=strict))
