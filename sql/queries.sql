@@ -140,6 +140,17 @@ SELECT message_id, outcome, type, body, payload, send_attempts
 -- Record an accepted send and close its job (see waypost_record_send_v1)
 SELECT waypost_record_send_v1(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
 
+-- record_send_and_read --
+-- record_send, with the answered message marked read in the same statement (worker/receipts.py): the
+-- plain read call of an immediate answer goes right after, and a refused call releases the mark
+-- (read_receipt_release, by this time). Same rows as read_receipt_mark.
+WITH read AS (
+    UPDATE messages SET read_receipt_at = %(sent_at)s
+     WHERE conversation_id = %(read_conversation_id)s AND direction = 'inbound' AND id <= %(read_message_id)s
+       AND read_receipt_at IS NULL
+)
+SELECT waypost_record_send_v1(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
+
 -- fail_send --
 -- Record a send that cannot succeed (see waypost_fail_send_v1)
 SELECT waypost_fail_send_v1(%(message_id)s, %(errors)s, %(reason)s)

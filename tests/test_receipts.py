@@ -135,10 +135,34 @@ def test_an_immediate_answer_goes_at_once_with_a_plain_read_beside_it(
     [read] = fake_graph.receipts
     assert read.accepted and read.body == {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
     assert fake_graph.typing_calls() == [] and len(fake_graph.requests) == 1
-    assert receipt_at(db, wamid) is not None  # recorded once the reply was sent, before the job ended
+    # recorded with the reply, in the same statement: the same time (no statement of its own)
+    reply = row(db, "SELECT sent_at FROM messages WHERE direction = 'outbound'")
+    assert receipt_at(db, wamid) == reply["sent_at"]
     job = row(db, "SELECT request_id, procrastinate_job_id FROM outbound_jobs")
     prefix = f"request_id={job['request_id']} job_id={job['procrastinate_job_id']}"
     assert any(prefix in line and "read receipt sent kind=read" in line for line in worker.output().splitlines())
+
+
+def test_an_immediate_answers_read_call_refused_leaves_its_message_unread(
+    client: httpx.Client, db: psycopg.Connection, fake_graph: FakeGraph, start_worker: Callable[..., Any]
+) -> None:
+    """The reply's record marked the message read; Meta refuses the call right after: the mark is
+    released, so an operator's open tries again."""
+    worker = start_worker()
+    fake_graph.receipt_script.extend([Behaviour(500, 131000), Behaviour(hang=6.0)])
+    refused = deliver(client, fake_graph, "Hi, what are your opening hours?")
+    wait_until(lambda: reply_send(fake_graph, refused), what="the reply")
+    settled(db)
+    assert receipt_at(db, refused) is None
+    # a call that never answers is cut off after 1 s (END_GRACE): the mark is released all the same
+    hung = deliver(client, fake_graph, "And on Sunday, what are your opening hours?")
+    wait_until(lambda: reply_send(fake_graph, hung), what="the second reply")
+    settled(db)
+    assert receipt_at(db, hung) is None and receipt_at(db, refused) is None
+    assert [r.body["message_id"] for r in fake_graph.receipts] == [refused, hung]  # one call each
+    jobs = db.execute("SELECT status FROM outbound_jobs ORDER BY id").fetchall()
+    assert [j["status"] for j in jobs] == ["done", "done"]
+    assert "read receipt failed kind=read" in worker.output()
 
 
 def test_a_slow_model_keeps_the_indicator_refreshed_until_it_answers(

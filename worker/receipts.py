@@ -6,8 +6,11 @@ shows "typing…" until the reply arrives or 25 s pass. The reply task wraps its
 `answering()`: when the model has not answered within WAYPOST_TYPING_AFTER_SECONDS, the call goes out,
 is sent again every WAYPOST_TYPING_REFRESH_SECONDS while the model works, and stops when it answers.
 An answer ready sooner shows no indicator (Meta drops it when the reply arrives: it would show nothing,
-and waiting for Meta's answer to it would delay the reply): `settle()` marks the message read with a
-plain call once the reply is sent (after it: never competing with the send), and records it.
+and waiting for Meta's answer to it would delay the reply): the reply's record marks the message read
+in the same statement (worker.sending, `read_with_send`), and `settle()` makes the plain read call once
+the reply is sent (after it: never competing with the send); a call Meta refuses releases the mark, as
+an operator's open does (`read_receipt_release`). A reply that was not sent leaves the mark to the
+call, as before: it is recorded only once Meta answered.
 A message left to an operator is marked read by the `read_receipt` task once an operator opens its
 conversation (the inbox claims it, in SQL, and defers the task through worker.tasks).
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from types import TracebackType
 
@@ -85,6 +89,7 @@ class Answering:
         self.after = settings.typing_after_seconds if self.typing else 0.0  # no indicator before this
         self.called = False  # the first typing call went out: the reply waits for it (__aexit__)
         self.read_after = False  # an immediate answer: settle() marks the message read after the send
+        self.marked_at: dt.datetime | None = None  # the send's record marked it read, as of this time
 
     async def __aenter__(self) -> Answering:
         if self.read:
@@ -110,16 +115,35 @@ class Answering:
         await asyncio.wait({task})  # never raises the task's own cancellation into the reply
         await self._record()
 
+    def read_with_send(self) -> tuple[int, int] | None:
+        """For an immediate answer: the message the reply's record marks read (then `sent`)."""
+        return (self.conversation.id, self.inbound.id) if self.read_after else None
+
+    def sent(self, sent_at: dt.datetime) -> None:
+        if self.read_after:
+            self.marked_at = sent_at
+
     async def settle(self) -> None:
         """After the reply's send, for an immediate answer: the plain read call (at most END_GRACE: the
-        job is not held longer), recorded. Never raises (but cancellation)."""
+        job is not held longer), recorded, or the send's mark released if Meta did not take it. Never
+        raises (but cancellation)."""
         if not self.read_after:
             return
         self.read_after = False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(END_GRACE, self.resources.settings.read_receipt_timeout)):
                 await self._call(typing=False)
-        await self._record()
+        if self.marked_at is None:
+            await self._record()
+        elif not self.marked:
+            await self._release(self.marked_at)
+
+    async def _release(self, marked_at: dt.datetime) -> None:
+        try:
+            async with autocommit(self.resources.pool) as conn:
+                await execute(conn, "read_receipt_release", conversation_id=self.conversation.id, claimed_at=marked_at)
+        except Exception as exc:  # the message stays marked read: the contact's next message marks it again
+            logger.warning("read receipt: mark not released for wa_message_id=%s: %s", self.inbound.wa_message_id, exc)
 
     async def _record(self) -> None:
         if self.marked:  # recorded here, where no cancellation can cut the write short

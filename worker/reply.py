@@ -179,6 +179,13 @@ class ReplyRun(SendRun):
             payload=found.payload,
         )
 
+    def read_with_send(self) -> tuple[int, int] | None:
+        return self.receipt.read_with_send() if self.receipt is not None else None
+
+    def sent(self, sent_at: dt.datetime) -> None:
+        if self.receipt is not None:
+            self.receipt.sent(sent_at)
+
     async def claim(self, outbound: Outbound) -> Claim | None:
         """The claim with the turn closed in the same statement (`reply_close_and_claim`); None when a
         message joined since the run read the turn: it gathers again, and this run sends nothing."""

@@ -106,6 +106,15 @@ class SendRun(abc.ABC):
     def ended(self, state: JobState) -> None:
         """The job reached a final state (metrics)."""
 
+    def read_with_send(self) -> tuple[int, int] | None:
+        """(conversation id, message id) of the inbound message to mark read with the send's record,
+        for a read call right after it; None: no such call (the default)."""
+        return None
+
+    def sent(self, sent_at: dt.datetime) -> None:
+        """The send is recorded (as of `sent_at`, the read mark's time with read_with_send)."""
+        return None  # nothing to do unless the run marks a message read with the send
+
     @abc.abstractmethod
     async def abandon(self, reason: str) -> None:
         """An error nobody classified, out of retries: fail the job and its message, tell the operators."""
@@ -275,7 +284,7 @@ async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
         return
     metrics.SENDS.labels("sent", "").inc()
     run.clock.log("send end", f"wa_message_id={wa_message_id}")
-    await _record(run.pool, message_id, wa_message_id)
+    run.sent(await _record(run.pool, message_id, wa_message_id, run.read_with_send()))
     run.clock.log("message row confirmed", f"message_id={message_id} wa_message_id={wa_message_id}")
     run.ended("done")
     run.clock.log("job done", f"message_id={message_id}")
@@ -285,14 +294,13 @@ async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
 RECORD_ATTEMPTS = 5
 
 
-async def _record(pool: Pool, message_id: int, wa_message_id: str) -> None:
+async def _record(pool: Pool, message_id: int, wa_message_id: str, read: tuple[int, int] | None) -> dt.datetime:
     # Meta accepted the message: insist on writing that down. If the database stays away, the
     # 'sent' status webhook (carrying our key) records it instead. The first attempt is made without
     # tenacity, whose machinery cost about 0.3 ms of CPU on every reply (issue 17); it takes over,
     # with the same schedule, only once the database failed.
     try:
-        await _record_once(pool, message_id, wa_message_id)
-        return
+        return await _record_once(pool, message_id, wa_message_id, read)
     except psycopg.OperationalError:
         logger.warning("recording the send of message %s failed; retrying", message_id, exc_info=True)
     await asyncio.sleep(1)
@@ -303,13 +311,28 @@ async def _record(pool: Pool, message_id: int, wa_message_id: str) -> None:
         reraise=True,
     ):
         with attempt:
-            await _record_once(pool, message_id, wa_message_id)
+            return await _record_once(pool, message_id, wa_message_id, read)
+    raise AssertionError("unreachable: the last attempt's error is raised")
 
 
-async def _record_once(pool: Pool, message_id: int, wa_message_id: str) -> None:
+async def _record_once(pool: Pool, message_id: int, wa_message_id: str, read: tuple[int, int] | None) -> dt.datetime:
+    """The send's record; with `read`, that message (and the earlier ones) marked read in the same
+    statement. When it was recorded."""
     async with autocommit(pool) as conn:
         sent_at = dt.datetime.now(dt.UTC)
-        await execute(conn, "record_send", message_id=message_id, wa_message_id=wa_message_id, sent_at=sent_at)
+        params = {"message_id": message_id, "wa_message_id": wa_message_id, "sent_at": sent_at}
+        if read is None:
+            await execute(conn, "record_send", **params)
+        else:
+            conversation_id, read_message_id = read
+            await execute(
+                conn,
+                "record_send_and_read",
+                **params,
+                read_conversation_id=conversation_id,
+                read_message_id=read_message_id,
+            )
+    return sent_at
 
 
 async def _handle_failure(run: SendRun, claim: Claim, failure: SendFailed) -> None:
