@@ -4,8 +4,9 @@ Almost every POST Meta sends is one text message or a few delivery statuses. Tho
 replies queued and the journal row written by one call of `waypost_store_webhook_v3`, in autocommit:
 one round trip and one commit, where the general path (webhook/ingest.py) journals first, then stores
 item by item in a second transaction. POSTs that come while the web process's webhook statements are
-all busy are stored together (webhook/group_commit.py). Anything else (media, edits, reactions, consent words, echoes,
-template events, platform errors, refused items) takes the general path, which owns those rules.
+all busy are stored together (webhook/group_commit.py). Anything else (media, edits, reactions,
+consent words, echoes, template events, platform errors, refused items) takes the general path, which
+owns those rules.
 """
 
 from __future__ import annotations

@@ -94,6 +94,10 @@ class GroupCommit:
                 await _settle(waiting[0][2], self._alone(waiting[0][1]))
             elif waiting:
                 await self._together(waiting)
+        except asyncio.CancelledError:  # the app stops: no POST of the group is left waiting for nothing
+            for _, _, future in group:
+                future.cancel()
+            raise
         finally:
             self._next()
 
