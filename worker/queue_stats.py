@@ -11,7 +11,8 @@ up to a minute later. procrastinate's issue #1242 tracks the fetch's cost upstre
 
 While due jobs wait, the worker compares, at most every CHECK_SECONDS, the number due with what the
 planner believes (the `todo` partial index's row count); far more than it believes, and it analyzes
-the table itself: a few milliseconds, and the fetch is planned again on the real numbers.
+the table itself: a few tens of milliseconds, and the fetch is planned again on the real numbers. Far
+fewer, as after a burst drained, too: statistics taken mid-burst plan the fetch for a long queue.
 """
 
 from __future__ import annotations
@@ -75,5 +76,9 @@ async def _counts(connector: BaseConnector) -> tuple[int, float]:
 
 
 def _stale(due: int, believed: float) -> bool:
-    # -1: never analyzed nor vacuumed, and the planner assumes a table of some size, not an empty one
-    return believed >= 0 and due >= MIN_DUE and due > RATIO * max(believed, 1.0)
+    """Far off either way: far more jobs due than believed (the trap), or far fewer, as after a burst
+    drained (the statistics the check took mid-burst then plan the fetch for a long queue: 1.6 ms a
+    fetch instead of 0.7 at 50 replies a second)."""
+    if believed < 0:  # never analyzed nor vacuumed: the planner assumes a table of some size
+        return False
+    return max(due, believed) >= MIN_DUE and (due > RATIO * max(believed, 1.0) or believed > RATIO * max(due, 1))
