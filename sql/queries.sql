@@ -367,17 +367,6 @@ SELECT event_number, event_id, new_messages, duplicate_messages, job_ids, outbou
       %(reply_task)s, %(reply_queue)s)
  ORDER BY event_number
 
--- queue_statistics --
--- How many jobs are due (counted up to a limit) beside how many the planner believes the `todo`
--- partial index holds (its pg_class.reltuples, -1 before the first VACUUM or ANALYZE): see
--- worker/queue_stats.py
-SELECT (SELECT count(*) FROM (SELECT 1 FROM procrastinate_jobs WHERE status = 'todo' LIMIT %(limit)s) d) AS due,
-       (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'procrastinate_jobs_priority_idx_v1'::regclass) AS believed
-
--- queue_analyze --
--- procrastinate_jobs' statistics taken again (worker/queue_stats.py)
-ANALYZE procrastinate_jobs
-
 -- fetch_job_and_backlog --
 -- procrastinate's fetch_job (its columns, from its procrastinate_fetch_job_v2), plus whether other jobs
 -- of these queues are due: waiting, or held back by a lock (worker/resilience.py fetches again, or

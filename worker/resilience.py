@@ -17,10 +17,6 @@ at every job's end, so a worker keeping up paid three fetches a job, two of them
 also says whether other due jobs wait (sql/queries.sql `fetch_job_and_backlog`): the loop fetches again
 only then, and a job's end wakes it only while one was held back.
 
-A fetch planned on the statistics of a drained queue reads every due job for each one it skips: while
-jobs wait, the worker checks those statistics now and then and analyzes the table when they are far
-off (worker.queue_stats).
-
 It also runs the turn clock (worker.turns) beside procrastinate's side tasks, woken through the same
 LISTEN connection.
 """
@@ -44,7 +40,6 @@ from psycopg_pool import PoolTimeout
 from waypost.listen import backoff, listen_forever
 from waypost.logs import job_request_id, log_context
 from waypost.sql import query
-from worker.queue_stats import QueueStatistics
 from worker.resources import app_pool
 from worker.turns import CHANNEL as TURNS_CHANNEL
 from worker.turns import TurnClock
@@ -87,8 +82,6 @@ class WaypostWorker(Worker):
         self.turn_clock: TurnClock | None = None
         # the last fetch saw other due jobs: waiting, or held back by a running job's lock
         self._backlog = False
-        self.statistics = QueueStatistics()
-        self._statistics_check: asyncio.Task[bool] | None = None  # held while it runs
 
     async def _fetch_and_process_jobs(self) -> None:
         """procrastinate's loop, with the event cleared before the fetch and database errors survived."""
@@ -125,11 +118,6 @@ class WaypostWorker(Worker):
             query=query("fetch_job_and_backlog"), queues=self.queues, worker_id=self.worker_id
         )
         self._backlog = bool(row["backlog"])
-        if self._backlog and self.statistics.due() and self._statistics_check is None:
-            # beside the jobs, never before them: it only makes the next fetches cheaper
-            check = asyncio.create_task(self.statistics.check(self.app.connector), name="queue_statistics")
-            self._statistics_check = check
-            check.add_done_callback(lambda _: setattr(self, "_statistics_check", None))
         return None if row["id"] is None else procrastinate.jobs.Job.from_row(row)
 
     def _start_job(self, job: procrastinate.jobs.Job) -> None:
