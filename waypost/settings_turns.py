@@ -23,6 +23,11 @@ class TurnSettings(BaseSettings):
         MAX_WAIT_SECONDS, gt=0, le=300, validation_alias=AliasChoices("WAYPOST_TURN_MAX_WAIT_SECONDS")
     )
 
+    @property
+    def turn_window(self) -> tuple[float, float]:
+        """The quiet window and the maximum wait, in seconds, as the webhook's statements take them."""
+        return (self.turn_quiet_seconds, self.turn_max_wait_seconds)
+
     @model_validator(mode="after")
     def _max_wait_covers_window(self) -> TurnSettings:
         if self.turn_quiet_seconds > self.turn_max_wait_seconds:

@@ -124,8 +124,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             logger.info("web app ready, schema %s", "ok" if report.ok else "MISMATCH")
             if feed is not None:
                 feed.start()
-            window = (resolved.turn_quiet_seconds, resolved.turn_max_wait_seconds)
-            webhooks = GroupCommit(pool, window, resolved.webhook_statements)
+            webhooks = GroupCommit(pool, resolved.turn_window, resolved.webhook_statements)
             app.state.waypost = AppState(
                 settings=resolved, pool=pool, schema=guard, media_store=media_store, webhooks=webhooks, feed=feed
             )

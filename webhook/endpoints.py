@@ -183,7 +183,6 @@ async def _store(
     settings = state.settings
     request_id = request_id_var.get()
     words = consent_words(settings.opt_out_words, settings.opt_in_words)
-    window = (settings.turn_quiet_seconds, settings.turn_max_wait_seconds)
     if fastpath.plain(batch, words):
         try:
             return await fastpath.store(state.webhooks, request_id, body, verdict, batch)
@@ -202,7 +201,7 @@ async def _store(
             request_id,
             pause_ai_on_echo=settings.pause_ai_on_phone_reply,
             words=words,
-            window=window,
+            window=settings.turn_window,
         )
     except psycopg.OperationalError:  # the database is away: 503, Meta delivers again
         raise
