@@ -368,14 +368,35 @@ SELECT event_number, event_id, new_messages, duplicate_messages, job_ids, outbou
  ORDER BY event_number
 
 -- fetch_job_and_backlog --
--- procrastinate's fetch_job (its columns, from its procrastinate_fetch_job_v2), plus whether other jobs
+-- procrastinate's fetch_job (its columns and rules, by waypost_fetch_job_v1), plus whether other jobs
 -- of these queues are due: waiting, or held back by a lock (worker/resilience.py fetches again, or
--- wakes at a job's end, only then). The EXISTS reads the statement's snapshot, where the job just
--- taken is still 'todo': hence the id. A job deferred after that snapshot sends its own NOTIFY.
+-- wakes at a job's end, only then). The backlog reads the statement's snapshot, where the job just
+-- taken is still 'todo': hence the id. A job deferred after that snapshot sends its own NOTIFY. It is
+-- the first due job in the priority index's order (LIMIT 1), not an EXISTS: on statistics taken during
+-- a burst an EXISTS may be planned as a scan of the whole table, which finds nothing once it drains.
 SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args, f.scheduled_at, f.queue_name,
        f.attempts, f.worker_id,
-       EXISTS (SELECT 1 FROM procrastinate_jobs j
-                WHERE j.status = 'todo' AND j.id IS DISTINCT FROM f.id
-                  AND (%(queues)s::varchar[] IS NULL OR j.queue_name = ANY(%(queues)s::varchar[]))
-                  AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())) AS backlog
-  FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s) AS f
+       (SELECT true FROM procrastinate_jobs j
+         WHERE j.status = 'todo' AND j.id IS DISTINCT FROM f.id
+           AND (%(queues)s::varchar[] IS NULL OR j.queue_name = ANY(%(queues)s::varchar[]))
+           AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
+         ORDER BY j.priority DESC, j.id
+         LIMIT 1) IS NOT NULL AS backlog
+  FROM waypost_fetch_job_v1(%(queues)s::varchar[], %(worker_id)s) AS f
+
+-- fetch_index_invalid --
+-- Whether procrastinate_jobs_lock_queue_idx was left invalid by an interrupted CONCURRENTLY build
+-- (migration 0043)
+SELECT coalesce((SELECT NOT indisvalid FROM pg_index
+                  WHERE indexrelid = to_regclass('procrastinate_jobs_lock_queue_idx')), false)
+
+-- fetch_index_drop --
+-- Drops procrastinate_jobs_lock_queue_idx without blocking defers (migration 0043)
+DROP INDEX CONCURRENTLY IF EXISTS procrastinate_jobs_lock_queue_idx
+
+-- fetch_index_create --
+-- A job's lock while it is todo or doing, NULL otherwise: the index of waypost_fetch_job_v1's lock
+-- check. An expression no other index has, and not partial, so that no other index can serve that
+-- check, whatever the statistics say (migration 0043)
+CREATE INDEX CONCURRENTLY IF NOT EXISTS procrastinate_jobs_lock_queue_idx
+    ON procrastinate_jobs ((CASE WHEN status IN ('todo', 'doing') THEN lock END))

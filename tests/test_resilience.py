@@ -176,6 +176,11 @@ class Probe:
         self.task = probe
 
 
+def is_fetch(query: str) -> bool:
+    """procrastinate's fetch (procrastinate_fetch_job_v2) or ours (sql/queries.sql fetch_job_and_backlog)."""
+    return "procrastinate_fetch_job_v2" in query or "waypost_fetch_job_v1" in query
+
+
 async def time_to_start_with_a_notify_during_an_empty_fetch(worker_class: type[Worker], database_url: str) -> float:
     """Defer a job while the worker's empty fetch is in flight; seconds until the job starts."""
     probe = Probe(database_url)
@@ -184,10 +189,9 @@ async def time_to_start_with_a_notify_during_an_empty_fetch(worker_class: type[W
         real_query = connector.execute_query_one_async
         deferred: dict[str, float] = {}
 
-        # procrastinate's fetch and ours (with the backlog) both call procrastinate_fetch_job_v2
         async def slow_empty_fetch(query: LiteralString, **kwargs: Any) -> dict[str, Any]:
             row = await real_query(query, **kwargs)
-            if "procrastinate_fetch_job_v2" in query and row["id"] is None and not deferred:
+            if is_fetch(query) and row["id"] is None and not deferred:
                 # the NOTIFY of this job arrives while the (empty) fetch is still in flight
                 job_id = await probe.task.defer_async()
                 deferred["at"], deferred["id"] = time.monotonic(), job_id
@@ -227,7 +231,7 @@ async def test_a_worker_keeping_up_fetches_once_per_job(database_url: str) -> No
 
         async def counted(query: LiteralString, **kwargs: Any) -> dict[str, Any]:
             row = await real_query(query, **kwargs)
-            if "procrastinate_fetch_job_v2" in query:
+            if is_fetch(query):
                 fetches.append(row["id"])
                 fetched.set()
             return row

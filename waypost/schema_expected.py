@@ -320,6 +320,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_notify_inbox_v2",
     # 0042_webhook_group_commit: webhooks that arrive together are stored in one statement
     "waypost_store_webhooks_v1",
+    # 0043_planner_proof_fetch: the worker's job fetch, with a lock check the statistics cannot spoil
+    "waypost_fetch_job_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
