@@ -326,3 +326,28 @@ def test_secrets_are_redacted_from_any_log_line() -> None:
     assert RedactingFormatter(["s3cr3t-value"], "%(message)s").format(record) == "token=[REDACTED] and again [REDACTED]"
     assert "s3cr3t-value" not in JsonFormatter(["s3cr3t-value"]).format(record)
     assert re.search(r'"message": "token=\[REDACTED\]', JsonFormatter(["s3cr3t-value"]).format(record))
+
+
+def test_a_log_record_gathers_only_what_the_formats_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    """setup_logging turns off the caller's frame walk and the thread, process and task names, which
+    no format here shows (a third of a line's cost, issue 17); the line itself is whole."""
+    import io
+    import logging
+
+    from waypost import logs
+
+    for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):  # put back after the test
+        monkeypatch.setattr(logging, flag, getattr(logging, flag))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.setup_logging("INFO", "text")
+    records: list[logging.LogRecord] = []
+    root.handlers[0].addFilter(lambda record: records.append(record) or True)
+    with logs.log_context(request_id="r-1", job_id=7):
+        logging.getLogger("waypost.test").info("stage %s", "send")
+    (record,) = records
+    assert (record.pathname, record.thread, record.process) == ("(unknown file)", None, None)
+    assert stream.getvalue().endswith("INFO waypost.test request_id=r-1 job_id=7 stage send\n")
