@@ -3,28 +3,28 @@ procrastinate_jobs_lock_queue_idx (a job's lock while it is todo or doing), buil
 defers go on during the build, and waypost_fetch_job_v1, which checks each candidate's lock through it
 (sql/functions/waypost_fetch_job_v1.sql says why). Not transactional (CREATE INDEX CONCURRENTLY cannot
 run in a transaction); re-runnable: an index left invalid by an interrupted build is dropped and built
-again. SQL in sql/queries.sql."""
+again. SQL in sql/indexes.sql."""
 
 from typing import Any
 
 from yoyo import step
 
+from waypost.schema import build_index_concurrently
 from waypost.sql import function_source, query
 
 __depends__ = {"0042_webhook_group_commit"}
 __transactional__ = False
 
 
+INDEX = "procrastinate_jobs_lock_queue_idx"
+
+
 def build_index(conn: Any) -> None:
-    cursor = conn.cursor()
-    cursor.execute(query("fetch_index_invalid"))
-    if cursor.fetchone()[0]:
-        cursor.execute(query("fetch_index_drop"))
-    cursor.execute(query("fetch_index_create"))
+    build_index_concurrently(conn, INDEX)
 
 
 def drop_index(conn: Any) -> None:
-    conn.cursor().execute(query("fetch_index_drop"))
+    conn.cursor().execute(query(f"{INDEX}_drop"))
 
 
 steps = [

@@ -384,19 +384,3 @@ SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args,
          LIMIT 1) IS NOT NULL AS backlog
   FROM waypost_fetch_job_v1(%(queues)s::varchar[], %(worker_id)s) AS f
 
--- fetch_index_invalid --
--- Whether procrastinate_jobs_lock_queue_idx was left invalid by an interrupted CONCURRENTLY build
--- (migration 0043)
-SELECT coalesce((SELECT NOT indisvalid FROM pg_index
-                  WHERE indexrelid = to_regclass('procrastinate_jobs_lock_queue_idx')), false)
-
--- fetch_index_drop --
--- Drops procrastinate_jobs_lock_queue_idx without blocking defers (migration 0043)
-DROP INDEX CONCURRENTLY IF EXISTS procrastinate_jobs_lock_queue_idx
-
--- fetch_index_create --
--- A job's lock while it is todo or doing, NULL otherwise: the index of waypost_fetch_job_v1's lock
--- check. An expression no other index has, and not partial, so that no other index can serve that
--- check, whatever the statistics say (migration 0043)
-CREATE INDEX CONCURRENTLY IF NOT EXISTS procrastinate_jobs_lock_queue_idx
-    ON procrastinate_jobs ((CASE WHEN status IN ('todo', 'doing') THEN lock END))

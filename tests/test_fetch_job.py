@@ -3,15 +3,14 @@ statistics cannot spoil. Each test compares it with procrastinate_fetch_job_v2 o
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
-from typing import Any
 
 import procrastinate
 import psycopg
 import pytest
 
+from tests.plans import rows_handled
 from waypost.sql import query
 
 QUEUES = ("replies", "media")
@@ -126,30 +125,6 @@ def stalled_queue(db: psycopg.Connection) -> None:
     )
 
 
-def rows_handled(db: psycopg.Connection, statement: str) -> int:
-    """The rows a fetch's plans handle, its nested statements included (auto_explain logs each of
-    them): every node's rows out, and the rows its filters removed. A count of the work, where a
-    timing would depend on the machine. Rolled back."""
-    plans: list[dict[str, Any]] = []
-    db.add_notice_handler(lambda notice: plans.append(json.loads(notice.message_primary.split("plan:", 1)[1])))
-    db.execute("LOAD 'auto_explain'")
-    db.execute("SET auto_explain.log_min_duration = 0")
-    db.execute("SET auto_explain.log_analyze = on")
-    db.execute("SET auto_explain.log_nested_statements = on")
-    db.execute("SET auto_explain.log_format = json")
-    db.execute("SET client_min_messages = log")
-    with db.transaction(force_rollback=True):
-        db.execute(statement, {"queues": ["replies"], "worker_id": None})
-    db.execute("SET client_min_messages = notice")
-
-    def handled(node: dict[str, Any]) -> int:
-        removed = sum(node.get(f"Rows Removed by {what}", 0) for what in ("Filter", "Join Filter", "Index Recheck"))
-        own = node["Actual Rows"] * node["Actual Loops"] + removed
-        return int(own) + sum(handled(child) for child in node.get("Plans", ()))
-
-    return sum(handled(plan["Plan"]) for plan in plans)
-
-
 def test_a_fetch_on_the_statistics_of_a_drained_queue_checks_each_lock_through_one_index_entry(
     conn: psycopg.Connection,
 ) -> None:
@@ -157,8 +132,9 @@ def test_a_fetch_on_the_statistics_of_a_drained_queue_checks_each_lock_through_o
     its entries in one index, where procrastinate's own fetch, planned on the same statistics, reads
     the waiting jobs again for each candidate it passes over."""
     stalled_queue(conn)
-    ours = rows_handled(conn, query("fetch_job_and_backlog"))
-    theirs = rows_handled(conn, procrastinate.sql.queries["fetch_job"])
+    params = {"queues": ["replies"], "worker_id": None}
+    ours = rows_handled(conn, query("fetch_job_and_backlog"), params)
+    theirs = rows_handled(conn, procrastinate.sql.queries["fetch_job"], params)
     print(f"\nrows handled by a fetch: ours {ours}, procrastinate's {theirs}")
     # 40 candidates passed over, each checked through its lock's 5 entries, in 3 chunks of candidates
     assert ours < 500

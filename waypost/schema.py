@@ -14,7 +14,7 @@ from yoyo import get_backend, read_migrations
 
 from waypost.db import DictPool, fetch_all, fetch_value
 from waypost.schema_expected import EXPECTED_COLUMNS, EXPECTED_FUNCTIONS, EXPECTED_INDEXES, EXPECTED_TRIGGERS
-from waypost.sql import MIGRATIONS_DIR
+from waypost.sql import MIGRATIONS_DIR, query
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,17 @@ def yoyo_url(database_url: str) -> str:
     if parts.scheme not in {"postgres", "postgresql"}:
         raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
     return urlunsplit(parts._replace(scheme="postgresql+psycopg"))
+
+
+def build_index_concurrently(conn: Any, name: str) -> None:
+    """In a non-transactional migration: builds index `name` by its named query `NAME_create`
+    (CREATE INDEX CONCURRENTLY IF NOT EXISTS), first dropping (`NAME_drop`) one that an interrupted
+    build left invalid, which IF NOT EXISTS would keep and the planner would never use."""
+    cursor = conn.cursor()
+    cursor.execute(query("index_invalid"), {"name": name})
+    if cursor.fetchone()[0]:
+        cursor.execute(query(f"{name}_drop"))
+    cursor.execute(query(f"{name}_create"))
 
 
 def migrate(database_url: str) -> list[str]:
