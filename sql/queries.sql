@@ -137,8 +137,8 @@ SELECT message_id, outcome, type, body, payload, send_attempts
                              make_interval(secs => %(grace)s))
 
 -- record_send --
--- Record an accepted send and close its job (see waypost_record_send_v1)
-SELECT waypost_record_send_v1(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
+-- Record an accepted send and close its job (see waypost_record_send_v2)
+SELECT waypost_record_send_v2(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
 
 -- record_send_and_read --
 -- record_send, with the answered message marked read in the same statement (worker/receipts.py): the
@@ -149,7 +149,7 @@ WITH read AS (
      WHERE conversation_id = %(read_conversation_id)s AND direction = 'inbound' AND id <= %(read_message_id)s
        AND read_receipt_at IS NULL
 )
-SELECT waypost_record_send_v1(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
+SELECT waypost_record_send_v2(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
 
 -- fail_send --
 -- Record a send that cannot succeed (see waypost_fail_send_v1)

@@ -1,6 +1,7 @@
-"""Statements on messages whose plans a young table's statistics cannot spoil (issue 17, migration
-0044): on the statistics taken before any message was outbound, the reply's record finds
-its message by id, not by reading every outbound message."""
+"""A reply's statements, with plans that statistics taken at the wrong moment cannot spoil (issue 17):
+on statistics taken before any message was outbound, the reply's record finds its message by id, not
+by reading every outbound message (migration 0044); on statistics taken with no job open, it closes
+its job through the job's inbound message, not by reading every open job (migration 0045)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,39 @@ def test_a_reply_is_recorded_by_its_id_on_the_statistics_of_a_young_table(conn: 
     # 0019's partial index on outbound messages, chosen on these statistics, read all 801 of them
     print(f"\nrows handled by the reply's record: {handled}")
     assert handled < 50
+
+
+def open_jobs(db: psycopg.Connection, inbound: list[int], status: str) -> None:
+    db.execute(
+        "INSERT INTO outbound_jobs (inbound_message_id, conversation_id, status, request_id)"
+        " SELECT m.id, m.conversation_id, %s, 'req-' || m.id FROM messages m WHERE m.id = ANY(%s)",
+        [status, inbound],
+    )
+
+
+@pytest.mark.parametrize("version, most", [("v2", 50), ("v1", None)])
+def test_a_reply_closes_its_job_through_its_inbound_message_on_the_statistics_of_a_drained_queue(
+    conn: psycopg.Connection, version: str, most: int | None
+) -> None:
+    """waypost_finish_reply_job_v2 reads the job by its unique inbound message, where v1, on statistics
+    that took the open jobs for none, read every open job (the partial index outbound_jobs_open_idx)."""
+    open_jobs(conn, add_messages(conn, 50, 1, "inbound", "received"), "done")
+    conn.execute("ANALYZE outbound_jobs")  # no job open, as the statistics will keep saying
+    inbound = add_messages(conn, 400, 1, "inbound", "received")
+    open_jobs(conn, inbound, "running")
+    reply = conn.execute(
+        "INSERT INTO messages (conversation_id, direction, author, idempotency_key, type, body, status,"
+        "                      reply_to_message_id)"
+        " SELECT conversation_id, 'outbound', 'ai', 'reply-1', 'text', 'Our hours are 9 to 5.', 'sent', id"
+        "   FROM messages WHERE id = %s RETURNING id",
+        [inbound[200]],
+    ).fetchone()[0]
+    handled = rows_handled(conn, f"SELECT waypost_finish_reply_job_{version}(%(message_id)s)", {"message_id": reply})
+    print(f"\nrows handled by waypost_finish_reply_job_{version}: {handled}")
+    if most is None:  # the old version, shown to read them all: the case is the one v2 is for
+        assert handled > 400
+    else:
+        assert handled < most
+    conn.execute(f"SELECT waypost_finish_reply_job_{version}(%s)", [reply])  # rows_handled rolled back
+    closed = conn.execute("SELECT status, count(*) FROM outbound_jobs WHERE status <> 'done' GROUP BY 1").fetchall()
+    assert closed == [("running", 399)]  # this one job, and no other

@@ -322,6 +322,9 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_store_webhooks_v1",
     # 0043_planner_proof_fetch: the worker's job fetch, with a lock check the statistics cannot spoil
     "waypost_fetch_job_v1",
+    # 0045_finish_reply_job_by_key: a reply's job closed through its unique inbound message
+    "waypost_finish_reply_job_v2",
+    "waypost_record_send_v2",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
