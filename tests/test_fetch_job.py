@@ -44,11 +44,11 @@ def fill(db: psycopg.Connection, seed: int) -> None:
         )
 
 
-def drain(db: psycopg.Connection, function: str, seed: int) -> list[int]:
+def drain(db: psycopg.Connection, function: str, seed: int) -> list[int | None]:
     """Fetch (all queues or one) and finish the oldest job doing, in a seeded order, until a fetch of all
     queues finds nothing; the ids fetched. In a transaction rolled back: the rows stay for the other."""
     rng = random.Random(seed)
-    taken: list[int] = []
+    taken: list[int | None] = []
     with db.transaction(force_rollback=True):
         for _ in range(200):
             queues = rng.choice((None, ["replies"], ["media"]))

@@ -336,7 +336,8 @@ def test_a_log_record_gathers_only_what_the_formats_show(monkeypatch: pytest.Mon
 
     from waypost import logs
 
-    for flag in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):  # put back after the test
+    flags = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks")
+    for flag in (name for name in flags if hasattr(logging, name)):  # put back after the test
         monkeypatch.setattr(logging, flag, getattr(logging, flag))
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
