@@ -159,7 +159,8 @@ def test_a_live_refresh_keeps_what_the_operator_typed(page: Page, db: psycopg.Co
     page.goto("/inbox/notifications")
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     first = page.locator("li.notification", has_text="first failure")
-    until = (dt.datetime.now() + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    # seconds not zero: a datetime-local input shows 15:41:00 as 15:41 (the value's shortest form)
+    until = (dt.datetime.now() + dt.timedelta(hours=1)).replace(second=30).strftime("%Y-%m-%dT%H:%M:%S")
     first.locator("input[name=until]").fill(until)
     # a change arrives while the operator is half-way through: the list is refetched and swapped in
     db.execute("INSERT INTO notifications (kind, body) VALUES ('ai_no_reply', 'second arrives')")

@@ -8,13 +8,15 @@
 -- #1242): 9-11 ms a fetch against 0.5 ms, which held a whole benchmark phase at a fifth of its rate.
 -- Here the check is one equality on procrastinate_jobs_lock_queue_idx (migration 0043), an index of an
 -- expression no other index has, so no other index can serve it; and candidates are read in chunks
--- with a LIMIT, which the priority index serves in order whatever the queue's length looks like.
+-- with a LIMIT, which the priority index serves in order whatever the queue's length looks like. A
+-- candidate passed over because of its lock stays row-locked until the fetch's statement ends.
 CREATE OR REPLACE FUNCTION waypost_fetch_job_v1(target_queue_names character varying[], p_worker_id bigint)
     RETURNS procrastinate_jobs
     LANGUAGE plpgsql
 AS $$
 DECLARE
     v_candidate record;
+    v_locked record;
     v_found procrastinate_jobs;
     v_priority integer;
     v_id bigint;
@@ -36,23 +38,32 @@ BEGIN
             v_read := v_read + 1;
             v_priority := v_candidate.priority;
             v_id := v_candidate.id;
+            -- Locked, then checked, as procrastinate_fetch_job_v2 rechecks a row it locks: skipped if
+            -- another fetch holds it; passed over if since it was read it was claimed, or sent back
+            -- to another queue or a later time (a retry), its lock and priority read as they are now.
+            -- Locked by id alone, so the primary key serves it: with `status = 'todo'` beside it, the
+            -- priority index (partial on 'todo') could be read whole instead.
+            SELECT jobs.id, jobs.lock, jobs.priority, jobs.status, jobs.queue_name, jobs.scheduled_at
+              INTO v_locked
+              FROM procrastinate_jobs AS jobs
+             WHERE jobs.id = v_candidate.id
+               FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND
+                       OR v_locked.status <> 'todo'
+                       OR NOT (target_queue_names IS NULL OR v_locked.queue_name = ANY (target_queue_names))
+                       OR v_locked.scheduled_at > now();
             -- the lock has a job doing, or a todo job ahead of this one
-            CONTINUE WHEN v_candidate.lock IS NOT NULL AND EXISTS (
+            CONTINUE WHEN v_locked.lock IS NOT NULL AND EXISTS (
                 SELECT 1 FROM procrastinate_jobs AS other
-                 WHERE (CASE WHEN other.status IN ('todo', 'doing') THEN other.lock END) = v_candidate.lock
+                 WHERE (CASE WHEN other.status IN ('todo', 'doing') THEN other.lock END) = v_locked.lock
                    AND (other.status = 'doing'
-                        OR other.priority > v_candidate.priority
-                        OR (other.priority = v_candidate.priority AND other.id < v_candidate.id)));
-            -- claimed only if no other fetch holds it or has claimed it since it was read
+                        OR other.priority > v_locked.priority
+                        OR (other.priority = v_locked.priority AND other.id < v_locked.id)));
             UPDATE procrastinate_jobs AS jobs
                SET status = 'doing', worker_id = p_worker_id
-             WHERE jobs.id = (SELECT locked.id FROM procrastinate_jobs AS locked
-                               WHERE locked.id = v_candidate.id AND locked.status = 'todo'
-                                 FOR UPDATE SKIP LOCKED)
+             WHERE jobs.id = v_locked.id
             RETURNING jobs.* INTO v_found;
-            IF FOUND THEN
-                RETURN v_found;
-            END IF;
+            RETURN v_found;
         END LOOP;
         EXIT WHEN v_read < 20;
     END LOOP;
