@@ -136,5 +136,5 @@ def test_a_fetch_on_the_statistics_of_a_drained_queue_checks_each_lock_through_o
     ours = rows_handled(conn, query("fetch_job_and_backlog"), params)
     theirs = rows_handled(conn, procrastinate.sql.queries["fetch_job"], params)
     print(f"\nrows handled by a fetch: ours {ours}, procrastinate's {theirs}")
-    # 40 candidates passed over, each checked through its lock's 5 entries, in 3 chunks of candidates
+    # 40 candidates passed over, each locked by id and checked through its lock's 5 entries, read in 3 chunks
     assert ours < 500
