@@ -9,8 +9,8 @@ from typing import Any
 
 from yoyo import step
 
-from waypost.schema import build_index_concurrently
-from waypost.sql import function_source, query
+from waypost.schema import build_index_concurrently, drop_index_concurrently
+from waypost.sql import function_source
 
 __depends__ = {"0042_webhook_group_commit"}
 __transactional__ = False
@@ -24,7 +24,7 @@ def build_index(conn: Any) -> None:
 
 
 def drop_index(conn: Any) -> None:
-    conn.cursor().execute(query(f"{INDEX}_drop"))
+    drop_index_concurrently(conn, INDEX)
 
 
 steps = [

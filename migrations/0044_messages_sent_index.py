@@ -11,8 +11,7 @@ from typing import Any
 
 from yoyo import step
 
-from waypost.schema import build_index_concurrently
-from waypost.sql import query
+from waypost.schema import build_index_concurrently, drop_index_concurrently
 
 __depends__ = {"0043_planner_proof_fetch"}
 __transactional__ = False
@@ -22,12 +21,12 @@ NEW, OLD = "messages_sent_at_idx", "messages_outbound_sent_at_idx"
 
 def replace(conn: Any) -> None:
     build_index_concurrently(conn, NEW)
-    conn.cursor().execute(query(f"{OLD}_drop"))
+    drop_index_concurrently(conn, OLD)
 
 
 def put_back(conn: Any) -> None:
     build_index_concurrently(conn, OLD)
-    conn.cursor().execute(query(f"{NEW}_drop"))
+    drop_index_concurrently(conn, NEW)
 
 
 steps = [step(replace, put_back)]

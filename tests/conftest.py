@@ -100,6 +100,13 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """The test's database in autocommit, rows as tuples (`db` gives dicts)."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
 def fake_graph() -> Iterator[FakeGraph]:
     fake = FakeGraph(access_token=ACCESS_TOKEN, app_secret=APP_SECRET)
     with ServerThread(fake.app) as server:

@@ -4,7 +4,6 @@ statistics cannot spoil. Each test compares it with procrastinate_fetch_job_v2 o
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import procrastinate
 import psycopg
@@ -17,13 +16,6 @@ QUEUES = ("replies", "media")
 LOCKS = (None, "conversation:1", "conversation:2", "conversation:3", "conversation:4")
 OURS = "waypost_fetch_job_v1"
 THEIRS = "procrastinate_fetch_job_v2"
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    """Rows as tuples (the shared `db` fixture gives dicts)."""
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        yield connection
 
 
 def fill(db: psycopg.Connection, seed: int) -> None:

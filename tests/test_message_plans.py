@@ -5,19 +5,11 @@ its job through the job's inbound message, not by reading every open job (migrat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from tests.plans import rows_handled
 from waypost.devtools import payloads
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        yield connection
 
 
 def add_messages(db: psycopg.Connection, conversations: int, each: int, direction: str, status: str) -> list[int]:

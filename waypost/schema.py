@@ -143,6 +143,11 @@ def build_index_concurrently(conn: Any, name: str) -> None:
     cursor.execute(query(f"{name}_create"))
 
 
+def drop_index_concurrently(conn: Any, name: str) -> None:
+    """In a non-transactional migration: drops index `name` by its named query `NAME_drop`."""
+    conn.cursor().execute(query(f"{name}_drop"))
+
+
 def migrate(database_url: str) -> list[str]:
     """Apply pending migrations; re-run Waypost's own if objects they create have gone missing.
 

@@ -25,7 +25,7 @@ BEGIN
     LOOP
         v_read := 0;
         FOR v_candidate IN
-            SELECT jobs.id, jobs.lock, jobs.priority
+            SELECT jobs.id, jobs.priority
               FROM procrastinate_jobs AS jobs
              WHERE jobs.status = 'todo'
                AND (target_queue_names IS NULL OR jobs.queue_name = ANY (target_queue_names))
