@@ -367,20 +367,26 @@ SELECT event_number, event_id, new_messages, duplicate_messages, job_ids, outbou
       %(reply_task)s, %(reply_queue)s)
  ORDER BY event_number
 
--- fetch_job_and_backlog --
--- procrastinate's fetch_job (its columns and rules, by waypost_fetch_job_v1), plus whether other jobs
--- of these queues are due: waiting, or held back by a lock (worker/resilience.py fetches again, or
--- wakes at a job's end, only then). The backlog reads the statement's snapshot, where the job just
--- taken is still 'todo': hence the id. A job deferred after that snapshot sends its own NOTIFY. It is
--- the first due job in the priority index's order (LIMIT 1), not an EXISTS: on statistics taken during
--- a burst an EXISTS may be planned as a scan of the whole table, which finds nothing once it drains.
+-- fetch_jobs_and_backlog --
+-- procrastinate's fetch_job for up to `limit` jobs (its columns and rules, by waypost_fetch_jobs_v1):
+-- one row per job taken, or one row of NULLs when none is; and on every row whether other jobs of
+-- these queues are due: waiting, or held back by a lock (worker/resilience.py fetches again, or wakes
+-- at a job's end, only then). The backlog reads the statement's snapshot, where the jobs just taken
+-- are still 'todo': hence their ids. A job deferred after that snapshot sends its own NOTIFY. It is the
+-- first due job in the priority index's order (LIMIT 1), not an EXISTS: on statistics taken during a
+-- burst an EXISTS may be planned as a scan of the whole table, which finds nothing once it drains.
+WITH taken AS MATERIALIZED (
+    SELECT * FROM waypost_fetch_jobs_v1(%(queues)s::varchar[], %(worker_id)s, %(limit)s)
+), backlog AS (
+    SELECT (SELECT true FROM procrastinate_jobs j
+             WHERE j.status = 'todo' AND j.id <> ALL (ARRAY(SELECT t.id FROM taken t))
+               AND (%(queues)s::varchar[] IS NULL OR j.queue_name = ANY(%(queues)s::varchar[]))
+               AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
+             ORDER BY j.priority DESC, j.id
+             LIMIT 1) IS NOT NULL AS backlog
+)
 SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args, f.scheduled_at, f.queue_name,
-       f.attempts, f.worker_id,
-       (SELECT true FROM procrastinate_jobs j
-         WHERE j.status = 'todo' AND j.id IS DISTINCT FROM f.id
-           AND (%(queues)s::varchar[] IS NULL OR j.queue_name = ANY(%(queues)s::varchar[]))
-           AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
-         ORDER BY j.priority DESC, j.id
-         LIMIT 1) IS NOT NULL AS backlog
-  FROM waypost_fetch_job_v1(%(queues)s::varchar[], %(worker_id)s) AS f
+       f.attempts, f.worker_id, b.backlog
+  FROM backlog b LEFT JOIN taken f ON true
+ ORDER BY f.priority DESC, f.id
 

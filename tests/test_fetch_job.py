@@ -1,15 +1,18 @@
 """The worker's job fetch, waypost_fetch_job_v1 (issue 17): procrastinate's rules, with plans that the
-statistics cannot spoil. Each test compares it with procrastinate_fetch_job_v2 on the same rows."""
+statistics cannot spoil; and waypost_fetch_jobs_v1, several such jobs in one statement. Each test
+compares them with procrastinate_fetch_job_v2 on the same rows."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import procrastinate
 import psycopg
 import pytest
 
 from tests.plans import rows_handled
+from waypost.db import fetch_all_sync
 from waypost.sql import query
 
 QUEUES = ("replies", "media")
@@ -56,7 +59,10 @@ def drain(db: psycopg.Connection, function: str, seed: int) -> list[int | None]:
     return taken
 
 
-@pytest.mark.parametrize("seed", [0, 2, 3, 4, 5, 7])  # seeds whose drains have fetches held back
+SEEDS = [0, 2, 3, 4, 5, 7]  # seeds whose drains have fetches held back
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_jobs_are_taken_in_the_order_and_by_the_lock_rules_of_procrastinate(
     conn: psycopg.Connection, seed: int
 ) -> None:
@@ -65,6 +71,74 @@ def test_jobs_are_taken_in_the_order_and_by_the_lock_rules_of_procrastinate(
     assert [job for job in theirs if job is not None], "the scenario takes jobs"
     assert None in theirs[:-1], "the scenario has fetches held back by a lock, a queue or a schedule"
     assert drain(conn, OURS, seed) == theirs
+
+
+def their_batch(db: psycopg.Connection, queues: list[str] | None, limit: int) -> list[int]:
+    """procrastinate's fetch, `limit` times in a row (or until it finds nothing)."""
+    taken = []
+    for _ in range(limit):
+        row = db.execute(f"SELECT id FROM {THEIRS}(%s::varchar[], NULL)", [queues]).fetchone()
+        if row is None or row[0] is None:
+            break
+        taken.append(row[0])
+    return taken
+
+
+def our_batch(db: psycopg.Connection, queues: list[str] | None, limit: int) -> list[int]:
+    rows = db.execute("SELECT id FROM waypost_fetch_jobs_v1(%s::varchar[], NULL, %s)", [queues, limit])
+    return [row[0] for row in rows]
+
+
+def drain_in_batches(db: psycopg.Connection, batch: Callable[..., list[int]], seed: int) -> list[list[int]]:
+    """As `drain`, each fetch asking for 1 to 5 jobs at once; the ids of each batch."""
+    rng = random.Random(seed)
+    batches: list[list[int]] = []
+    with db.transaction(force_rollback=True):
+        for _ in range(200):
+            queues = rng.choice((None, ["replies"], ["media"]))
+            batches.append(batch(db, queues, rng.choice((1, 2, 3, 5))))
+            for _ in range(rng.choice((0, 1, 2))):
+                db.execute(
+                    "SELECT procrastinate_finish_job_v1(id, 'succeeded', false) FROM procrastinate_jobs"
+                    " WHERE status = 'doing' ORDER BY id LIMIT 1"
+                )
+            if queues is None and not batches[-1]:
+                break
+    return batches
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_batch_takes_what_as_many_fetches_in_a_row_take(conn: psycopg.Connection, seed: int) -> None:
+    """Never two jobs of one lock together, nor a job with one ahead of it: as procrastinate's fetch
+    gives them one after the other while none ends."""
+    fill(conn, seed)
+    theirs = drain_in_batches(conn, their_batch, seed)
+    assert any(len(batch) > 1 for batch in theirs), "the scenario takes several jobs at once"
+    assert drain_in_batches(conn, our_batch, seed) == theirs
+
+
+def test_the_workers_fetch_says_whether_jobs_wait_beside_those_it_took(conn: psycopg.Connection) -> None:
+    def fetch(limit: int) -> list[tuple[int | None, bool]]:
+        rows = fetch_all_sync(conn, "fetch_jobs_and_backlog", queues=["replies"], worker_id=None, limit=limit)
+        return [(row["id"], row["backlog"]) for row in rows]
+
+    ids = [
+        conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args) VALUES ('replies', 'task', %s, '{}')"
+            " RETURNING id",
+            [lock],
+        ).fetchone()[0]
+        for lock in ("conversation:1", "conversation:1", "conversation:2", None)
+    ]
+    with conn.transaction(force_rollback=True):
+        # the second job of conversation:1 waits for the first
+        assert fetch(5) == [(ids[0], True), (ids[2], True), (ids[3], True)]
+        assert fetch(5) == [(None, True)]  # nothing to take, one job held back
+    with conn.transaction(force_rollback=True):
+        assert fetch(2) == [(ids[0], True), (ids[2], True)]
+    conn.execute("DELETE FROM procrastinate_jobs WHERE id <> %s", [ids[3]])
+    assert fetch(5) == [(ids[3], False)]  # the last one taken: nothing else waits
+    assert fetch(5) == [(None, False)]
 
 
 def test_nothing_due_is_a_row_of_nulls(conn: psycopg.Connection) -> None:
@@ -120,12 +194,12 @@ def stalled_queue(db: psycopg.Connection) -> None:
 def test_a_fetch_on_the_statistics_of_a_drained_queue_checks_each_lock_through_one_index_entry(
     conn: psycopg.Connection,
 ) -> None:
-    """The worker's fetch (sql/queries.sql fetch_job_and_backlog) checks each candidate's lock through
+    """The worker's fetch (sql/queries.sql fetch_jobs_and_backlog) checks each candidate's lock through
     its entries in one index, where procrastinate's own fetch, planned on the same statistics, reads
     the waiting jobs again for each candidate it passes over."""
     stalled_queue(conn)
     params = {"queues": ["replies"], "worker_id": None}
-    ours = rows_handled(conn, query("fetch_job_and_backlog"), params)
+    ours = rows_handled(conn, query("fetch_jobs_and_backlog"), {**params, "limit": 1})
     theirs = rows_handled(conn, procrastinate.sql.queries["fetch_job"], params)
     print(f"\nrows handled by a fetch: ours {ours}, procrastinate's {theirs}")
     # 40 candidates passed over, each locked by id and checked through its lock's 5 entries, read in 3 chunks

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, LiteralString
 
@@ -177,28 +178,45 @@ class Probe:
 
 
 def is_fetch(query: str) -> bool:
-    """procrastinate's fetch (procrastinate_fetch_job_v2) or ours (sql/queries.sql fetch_job_and_backlog)."""
-    return "procrastinate_fetch_job_v2" in query or "waypost_fetch_job_v1" in query
+    """procrastinate's fetch (procrastinate_fetch_job_v2) or ours (sql/queries.sql fetch_jobs_and_backlog)."""
+    return "procrastinate_fetch_job_v2" in query or "waypost_fetch_jobs_v1" in query
+
+
+def after_each_fetch(connector: Any, hook: Callable[[list[int]], Awaitable[None]]) -> None:
+    """`hook(ids taken)` awaited after each fetch returns, before the worker sees its rows: procrastinate's
+    fetch reads one row, ours all of them."""
+    real_one, real_all = connector.execute_query_one_async, connector.execute_query_all_async
+
+    async def fetch_one(query: LiteralString, **kwargs: Any) -> dict[str, Any]:
+        row = await real_one(query, **kwargs)
+        if is_fetch(query):
+            await hook([] if row["id"] is None else [row["id"]])
+        return row
+
+    async def fetch_all(query: LiteralString, **kwargs: Any) -> list[dict[str, Any]]:
+        rows = await real_all(query, **kwargs)
+        if is_fetch(query):
+            await hook([row["id"] for row in rows if row["id"] is not None])
+        return rows
+
+    connector.execute_query_one_async = fetch_one
+    connector.execute_query_all_async = fetch_all
 
 
 async def time_to_start_with_a_notify_during_an_empty_fetch(worker_class: type[Worker], database_url: str) -> float:
     """Defer a job while the worker's empty fetch is in flight; seconds until the job starts."""
     probe = Probe(database_url)
     async with probe.app.open_async():
-        connector = probe.app.connector
-        real_query = connector.execute_query_one_async
         deferred: dict[str, float] = {}
 
-        async def slow_empty_fetch(query: LiteralString, **kwargs: Any) -> dict[str, Any]:
-            row = await real_query(query, **kwargs)
-            if is_fetch(query) and row["id"] is None and not deferred:
+        async def slow_empty_fetch(ids: list[int]) -> None:
+            if not ids and not deferred:
                 # the NOTIFY of this job arrives while the (empty) fetch is still in flight
                 job_id = await probe.task.defer_async()
                 deferred["at"], deferred["id"] = time.monotonic(), job_id
                 await asyncio.sleep(0.2)
-            return row
 
-        connector.execute_query_one_async = slow_empty_fetch  # type: ignore[method-assign]
+        after_each_fetch(probe.app.connector, slow_empty_fetch)
         worker = worker_class(
             app=probe.app, concurrency=2, fetch_job_polling_interval=3.0, install_signal_handlers=False
         )
@@ -224,19 +242,14 @@ async def test_a_worker_keeping_up_fetches_once_per_job(database_url: str) -> No
     fetched until empty, and a job's end woke it again: three fetches a job, two of them empty)."""
     probe = Probe(database_url)
     async with probe.app.open_async():
-        connector = probe.app.connector
-        real_query = connector.execute_query_one_async
-        fetches: list[int | None] = []
+        fetches: list[list[int]] = []
         fetched = asyncio.Event()
 
-        async def counted(query: LiteralString, **kwargs: Any) -> dict[str, Any]:
-            row = await real_query(query, **kwargs)
-            if is_fetch(query):
-                fetches.append(row["id"])
-                fetched.set()
-            return row
+        async def counted(ids: list[int]) -> None:
+            fetches.append(ids)
+            fetched.set()
 
-        connector.execute_query_one_async = counted  # type: ignore[method-assign]
+        after_each_fetch(probe.app.connector, counted)
         worker = WaypostWorker(
             app=probe.app, concurrency=4, fetch_job_polling_interval=SLOW_POLL, install_signal_handlers=False
         )
@@ -251,7 +264,34 @@ async def test_a_worker_keeping_up_fetches_once_per_job(database_url: str) -> No
         finally:
             worker.stop()
             await running
-    assert fetches == [None, *jobs], fetches
+    assert fetches == [[], *[[job] for job in jobs]], fetches
+
+
+async def test_a_backlog_fills_every_free_slot_with_one_fetch(database_url: str) -> None:
+    """Six jobs waiting for a worker with four slots: its first fetch takes four, one statement, where
+    procrastinate's loop fetched them one per round trip; the others follow as slots free up."""
+    probe = Probe(database_url)
+    async with probe.app.open_async():
+        jobs = [await probe.task.defer_async() for _ in range(6)]
+        fetches: list[list[int]] = []
+
+        async def counted(ids: list[int]) -> None:
+            fetches.append(ids)
+
+        after_each_fetch(probe.app.connector, counted)
+        worker = WaypostWorker(
+            app=probe.app, concurrency=4, fetch_job_polling_interval=SLOW_POLL, install_signal_handlers=False
+        )
+        running = asyncio.create_task(worker.run())
+        try:
+            while len(probe.started) < len(jobs):
+                probe.ran.clear()
+                await asyncio.wait_for(probe.ran.wait(), timeout=10)
+        finally:
+            worker.stop()
+            await running
+    assert fetches[0] == jobs[:4], fetches
+    assert sorted(job for ids in fetches for job in ids) == jobs  # each taken once
 
 
 def test_a_send_meta_accepted_while_the_database_was_away_is_recorded_once_it_is_back(

@@ -325,6 +325,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     # 0045_finish_reply_job_by_key: a reply's job closed through its unique inbound message
     "waypost_finish_reply_job_v2",
     "waypost_record_send_v2",
+    # 0046_fetch_jobs: the worker's fetch of as many jobs as it has free slots, in one statement
+    "waypost_fetch_jobs_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
