@@ -30,7 +30,7 @@ PINNED = {
     "Worker.run": "9a7c6a1ab8301be0c9c8acec8e521bf17cb20ad4f2e3be3ebe82fab2d9946556",
     "App._worker": "7be8c4b62e17f500458bae2974940e3b280dbdfb4e304d4bf2a89a47a1275085",
     "App.run_worker_async": "9ebb37af7a7ce3f9432cba274de22247778c8b3e0b551e52e2f28f12df04ddb0",
-    # copied by WaypostWorker._fetch_job, whose query adds the backlog to its fetch_job's
+    # copied by WaypostWorker._fetch_jobs, whose query takes several jobs and adds the backlog
     "JobManager.fetch_job": "eb92906b55c10d9c7cfe87c778a91a54074b7b35ea8ffc7303a543256f244514",
 }
 UPSTREAM = {"Worker": Worker, "App": procrastinate.App, "JobManager": JobManager}

@@ -48,7 +48,9 @@ def test_worker_killed_with_sigkill_mid_send_repeatedly(settings: Settings, grap
         graph.webhook_url = web.url + "/api/webhooks/whatsapp"
         driver = Driver([web.url])
         # Two workers at all times: this one lives throughout; the other is killed mid-send, mid-turn.
-        steady = WorkerProcess(settings, tmp_path / "steady.log")
+        # One slot for this one: a fetch takes as many jobs as a worker has free slots, and with ten
+        # it would take what was queued before the other could, leaving that one nothing to be killed in.
+        steady = WorkerProcess(settings, tmp_path / "steady.log", WAYPOST_WORKER_CONCURRENCY="1")
         steady.wait_ready()
         feeding = threading.Thread(target=driver.run, args=(40, 10.0))
         feeding.start()
