@@ -1,6 +1,6 @@
 """A bare procrastinate App with a no-op task: procrastinate's own throughput, measured by bench.suite
 on the same machine and database as Waypost's, as the yardstick; and a task that prints when it
-started: procrastinate's own wake-up (bench.suite.procrastinate_wake)."""
+started: procrastinate's own wake-up (bench.yardstick.procrastinate_wake)."""
 
 from __future__ import annotations
 

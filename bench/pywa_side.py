@@ -21,7 +21,7 @@ side by side (the order alternates between runs):
 With `--floor`, a third side in the same runs (ack and reply, no SIGKILL): bench/durable_floor.py, pywa's
 kind of server plus one durable row before the 200 and a worker of its own, with the goals applied to it
 too: what any design that commits before the 200 and replies from another process pays on this machine;
-and procrastinate's own worker (bench.suite.procrastinate_wake), one job deferred at a time at `--rate`:
+and procrastinate's own worker (bench.yardstick.procrastinate_wake), one job deferred at a time at `--rate`:
 from its defer's return to its task's start, which a reply run as a procrastinate job waits on top of that.
 Every message comes from its own contact, with phone number and BSUID (pywa 4.5 reads contacts[].user_id).
 Each figure is the median of the runs with its spread; ratios are Waypost/pywa within a run.
@@ -45,7 +45,7 @@ import psycopg
 from bench import durable_floor
 from bench.common import SECRET, Stack, machine, percentile, report, stack
 from bench.pywa_bot import ENDPOINT, QUESTION, VERIFY_TOKEN, answer
-from bench.suite import procrastinate_wake
+from bench.yardstick import procrastinate_wake
 from waypost.db import connect_sync, fetch_optional_sync
 from waypost.devtools import payloads
 from waypost.devtools.net import answers, free_port, wait_until_ready

@@ -9,8 +9,9 @@ stderr), warms the worker's connections up (psycopg prepares a statement after i
 connection), posts one message and prints every statement of the web and the worker processes from
 the POST to the reply recorded, with the time between them: what one reply costs.
 
-`throughput` runs bench.suite's sustained() and procrastinate_noop() only, in the same run, and prints
-the ratio (the issue's goal: replies/s >= 0.7x the no-op jobs/s). Nothing is written to bench/results.
+`throughput` runs bench.yardstick's sustained_beside_noop() only (procrastinate's no-op jobs right before
+and right after the replies) and prints the ratio to the no-op jobs' mean (the issue's goal: replies/s
+>= 0.7x the no-op jobs/s). Nothing is written to bench/results.
 The benchmarks run the stack at WAYPOST_LOG_LEVEL=WARNING; `--log-level INFO` runs it at the default
 instead (every line goes to stderr: redirect it), to see what the default's lines cost per reply.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import re
 import statistics
 import time
@@ -28,9 +30,9 @@ from pathlib import Path
 import httpx
 import psutil  # type: ignore[import-untyped]  # no stubs installed; a test dependency (pyproject)
 
-from bench.common import graph_sends, signed_post, stack, wait_drained
+from bench.common import Stack, graph_sends, signed_post, stack, wait_drained
 from bench.scale import sustained
-from bench.suite import procrastinate_noop
+from bench.yardstick import Sustained, sustained_beside_noop
 from waypost.db import connect_sync, execute_sync, fetch_one_sync
 from waypost.devtools import payloads
 
@@ -118,24 +120,26 @@ def _cpu_seconds(database_url: str) -> dict[str, float]:
     return used
 
 
+def _sustained_cpu(cpu: dict[str, float], running: Stack, load: int) -> tuple[float, float]:
+    """sustained(), and each part's CPU milliseconds per reply over it into `cpu`."""
+    before = _cpu_seconds(running.database_url)
+    result = sustained(running, load)
+    after = _cpu_seconds(running.database_url)
+    cpu.update({part: (after[part] - before.get(part, 0.0)) * 1000 / load for part in after})
+    return result
+
+
 def throughput(load: int, runs: int, log_level: str) -> None:
-    figures = []
+    figures: list[Sustained] = []
     for _ in range(runs):
+        cpu: dict[str, float] = {}
         with stack(WAYPOST_LOG_LEVEL=log_level) as running:
-            noop = procrastinate_noop(running, 2 * load)
-            before = _cpu_seconds(running.database_url)
-            replies, worker = sustained(running, load)
-            after = _cpu_seconds(running.database_url)
-        figures.append((replies, worker, noop))
-        cpu = {part: (after[part] - before.get(part, 0.0)) * 1000 / load for part in after}
-        print(
-            f"sustained: {replies:.0f} replies/s end to end ({worker:.0f}/s of worker time) for {load} messages"
-            f" | procrastinate no-op jobs: {noop:.0f}/s | ratio {replies / noop:.2f}",
-            flush=True,
-        )
+            result = sustained_beside_noop(running, load, functools.partial(_sustained_cpu, cpu))
+        figures.append(result)
+        print(result.line(), flush=True)
         print("CPU ms per reply: " + ", ".join(f"{part} {ms:.2f}" for part, ms in sorted(cpu.items())), flush=True)
     if runs > 1:
-        ratios = [r / n for r, _, n in figures]
+        ratios = [result.ratio for result in figures]
         print(f"median ratio {statistics.median(ratios):.2f} (from {min(ratios):.2f} to {max(ratios):.2f})")
 
 

@@ -10,7 +10,8 @@ and the fake Graph API, each its own process, and drives signed webhooks from th
   - wake latency: webhook commit -> reply task start, idle worker;
   - end to end at 50/s: webhook POST -> the fake Graph API receiving the reply;
   - sustained throughput: replies per second with the `rules` provider, beside procrastinate's own
-    no-op jobs per second on the same database in the same run;
+    no-op jobs per second on the same server, measured right before and right after the replies (the
+    ratio is to their mean: this machine's speed drifts by up to 2x within minutes);
   - a burst of 5 messages in one conversation: first POST -> fifth reply received;
   - with a quiet window (a stack of its own, bench/turns.py): bursts of 5 answered by one reply each,
     last message -> reply minus the window.
@@ -24,29 +25,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import procrastinate
-import psycopg
-from procrastinate.types import JSONDict
 
 from bench import figures, mixed, scale, turns
 from bench.common import SECRET, WEBHOOK, Stack, graph_sends, machine, percentile, report, stack, wait_drained
 from bench.figures import HIGHER, LOWER, DriverCost, Figures
 from bench.http import Client
-from waypost.db import composed, connect_sync, fetch_all_sync, fetch_one_sync, fetch_optional_sync
+from bench.yardstick import sustained_beside_noop
+from waypost.db import connect_sync, fetch_all_sync
 from waypost.devtools import payloads
-from waypost.devtools.processes import poll, workers_listening
-from waypost.schema import migrate
 
 RATES = (50, 100, 150, 200, 300, 400, 500, 700, 1000)
 FIXED = (50, 200, 500)
@@ -158,101 +150,6 @@ def end_to_end(running: Stack, rate: float, seconds: float) -> list[float]:
     return [(received[wamid] - at) * 1000 for wamid, at in posted.items() if wamid in received]
 
 
-def own_database(running: Stack, name: str) -> str:
-    """A new database `name` on the stack's server, migrated (procrastinate's schema with Waypost's)."""
-    with psycopg.connect(running.database_url, autocommit=True) as admin:
-        admin.execute(composed("devtools_drop_database", name=name))
-        admin.execute(composed("devtools_create_database", name=name))
-    database_url = urlunsplit(urlsplit(running.database_url)._replace(path=f"/{name}"))
-    migrate(database_url)
-    return database_url
-
-
-def procrastinate_worker(database_url: str, queue: str, stdout: int) -> subprocess.Popen[str]:
-    """`procrastinate worker` of bench.noop_app at concurrency 10 (Waypost's default) on `queue`, its own
-    logs dropped; `stdout` is subprocess.PIPE to read what a task prints."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "procrastinate", "--app=bench.noop_app.app", "worker", "-q", queue, "-c", "10"],
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=stdout,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def procrastinate_wake(running: Stack, count: int, rate: float) -> tuple[list[float], list[float]]:
-    """procrastinate's own wake-up: `count` jobs deferred at `rate`/s, one at a time, to `procrastinate
-    worker` (concurrency 10, a database of its own on the same server). For each job, the milliseconds
-    from its defer's return (its commit came just before) to its task's first line, and the defer's
-    own milliseconds: what a reply run as a procrastinate job waits, at the least."""
-    from bench.noop_app import stamp
-
-    database_url = own_database(running, "bench_wake")
-    worker = procrastinate_worker(database_url, stamp.queue, subprocess.PIPE)
-    started: dict[int, float] = {}
-
-    def read() -> None:
-        for line in worker.stdout or ():
-            with contextlib.suppress(ValueError):  # the task's lines only: anything else procrastinate prints
-                i, at = line.split()
-                started[int(i)] = float(at)
-
-    threading.Thread(target=read, daemon=True).start()
-    returned: dict[int, float] = {}
-    defers: list[float] = []
-
-    async def defer() -> None:
-        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
-        async with app.open_async():
-            task = app.configure_task(stamp.name, queue=stamp.queue)
-            start = time.monotonic()
-            for i in range(count):
-                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-                before = time.time()
-                await task.defer_async(i=i)
-                returned[i] = time.time()
-                defers.append((returned[i] - before) * 1000)
-
-    try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            poll(lambda: workers_listening(conn) >= 1, timeout=30, what="procrastinate's worker did not listen")
-        asyncio.run(defer())
-        poll(lambda: len(started) >= count, timeout=60, what="procrastinate's worker did not run every job")
-    finally:
-        worker.terminate()
-        worker.wait(timeout=15)
-    return [(started[i] - at) * 1000 for i, at in returned.items()], defers
-
-
-def procrastinate_noop(running: Stack, count: int) -> float:
-    """procrastinate's own no-op jobs per second: one `procrastinate worker` at concurrency 10, on a
-    database of its own on the same server (Waypost's workers take jobs from every queue)."""
-    from bench.noop_app import noop
-
-    database_url = own_database(running, "bench_noop")
-
-    async def defer() -> None:
-        # An App of its own each run: bench.noop_app's keeps the pool it was first opened with
-        fresh = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
-        async with fresh.open_async():
-            jobs: list[JSONDict] = [{"i": i} for i in range(count)]
-            await fresh.configure_task(noop.name, queue=noop.queue).batch_defer_async(*jobs)
-
-    asyncio.run(defer())
-    worker = procrastinate_worker(database_url, noop.queue, subprocess.DEVNULL)
-    try:
-        with connect_sync(database_url, autocommit=True) as conn:
-            deadline = time.monotonic() + 120
-            while fetch_optional_sync(conn, "bench_noop_open"):
-                assert time.monotonic() < deadline, "procrastinate did not finish the no-op jobs"
-                time.sleep(0.2)
-            span = fetch_one_sync(conn, "bench_noop_span")["seconds"]
-    finally:
-        worker.terminate()
-        worker.wait(timeout=15)
-    return count / float(span)
-
-
 def burst(running: Stack) -> float:
     """Five messages of one conversation, posted back to back: first POST -> fifth reply received."""
     messages = [payloads.text_message(f"burst {i}", wa_id="99000000001") for i in range(5)]
@@ -279,15 +176,13 @@ def measure(args: argparse.Namespace) -> tuple[list[str], Figures]:
                 body, headers = signed(payloads.text_message(f"warm {i}", wa_id=f"4{i:010d}"))
                 client.post(WEBHOOK, content=body, headers=headers).raise_for_status()
         wait_drained(running)
-        noop_per_s = procrastinate_noop(running, 2 * args.load)
-        progress("procrastinate no-op jobs measured")
         rate_lines, best = webhook_rates(running, args.seconds, found)
         progress("webhook rates measured")
         wake = wake_latency(running)
         e2e = end_to_end(running, 50, 10)
         burst_ms = burst(running)
-        replies_per_s, worker_per_s = scale.sustained(running, args.load)
-        progress("wake latency, end to end, burst and sustained measured")
+        sustained = sustained_beside_noop(running, args.load)
+        progress("wake latency, end to end, burst and sustained (beside no-op jobs) measured")
         extra = mixed_figures(running, args, found) if args.mixed else []
     found.add("highest webhook rate held (p99 < 50 ms)", best, "/s", HIGHER)
     found.add("wake latency p50", statistics.median(wake), "ms", LOWER)
@@ -295,9 +190,9 @@ def measure(args: argparse.Namespace) -> tuple[list[str], Figures]:
     found.add("end to end at 50/s p50", statistics.median(e2e), "ms", LOWER)
     found.add("end to end at 50/s p99", percentile(e2e, 0.99), "ms", LOWER)
     found.add("burst of 5: all replies sent", burst_ms, "ms", LOWER)
-    found.add("sustained replies/s", replies_per_s, "/s", HIGHER)
-    found.add("procrastinate no-op jobs/s", noop_per_s, "/s", HIGHER)
-    found.add("ratio replies / no-op jobs", replies_per_s / noop_per_s, "", HIGHER)
+    found.add("sustained replies/s", sustained.replies_per_s, "/s", HIGHER)
+    found.add("procrastinate no-op jobs/s", sustained.noop_per_s, "/s", HIGHER)
+    found.add("ratio replies / no-op jobs", sustained.ratio, "", HIGHER)
     lines = [
         *rate_lines,
         f"highest rate held with webhook p99 < {P99_GOAL_MS:.0f} ms: {best}/s",
@@ -306,9 +201,7 @@ def measure(args: argparse.Namespace) -> tuple[list[str], Figures]:
         f"end to end at 50/s, POST -> fake Graph API receives the reply: median {statistics.median(e2e):.1f} ms, "
         f"p99 {percentile(e2e, 0.99):.1f} ms ({len(e2e)} of 500)",
         f"burst of 5 messages in one conversation: all 5 replies sent {burst_ms:.0f} ms after the first POST",
-        f"sustained: {replies_per_s:.0f} replies/s end to end ({worker_per_s:.0f}/s of worker time) for "
-        f"{args.load} messages | procrastinate no-op jobs: {noop_per_s:.0f}/s | ratio "
-        f"{replies_per_s / noop_per_s:.2f}",
+        sustained.line(),
         *extra,
     ]
     return lines, found
