@@ -1,6 +1,6 @@
-"""A bare procrastinate App with a no-op task: procrastinate's own throughput, measured by bench.suite
-on the same machine and database as Waypost's, as the yardstick; and a task that prints when it
-started: procrastinate's own wake-up (bench.yardstick.procrastinate_wake)."""
+"""A bare procrastinate App with a no-op task: procrastinate's own throughput, the yardstick of the
+suite and bench.replies (bench.yardstick.procrastinate_noop, on the same server as Waypost's database);
+and a task that prints when it started: procrastinate's own wake-up (bench.yardstick.procrastinate_wake)."""
 
 from __future__ import annotations
 

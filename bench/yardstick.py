@@ -133,6 +133,8 @@ class Sustained:
 
     @property
     def noop_per_s(self) -> float:
+        # the plain mean: slightly below the two runs' jobs over their time together (equal counts), so
+        # the ratio errs low
         return (self.noop_before + self.noop_after) / 2
 
     @property

@@ -22,6 +22,7 @@ from waypost.devtools import embedded_pg, payloads
 from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.schema import migrate
 from waypost.settings import Settings
+from worker import resilience
 from worker.resilience import WaypostWorker
 
 SLOW_POLL = 30.0
@@ -237,6 +238,42 @@ async def test_a_notify_during_an_empty_fetch_is_not_lost(database_url: str) -> 
     assert theirs > 2.0  # the gap is real: procrastinate's own worker waits for the 3 s poll
 
 
+async def test_a_job_deferred_before_the_worker_listens_is_not_left_for_the_poll(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LISTEN connection is slow to come up (a busy machine): a job deferred right after the first
+    fetch is announced to nobody. procrastinate's first fetch does not wait for its LISTEN, so the job
+    waited for the poll (30 s here); ours comes once the worker listens."""
+    real_listen = resilience.listen_forever
+
+    async def slow_listen(*args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(0.5)  # the connection's slowness, simulated
+        await real_listen(*args, **kwargs)
+
+    monkeypatch.setattr(resilience, "listen_forever", slow_listen)
+    probe = Probe(database_url)
+    async with probe.app.open_async():
+        fetched = asyncio.Event()
+
+        async def noted(ids: list[int]) -> None:
+            fetched.set()
+
+        after_each_fetch(probe.app.connector, noted)
+        worker = WaypostWorker(
+            app=probe.app, concurrency=2, fetch_job_polling_interval=SLOW_POLL, install_signal_handlers=False
+        )
+        running = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(fetched.wait(), timeout=10)  # the first fetch, empty
+            job = await probe.task.defer_async()
+            deferred = time.monotonic()
+            await asyncio.wait_for(probe.ran.wait(), timeout=10)
+        finally:
+            worker.stop()
+            await running
+    assert probe.started[job] - deferred < 5  # woken by its NOTIFY, not the 30-s poll
+
+
 async def test_a_worker_keeping_up_fetches_once_per_job(database_url: str) -> None:
     """Jobs deferred one at a time, each started before the next: one fetch each (procrastinate's loop
     fetched until empty, and a job's end woke it again: three fetches a job, two of them empty)."""
@@ -287,15 +324,31 @@ async def test_a_backlog_fills_every_free_slot_with_one_fetch(database_url: str)
             while len(probe.started) < len(jobs):
                 probe.ran.clear()
                 await asyncio.wait_for(probe.ran.wait(), timeout=10)
+            # Idle: every job ended and no fetch in flight (a job's end may wake one more, empty, which
+            # holds the slots it asked for while it runs)...
+            try:
+                await asyncio.wait_for(until(lambda: worker._job_semaphore._value == 4), timeout=10)
+            except TimeoutError:
+                pytest.fail(f"slots kept: {worker._job_semaphore._value} of 4 free once every job ended")
+            # ...then one more fetch, woken as a NOTIFY would: it takes all four slots and fills none
+            seen = len(fetches)
+            worker._new_job_event.set()
+            await asyncio.wait_for(until(lambda: len(fetches) > seen), timeout=10)
         finally:
             worker.stop()
             await running
     assert fetches[0] == jobs[:4], fetches
     assert sorted(job for ids in fetches for job in ids) == jobs  # each taken once
-    # Every slot back once the worker has stopped (its jobs ended, its last fetch returned): none kept
-    # by a fetch that filled fewer than it took. Read before the stop, a fetch still in flight (the
-    # empty one a job's end may wake) holds the slots it asked for.
+    assert fetches[-1] == []
+    # every slot back once the worker has stopped: none kept by a fetch that filled fewer than it took
     assert worker._job_semaphore._value == 4
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once `condition()` holds (the caller bounds the wait with asyncio.wait_for). Polled: a
+    semaphore's count has no event to wait on."""
+    while not condition():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
 
 
 def test_a_send_meta_accepted_while_the_database_was_away_is_recorded_once_it_is_back(

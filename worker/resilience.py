@@ -10,7 +10,9 @@ upstream source of every method replaced here is pinned by tests/test_procrastin
 2. Jobs sharing a `lock`: a job's end does not wake procrastinate's fetch loop, so with concurrency
    above 1 the next job of the conversation waited for the poll. Here a finished job wakes it.
 3. The lost wake-up: procrastinate clears its new-job event after an empty fetch, dropping a NOTIFY
-   that arrived during it. Here the event is cleared before the fetch.
+   that arrived during it. Here the event is cleared before the fetch. And procrastinate's first fetch
+   does not wait for its LISTEN: a job deferred between the two waited for the poll. Here the first
+   fetch comes once the worker listens (or after LISTEN_WAIT_SECONDS, should LISTEN never connect).
 
 And two savings (issue 17). procrastinate fetches until a fetch comes back empty, and (2) woke the loop
 at every job's end, so a worker keeping up paid three fetches a job, two of them empty. Here each fetch
@@ -51,6 +53,9 @@ logger = logging.getLogger(__name__)
 DATABASE_ERRORS = (psycopg.OperationalError, ConnectorException, PoolTimeout)
 # When stopping, how long a finished job's status may wait for the database.
 STOPPING_PERSIST_SECONDS = 10.0
+# How long the first fetch waits for the LISTEN connection (the database may be away at start: the
+# fetch then says so and retries, as every other).
+LISTEN_WAIT_SECONDS = 5.0
 
 
 def database_away(exc: BaseException) -> bool:
@@ -84,10 +89,17 @@ class WaypostWorker(Worker):
         self.turn_clock: TurnClock | None = None
         # the last fetch saw other due jobs: waiting, or held back by a running job's lock
         self._backlog = False
+        self._listening = asyncio.Event()  # this run's LISTEN connection is up (set once per run)
+        self._first_fetch = True
 
     async def _fetch_and_process_jobs(self) -> None:
         """procrastinate's loop, with the event cleared before the fetch, database errors survived, and
         as many jobs fetched at once as there are free slots."""
+        if self._first_fetch and self.listen_notify:
+            # A job deferred before the worker listens is announced to nobody: the first fetch comes
+            # after the LISTEN, so it sees every job whose NOTIFY went unheard.
+            self._first_fetch = False
+            await utils.wait_any(self._listening.wait(), self._stop_event.wait(), asyncio.sleep(LISTEN_WAIT_SECONDS))
         while not self._stop_event.is_set():
             acquire_sem_task = asyncio.create_task(self._job_semaphore.acquire())
             jobs: list[procrastinate.jobs.Job] = []
@@ -169,6 +181,7 @@ class WaypostWorker(Worker):
             asyncio.create_task(self._periodic_deferrer(), name="deferrer"),
             asyncio.create_task(self._poll_jobs_to_abort(), name="poll_jobs_to_abort"),
         ]
+        self._listening, self._first_fetch = asyncio.Event(), True  # per run: the LISTEN is new
         self.turn_clock = TurnClock(app_pool(self.app))
         side_tasks.append(asyncio.create_task(self.turn_clock.run(), name="turn_clock"))
         if self.listen_notify:
@@ -188,6 +201,7 @@ class WaypostWorker(Worker):
             await self._handle_notification(channel=channel, notification=json.loads(payload))
 
         def on_connected(again: bool) -> None:
+            self._listening.set()
             if self.turn_clock is not None:
                 self.turn_clock.wake()  # turns started while nobody listened were not announced
             if again:
