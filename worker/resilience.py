@@ -53,8 +53,8 @@ logger = logging.getLogger(__name__)
 DATABASE_ERRORS = (psycopg.OperationalError, ConnectorException, PoolTimeout)
 # When stopping, how long a finished job's status may wait for the database.
 STOPPING_PERSIST_SECONDS = 10.0
-# How long the first fetch waits for the LISTEN connection (the database may be away at start: the
-# fetch then says so and retries, as every other).
+# How long the first fetch waits for the LISTEN connection, should it not connect (too many
+# connections, the database gone again since the worker registered): the fetch then goes ahead.
 LISTEN_WAIT_SECONDS = 5.0
 
 
@@ -95,7 +95,7 @@ class WaypostWorker(Worker):
     async def _fetch_and_process_jobs(self) -> None:
         """procrastinate's loop, with the event cleared before the fetch, database errors survived, and
         as many jobs fetched at once as there are free slots."""
-        if self._first_fetch and self.listen_notify:
+        if self._first_fetch and self.listen_notify and self.wait:  # a one-shot run hears nothing
             # A job deferred before the worker listens is announced to nobody: the first fetch comes
             # after the LISTEN, so it sees every job whose NOTIFY went unheard.
             self._first_fetch = False
