@@ -89,17 +89,19 @@ class WaypostWorker(Worker):
         self.turn_clock: TurnClock | None = None
         # the last fetch saw other due jobs: waiting, or held back by a running job's lock
         self._backlog = False
-        self._listening = asyncio.Event()  # this run's LISTEN connection is up (set once per run)
-        self._first_fetch = True
+        # set once this run's LISTEN is up, or once the first fetch has waited LISTEN_WAIT_SECONDS for it
+        self._first_fetch_ready = asyncio.Event()
 
     async def _fetch_and_process_jobs(self) -> None:
         """procrastinate's loop, with the event cleared before the fetch, database errors survived, and
         as many jobs fetched at once as there are free slots."""
-        if self._first_fetch and self.listen_notify and self.wait:  # a one-shot run hears nothing
+        if self.listen_notify and self.wait and not self._first_fetch_ready.is_set():  # one-shot: no LISTEN
             # A job deferred before the worker listens is announced to nobody: the first fetch comes
             # after the LISTEN, so it sees every job whose NOTIFY went unheard.
-            self._first_fetch = False
-            await utils.wait_any(self._listening.wait(), self._stop_event.wait(), asyncio.sleep(LISTEN_WAIT_SECONDS))
+            await utils.wait_any(
+                self._first_fetch_ready.wait(), self._stop_event.wait(), asyncio.sleep(LISTEN_WAIT_SECONDS)
+            )
+            self._first_fetch_ready.set()  # waited once: later fetches never wait for it
         while not self._stop_event.is_set():
             acquire_sem_task = asyncio.create_task(self._job_semaphore.acquire())
             jobs: list[procrastinate.jobs.Job] = []
@@ -181,7 +183,7 @@ class WaypostWorker(Worker):
             asyncio.create_task(self._periodic_deferrer(), name="deferrer"),
             asyncio.create_task(self._poll_jobs_to_abort(), name="poll_jobs_to_abort"),
         ]
-        self._listening, self._first_fetch = asyncio.Event(), True  # per run: the LISTEN is new
+        self._first_fetch_ready = asyncio.Event()  # per run: the LISTEN is new
         self.turn_clock = TurnClock(app_pool(self.app))
         side_tasks.append(asyncio.create_task(self.turn_clock.run(), name="turn_clock"))
         if self.listen_notify:
@@ -201,7 +203,7 @@ class WaypostWorker(Worker):
             await self._handle_notification(channel=channel, notification=json.loads(payload))
 
         def on_connected(again: bool) -> None:
-            self._listening.set()
+            self._first_fetch_ready.set()
             if self.turn_clock is not None:
                 self.turn_clock.wake()  # turns started while nobody listened were not announced
             if again:
