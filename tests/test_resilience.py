@@ -5,8 +5,9 @@ job that waited for the poll shows."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, LiteralString
 
@@ -177,6 +178,22 @@ class Probe:
 
         self.task = probe
 
+    @contextlib.asynccontextmanager
+    async def worker(
+        self, concurrency: int, poll: float = SLOW_POLL, worker_class: type[Worker] = WaypostWorker
+    ) -> AsyncIterator[Worker]:
+        """`worker_class` on this app, running in this event loop until the block ends (then stopped,
+        its jobs ended)."""
+        worker = worker_class(
+            app=self.app, concurrency=concurrency, fetch_job_polling_interval=poll, install_signal_handlers=False
+        )
+        running = asyncio.create_task(worker.run())
+        try:
+            yield worker
+        finally:
+            worker.stop()
+            await running
+
 
 def is_fetch(query: str) -> bool:
     """procrastinate's fetch (procrastinate_fetch_job_v2) or ours (sql/queries.sql fetch_jobs_and_backlog)."""
@@ -218,15 +235,8 @@ async def time_to_start_with_a_notify_during_an_empty_fetch(worker_class: type[W
                 await asyncio.sleep(0.2)
 
         after_each_fetch(probe.app.connector, slow_empty_fetch)
-        worker = worker_class(
-            app=probe.app, concurrency=2, fetch_job_polling_interval=3.0, install_signal_handlers=False
-        )
-        running = asyncio.create_task(worker.run())
-        try:
+        async with probe.worker(concurrency=2, poll=3.0, worker_class=worker_class):
             await asyncio.wait_for(probe.ran.wait(), timeout=10)
-        finally:
-            worker.stop()
-            await running
         return probe.started[deferred["id"]] - deferred["at"]
 
 
@@ -259,18 +269,11 @@ async def test_a_job_deferred_before_the_worker_listens_is_not_left_for_the_poll
             fetched.set()
 
         after_each_fetch(probe.app.connector, noted)
-        worker = WaypostWorker(
-            app=probe.app, concurrency=2, fetch_job_polling_interval=SLOW_POLL, install_signal_handlers=False
-        )
-        running = asyncio.create_task(worker.run())
-        try:
+        async with probe.worker(concurrency=2):
             await asyncio.wait_for(fetched.wait(), timeout=10)  # the first fetch, empty
             job = await probe.task.defer_async()
             deferred = time.monotonic()
             await asyncio.wait_for(probe.ran.wait(), timeout=10)
-        finally:
-            worker.stop()
-            await running
     assert probe.started[job] - deferred < 5  # woken by its NOTIFY, not the 30-s poll
 
 
@@ -287,20 +290,13 @@ async def test_a_worker_keeping_up_fetches_once_per_job(database_url: str) -> No
             fetched.set()
 
         after_each_fetch(probe.app.connector, counted)
-        worker = WaypostWorker(
-            app=probe.app, concurrency=4, fetch_job_polling_interval=SLOW_POLL, install_signal_handlers=False
-        )
-        running = asyncio.create_task(worker.run())
-        try:
+        async with probe.worker(concurrency=4):
             await asyncio.wait_for(fetched.wait(), timeout=10)  # the fetch at start, empty
             jobs = []
             for _ in range(5):
                 probe.ran.clear()
                 jobs.append(await probe.task.defer_async())
                 await asyncio.wait_for(probe.ran.wait(), timeout=10)
-        finally:
-            worker.stop()
-            await running
     assert fetches == [[], *[[job] for job in jobs]], fetches
 
 
@@ -316,11 +312,7 @@ async def test_a_backlog_fills_every_free_slot_with_one_fetch(database_url: str)
             fetches.append(ids)
 
         after_each_fetch(probe.app.connector, counted)
-        worker = WaypostWorker(
-            app=probe.app, concurrency=4, fetch_job_polling_interval=SLOW_POLL, install_signal_handlers=False
-        )
-        running = asyncio.create_task(worker.run())
-        try:
+        async with probe.worker(concurrency=4) as worker:
             while len(probe.started) < len(jobs):
                 probe.ran.clear()
                 await asyncio.wait_for(probe.ran.wait(), timeout=10)
@@ -334,9 +326,6 @@ async def test_a_backlog_fills_every_free_slot_with_one_fetch(database_url: str)
             seen = len(fetches)
             worker._new_job_event.set()
             await asyncio.wait_for(until(lambda: len(fetches) > seen), timeout=10)
-        finally:
-            worker.stop()
-            await running
     assert fetches[0] == jobs[:4], fetches
     assert sorted(job for ids in fetches for job in ids) == jobs  # each taken once
     assert fetches[-1] == []
