@@ -137,19 +137,26 @@ SELECT message_id, outcome, type, body, payload, send_attempts
                              make_interval(secs => %(grace)s))
 
 -- record_send --
--- Record an accepted send and close its job (see waypost_record_send_v2)
-SELECT waypost_record_send_v2(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
-
--- record_send_and_read --
--- record_send, with the answered message marked read in the same statement (worker/receipts.py): the
--- plain read call of an immediate answer goes right after, and a refused call releases the mark
--- (read_receipt_release, by this time). Same rows as read_receipt_mark.
+-- Record an accepted send and close its job (see waypost_record_send_v2), in one statement, with:
+-- - %(read_message_id)s: that message and the conversation's earlier inbound ones marked read (worker/
+--   receipts.py: the plain read call of an immediate answer goes right after, and a refused call
+--   releases the mark, read_receipt_release, by this time). Same rows as read_receipt_mark.
+-- - %(procrastinate_job_id)s: the procrastinate job running the send ended as succeeded, as
+--   procrastinate's finish_job would, while it is 'doing' (worker/job_end.py). job_ended: it was (the
+--   worker then skips its own finish).
 WITH read AS (
     UPDATE messages SET read_receipt_at = %(sent_at)s
      WHERE conversation_id = %(read_conversation_id)s AND direction = 'inbound' AND id <= %(read_message_id)s
        AND read_receipt_at IS NULL
+), job AS (
+    SELECT q.id FROM procrastinate_jobs q
+     WHERE q.id = %(procrastinate_job_id)s AND q.status = 'doing'
+       FOR UPDATE
+), ended AS MATERIALIZED (
+    SELECT procrastinate_finish_job_v1(job.id, 'succeeded', %(delete_job)s) FROM job
 )
-SELECT waypost_record_send_v2(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded
+SELECT waypost_record_send_v2(%(message_id)s, %(wa_message_id)s, %(sent_at)s) AS recorded,
+       (SELECT count(*) FROM ended) > 0 AS job_ended
 
 -- fail_send --
 -- Record a send that cannot succeed (see waypost_fail_send_v1)

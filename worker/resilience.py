@@ -14,12 +14,14 @@ upstream source of every method replaced here is pinned by tests/test_procrastin
    does not wait for its LISTEN: a job deferred between the two waited for the poll. Here the first
    fetch comes once the worker listens (or after LISTEN_WAIT_SECONDS, should LISTEN never connect).
 
-And two savings (issue 17). procrastinate fetches until a fetch comes back empty, and (2) woke the loop
+And three savings (issue 17). procrastinate fetches until a fetch comes back empty, and (2) woke the loop
 at every job's end, so a worker keeping up paid three fetches a job, two of them empty. Here each fetch
 also says whether other due jobs wait (sql/queries.sql `fetch_jobs_and_backlog`): the loop fetches again
 only then, and a job's end wakes it only while one was held back. And procrastinate fetches one job per
 statement: on a backlog, its free slots filled at one round trip each, faster than the jobs ended only
-while few ran. Here one fetch takes as many jobs as there are free slots.
+while few ran. Here one fetch takes as many jobs as there are free slots. And procrastinate writes a
+job's end in a transaction of its own: here a send's record ends its job (worker.job_end), and the
+worker does not end it again.
 
 It also runs the turn clock (worker.turns) beside procrastinate's side tasks, woken through the same
 LISTEN connection.
@@ -44,6 +46,7 @@ from psycopg_pool import PoolTimeout
 from waypost.listen import backoff, listen_forever
 from waypost.logs import job_request_id, log_context
 from waypost.sql import query
+from worker import job_end
 from worker.resources import app_pool
 from worker.turns import CHANNEL as TURNS_CHANNEL
 from worker.turns import TurnClock
@@ -56,6 +59,7 @@ STOPPING_PERSIST_SECONDS = 10.0
 # How long the first fetch waits for the LISTEN connection, should it not connect (too many
 # connections, the database gone again since the worker registered): the fetch then goes ahead.
 LISTEN_WAIT_SECONDS = 5.0
+DELETES_SUCCEEDED = (procrastinate.jobs.DeleteJobCondition.ALWAYS, procrastinate.jobs.DeleteJobCondition.SUCCESSFUL)
 
 
 def database_away(exc: BaseException) -> bool:
@@ -155,11 +159,14 @@ class WaypostWorker(Worker):
         def abort_reason() -> job_context.AbortReason | None:
             return self._job_ids_to_abort.get(job_id) if job_id else None
 
+        assert job_id is not None
+        # a send's record ends its job as succeeded (worker.job_end), deleted if this worker deletes those
+        end = job_end.JobEnd(job_id, delete=self.delete_jobs in DELETES_SUCCEEDED)
         context = job_context.JobContext(
             app=self.app,
             worker_name=self.worker_name,
             worker_queues=self.queues,
-            additional_context=self.additional_context.copy() if self.additional_context else {},
+            additional_context={**(self.additional_context or {}), job_end.KEY: end},
             job=job,
             abort_reason=abort_reason,
             start_timestamp=time.time(),
@@ -239,14 +246,32 @@ class WaypostWorker(Worker):
                 await asyncio.sleep(backoff(attempt))
                 attempt += 1
 
-    async def _persist_job_status(self, job: procrastinate.jobs.Job, *args: Any, **kwargs: Any) -> None:
+    async def _persist_job_status(
+        self,
+        job: procrastinate.jobs.Job,
+        status: procrastinate.jobs.Status,
+        retry_decision: procrastinate.RetryDecision | None,
+        context: job_context.JobContext,
+        job_result: job_context.JobResult | None,
+    ) -> None:
+        end = job_end.of(context)
+        if end is not None and end.ended:
+            # Its send's record ended it as succeeded (worker.job_end): procrastinate's finish would
+            # find it no longer 'doing'. What that finish does in memory is done here.
+            self._job_ids_to_abort.pop(end.job_id, None)
+            if status != procrastinate.jobs.Status.SUCCEEDED or retry_decision is not None:
+                request_id = job_request_id(job.task_name, end.job_id, job.task_kwargs)
+                with log_context(request_id=request_id, job_id=end.job_id):
+                    logger.warning("the job ended with its send's record; its later %s is not recorded", status.value)
+            return
         # A job that ended while the database was away is recorded when it is back: left 'doing'
         # under a live worker, nothing would ever pick it up again.
+        args = (status, retry_decision, context, job_result)
         attempt = 0
         started = time.monotonic()
         while True:
             try:
-                await super()._persist_job_status(job, *args, **kwargs)
+                await super()._persist_job_status(job, *args)
                 return
             except DATABASE_ERRORS as exc:
                 if not database_away(exc):

@@ -30,7 +30,7 @@ from waypost import metrics
 from waypost.db import Pool, autocommit, execute, fetch_one
 from waypost.logs import log_context
 from waypost.text import clean_text
-from worker import outbound_media, template_errors
+from worker import job_end, outbound_media, template_errors
 from worker.graph import SendFailed
 from worker.resources import WorkerResources
 from worker.retry import RetryLater, may_retry, retry_delay
@@ -77,6 +77,8 @@ class SendRun(abc.ABC):
         # the retry budget: attempts so far, and when the work was first asked for
         self.attempts = 0
         self.first_seen = dt.datetime.now(dt.UTC)
+        # the procrastinate job, for the send's record to end (run_send_task sets it)
+        self.job_end: job_end.JobEnd | None = None
 
     @abc.abstractmethod
     async def prepare(self) -> Outbound | None:
@@ -123,6 +125,7 @@ class SendRun(abc.ABC):
 async def run_send_task(context: procrastinate.JobContext, run: SendRun, request_id: str) -> None:
     """Run a send job with its log context. A lost database is a bounded retry; so is any error
     nobody classified, after which the job fails and the operators are told: never left running."""
+    run.job_end = job_end.of(context)
     with log_context(request_id=request_id, job_id=context.job.id):
         try:
             outbound = await run.prepare()
@@ -284,7 +287,7 @@ async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
         return
     metrics.SENDS.labels("sent", "").inc()
     run.clock.log("send end", f"wa_message_id={wa_message_id}")
-    run.sent(await _record(run.pool, message_id, wa_message_id, run.read_with_send()))
+    run.sent(await _record(run.pool, message_id, wa_message_id, run.read_with_send(), run.job_end))
     run.clock.log("message row confirmed", f"message_id={message_id} wa_message_id={wa_message_id}")
     run.ended("done")
     run.clock.log("job done", f"message_id={message_id}")
@@ -294,13 +297,15 @@ async def _send(run: SendRun, outbound: Outbound, claim: Claim) -> None:
 RECORD_ATTEMPTS = 5
 
 
-async def _record(pool: Pool, message_id: int, wa_message_id: str, read: tuple[int, int] | None) -> dt.datetime:
+async def _record(
+    pool: Pool, message_id: int, wa_message_id: str, read: tuple[int, int] | None, end: job_end.JobEnd | None
+) -> dt.datetime:
     # Meta accepted the message: insist on writing that down. If the database stays away, the
     # 'sent' status webhook (carrying our key) records it instead. The first attempt is made without
     # tenacity, whose machinery cost about 0.3 ms of CPU on every reply (issue 17); it takes over,
     # with the same schedule, only once the database failed.
     try:
-        return await _record_once(pool, message_id, wa_message_id, read)
+        return await _record_once(pool, message_id, wa_message_id, read, end)
     except psycopg.OperationalError:
         logger.warning("recording the send of message %s failed; retrying", message_id, exc_info=True)
     await asyncio.sleep(1)
@@ -311,27 +316,30 @@ async def _record(pool: Pool, message_id: int, wa_message_id: str, read: tuple[i
         reraise=True,
     ):
         with attempt:
-            return await _record_once(pool, message_id, wa_message_id, read)
+            return await _record_once(pool, message_id, wa_message_id, read, end)
     raise AssertionError("unreachable: the last attempt's error is raised")
 
 
-async def _record_once(pool: Pool, message_id: int, wa_message_id: str, read: tuple[int, int] | None) -> dt.datetime:
+async def _record_once(
+    pool: Pool, message_id: int, wa_message_id: str, read: tuple[int, int] | None, end: job_end.JobEnd | None
+) -> dt.datetime:
     """The send's record; with `read`, that message (and the earlier ones) marked read in the same
-    statement. When it was recorded."""
+    statement; with `end`, its procrastinate job ended too (worker.job_end). When it was recorded."""
+    conversation_id, read_message_id = read if read is not None else (None, None)
     async with autocommit(pool) as conn:
         sent_at = dt.datetime.now(dt.UTC)
-        params = {"message_id": message_id, "wa_message_id": wa_message_id, "sent_at": sent_at}
-        if read is None:
-            await execute(conn, "record_send", **params)
-        else:
-            conversation_id, read_message_id = read
-            await execute(
-                conn,
-                "record_send_and_read",
-                **params,
-                read_conversation_id=conversation_id,
-                read_message_id=read_message_id,
-            )
+        row = await fetch_one(
+            conn,
+            "record_send",
+            message_id=message_id,
+            wa_message_id=wa_message_id,
+            sent_at=sent_at,
+            read_conversation_id=conversation_id,
+            read_message_id=read_message_id,
+            **(end.params() if end is not None else job_end.NO_JOB),
+        )
+    if end is not None and row["job_ended"]:
+        end.ended = True
     return sent_at
 
 
