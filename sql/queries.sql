@@ -142,15 +142,17 @@ SELECT message_id, outcome, type, body, payload, send_attempts
 --   receipts.py: the plain read call of an immediate answer goes right after, and a refused call
 --   releases the mark, read_receipt_release, by this time). Same rows as read_receipt_mark.
 -- - %(procrastinate_job_id)s: the procrastinate job running the send ended as succeeded, as
---   procrastinate's finish_job would, while it is 'doing' (worker/job_end.py). job_ended: it was (the
---   worker then skips its own finish).
+--   procrastinate's finish_job would, while it is 'doing' under this worker, %(worker_id)s (not one
+--   the sweep took back and another worker runs now: worker/job_end.py). job_ended: it was (the worker
+--   then skips its own finish). `ended` runs because job_ended reads it: a CTE nobody reads is not
+--   run. FOR UPDATE, not FOR NO KEY UPDATE: the finish may delete the row (%(delete_job)s).
 WITH read AS (
     UPDATE messages SET read_receipt_at = %(sent_at)s
      WHERE conversation_id = %(read_conversation_id)s AND direction = 'inbound' AND id <= %(read_message_id)s
        AND read_receipt_at IS NULL
 ), job AS (
     SELECT q.id FROM procrastinate_jobs q
-     WHERE q.id = %(procrastinate_job_id)s AND q.status = 'doing'
+     WHERE q.id = %(procrastinate_job_id)s AND q.status = 'doing' AND q.worker_id = %(worker_id)s
        FOR UPDATE
 ), ended AS MATERIALIZED (
     SELECT procrastinate_finish_job_v1(job.id, 'succeeded', %(delete_job)s) FROM job

@@ -224,7 +224,9 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20, what: str = "a
 
 def settled(db: psycopg.Connection, timeout: float = 20) -> None:
     """Until no reply job is queued or running and no send is open: from then on nothing is sent by
-    itself, so a test may count what was sent (instead of sleeping and hoping it was long enough)."""
+    itself, so a test may count what was sent (instead of sleeping and hoping it was long enough). Not
+    the read receipt's plain call after an immediate answer: it follows the send's record, which ended
+    the job (worker.job_end); wait for its outcome (tests/test_receipts.py)."""
     wait_for(
         db,
         "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queue_name = 'replies'"

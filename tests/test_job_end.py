@@ -42,14 +42,20 @@ def a_send(db: psycopg.Connection) -> dict[str, int]:
     return {"conversation": conversation, "inbound": inbound, "reply": reply}
 
 
-def a_job(db: psycopg.Connection, status: str) -> int:
+def a_worker(db: psycopg.Connection) -> int:
+    return db.execute("SELECT procrastinate_register_worker_v1() AS id").fetchone()["id"]
+
+
+def a_job(db: psycopg.Connection, status: str, worker: int | None = None) -> tuple[int, int]:
+    """A send job in `status`, taken by `worker` (a new one by default); the job's and the worker's ids."""
+    worker = a_worker(db) if worker is None else worker
     job = db.execute(
         "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
         " VALUES ('replies', 'send_reply', '{}') RETURNING id"
     ).fetchone()["id"]
     if status != "todo":
-        db.execute("UPDATE procrastinate_jobs SET status = %s WHERE id = %s", [status, job])
-    return job
+        db.execute("UPDATE procrastinate_jobs SET status = %s, worker_id = %s WHERE id = %s", [status, worker, job])
+    return job, worker
 
 
 def record(db: psycopg.Connection, send: dict[str, int], read: bool = False, **job: Any) -> dict[str, Any]:
@@ -74,23 +80,21 @@ def job_row(db: psycopg.Connection, job: int) -> dict[str, Any] | None:
 
 @pytest.mark.parametrize("read", [False, True])
 def test_the_record_ends_a_running_job_in_its_own_transaction(db: psycopg.Connection, read: bool) -> None:
-    send, job = a_send(db), a_job(db, "doing")
-    assert record(db, send, read, **job_end.JobEnd(job, delete=False).params()) == {"recorded": True, "job_ended": True}
+    send, (job, worker) = a_send(db), a_job(db, "doing")
+    end = job_end.JobEnd(job, worker, delete=False)
+    assert record(db, send, read, **end.params()) == {"recorded": True, "job_ended": True}
 
     reply = db.execute("SELECT status, xmin::text AS xid FROM messages WHERE id = %s", [send["reply"]]).fetchone()
     ended = job_row(db, job)
     assert ended is not None and (ended["status"], ended["attempts"]) == ("succeeded", 1)
-    assert reply["status"] == "sent" and ended["xid"] == reply["xid"]  # one transaction: one commit
+    assert reply["status"] == "sent" and ended["xid"] == reply["xid"]  # ended by the record's statement
     marked = db.execute("SELECT read_receipt_at FROM messages WHERE id = %s", [send["inbound"]]).fetchone()
     assert marked["read_receipt_at"] == (SENT_AT if read else None)
     events = db.execute("SELECT type FROM procrastinate_events WHERE job_id = %s ORDER BY id", [job]).fetchall()
     assert [e["type"] for e in events][-1:] == ["succeeded"]
 
     # a record made again (its first answer lost with the connection) ends nothing more
-    assert record(db, send, read, **job_end.JobEnd(job, delete=False).params()) == {
-        "recorded": True,
-        "job_ended": False,
-    }
+    assert record(db, send, read, **end.params()) == {"recorded": True, "job_ended": False}
     assert job_row(db, job) == ended
 
 
@@ -101,17 +105,30 @@ def test_a_job_not_running_is_left_alone_and_the_send_recorded_all_the_same(
     """The sweep took the job back ('todo'), or something else ended it; or the send runs under no
     JobEnd (None): the record is made, and the job is procrastinate's to end."""
     send = a_send(db)
-    job = a_job(db, status or "doing")
+    job, worker = a_job(db, status or "doing")
     before = job_row(db, job)
-    params = job_end.JobEnd(job, delete=False).params() if status else {}
+    params = job_end.JobEnd(job, worker, delete=False).params() if status else {}
     assert record(db, send, **params) == {"recorded": True, "job_ended": False}
     assert job_row(db, job) == before
     assert db.execute("SELECT status FROM messages WHERE id = %s", [send["reply"]]).fetchone()["status"] == "sent"
 
 
+def test_a_job_another_worker_runs_now_is_left_to_it(db: psycopg.Connection) -> None:
+    """The sweep took the job back from a worker it judged dead, and another took it: the first
+    worker's late record ends nothing (the other's run finds the send recorded and ends the job)."""
+    send, (job, first) = a_send(db), a_job(db, "doing")
+    db.execute("UPDATE procrastinate_jobs SET worker_id = %s WHERE id = %s", [a_worker(db), job])
+    before = job_row(db, job)
+    assert record(db, send, **job_end.JobEnd(job, first, delete=False).params()) == {
+        "recorded": True,
+        "job_ended": False,
+    }
+    assert job_row(db, job) == before
+
+
 def test_a_worker_deleting_succeeded_jobs_has_its_job_deleted(db: psycopg.Connection) -> None:
-    send, job = a_send(db), a_job(db, "doing")
-    assert record(db, send, **job_end.JobEnd(job, delete=True).params())["job_ended"] is True
+    send, (job, worker) = a_send(db), a_job(db, "doing")
+    assert record(db, send, **job_end.JobEnd(job, worker, delete=True).params())["job_ended"] is True
     assert job_row(db, job) is None
 
 
@@ -176,5 +193,5 @@ async def test_a_task_failing_after_its_record_ended_its_job_leaves_it_succeeded
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as db:
         ended = job_row(db, job)
     assert ended is not None and (ended["status"], ended["attempts"]) == ("succeeded", 1)
-    [warning] = [r for r in caplog.records if "ended with its send's record" in r.getMessage()]
-    assert "its later failed is not recorded" in warning.getMessage()
+    [warning] = [r for r in caplog.records if "with its send's record" in r.getMessage()]
+    assert "its later status (failed) is not recorded" in warning.getMessage()

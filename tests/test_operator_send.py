@@ -57,6 +57,14 @@ def test_a_retryable_error_is_retried_then_sent_once(
     assert row["send_attempts"] == 3
     accepted = [r for r in fake_graph.accepted() if r.body["text"]["body"] == "one moment please"]
     assert len(accepted) == 1 and accepted[0].body["biz_opaque_callback_data"] == row["idempotency_key"]
+    # its job, retried twice, ended once: by the send's record, in its transaction (worker.job_end)
+    recorded = db.execute("SELECT xmin::text AS xid FROM messages WHERE id = %s", [message["id"]]).fetchone()
+    ended = db.execute(
+        "SELECT e.xmin::text AS xid FROM procrastinate_events e JOIN procrastinate_jobs q ON q.id = e.job_id"
+        " WHERE q.task_name = 'send_operator_message' AND q.args ->> 'message_id' = %s AND e.type = 'succeeded'",
+        [str(message["id"])],
+    ).fetchall()
+    assert [e["xid"] for e in ended] == [recorded["xid"]]
 
 
 def test_the_sweep_re_defers_a_lost_operator_send_and_gives_up_when_attempts_are_spent(

@@ -10,6 +10,7 @@ import hashlib
 import inspect
 
 import procrastinate
+from procrastinate import sql
 from procrastinate.manager import JobManager
 from procrastinate.worker import Worker
 
@@ -32,6 +33,8 @@ PINNED = {
     "App.run_worker_async": "9ebb37af7a7ce3f9432cba274de22247778c8b3e0b551e52e2f28f12df04ddb0",
     # copied by WaypostWorker._fetch_jobs, whose query takes several jobs and adds the backlog
     "JobManager.fetch_job": "eb92906b55c10d9c7cfe87c778a91a54074b7b35ea8ffc7303a543256f244514",
+    # done in place of the worker by a send's record (sql/queries.sql record_send, worker/job_end.py)
+    "JobManager.finish_job_by_id_async": "37c39de96933522a0308c1360e9a4e39464833eca6cfc4468a1cdcff6b5861e2",
 }
 UPSTREAM = {"Worker": Worker, "App": procrastinate.App, "JobManager": JobManager}
 
@@ -53,6 +56,11 @@ def test_every_overridden_upstream_method_is_pinned() -> None:
         if callable(value) and hasattr(upstream, name)
     }
     assert overridden <= PINNED.keys(), f"pin the upstream source of {sorted(overridden - PINNED.keys())}"
+
+
+def test_the_finish_a_sends_record_makes_is_procrastinates_own() -> None:
+    """record_send calls procrastinate_finish_job_v1 as procrastinate's finish_job query does."""
+    assert sql.queries["finish_job"] == "SELECT procrastinate_finish_job_v1(%(job_id)s, %(status)s, %(delete_job)s);"
 
 
 def test_upstream_source_of_the_replaced_methods_is_unchanged() -> None:

@@ -62,6 +62,13 @@ def test_webhook_to_reply_end_to_end(client, db, fake_graph: FakeGraph, start_wo
     assert reply["idempotency_key"] == f"reply:{inbound['id']}" and reply["sent_at"] is not None
     assert reply["body"] == request.body["text"]["body"]
     assert (job["attempts"], job["last_error"]) == (1, None)
+    # the send's record ended the procrastinate job, in its own transaction (worker.job_end)
+    closed = db.execute("SELECT xmin::text AS xid FROM outbound_jobs WHERE id = %s", [job["id"]]).fetchone()
+    ended = db.execute(
+        "SELECT xmin::text AS xid FROM procrastinate_events WHERE job_id = %s AND type = 'succeeded'",
+        [job["procrastinate_job_id"]],
+    ).fetchall()
+    assert [e["xid"] for e in ended] == [closed["xid"]]
 
     prefix = f"request_id={job['request_id']} job_id={job['procrastinate_job_id']}"
 

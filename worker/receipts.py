@@ -125,8 +125,8 @@ class Answering:
 
     async def settle(self) -> None:
         """After the reply's send, for an immediate answer: the plain read call (at most END_GRACE: the
-        job is not held longer), recorded, or the send's mark released if Meta did not take it. Never
-        raises (but cancellation)."""
+        worker's slot is not held longer; the job itself ended with the send's record, worker.job_end),
+        recorded, or the send's mark released if Meta did not take it. Never raises (but cancellation)."""
         if not self.read_after:
             return
         self.read_after = False

@@ -159,9 +159,9 @@ class WaypostWorker(Worker):
         def abort_reason() -> job_context.AbortReason | None:
             return self._job_ids_to_abort.get(job_id) if job_id else None
 
-        assert job_id is not None
+        assert job_id is not None and self.worker_id is not None
         # a send's record ends its job as succeeded (worker.job_end), deleted if this worker deletes those
-        end = job_end.JobEnd(job_id, delete=self.delete_jobs in DELETES_SUCCEEDED)
+        end = job_end.JobEnd(job_id, self.worker_id, delete=self.delete_jobs in DELETES_SUCCEEDED)
         context = job_context.JobContext(
             app=self.app,
             worker_name=self.worker_name,
@@ -262,7 +262,10 @@ class WaypostWorker(Worker):
             if status != procrastinate.jobs.Status.SUCCEEDED or retry_decision is not None:
                 request_id = job_request_id(job.task_name, end.job_id, job.task_kwargs)
                 with log_context(request_id=request_id, job_id=end.job_id):
-                    logger.warning("the job ended with its send's record; its later %s is not recorded", status.value)
+                    logger.warning(
+                        "the job ended as succeeded with its send's record: its later status (%s) is not recorded",
+                        status.value,
+                    )
             return
         # A job that ended while the database was away is recorded when it is back: left 'doing'
         # under a live worker, nothing would ever pick it up again.

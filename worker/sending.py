@@ -338,8 +338,8 @@ async def _record_once(
             read_message_id=read_message_id,
             **(end.params() if end is not None else job_end.NO_JOB),
         )
-    if end is not None and row["job_ended"]:
-        end.ended = True
+        if end is not None and row["job_ended"]:
+            end.ended = True  # committed: whatever befalls the connection now
     return sent_at
 
 
