@@ -42,7 +42,7 @@ def receipt_problem(body: dict[str, Any]) -> str | None:
 
 
 class FakeReceiptsMixin:
-    requests: list[Recorded]
+    sent_ids: set[str]  # the wamids of the fake's accepted sends (FakeGraph)
 
     def _init_receipts(self) -> None:
         self.receipts: list[Recorded] = []  # every read/typing call, refused ones included
@@ -89,6 +89,6 @@ class FakeReceiptsMixin:
         return JSONResponse({"success": True})
 
     def _not_inbound(self, message_id: str) -> bool:
-        if any(r.wa_message_id == message_id for r in self.requests):
+        if message_id in self.sent_ids:
             return True  # one the fake sent: an outgoing message cannot be marked read
         return self.inbound_ids is not None and message_id not in self.inbound_ids
