@@ -30,6 +30,7 @@ LISTEN connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -60,6 +61,12 @@ STOPPING_PERSIST_SECONDS = 10.0
 # connections, the database gone again since the worker registered): the fetch then goes ahead.
 LISTEN_WAIT_SECONDS = 5.0
 DELETES_SUCCEEDED = (procrastinate.jobs.DeleteJobCondition.ALWAYS, procrastinate.jobs.DeleteJobCondition.SUCCESSFUL)
+
+
+def job_log_context(job: procrastinate.jobs.Job) -> contextlib.AbstractContextManager[None]:
+    """The ids a line about `job` carries, where procrastinate's own context is not set."""
+    assert job.id is not None
+    return log_context(request_id=job_request_id(job.task_name, job.id, job.task_kwargs), job_id=job.id)
 
 
 def database_away(exc: BaseException) -> bool:
@@ -260,8 +267,7 @@ class WaypostWorker(Worker):
             # find it no longer 'doing'. What that finish does in memory is done here.
             self._job_ids_to_abort.pop(end.job_id, None)
             if status != procrastinate.jobs.Status.SUCCEEDED or retry_decision is not None:
-                request_id = job_request_id(job.task_name, end.job_id, job.task_kwargs)
-                with log_context(request_id=request_id, job_id=end.job_id):
+                with job_log_context(job):
                     logger.warning(
                         "the job ended as succeeded with its send's record: its later status (%s) is not recorded",
                         status.value,
@@ -269,19 +275,17 @@ class WaypostWorker(Worker):
             return
         # A job that ended while the database was away is recorded when it is back: left 'doing'
         # under a live worker, nothing would ever pick it up again.
-        args = (status, retry_decision, context, job_result)
         attempt = 0
         started = time.monotonic()
         while True:
             try:
-                await super()._persist_job_status(job, *args)
+                await super()._persist_job_status(job, status, retry_decision, context, job_result)
                 return
             except DATABASE_ERRORS as exc:
                 if not database_away(exc):
                     # e.g. "Job was not found or has an invalid status": the sweep took it back from
                     # a worker it judged dead; it runs again and records its own end.
-                    assert job.id is not None
-                    with log_context(request_id=job_request_id(job.task_name, job.id, job.task_kwargs), job_id=job.id):
+                    with job_log_context(job):
                         logger.warning("the end of the job could not be recorded: %s", exc.__cause__ or exc)
                     return
                 self.database.failed("recording a job's end", exc)
