@@ -5,6 +5,8 @@ markers are described in pyproject.toml and README "Test")."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import os
@@ -12,14 +14,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import procrastinate
 import psycopg
 import pytest
 import uvicorn
+from procrastinate.worker import Worker
 from psycopg.rows import dict_row
 from starlette.types import ASGIApp
 
@@ -30,6 +34,7 @@ from waypost.environment import environment
 from waypost.schema import migrate
 from waypost.settings import Settings
 from webhook.app import create_app
+from worker.resilience import WaypostWorker
 
 APP_SECRET = "test-app-secret"
 ACCESS_TOKEN = "test-access-token"
@@ -304,6 +309,23 @@ class WorkerProcess:
     def stop(self) -> None:
         stop_processes([self.proc])
         self._log.close()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    app: procrastinate.App, concurrency: int, poll: float, worker_class: type[Worker] = WaypostWorker
+) -> AsyncIterator[Worker]:
+    """`worker_class` on `app`, running in this event loop until the block ends; then stopped, which
+    returns once its jobs have ended and their ends are written."""
+    worker = worker_class(
+        app=app, concurrency=concurrency, fetch_job_polling_interval=poll, install_signal_handlers=False
+    )
+    running = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await running
 
 
 @pytest.fixture

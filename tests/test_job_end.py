@@ -13,11 +13,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from tests.conftest import running_worker
 from waypost.db import create_pool, fetch_one_sync
 from waypost.devtools import payloads
 from waypost.settings import Settings
 from worker import job_end, sending
-from worker.resilience import WaypostWorker
 
 SENT_AT = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
@@ -156,11 +156,9 @@ async def run_one_job(
     try:
         async with app.open_async():
             job = await record_a_send.defer_async()
-            worker = WaypostWorker(app=app, concurrency=1, fetch_job_polling_interval=30, install_signal_handlers=False)
-            running = asyncio.create_task(worker.run())
-            await asyncio.wait_for(ran.wait(), timeout=20)
-            worker.stop()
-            await running  # every job's end persisted (or skipped) before run() returns
+            # stopped as the block ends: every job's end persisted (or skipped) before that returns
+            async with running_worker(app, concurrency=1, poll=30):
+                await asyncio.wait_for(ran.wait(), timeout=20)
     finally:
         await pool.close()
     return job, send

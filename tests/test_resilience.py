@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, LiteralString
 
@@ -18,7 +18,7 @@ import pytest
 from procrastinate.worker import Worker
 from psycopg.rows import dict_row
 
-from tests.conftest import WebServer, WorkerProcess, post_webhook, wait_for, wait_until
+from tests.conftest import WebServer, WorkerProcess, post_webhook, running_worker, wait_for, wait_until
 from waypost.devtools import embedded_pg, payloads
 from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.schema import migrate
@@ -178,21 +178,11 @@ class Probe:
 
         self.task = probe
 
-    @contextlib.asynccontextmanager
-    async def worker(
+    def worker(
         self, concurrency: int, poll: float = SLOW_POLL, worker_class: type[Worker] = WaypostWorker
-    ) -> AsyncIterator[Worker]:
-        """`worker_class` on this app, running in this event loop until the block ends (then stopped,
-        its jobs ended)."""
-        worker = worker_class(
-            app=self.app, concurrency=concurrency, fetch_job_polling_interval=poll, install_signal_handlers=False
-        )
-        running = asyncio.create_task(worker.run())
-        try:
-            yield worker
-        finally:
-            worker.stop()
-            await running
+    ) -> contextlib.AbstractAsyncContextManager[Worker]:
+        """`worker_class` on this app, running until the block ends (tests.conftest.running_worker)."""
+        return running_worker(self.app, concurrency, poll, worker_class)
 
 
 def is_fetch(query: str) -> bool:
