@@ -384,6 +384,7 @@ SELECT event_number, event_id, new_messages, duplicate_messages, job_ids, outbou
 -- are still 'todo': hence their ids. A job deferred after that snapshot sends its own NOTIFY. It is the
 -- first due job in the priority index's order (LIMIT 1), not an EXISTS: on statistics taken during a
 -- burst an EXISTS may be planned as a scan of the whole table, which finds nothing once it drains.
+-- Each reply job taken is also started, in this statement (`reply_start`, worker/reply_start.py).
 WITH taken AS MATERIALIZED (
     SELECT * FROM waypost_fetch_jobs_v1(%(queues)s::varchar[], %(worker_id)s, %(limit)s)
 ), backlog AS (
@@ -395,7 +396,13 @@ WITH taken AS MATERIALIZED (
              LIMIT 1) IS NOT NULL AS backlog
 )
 SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args, f.scheduled_at, f.queue_name,
-       f.attempts, f.worker_id, b.backlog
+       f.attempts, f.worker_id, b.backlog,
+       -- a reply job is started here, committed with its fetch (worker/reply_start.py): NULL for the
+       -- other tasks, for every task when `reply_task` is NULL, or when the start raised
+       CASE WHEN f.task_name = %(reply_task)s::text
+            THEN waypost_try_start_reply_v1(f.args, %(key_prefix)s::text, %(count_ai_replies)s::boolean,
+                                            %(history_limit)s::integer)
+       END AS reply_start
   FROM backlog b LEFT JOIN taken f ON true
  ORDER BY f.priority DESC, f.id
 

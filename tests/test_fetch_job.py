@@ -14,7 +14,9 @@ import pytest
 from tests.plans import rows_handled
 from waypost.db import fetch_all_sync
 from waypost.sql import query
+from worker import reply_start
 
+NO_REPLY_START = reply_start.fetch_params(None)  # the fetch alone: no reply job is started
 QUEUES = ("replies", "media")
 LOCKS = (None, "conversation:1", "conversation:2", "conversation:3", "conversation:4")
 OURS = "waypost_fetch_job_v1"
@@ -119,7 +121,9 @@ def test_a_batch_takes_what_as_many_fetches_in_a_row_take(conn: psycopg.Connecti
 
 def test_the_workers_fetch_says_whether_jobs_wait_beside_those_it_took(conn: psycopg.Connection) -> None:
     def fetch(limit: int) -> list[tuple[int | None, bool]]:
-        rows = fetch_all_sync(conn, "fetch_jobs_and_backlog", queues=["replies"], worker_id=None, limit=limit)
+        rows = fetch_all_sync(
+            conn, "fetch_jobs_and_backlog", queues=["replies"], worker_id=None, limit=limit, **NO_REPLY_START
+        )
         return [(row["id"], row["backlog"]) for row in rows]
 
     ids = [
@@ -199,7 +203,7 @@ def test_a_fetch_on_the_statistics_of_a_drained_queue_checks_each_lock_through_o
     the waiting jobs again for each candidate it passes over."""
     stalled_queue(conn)
     params = {"queues": ["replies"], "worker_id": None}
-    ours = rows_handled(conn, query("fetch_jobs_and_backlog"), {**params, "limit": 1})
+    ours = rows_handled(conn, query("fetch_jobs_and_backlog"), {**params, "limit": 1, **NO_REPLY_START})
     theirs = rows_handled(conn, procrastinate.sql.queries["fetch_job"], params)
     print(f"\nrows handled by a fetch: ours {ours}, procrastinate's {theirs}")
     # 40 candidates passed over, each locked by id and checked through its lock's 5 entries, read in 3 chunks

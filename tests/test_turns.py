@@ -185,7 +185,8 @@ def test_a_long_burst_is_answered_by_the_maximum_wait_and_every_message_once(
     assert first_claim.total_seconds() < 2.5 + 2.0, first_claim  # the cap, with room for a busy machine
 
 
-def _ingest(conn: psycopg.Connection, text: str, quiet: float = WINDOW) -> dict[str, Any]:
+def ingest(conn: psycopg.Connection, text: str, quiet: float = WINDOW) -> dict[str, Any]:
+    """A contact's text message stored as the webhook stores it: the row of `ingest_inbound_message`."""
     message = payloads.text_message(text, wa_id="16505559999")
     params = {
         "phone_number_id": payloads.PHONE_NUMBER_ID,
@@ -234,7 +235,7 @@ def _closing(name: str, turn: int, last_message_id: int, conversation_id: int) -
 def test_the_claim_and_a_joining_message_never_both_win(db: psycopg.Connection, database_url: str, name: str) -> None:
     """SQL alone decides: a message stored while the reply is being claimed either joins the turn
     before the claim (which then refuses: the reply has not seen it) or starts the next turn."""
-    first = _ingest(db, "first")
+    first = ingest(db, "first")
     turn = first["outbound_job_id"]
     assert (first["defer"], db.execute("SELECT status FROM outbound_jobs").fetchone()["status"]) == (False, "gathering")
     close, params = _closing(name, turn, first["message_id"], first["conversation_id"])
@@ -242,7 +243,7 @@ def test_the_claim_and_a_joining_message_never_both_win(db: psycopg.Connection, 
         psycopg.connect(database_url, row_factory=dict_row) as joining,
         psycopg.connect(database_url, autocommit=True) as claiming,
     ):
-        second = _ingest(joining, "second")  # joins, and holds the turn's row until it commits
+        second = ingest(joining, "second")  # joins, and holds the turn's row until it commits
         assert second["outbound_job_id"] == turn
         closing: list[Any] = []
         claim = threading.Thread(target=lambda: closing.append(claiming.execute(close, params).fetchone()))
@@ -254,11 +255,11 @@ def test_the_claim_and_a_joining_message_never_both_win(db: psycopg.Connection, 
     assert db.execute("SELECT count(*) AS n FROM messages WHERE direction = 'outbound'").fetchone()["n"] == 0
     _, params = _closing(name, turn, second["message_id"], first["conversation_id"])
     assert db.execute(close, params).fetchone()
-    third = _ingest(db, "third")  # after the claim: the next turn
+    third = ingest(db, "third")  # after the claim: the next turn
     assert third["outbound_job_id"] != turn
     assert db.execute("SELECT message_count FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["message_count"] == 2
     # without a window, every message is its own turn, queued by the caller at once (as before turns)
-    alone = _ingest(db, "fourth", quiet=0)
+    alone = ingest(db, "fourth", quiet=0)
     assert alone["defer"] and alone["outbound_job_id"] not in (turn, third["outbound_job_id"])
 
 
@@ -268,7 +269,7 @@ def test_a_retry_claims_its_closed_turn_without_waiting_for_the_jobs_row(
     """A retry's turn is closed already: its claim leaves the job's row alone. A status webhook locks
     a message and then the job it closes; a claim holding the job while it waits for the message would
     deadlock with it."""
-    first = _ingest(db, "first")
+    first = ingest(db, "first")
     turn = first["outbound_job_id"]
     close, params = _closing("reply_close_and_claim", turn, first["message_id"], first["conversation_id"])
     assert db.execute(close, params).fetchone()["outcome"] == "claimed"
@@ -295,7 +296,7 @@ def test_a_later_turn_of_a_conversation_is_released_only_after_the_earlier_one(
     jobs of one conversation in job id order but sees only committed jobs: had the later turn been
     queued and committed first, its reply would go first (seen once in the fault suite's two workers).
     A turn waits while an earlier turn of its conversation still gathers."""
-    first = _ingest(db, "first", quiet=0.05)
+    first = ingest(db, "first", quiet=0.05)
     db.commit()
     all_due = "SELECT 1 WHERE clock_timestamp() > (SELECT max(due_at) FROM outbound_jobs)"
     turns_due = query("turns_due")
@@ -306,7 +307,7 @@ def test_a_later_turn_of_a_conversation_is_released_only_after_the_earlier_one(
     ):
         held = releasing.execute(turns_due, {"min_age": 0}).fetchall()
         assert [turn["id"] for turn in held] == [first["outbound_job_id"]]
-        second = _ingest(db, "second", quiet=0.05)  # the first turn's row is held: the next turn
+        second = ingest(db, "second", quiet=0.05)  # the first turn's row is held: the next turn
         db.commit()
         assert second["outbound_job_id"] != first["outbound_job_id"]
         wait_for(db, all_due)

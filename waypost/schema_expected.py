@@ -327,6 +327,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_record_send_v2",
     # 0046_fetch_jobs: the worker's fetch of as many jobs as it has free slots, in one statement
     "waypost_fetch_jobs_v1",
+    # 0047_start_reply_in_fetch: the fetch starts each reply job it takes, in the same statement
+    "waypost_try_start_reply_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",

@@ -75,7 +75,7 @@ def skip_reason(conversation: Conversation, margin_seconds: float) -> str | None
 
 @app.task(name=SEND_REPLY, queue=REPLY_QUEUE, pass_context=True, retry=FollowTaskDecision())
 async def send_reply(context: procrastinate.JobContext, outbound_job_id: int, request_id: str) -> None:
-    run = ReplyRun(resources_of(context), outbound_job_id)
+    run = ReplyRun(resources_of(context), outbound_job_id, reply_start.of(context, outbound_job_id))
     try:
         await run_send_task(context, run, request_id)
     finally:
@@ -87,9 +87,12 @@ async def send_reply(context: procrastinate.JobContext, outbound_job_id: int, re
 class ReplyRun(SendRun):
     """An AI reply: its job is an outbound_jobs row, closed with the run's outcome."""
 
-    def __init__(self, resources: WorkerResources, outbound_job_id: int) -> None:
+    def __init__(
+        self, resources: WorkerResources, outbound_job_id: int, fetched: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(resources)
         self.outbound_job_id = outbound_job_id
+        self.fetched = fetched  # the start the worker's fetch made (worker.reply_start), if it did
         self.inbound_at: dt.datetime | None = None  # when the turn's newest message was stored
         self.turn = turns.NO_TURN  # the inbound messages answered (prepare loads them)
         self.turn_size = 1  # how many of the AI's last history entries are this turn's
@@ -100,7 +103,7 @@ class ReplyRun(SendRun):
         # One statement, committed at once (worker.reply_start): the turn's row is held only while it
         # runs, and each later update of the row is the first of its own transaction
         # (worker.tasks.requeue_reply says why that matters).
-        self.start = started = await reply_start.start(self.pool, self.settings, self.outbound_job_id)
+        self.start = started = await reply_start.start(self.pool, self.settings, self.outbound_job_id, self.fetched)
         if started is None:
             self.clock.log("picked job", f"outbound_job_id={self.outbound_job_id} not open (finished or gathering)")
             return None

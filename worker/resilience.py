@@ -14,14 +14,15 @@ upstream source of every method replaced here is pinned by tests/test_procrastin
    does not wait for its LISTEN: a job deferred between the two waited for the poll. Here the first
    fetch comes once the worker listens (or after LISTEN_WAIT_SECONDS, should LISTEN never connect).
 
-And three savings (issue 17). procrastinate fetches until a fetch comes back empty, and (2) woke the loop
+And four savings (issue 17). procrastinate fetches until a fetch comes back empty, and (2) woke the loop
 at every job's end, so a worker keeping up paid three fetches a job, two of them empty. Here each fetch
 also says whether other due jobs wait (sql/queries.sql `fetch_jobs_and_backlog`): the loop fetches again
 only then, and a job's end wakes it only while one was held back. And procrastinate fetches one job per
 statement: on a backlog, its free slots filled at one round trip each, faster than the jobs ended only
 while few ran. Here one fetch takes as many jobs as there are free slots. And procrastinate writes a
 job's end in a transaction of its own: here a send's record ends its job (worker.job_end), and the
-worker does not end it again.
+worker does not end it again. And a reply run's first statement was its start, right after the fetch:
+here the fetch starts each reply job it takes, and the run gets the rows (worker.reply_start).
 
 It also runs the turn clock (worker.turns) beside procrastinate's side tasks, woken through the same
 LISTEN connection.
@@ -47,8 +48,8 @@ from psycopg_pool import PoolTimeout
 from waypost.listen import backoff, listen_forever
 from waypost.logs import job_request_id, log_context
 from waypost.sql import query
-from worker import job_end
-from worker.resources import app_pool
+from worker import job_end, reply_start
+from worker.resources import CONTEXT_KEY, WorkerResources, app_pool
 from worker.turns import CHANNEL as TURNS_CHANNEL
 from worker.turns import TurnClock
 
@@ -102,6 +103,12 @@ class WaypostWorker(Worker):
         self._backlog = False
         # set once this run's LISTEN is up, or once the first fetch has waited LISTEN_WAIT_SECONDS for it
         self._first_fetch_ready = asyncio.Event()
+        # The fetch starts the reply jobs it takes (worker.reply_start), given the settings' part of the
+        # start; a worker without WorkerResources (procrastinate's own way of building one) does not.
+        resources = (self.additional_context or {}).get(CONTEXT_KEY)
+        settings = resources.settings if isinstance(resources, WorkerResources) else None
+        self._start_params = reply_start.fetch_params(settings)
+        self._reply_starts: dict[int, Any] = {}  # job id -> the rows its start gave, until the job starts
 
     async def _fetch_and_process_jobs(self) -> None:
         """procrastinate's loop, with the event cleared before the fetch, database errors survived, and
@@ -155,10 +162,17 @@ class WaypostWorker(Worker):
         """procrastinate's JobManager.fetch_job for up to `limit` jobs in one statement, noting whether
         other due jobs wait."""
         rows = await self.app.connector.execute_query_all_async(
-            query=query("fetch_jobs_and_backlog"), queues=self.queues, worker_id=self.worker_id, limit=limit
+            query=query("fetch_jobs_and_backlog"),
+            queues=self.queues,
+            worker_id=self.worker_id,
+            limit=limit,
+            **self._start_params,
         )
         self._backlog = bool(rows[0]["backlog"])
-        return [procrastinate.jobs.Job.from_row(row) for row in rows if row["id"] is not None]
+        taken = [row for row in rows if row["id"] is not None]
+        # the reply jobs' starts, handed to their runs by _start_job
+        self._reply_starts.update((row["id"], row["reply_start"]) for row in taken if row["reply_start"] is not None)
+        return [procrastinate.jobs.Job.from_row(row) for row in taken]
 
     def _start_job(self, job: procrastinate.jobs.Job) -> None:
         job_id = job.id
@@ -169,11 +183,14 @@ class WaypostWorker(Worker):
         assert job_id is not None and self.worker_id is not None
         # a send's record ends its job as succeeded (worker.job_end), deleted if this worker deletes those
         end = job_end.JobEnd(job_id, self.worker_id, delete=self.delete_jobs in DELETES_SUCCEEDED)
+        extra: dict[str, Any] = {job_end.KEY: end}
+        if (start := self._reply_starts.pop(job_id, None)) is not None:
+            extra[reply_start.KEY] = start  # the fetch started this reply job (worker.reply_start)
         context = job_context.JobContext(
             app=self.app,
             worker_name=self.worker_name,
             worker_queues=self.queues,
-            additional_context={**(self.additional_context or {}), job_end.KEY: end},
+            additional_context={**(self.additional_context or {}), **extra},
             job=job,
             abort_reason=abort_reason,
             start_timestamp=time.time(),
