@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -9,9 +10,11 @@ import httpx
 import psycopg
 
 from tests.conftest import WebServer, post_webhook, run_waypost, waypost_env
+from waypost.db import create_pool
 from waypost.devtools import payloads
 from waypost.schema import EXPECTED_COLUMNS, migrate, migration_ids
 from waypost.settings import Settings
+from webhook.state import SchemaGuard
 
 OURS = ("conversations", "messages", "outbound_jobs", "webhook_events", "message_statuses", "notifications")
 
@@ -133,3 +136,48 @@ def test_a_dropped_inbox_trigger_is_drift_that_migrate_repairs(settings: Setting
     assert result.returncode == 1 and "✗ trigger waypost_inbox_messages missing" in result.stdout
     repaired = run_waypost(settings, "migrate")
     assert repaired.returncode == 0 and "Schema verification PASSED" in repaired.stdout
+
+
+class CountedGuard(SchemaGuard):
+    """The web app's guard, counting its catalog checks."""
+
+    checks = 0
+
+    async def _verify(self):  # type: ignore[no-untyped-def]
+        self.checks += 1
+        return await super()._verify()
+
+
+async def test_the_periodic_schema_recheck_never_holds_a_request(settings: Settings, db: psycopg.Connection) -> None:
+    """Past the interval, a whole schema's re-check runs beside the requests: they are answered from
+    the last check while it waits (here, for the pool's one connection), and the drift it finds
+    refuses the requests after it."""
+    async with create_pool(settings.model_copy(update={"db_pool_min_size": 1, "db_pool_max_size": 1})) as pool:
+        guard = CountedGuard(pool, interval=0.05)
+        assert (await guard.refresh()).ok
+        db.execute("ALTER TABLE conversations DROP COLUMN deleted_at")
+        await asyncio.sleep(0.1)
+        async with pool.connection():  # the re-check cannot start its queries
+            reports = [await asyncio.wait_for(guard.current(), timeout=1) for _ in range(20)]
+            assert all(report.ok for report in reports) and guard.checks == 2  # the first, and one re-check waiting
+        for _ in range(200):
+            if not (await guard.current()).ok:
+                break
+            await asyncio.sleep(0.05)
+        report = await guard.current()
+        assert not report.ok and any("conversations.deleted_at" in p for p in report.problems)
+        await guard.aclose()
+
+
+async def test_requests_on_a_stale_mismatch_wait_for_one_check(settings: Settings, db: psycopg.Connection) -> None:
+    """A mismatch is checked again in the request path (a repaired database is served at once), and
+    requests that come during that check share it rather than each making one of its own."""
+    async with create_pool(settings) as pool:
+        db.execute("ALTER TABLE conversations DROP COLUMN deleted_at")
+        guard = CountedGuard(pool, interval=0.05)
+        assert not (await guard.refresh()).ok
+        await asyncio.to_thread(migrate, settings.require_database_url())
+        await asyncio.sleep(0.1)
+        reports = await asyncio.gather(*(guard.current() for _ in range(10)))
+        assert all(report.ok for report in reports) and guard.checks == 2
+        await guard.aclose()

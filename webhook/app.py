@@ -118,8 +118,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         pool = create_pool(resolved, name="waypost-web")
         await pool.open(wait=True, timeout=15)
         feed = live.InboxFeed(resolved.require_database_url()) if inbox else None
+        guard = SchemaGuard(pool, resolved.schema_check_interval)
         try:
-            guard = SchemaGuard(pool, resolved.schema_check_interval)
             report = await guard.refresh()
             logger.info("web app ready, schema %s", "ok" if report.ok else "MISMATCH")
             if feed is not None:
@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             if feed is not None:
                 await feed.stop()
+            await guard.aclose()
             await pool.close()
             await media_store.aclose()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -26,7 +27,11 @@ class SchemaGuard:
     """The last schema verification, refreshed when older than the interval or when asked.
 
     Checked at startup, on /readyz, and before /api/ requests once the interval has passed, so a
-    drifted database is noticed without a restart and without a catalog query per request.
+    drifted database is noticed without a restart and without a catalog query per request. While the
+    last check found the schema whole, its periodic re-check runs beside the requests, which go on
+    meanwhile: made in the request path, it held every request that came during it (issue 17: stalls
+    of up to 300 ms every 30 s under 320 POSTs a second). A mismatch is re-checked in the request path,
+    so a repaired database is served at once.
     """
 
     def __init__(self, pool: DictPool, interval: float) -> None:
@@ -35,20 +40,47 @@ class SchemaGuard:
         self._report: SchemaReport | None = None
         self._checked_at = 0.0
         self._lock = asyncio.Lock()
+        self._recheck: asyncio.Task[None] | None = None  # the re-check running beside the requests
 
     async def refresh(self) -> SchemaReport:
         async with self._lock:
-            async with self._pool.connection() as conn:
-                report = await verify_async(conn)
-            if not report.ok and (self._report is None or self._report.ok):
-                logger.error("DB_MISMATCH: %s", "; ".join(report.problems))
-            self._report, self._checked_at = report, time.monotonic()
-            return report
+            return await self._verify()
+
+    async def _verify(self) -> SchemaReport:
+        async with self._pool.connection() as conn:
+            report = await verify_async(conn)
+        if not report.ok and (self._report is None or self._report.ok):
+            logger.error("DB_MISMATCH: %s", "; ".join(report.problems))
+        self._report, self._checked_at = report, time.monotonic()
+        return report
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._checked_at > self._interval
 
     async def current(self) -> SchemaReport:
-        if self._report is None or time.monotonic() - self._checked_at > self._interval:
-            return await self.refresh()
-        return self._report
+        report = self._report
+        if report is not None and not self._stale():
+            return report
+        if report is not None and report.ok:
+            if self._recheck is None or self._recheck.done():
+                self._recheck = asyncio.create_task(self._recheck_beside(), name="waypost-schema-recheck")
+            return report
+        async with self._lock:  # requests that waited here find the check made: one check, not one each
+            if self._report is not None and not self._stale():
+                return self._report
+            return await self._verify()
+
+    async def _recheck_beside(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the database away: requests say so themselves; the next one retries
+            logger.warning("schema re-check failed: %s", exc)
+
+    async def aclose(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recheck
 
 
 @dataclasses.dataclass(frozen=True)
