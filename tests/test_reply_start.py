@@ -4,6 +4,7 @@ its own."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import psycopg
@@ -83,7 +84,7 @@ def test_the_fetch_starts_a_reply_job_as_its_run_would(db: psycopg.Connection, s
     note_starts(db)
     [taken] = fetch(db, settings)
     assert taken["id"] == job and taken["reply_start"] is not None
-    started = reply_start.from_json(taken["reply_start"])
+    started = reply_start.in_utc(taken["reply_start"])
 
     # committed with the fetch: the outbound job's start and procrastinate's `started` event are one transaction
     row = db.execute("SELECT status, attempts FROM outbound_jobs WHERE id = %s", [turn]).fetchone()
@@ -91,9 +92,18 @@ def test_the_fetch_starts_a_reply_job_as_its_run_would(db: psycopg.Connection, s
     assert started_by(db) == [started_event(db, job)]
 
     # the rows the run's own start gives (a second start: one attempt more), value for value and type for type
-    again = fetch_all_sync(db, "reply_start", outbound_job_id=turn, **reply_start.start_params(settings))
+    db.execute("SET TIME ZONE 'America/New_York'")  # the session's zone: the run reckons in UTC either way
+    again = reply_start.in_utc(
+        fetch_all_sync(db, "reply_start", outbound_job_id=turn, **reply_start.start_params(settings))
+    )
     assert [r["attempts"] for r in started] == [1, 1] and [r["attempts"] for r in again] == [2, 2]
     assert [{**r, "attempts": None} for r in started] == [{**r, "attempts": None} for r in again]
+
+    def typed(rows: list[dict[str, Any]]) -> list[list[tuple[str, type, object]]]:
+        return [[(key, type(value), getattr(value, "tzinfo", None)) for key, value in sorted(r.items())] for r in rows]
+
+    assert typed(started) == typed(again)
+    assert started[0]["created_at"].tzinfo is dt.UTC
     assert started[1]["revoked_at"] is not None and started[0]["send_body"] == "Hello" and started[0]["history"]
 
 
@@ -111,6 +121,19 @@ def test_a_start_that_raises_in_the_fetch_leaves_the_fetch_whole(db: psycopg.Con
     statuses = db.execute("SELECT status FROM procrastinate_jobs WHERE id = ANY(%s)", [[job, broken]]).fetchall()
     assert [s["status"] for s in statuses] == ["doing", "doing"]
     assert db.execute("SELECT status FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["status"] == "running"
+
+
+def test_a_reply_job_whose_row_is_locked_is_taken_unstarted(
+    db: psycopg.Connection, database_url: str, settings: Settings
+) -> None:
+    """The fetch holds every slot it fills until it ends: it never waits on one job's row. The run
+    starts on its own, and waits there."""
+    turn, job = a_due_turn(db)
+    with psycopg.connect(database_url) as other:
+        other.execute("SELECT 1 FROM outbound_jobs WHERE id = %s FOR UPDATE", [turn])
+        [taken] = fetch(db, settings)
+        assert (taken["id"], taken["reply_start"]) == (job, None)
+    assert db.execute("SELECT status FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["status"] == "pending"
 
 
 def test_a_fetch_without_settings_starts_nothing(db: psycopg.Connection) -> None:

@@ -159,6 +159,10 @@ async def test_the_periodic_schema_recheck_never_holds_a_request(settings: Setti
         await asyncio.sleep(0.1)
         async with pool.connection():  # the re-check cannot start its queries
             reports = [await asyncio.wait_for(guard.current(), timeout=1) for _ in range(20)]
+            for _ in range(100):  # the re-check task's first steps
+                if guard.checks == 2:
+                    break
+                await asyncio.sleep(0.01)
             assert all(report.ok for report in reports) and guard.checks == 2  # the first, and one re-check waiting
         for _ in range(200):
             if not (await guard.current()).ok:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
 import dataclasses
 import logging
 import time
@@ -63,7 +63,10 @@ class SchemaGuard:
             return report
         if report is not None and report.ok:
             if self._recheck is None or self._recheck.done():
-                self._recheck = asyncio.create_task(self._recheck_beside(), name="waypost-schema-recheck")
+                # a context of its own: its lines are not the request's that happened to start it
+                self._recheck = asyncio.create_task(
+                    self._recheck_beside(), name="waypost-schema-recheck", context=contextvars.Context()
+                )
             return report
         async with self._lock:  # requests that waited here find the check made: one check, not one each
             if self._report is not None and not self._stale():
@@ -73,14 +76,14 @@ class SchemaGuard:
     async def _recheck_beside(self) -> None:
         try:
             await self.refresh()
-        except Exception as exc:  # the database away: requests say so themselves; the next one retries
+        except Exception as exc:  # the database away: requests say so themselves
+            self._checked_at = time.monotonic()  # tried: the next try is an interval away, not a request
             logger.warning("schema re-check failed: %s", exc)
 
     async def aclose(self) -> None:
         if self._recheck is not None:
             self._recheck.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recheck
+            await asyncio.gather(self._recheck, return_exceptions=True)  # the caller's own cancel still raises
 
 
 @dataclasses.dataclass(frozen=True)

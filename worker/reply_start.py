@@ -61,30 +61,35 @@ def fetch_params(settings: Settings | None) -> dict[str, Any]:
     return {"reply_task": SEND_REPLY, **start_params(settings)}
 
 
-def from_json(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The fetch's start rows (JSON) as the start's statement gives them."""
-    return [
-        {
-            key: dt.datetime.fromisoformat(value) if key in TIMESTAMPS and value is not None else value
-            for key, value in row.items()
-        }
-        for row in rows
-    ]
+def in_utc(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The start's rows with their timestamps in UTC, whichever way they came: datetimes in the session's
+    time zone from the start's statement, ISO text at a fixed offset from the fetch's JSON. One zone for
+    both, so what a run reckons from them (the 24-hour window, its retry budget) is the same either way."""
+    return [{key: _utc(value) if key in TIMESTAMPS else value for key, value in row.items()} for row in rows]
+
+
+def _utc(value: dt.datetime | str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(dt.UTC)
 
 
 def of(context: procrastinate.JobContext, outbound_job_id: int) -> list[dict[str, Any]] | None:
-    """The rows the fetch's start gave for this run's job, or None when the fetch did not start it."""
+    """The rows (JSON) the fetch's start gave for this run's job, or None when the fetch did not start it."""
     rows = context.additional_context.get(KEY)
-    if not isinstance(rows, list) or any(row["id"] != outbound_job_id for row in rows):
-        return None
-    return from_json(rows)
+    if isinstance(rows, list) and all(
+        isinstance(row, dict) and str(row.get("id")) == str(outbound_job_id) for row in rows
+    ):
+        return rows
+    return None
 
 
 async def start(
     pool: Pool, settings: Settings, outbound_job_id: int, fetched: list[dict[str, Any]] | None = None
 ) -> ReplyStart | None:
-    """Claim the job and read the turn, unless the fetch did (`fetched`: its rows); None when the job
-    is not open (finished or gathering)."""
+    """Claim the job and read the turn, unless the fetch did (`fetched`: its rows, as JSON); None when
+    the job is not open (finished or gathering)."""
     if fetched is None:
         async with autocommit(pool) as conn:  # the claim commits as its statement ends
             rows = await fetch_all(conn, "reply_start", outbound_job_id=outbound_job_id, **start_params(settings))
@@ -92,6 +97,7 @@ async def start(
         rows = fetched
     if not rows:
         return None
+    rows = in_utc(rows)
     first = rows[0]
     job = OutboundJob(**{field.name: first[field.name] for field in dataclasses.fields(OutboundJob)})
     messages = tuple(
