@@ -398,7 +398,8 @@ WITH taken AS MATERIALIZED (
 SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args, f.scheduled_at, f.queue_name,
        f.attempts, f.worker_id, b.backlog,
        -- a reply job is started here, committed with its fetch (worker/reply_start.py): NULL for the
-       -- other tasks, for every task when `reply_task` is NULL, or when the start raised
+       -- other tasks, for every task when `reply_task` is NULL, and when the outbound job's row is
+       -- locked or the start raised (waypost_try_start_reply_v1)
        CASE WHEN f.task_name = %(reply_task)s::text
             THEN waypost_try_start_reply_v1(f.args, %(key_prefix)s::text, %(count_ai_replies)s::boolean,
                                             %(history_limit)s::integer)

@@ -6,8 +6,8 @@ files' lock and the history.
 
 And the worker's fetch makes the same start in the statement that takes the job (sql/queries.sql
 `fetch_jobs_and_backlog`, waypost_try_start_reply_v1), one more round trip and commit less: WaypostWorker
-hands the run its rows through the job's context (`of`), as JSON. A job the fetch did not start (the
-start raised there; a plain procrastinate worker) starts here, as before."""
+hands the run its rows through the job's context (`of`), as JSON. A job the fetch did not start (its
+row was locked, or the start raised there; a plain procrastinate worker) starts here, as before."""
 
 from __future__ import annotations
 
