@@ -12,7 +12,7 @@ import psycopg
 from tests.conftest import WebServer, post_webhook, run_waypost, waypost_env
 from waypost.db import create_pool
 from waypost.devtools import payloads
-from waypost.schema import EXPECTED_COLUMNS, migrate, migration_ids
+from waypost.schema import EXPECTED_COLUMNS, SchemaReport, migrate, migration_ids
 from waypost.settings import Settings
 from webhook.state import SchemaGuard
 
@@ -143,7 +143,7 @@ class CountedGuard(SchemaGuard):
 
     checks = 0
 
-    async def _verify(self):  # type: ignore[no-untyped-def]
+    async def _verify(self) -> SchemaReport:
         self.checks += 1
         return await super()._verify()
 

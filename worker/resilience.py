@@ -108,7 +108,6 @@ class WaypostWorker(Worker):
         resources = (self.additional_context or {}).get(CONTEXT_KEY)
         settings = resources.settings if isinstance(resources, WorkerResources) else None
         self._start_params = reply_start.fetch_params(settings)
-        self._reply_starts: dict[int, Any] = {}  # job id -> the rows its start gave, until the job starts
 
     async def _fetch_and_process_jobs(self) -> None:
         """procrastinate's loop, with the event cleared before the fetch, database errors survived, and
@@ -122,7 +121,7 @@ class WaypostWorker(Worker):
             self._first_fetch_ready.set()  # waited once: later fetches never wait for it
         while not self._stop_event.is_set():
             acquire_sem_task = asyncio.create_task(self._job_semaphore.acquire())
-            jobs: list[procrastinate.jobs.Job] = []
+            jobs: list[tuple[procrastinate.jobs.Job, Any]] = []
             slots = 0
             try:
                 await utils.wait_any(acquire_sem_task, self._stop_event.wait())
@@ -153,14 +152,15 @@ class WaypostWorker(Worker):
                     self._job_semaphore.release()
             if not jobs:
                 break
-            for job in jobs:
-                self._start_job(job)
+            for job, start in jobs:
+                self._start_job(job, start)
             if not self._backlog:
                 break  # nothing else is due: the next NOTIFY (or a held job's turn) wakes the loop
 
-    async def _fetch_jobs(self, limit: int) -> list[procrastinate.jobs.Job]:
+    async def _fetch_jobs(self, limit: int) -> list[tuple[procrastinate.jobs.Job, Any]]:
         """procrastinate's JobManager.fetch_job for up to `limit` jobs in one statement, noting whether
-        other due jobs wait."""
+        other due jobs wait. Each job comes with the rows of its reply run's start, when the fetch made
+        it (worker.reply_start), else None."""
         rows = await self.app.connector.execute_query_all_async(
             query=query("fetch_jobs_and_backlog"),
             queues=self.queues,
@@ -169,12 +169,9 @@ class WaypostWorker(Worker):
             **self._start_params,
         )
         self._backlog = bool(rows[0]["backlog"])
-        taken = [row for row in rows if row["id"] is not None]
-        # the reply jobs' starts, handed to their runs by _start_job
-        self._reply_starts.update((row["id"], row["reply_start"]) for row in taken if row["reply_start"] is not None)
-        return [procrastinate.jobs.Job.from_row(row) for row in taken]
+        return [(procrastinate.jobs.Job.from_row(row), row["reply_start"]) for row in rows if row["id"] is not None]
 
-    def _start_job(self, job: procrastinate.jobs.Job) -> None:
+    def _start_job(self, job: procrastinate.jobs.Job, start: Any = None) -> None:
         job_id = job.id
 
         def abort_reason() -> job_context.AbortReason | None:
@@ -184,7 +181,7 @@ class WaypostWorker(Worker):
         # a send's record ends its job as succeeded (worker.job_end), deleted if this worker deletes those
         end = job_end.JobEnd(job_id, self.worker_id, delete=self.delete_jobs in DELETES_SUCCEEDED)
         extra: dict[str, Any] = {job_end.KEY: end}
-        if (start := self._reply_starts.pop(job_id, None)) is not None:
+        if start is not None:
             extra[reply_start.KEY] = start  # the fetch started this reply job (worker.reply_start)
         context = job_context.JobContext(
             app=self.app,
