@@ -384,9 +384,13 @@ SELECT event_number, event_id, new_messages, duplicate_messages, job_ids, outbou
 -- are still 'todo': hence their ids. A job deferred after that snapshot sends its own NOTIFY. It is the
 -- first due job in the priority index's order (LIMIT 1), not an EXISTS: on statistics taken during a
 -- burst an EXISTS may be planned as a scan of the whole table, which finds nothing once it drains.
--- Each reply job taken is also started, in this statement (`reply_start`, worker/reply_start.py).
+-- Each reply job taken is also started, in this statement (`reply_start`, worker/reply_start.py), the
+-- first `max_starts` of them in the order they are returned.
 WITH taken AS MATERIALIZED (
-    SELECT * FROM waypost_fetch_jobs_v1(%(queues)s::varchar[], %(worker_id)s, %(limit)s)
+    SELECT t.*,
+           count(*) FILTER (WHERE t.task_name = %(reply_task)s::text)
+               OVER (ORDER BY t.priority DESC, t.id) AS reply_rank
+      FROM waypost_fetch_jobs_v1(%(queues)s::varchar[], %(worker_id)s, %(limit)s) t
 ), backlog AS (
     SELECT (SELECT true FROM procrastinate_jobs j
              WHERE j.status = 'todo' AND j.id <> ALL (ARRAY(SELECT t.id FROM taken t))
@@ -399,8 +403,8 @@ SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args,
        f.attempts, f.worker_id, b.backlog,
        -- a reply job is started here, committed with its fetch (worker/reply_start.py): NULL for the
        -- other tasks, for every task when `reply_task` is NULL, and when the outbound job's row is
-       -- locked or the start raised (waypost_try_start_reply_v1)
-       CASE WHEN f.task_name = %(reply_task)s::text
+       -- locked or the start raised (waypost_try_start_reply_v1), and past the first `max_starts`
+       CASE WHEN f.task_name = %(reply_task)s::text AND f.reply_rank <= %(max_starts)s::integer
             THEN waypost_try_start_reply_v1(f.args, %(key_prefix)s::text, %(count_ai_replies)s::boolean,
                                             %(history_limit)s::integer)
        END AS reply_start

@@ -46,11 +46,10 @@ def a_due_turn(db: psycopg.Connection) -> tuple[int, int]:
     return turn, job
 
 
-def fetch(db: psycopg.Connection, settings: Settings | None) -> list[dict[str, Any]]:
+def fetch(db: psycopg.Connection, settings: Settings | None, **params: Any) -> list[dict[str, Any]]:
     worker = db.execute("SELECT procrastinate_register_worker_v1() AS id").fetchone()["id"]
-    return fetch_all_sync(
-        db, "fetch_jobs_and_backlog", queues=None, worker_id=worker, limit=5, **reply_start.fetch_params(settings)
-    )
+    params = {**reply_start.fetch_params(settings), **params}
+    return fetch_all_sync(db, "fetch_jobs_and_backlog", queues=None, worker_id=worker, limit=5, **params)
 
 
 def note_starts(db: psycopg.Connection, refused_in_fetch: bool = False) -> None:
@@ -120,6 +119,30 @@ def test_a_start_that_raises_in_the_fetch_leaves_the_fetch_whole(db: psycopg.Con
     assert taken.keys() == {job, broken} and taken[broken] is None and taken[job]
     statuses = db.execute("SELECT status FROM procrastinate_jobs WHERE id = ANY(%s)", [[job, broken]]).fetchall()
     assert [s["status"] for s in statuses] == ["doing", "doing"]
+    assert db.execute("SELECT status FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["status"] == "running"
+
+
+def test_a_fetch_starts_at_most_max_starts_reply_jobs(db: psycopg.Connection, settings: Settings) -> None:
+    """Each start is a subtransaction: past PostgreSQL's cache of 64 a transaction slows every other
+    session's snapshots. The reply jobs after the first `max_starts` (other tasks not counted) are taken
+    unstarted, and start on their own."""
+    assert reply_start.fetch_params(settings)["max_starts"] == reply_start.MAX_STARTS == 64
+    other = db.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args) VALUES ('sweep', 'sweep', '{}') RETURNING id"
+    ).fetchone()["id"]
+    refused = db.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args) VALUES ('replies', 'send_reply', %s)"
+        " RETURNING id",
+        [Jsonb({"outbound_job_id": "not a number", "request_id": "r"})],
+    ).fetchone()["id"]
+    turn, job = a_due_turn(db)  # the last in the fetch's order
+    taken = {row["id"]: row["reply_start"] for row in fetch(db, settings, max_starts=1)}
+    assert taken == {other: None, refused: None, job: None}
+    assert db.execute("SELECT status FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["status"] == "pending"
+
+    db.execute("UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL")
+    taken = {row["id"]: row["reply_start"] for row in fetch(db, settings, max_starts=2)}
+    assert taken[other] is None and taken[refused] is None and taken[job]
     assert db.execute("SELECT status FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["status"] == "running"
 
 

@@ -27,6 +27,10 @@ from worker.turns import TurnMessages
 KEY_PREFIX = idempotency_key("")  # the SQL adds the first message's wamid (and cuts at 512, as here)
 KEY = "waypost.reply_start"  # the rows the fetch's start gave, in the job's additional_context
 # the start's timestamp columns: JSON gives them as text
+# The most reply jobs one fetch starts: each start is a subtransaction that writes, and a transaction
+# with more than PostgreSQL's PGPROC_MAX_CACHED_SUBXIDS (64) of them overflows its subtransaction cache,
+# which slows every other session's snapshot checks while it lasts. The jobs after these start on their own.
+MAX_STARTS = 64
 TIMESTAMPS = ("created_at", "deleted_at", "last_inbound_at", "contact_sent_at", "message_created_at", "revoked_at")
 
 
@@ -57,8 +61,14 @@ def start_params(settings: Settings) -> dict[str, Any]:
 def fetch_params(settings: Settings | None) -> dict[str, Any]:
     """`fetch_jobs_and_backlog`'s parameters for the reply jobs' start (none without settings)."""
     if settings is None:
-        return {"reply_task": None, "key_prefix": None, "count_ai_replies": None, "history_limit": None}
-    return {"reply_task": SEND_REPLY, **start_params(settings)}
+        return {
+            "reply_task": None,
+            "key_prefix": None,
+            "count_ai_replies": None,
+            "history_limit": None,
+            "max_starts": None,
+        }
+    return {"reply_task": SEND_REPLY, **start_params(settings), "max_starts": MAX_STARTS}
 
 
 def in_utc(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
