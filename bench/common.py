@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil  # type: ignore[import-untyped]  # no stubs installed; a test dependency (pyproject)
 import psycopg
 
-from waypost.db import connect_sync, fetch_optional_sync
+from waypost.db import connect_sync, fetch_one_sync, fetch_optional_sync
 from waypost.devtools import embedded_pg, payloads
 from waypost.devtools.net import free_port, wait_until_ready
 from waypost.devtools.processes import poll, stop_processes, workers_listening
@@ -116,6 +117,36 @@ def signed_post(client: httpx.Client, message: dict) -> float:
     started = time.perf_counter()
     client.post("/api/webhooks/whatsapp", content=body, headers=headers).raise_for_status()
     return (time.perf_counter() - started) * 1000
+
+
+def cpu_seconds(database_url: str) -> dict[str, float]:
+    """CPU seconds used so far by each part of the stack: this process's children (web, worker, fake
+    Graph API, the durable floor's processes) and the PostgreSQL server's processes. A figure per unit of
+    work that a busy machine (other processes taking the cores) does not inflate the way it inflates wall
+    time."""
+    with connect_sync(database_url, autocommit=True) as conn:
+        data_dir = Path(fetch_one_sync(conn, "bench_data_directory")["data_directory"])
+    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
+    parts = {"postgres": [postmaster, *postmaster.children()]}
+    for child in psutil.Process().children():
+        command = " ".join(child.cmdline())
+        part = (
+            "worker"
+            if "cli worker" in command
+            else "web"
+            if "cli serve" in command
+            else "floor"
+            if "durable_floor" in command
+            else "fake graph"
+        )
+        parts.setdefault(part, []).extend([child, *child.children(recursive=True)])
+    used: dict[str, float] = {}
+    for part, processes in parts.items():
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                used[part] = used.get(part, 0.0) + times.user + times.system
+    return used
 
 
 def wait_drained(running: Stack, timeout: float = 120) -> None:

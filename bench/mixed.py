@@ -11,7 +11,8 @@ from the request's scheduled time):
     reply, so 240/s at 80 messages/s. The bench's fake posts no statuses itself (no --auto-statuses),
     so none is counted twice.
 Prints POST ack median/p99 by kind, replies sent (exactly once each), webhook -> reply median/p99,
-against the goals (ack p99 < 50 ms, webhook -> reply p99 < 250 ms), the driver's own CPU, and with
+against the goals (ack p99 < 50 ms, webhook -> reply p99 < 250 ms), the driver's own CPU, each part of
+the stack's CPU per inbound message (its reply and statuses included) with the cores busy, and with
 --search the highest multiple of the rate held (shorter runs, one stack). With --floor the same traffic
 goes to bench/durable_floor.py instead (its statuses one statement each, like Waypost's): what any design
 that commits each webhook before its 200 holds on this machine.
@@ -25,6 +26,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import os
 import statistics
 import time
 from typing import Any
@@ -32,7 +34,7 @@ from typing import Any
 import httpx
 
 from bench import durable_floor
-from bench.common import SECRET, WEBHOOK, Stack, machine, percentile, report, stack, wait_drained
+from bench.common import SECRET, WEBHOOK, Stack, cpu_seconds, machine, percentile, report, stack, wait_drained
 from bench.figures import HIGHER, LOWER, DriverCost, Figures
 from bench.http import Client
 from waypost.devtools import payloads
@@ -55,6 +57,10 @@ class MixedRun:
     reply_ms: list[float]
     status_rate: float
     cost: DriverCost
+    # CPU seconds each part of the stack used over the run and its drain (bench.common.cpu_seconds), and
+    # the wall seconds they were used over: where the cores went
+    cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+    cpu_wall: float = 0.0
 
     @property
     def expected(self) -> int:
@@ -95,7 +101,29 @@ class MixedRun:
             )
         requests = sum(len(a) for a in self.acks.values())
         out.append(f"  {self.cost.line(requests)}; send lag p99 {percentile(self.lags, 0.99):.1f} ms")
+        if self.cpu:
+            out.append(self.cpu_line())
         return out
+
+    def cpu_per_message(self) -> dict[str, float]:
+        """Each part's CPU milliseconds per inbound message, its reply and its statuses included."""
+        return {part: seconds * 1000 / max(1, self.expected) for part, seconds in sorted(self.cpu.items())}
+
+    def cpu_line(self) -> str:
+        """Where the cores went: near all of them, a slower minute of the machine is queueing (the
+        latencies above grow far more than the CPU per message does)."""
+        per = self.cpu_per_message()
+        driver = self.cost.cpu / max(self.cost.wall, 1e-9)
+        return (
+            "  CPU per message (its reply and statuses): "
+            + ", ".join(f"{part} {ms:.2f} ms" for part, ms in per.items())
+            + f"; Waypost {self.waypost_cpu_ms():.2f} ms; cores busy: stack "
+            + f"{sum(self.cpu.values()) / max(self.cpu_wall, 1e-9):.2f} + driver {driver:.2f} of {os.cpu_count()}"
+        )
+
+    def waypost_cpu_ms(self) -> float:
+        """Web, worker and PostgreSQL (the floor's processes instead with --floor): not the fake Graph API."""
+        return sum(ms for part, ms in self.cpu_per_message().items() if part != "fake graph")
 
     def figures(self, label: str = "") -> Figures:
         found = Figures()
@@ -105,6 +133,8 @@ class MixedRun:
         found.add(f"mixed{label} webhook->reply p50", statistics.median(self.reply_ms or [1e9]), "ms", LOWER)
         found.add(f"mixed{label} webhook->reply p99", percentile(self.reply_ms or [1e9], 0.99), "ms", LOWER)
         found.add(f"mixed{label} replies answered", len(self.replies) / max(1, self.expected) * 100, "%", HIGHER)
+        if self.cpu:
+            found.add(f"mixed{label} Waypost CPU per message", self.waypost_cpu_ms(), "ms", LOWER)
         return found
 
 
@@ -188,8 +218,13 @@ async def drive(running: Stack, rate: float, seconds: float, grace: float = 60.0
 
 
 def mixed(running: Stack, rate: float, seconds: float) -> MixedRun:
+    before = cpu_seconds(running.database_url)
     result = asyncio.run(drive(running, rate, seconds))
+    draining = time.monotonic()
     wait_drained(running)
+    # the cores over the driven span and the drain (not the bodies' making, before the clock starts)
+    after, result.cpu_wall = cpu_seconds(running.database_url), result.cost.wall + time.monotonic() - draining
+    result.cpu = {part: used - before.get(part, 0.0) for part, used in after.items()}
     # a late reply or duplicate would show in the fake's log after the last poll: count from the whole log
     first: dict[str, float] = {}
     result.replies = collections.Counter()

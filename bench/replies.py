@@ -19,7 +19,6 @@ instead (every line goes to stderr: redirect it), to see what the default's line
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import functools
 import re
@@ -28,9 +27,8 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil  # type: ignore[import-untyped]  # no stubs installed; a test dependency (pyproject)
 
-from bench.common import Stack, graph_sends, signed_post, stack, wait_drained
+from bench.common import Stack, cpu_seconds, graph_sends, signed_post, stack, wait_drained
 from bench.scale import sustained
 from bench.yardstick import Sustained, sustained_beside_noop
 from waypost.db import connect_sync, execute_sync, fetch_one_sync
@@ -99,32 +97,11 @@ def profile(warm: int, log_level: str) -> None:
     print(f"{len(entries)} statements")
 
 
-def _cpu_seconds(database_url: str) -> dict[str, float]:
-    """CPU seconds used so far by each part of the stack: this process's children (web, worker, fake
-    Graph API) and the PostgreSQL server's processes. A figure per reply that a busy machine (other
-    processes taking the cores) does not inflate the way it inflates wall time."""
-    with connect_sync(database_url, autocommit=True) as conn:
-        data_dir = Path(fetch_one_sync(conn, "bench_data_directory")["data_directory"])
-    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
-    parts = {"postgres": [postmaster, *postmaster.children()]}
-    for child in psutil.Process().children():
-        command = " ".join(child.cmdline())
-        part = "worker" if "cli worker" in command else "web" if "cli serve" in command else "fake graph"
-        parts.setdefault(part, []).extend([child, *child.children(recursive=True)])
-    used: dict[str, float] = {}
-    for part, processes in parts.items():
-        for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                used[part] = used.get(part, 0.0) + times.user + times.system
-    return used
-
-
 def _sustained_cpu(cpu: dict[str, float], running: Stack, load: int) -> tuple[float, float]:
     """sustained(), and each part's CPU milliseconds per reply over it into `cpu`."""
-    before = _cpu_seconds(running.database_url)
+    before = cpu_seconds(running.database_url)
     result = sustained(running, load)
-    after = _cpu_seconds(running.database_url)
+    after = cpu_seconds(running.database_url)
     cpu.update({part: (after[part] - before.get(part, 0.0)) * 1000 / load for part in after})
     return result
 

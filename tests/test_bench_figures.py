@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
+
+import pytest
 
 from bench.figures import HIGHER, LOWER, Figures, check, save_baseline
 
@@ -35,3 +38,33 @@ def test_medians_are_compared_with_the_baseline_each_in_its_direction(tmp_path: 
 def test_check_without_a_baseline_fails_and_says_how_to_make_one(tmp_path: Path) -> None:
     lines, ok = check(Figures(), tmp_path / "missing.json")
     assert not ok and "--save-baseline" in lines[0]
+
+
+def test_a_mixed_run_says_where_the_cores_went() -> None:
+    """bench.mixed: each part's CPU per inbound message, Waypost's without the fake Graph API (Meta's
+    stand-in), and the cores busy over the run: a slow minute of the machine shows as latency that
+    grew while the CPU per message did not."""
+    from bench.figures import DriverCost
+    from bench.mixed import MixedRun
+
+    cost = DriverCost()
+    cost.cpu, cost.wall = 2.0, 20.0
+    run = MixedRun(
+        rate=80,
+        seconds=20,
+        acks={"message": [5.0, 7.0], "status": [4.0, 6.0]},
+        errors=collections.Counter(),
+        lags=[1.0],
+        posted={"wamid.a": 0.0, "wamid.b": 0.0},
+        replies=collections.Counter({"wamid.a": 1, "wamid.b": 1}),
+        reply_ms=[10.0, 12.0],
+        status_rate=240,
+        cost=cost,
+        cpu={"web": 0.010, "worker": 0.008, "postgres": 0.016, "fake graph": 0.002},
+        cpu_wall=0.025,
+    )
+    assert run.cpu_per_message() == pytest.approx({"fake graph": 1.0, "postgres": 8.0, "web": 5.0, "worker": 4.0})
+    assert run.waypost_cpu_ms() == pytest.approx(17.0)
+    line = run.lines()[-1]
+    assert "postgres 8.00 ms" in line and "Waypost 17.00 ms" in line and "stack 1.44 + driver 0.10" in line
+    assert run.figures()["mixed Waypost CPU per message"].values == [pytest.approx(17.0)]
