@@ -121,32 +121,34 @@ def signed_post(client: httpx.Client, message: dict) -> float:
 
 def cpu_seconds(database_url: str) -> dict[str, float]:
     """CPU seconds used so far by each part of the stack: this process's children (web, worker, fake
-    Graph API, the durable floor's processes) and the PostgreSQL server's processes. A figure per unit of
-    work that a busy machine (other processes taking the cores) does not inflate the way it inflates wall
-    time."""
+    Graph API, the durable floor's processes) and the PostgreSQL server's processes, with what their
+    exited children used (an autovacuum worker, a closed connection's backend: the postmaster reaps
+    them). A figure per unit of work that a busy machine (other processes taking the cores) does not
+    inflate the way it inflates wall time."""
     with connect_sync(database_url, autocommit=True) as conn:
         data_dir = Path(fetch_one_sync(conn, "bench_data_directory")["data_directory"])
     postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
     parts = {"postgres": [postmaster, *postmaster.children()]}
     for child in psutil.Process().children():
-        command = " ".join(child.cmdline())
-        part = (
-            "worker"
-            if "cli worker" in command
-            else "web"
-            if "cli serve" in command
-            else "floor"
-            if "durable_floor" in command
-            else "fake graph"
-        )
-        parts.setdefault(part, []).extend([child, *child.children(recursive=True)])
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            parts.setdefault(_part(" ".join(child.cmdline())), []).extend([child, *child.children(recursive=True)])
     used: dict[str, float] = {}
     for part, processes in parts.items():
         for process in processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
                 times = process.cpu_times()
-                used[part] = used.get(part, 0.0) + times.user + times.system
+                used[part] = (
+                    used.get(part, 0.0) + times.user + times.system + times.children_user + times.children_system
+                )
     return used
+
+
+def _part(command: str) -> str:
+    if "cli worker" in command:
+        return "worker"
+    if "cli serve" in command:
+        return "web"
+    return "floor" if "durable_floor" in command else "fake graph"
 
 
 def wait_drained(running: Stack, timeout: float = 120) -> None:

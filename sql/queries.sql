@@ -403,7 +403,8 @@ SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args,
        f.attempts, f.worker_id, b.backlog,
        -- a reply job is started here, committed with its fetch (worker/reply_start.py): NULL for the
        -- other tasks, for every task when `reply_task` is NULL, and when the outbound job's row is
-       -- locked or the start raised (waypost_try_start_reply_v1), and past the first `max_starts`
+       -- locked or the start raised (waypost_try_start_reply_v1), and past the first `max_starts` (all of
+       -- them when `max_starts` is NULL)
        CASE WHEN f.task_name = %(reply_task)s::text AND f.reply_rank <= %(max_starts)s::integer
             THEN waypost_try_start_reply_v1(f.args, %(key_prefix)s::text, %(count_ai_replies)s::boolean,
                                             %(history_limit)s::integer)

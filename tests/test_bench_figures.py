@@ -68,3 +68,8 @@ def test_a_mixed_run_says_where_the_cores_went() -> None:
     line = run.lines()[-1]
     assert "postgres 8.00 ms" in line and "Waypost 17.00 ms" in line and "stack 1.44 + driver 0.10" in line
     assert run.figures()["mixed Waypost CPU per message"].values == [pytest.approx(17.0)]
+
+    # --floor: the floor's processes answered, beside an idle Waypost left out of the sum
+    run.cpu = {"web": 0.001, "worker": 0.001, "floor": 0.006, "postgres": 0.010, "fake graph": 0.002}
+    assert run.served() == "floor" and run.waypost_cpu_ms() == pytest.approx(8.0)
+    assert run.figures()["mixed floor CPU per message"].values == [pytest.approx(8.0)]

@@ -140,8 +140,10 @@ def test_a_fetch_starts_at_most_max_starts_reply_jobs(db: psycopg.Connection, se
     assert taken == {other: None, refused: None, job: None}
     assert db.execute("SELECT status FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["status"] == "pending"
 
+    # the fetch's order, priority first: the same job, now first, is the one started
     db.execute("UPDATE procrastinate_jobs SET status = 'todo', worker_id = NULL")
-    taken = {row["id"]: row["reply_start"] for row in fetch(db, settings, max_starts=2)}
+    db.execute("UPDATE procrastinate_jobs SET priority = 1 WHERE id = %s", [job])
+    taken = {row["id"]: row["reply_start"] for row in fetch(db, settings, max_starts=1)}
     assert taken[other] is None and taken[refused] is None and taken[job]
     assert db.execute("SELECT status FROM outbound_jobs WHERE id = %s", [turn]).fetchone()["status"] == "running"
 

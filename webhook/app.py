@@ -20,7 +20,7 @@ from waypost.heap import freeze_startup
 from waypost.logs import setup_logging
 from waypost.media_store import MediaStore
 from waypost.settings import Settings, load_settings
-from webhook import endpoints
+from webhook import endpoints, warmup
 from webhook.errors import exception_handlers
 from webhook.group_commit import GroupCommit
 from webhook.headers import SecurityHeadersMiddleware
@@ -97,6 +97,12 @@ def trusted_proxies(settings: Settings) -> list[Middleware]:
     return [Middleware(cast(Any, ProxyHeadersMiddleware), trusted_hosts=proxies)] if proxies else []
 
 
+def warmup_connections(settings: Settings) -> int:
+    """The connections the pool opens at start (WAYPOST_DB_POOL_MIN_SIZE), or the webhook statements
+    it runs at once if more, within the pool's size."""
+    return min(max(settings.db_pool_min_size, settings.webhook_statements), settings.db_pool_max_size)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app; without `settings`, they are read from the environment now."""
     resolved = settings or load_settings()
@@ -125,6 +131,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if feed is not None:
                 feed.start()
             webhooks = GroupCommit(pool, resolved.turn_window, resolved.webhook_statements)
+            if report.ok:  # the webhook statements of a schema that does not match would fail anyway
+                await warmup.warm_up(pool, webhooks, warmup_connections(resolved))
             app.state.waypost = AppState(
                 settings=resolved, pool=pool, schema=guard, media_store=media_store, webhooks=webhooks, feed=feed
             )

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from waypost.consent_words import ConsentWords
 from waypost.signing import Verdict
-from webhook.group_commit import GroupCommit, Order
+from webhook.group_commit import Event, GroupCommit, Order
 from webhook.ingest import IngestResult, lock_order
 from webhook.media import media_of
 from webhook.payload import Batch, InboundMessage, StatusUpdate
@@ -88,11 +88,11 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-async def store(
-    groups: GroupCommit, request_id: str, body: bytes, signature: Verdict, batch: Batch
-) -> tuple[int, IngestResult]:
-    """The journal row's id and what was stored. Raises what the database raised: nothing is written
-    then, and the caller journals the body apart."""
+def event_of(
+    request_id: str, body: bytes, signature: Verdict, batch: Batch
+) -> tuple[Event, Order, list[StatusUpdate]]:
+    """A plain batch as the webhook statements take it, its place in a group, and its statuses in the
+    order of the statement's outcomes."""
     statuses = sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status))
     messages = sorted(batch.messages, key=lock_order)
     event = {
@@ -105,6 +105,15 @@ async def store(
     }
     # in a group, webhooks with messages first, in their locking order, then statuses by message
     order: Order = (0, lock_order(messages[0])) if messages else (1, (statuses[0].wa_message_id, "", "", 0.0))
+    return event, order, statuses
+
+
+async def store(
+    groups: GroupCommit, request_id: str, body: bytes, signature: Verdict, batch: Batch
+) -> tuple[int, IngestResult]:
+    """The journal row's id and what was stored. Raises what the database raised: nothing is written
+    then, and the caller journals the body apart."""
+    event, order, statuses = event_of(request_id, body, signature, batch)
     row = await groups.store(event, order)
     result = IngestResult(
         new_messages=row["new_messages"], duplicate_messages=row["duplicate_messages"], jobs=len(row["job_ids"])

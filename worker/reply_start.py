@@ -26,11 +26,13 @@ from worker.turns import TurnMessages
 
 KEY_PREFIX = idempotency_key("")  # the SQL adds the first message's wamid (and cuts at 512, as here)
 KEY = "waypost.reply_start"  # the rows the fetch's start gave, in the job's additional_context
-# the start's timestamp columns: JSON gives them as text
 # The most reply jobs one fetch starts: each start is a subtransaction that writes, and a transaction
 # with more than PostgreSQL's PGPROC_MAX_CACHED_SUBXIDS (64) of them overflows its subtransaction cache,
-# which slows every other session's snapshot checks while it lasts. The jobs after these start on their own.
+# which slows every other session's snapshot checks while it lasts. The jobs after these start on their
+# own. No margin: a start (waypost_try_start_reply_v1) holds one exception block, and nothing it calls
+# another; one more on that path would need this lowered.
 MAX_STARTS = 64
+# the start's timestamp columns: JSON gives them as text
 TIMESTAMPS = ("created_at", "deleted_at", "last_inbound_at", "contact_sent_at", "message_created_at", "revoked_at")
 
 
