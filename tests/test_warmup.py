@@ -1,6 +1,6 @@
-"""The web process warms its pool's connections at start (webhook/warmup.py): both webhook statements
-run on each, in a transaction rolled back. Nothing is written and nothing is notified; a warm-up that
-fails never stops the start."""
+"""The web process and the worker warm their pools' connections at start (webhook/warmup.py,
+worker/warmup.py): the webhook statements, or a reply's, run on each in a transaction rolled back.
+Nothing is written and nothing is notified; a warm-up that fails never stops the start."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from waypost.settings import Settings
 from webhook import warmup
 from webhook.app import warmup_connections
 from webhook.group_commit import GroupCommit
+from worker import warmup as worker_warmup
 
 TABLES = ("webhook_events", "conversations", "messages", "outbound_jobs", "procrastinate_jobs", "message_statuses")
 
@@ -25,19 +26,30 @@ def rows(db: psycopg.Connection) -> dict[str, int]:
     return {table: db.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"] for table in TABLES}
 
 
-def journal_ids_used(db: psycopg.Connection) -> int:
-    """How many journal ids were taken so far, rolled back or not: a sequence is not transactional."""
-    row = db.execute("SELECT last_value, is_called FROM webhook_events_id_seq").fetchone()
+def ids_used(db: psycopg.Connection, table: str = "webhook_events") -> int:
+    """How many ids of `table` were taken so far, rolled back or not: a sequence is not transactional."""
+    row = db.execute(f"SELECT last_value, is_called FROM {table}_id_seq").fetchone()
     return row["last_value"] if row["is_called"] else 0
+
+
+def nothing_notified(db: psycopg.Connection, listener: psycopg.Connection) -> None:
+    """The first notification to arrive is the test's own, sent now."""
+    db.execute("NOTIFY waypost_inbox, 'after the warm-up'")
+    assert next(listener.notifies(timeout=10)).payload == "after the warm-up"
+
+
+def listening(database_url: str) -> psycopg.Connection:
+    listener = psycopg.connect(database_url, autocommit=True)
+    listener.execute("LISTEN waypost_inbox")
+    listener.execute("LISTEN procrastinate_any_queue_v1")
+    return listener
 
 
 def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified(
     db: psycopg.Connection, database_url: str, settings: Settings
 ) -> None:
     before = rows(db)
-    with psycopg.connect(database_url, autocommit=True) as listener:
-        listener.execute("LISTEN waypost_inbox")
-        listener.execute("LISTEN procrastinate_any_queue_v1")
+    with listening(database_url) as listener:
 
         async def warm() -> list[int]:
             async with create_pool(settings) as pool:
@@ -47,13 +59,9 @@ def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified
         warmed = asyncio.run(warm())
         # three connections, each a different backend, each ran the three webhooks (one alone, two in a group)
         assert len(set(warmed)) == 3
-        assert journal_ids_used(db) == 3 * 3
+        assert ids_used(db) == 3 * 3
         assert rows(db) == before
-
-        # nothing notified: the first notification to arrive is the test's own, sent after the warm-up
-        db.execute("NOTIFY waypost_inbox, 'after the warm-up'")
-        first = next(listener.notifies(timeout=10))
-        assert first.payload == "after the warm-up"
+        nothing_notified(db, listener)
 
 
 def test_the_web_process_warms_up_before_it_takes_requests(
@@ -62,7 +70,7 @@ def test_the_web_process_warms_up_before_it_takes_requests(
     caplog.set_level("INFO", logger="webhook.warmup")
     assert warmup_connections(settings) == 2  # the tests' pool opens 1, and the webhook statements are 2
     with WebServer(settings):
-        assert journal_ids_used(db) == 2 * 3
+        assert ids_used(db) == 2 * 3
     assert [r.getMessage().split(" in ")[0] for r in caplog.records] == ["warmed 2 database connections"]
 
 
@@ -84,3 +92,48 @@ def test_a_warm_up_that_fails_never_stops_the_start(
     assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 1
     warnings = [r.getMessage() for r in caplog.records if r.name == "webhook.warmup" and r.levelname == "WARNING"]
     assert len(warnings) == 1 and "given up after 0 of 2" in warnings[0] and "no warm-up here" in warnings[0]
+
+
+def test_the_worker_runs_a_reply_on_each_connection_and_nothing_is_written_or_notified(
+    db: psycopg.Connection, database_url: str, settings: Settings
+) -> None:
+    before = rows(db)
+    with listening(database_url) as listener:
+
+        async def warm() -> list[int]:
+            async with create_pool(settings) as pool:
+                return await worker_warmup.warm_up(pool, settings, 2)
+
+        warmed = asyncio.run(warm())
+        assert len(set(warmed)) == 2
+        # on each: the turn's message and the reply's claim (its record and the rest write no new row)
+        assert ids_used(db, "messages") == 2 * 2 and ids_used(db, "outbound_jobs") == 2
+        assert rows(db) == before
+        nothing_notified(db, listener)
+
+
+def test_the_worker_warms_up_before_its_first_fetch(db: psycopg.Connection, start_worker) -> None:
+    worker = start_worker()  # ready: listening, so past the warm-up
+    assert ids_used(db, "messages") == 2  # the tests' pool opens one connection
+    assert "warmed 1 database connections" in worker.log_path.read_text()
+
+
+def test_a_worker_warm_up_that_fails_is_given_up(
+    db: psycopg.Connection, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    db.execute(
+        "CREATE FUNCTION test_refuse_warm_up() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.request_id = 'warm-up' THEN RAISE EXCEPTION 'no warm-up here'; END IF; RETURN NEW; END $$"
+    )
+    db.execute(
+        "CREATE TRIGGER test_refuse_warm_up BEFORE INSERT ON outbound_jobs FOR EACH ROW"
+        " EXECUTE FUNCTION test_refuse_warm_up()"
+    )
+
+    async def warm() -> list[int]:
+        async with create_pool(settings) as pool:
+            return await worker_warmup.warm_up(pool, settings, 1)
+
+    assert asyncio.run(warm()) == []
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "worker.warmup" and r.levelname == "WARNING"]
+    assert "given up after 0 of 1" in warning and "no warm-up here" in warning

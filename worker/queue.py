@@ -16,6 +16,7 @@ from waypost.heap import freeze_startup
 from waypost.logs import job_request_id, log_context, setup_logging, turn_plain_stderr_into_records
 from waypost.schema import ensure_schema
 from waypost.settings import Settings, load_settings
+from worker import warmup
 from worker.connector import Connector
 from worker.resilience import WaypostWorker
 from worker.resources import CONTEXT_KEY, WorkerResources, app_pool, resources_of
@@ -88,6 +89,7 @@ class WaypostApp(procrastinate.App):
             settings = load_settings()
             setup_logging(settings.log_level, settings.log_format, settings.secret_values())
         options: WorkerOptions = {**worker_options(settings), **kwargs}
+        await warmup.warm_up(pool, settings, settings.db_pool_min_size)  # before the first fetch
         async with WorkerResources.open(settings, pool) as resources:
             options["additional_context"] = {**context, CONTEXT_KEY: resources}
             freeze_startup()  # what start-up loaded stays out of the collector's scans

@@ -1,0 +1,110 @@
+"""A worker warms its pool's connections before it fetches its first job (issue 17), as the web process
+does (webhook/warmup.py, where the reason is measured).
+
+Each of the pool's first connections runs a reply's statements on a made-up turn, in a transaction rolled
+back: the turn's message stored (`ingest_inbound_message`), the fetch (on a queue no job is on), the
+run's start with its history (`reply_start`), the claim with the turn's close (`reply_close_and_claim`)
+and the send's record (`record_send`). Nothing is written and nothing is notified; the made-up phone
+number id ("0") is no business's. A warm-up that fails or takes more than WARM_UP_SECONDS is logged and
+given up: the worker starts anyway, and its first jobs on that connection pay for it as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from waypost.db import Pool, fetch_all, fetch_one, fetch_optional
+from waypost.settings import Settings
+from worker import job_end, reply_start
+from worker.tasks import idempotency_key
+
+logger = logging.getLogger(__name__)
+
+WARM_UP_SECONDS = 10.0
+PHONE_NUMBER_ID = "0"  # no business's (Meta's ids are long numbers): the rows touched are the warm-up's own
+QUEUE = "waypost-warm-up"  # no job is ever deferred to it: the fetch takes nothing
+WAMID = "wamid.waypost-warm-up"
+
+
+async def warm_up(pool: Pool, settings: Settings, connections: int) -> list[int]:
+    """Warm `connections` of the pool's connections, each a different one; the backend pids warmed."""
+    started, warmed = time.perf_counter(), []
+    held = []
+    try:
+        async with asyncio.timeout(WARM_UP_SECONDS):
+            for _ in range(connections):
+                held.append(await pool.getconn())  # held until the end: the next one is another
+            for conn in held:
+                async with conn.transaction(force_rollback=True):
+                    await _reply(conn, settings)
+                warmed.append(conn.info.backend_pid)
+    except Exception as exc:  # TimeoutError included: the worker starts, unwarmed
+        logger.warning("warm-up of the database connections given up after %s of %s: %s", len(warmed), connections, exc)
+    finally:
+        for conn in held:
+            await pool.putconn(conn)
+    logger.info("warmed %s database connections in %.0f ms", len(warmed), (time.perf_counter() - started) * 1000)
+    return warmed
+
+
+async def _reply(conn: Any, settings: Settings) -> None:
+    """A reply's statements, in the caller's transaction."""
+    now = dt.datetime.now(dt.UTC)
+    turn = await fetch_one(
+        conn,
+        "ingest_inbound_message",
+        phone_number_id=PHONE_NUMBER_ID,
+        wa_id="10000000000",
+        user_id=None,
+        parent_user_id=None,
+        username=None,
+        contact_name="warm-up",
+        new_wa_id=None,
+        new_user_id=None,
+        wa_message_id=WAMID,
+        type="text",
+        body="warm-up",
+        payload=Jsonb({"type": "text", "text": {"body": "warm-up"}}),
+        contact_sent_at=now,
+        needs_reply=True,
+        request_id="warm-up",
+        quiet_seconds=0,
+        max_wait_seconds=0,
+    )
+    await fetch_all(
+        conn, "fetch_jobs_and_backlog", queues=[QUEUE], worker_id=None, limit=1, **reply_start.fetch_params(settings)
+    )
+    await fetch_all(conn, "reply_start", outbound_job_id=turn["outbound_job_id"], **reply_start.start_params(settings))
+    claim = await fetch_optional(
+        conn,
+        "reply_close_and_claim",
+        outbound_job_id=turn["outbound_job_id"],
+        last_message_id=turn["message_id"],
+        conversation_id=turn["conversation_id"],
+        idempotency_key=idempotency_key(WAMID),
+        author="ai",
+        type="text",
+        body="warm-up",
+        payload=None,
+        reply_to_message_id=turn["message_id"],
+        stale_after=settings.sending_stale_after,
+        grace=settings.unknown_grace_seconds,
+    )
+    if claim is None:
+        raise RuntimeError("the made-up turn's claim found nothing to claim")
+    await fetch_one(
+        conn,
+        "record_send",
+        message_id=claim["message_id"],
+        wa_message_id=f"{WAMID}-reply",
+        sent_at=now,
+        read_conversation_id=turn["conversation_id"],
+        read_message_id=turn["message_id"],
+        **job_end.NO_JOB,
+    )
