@@ -33,7 +33,6 @@ from typing import Any
 
 import httpx
 
-from bench import durable_floor
 from bench.common import SECRET, WEBHOOK, Stack, cpu_seconds, machine, percentile, report, stack, wait_drained
 from bench.figures import HIGHER, LOWER, DriverCost, Figures
 from bench.http import Client
@@ -288,6 +287,9 @@ def main() -> None:
             workers, web_processes = (0, 1) if args.floor else (args.workers, args.web_processes)
             running = scope.enter_context(stack(workers=workers, web_processes=web_processes))
             if args.floor:
+                # imported here: the floor shares pywa's bot (the bench extra), a run of Waypost does not
+                from bench import durable_floor
+
                 floor = scope.enter_context(durable_floor.serving(running))
                 running = dataclasses.replace(running, web=floor, open_query="bench_floor_open")
             result = mixed(running, args.rate, args.seconds)
