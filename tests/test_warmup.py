@@ -5,13 +5,14 @@ Nothing is written and nothing is notified; a warm-up that fails never stops the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import httpx
 import psycopg
 import pytest
 
 from tests.conftest import WebServer, post_webhook
-from waypost.db import create_pool
+from waypost.db import Pool, create_pool
 from waypost.devtools import payloads
 from waypost.settings import Settings
 from webhook import warmup
@@ -38,6 +39,28 @@ def nothing_notified(db: psycopg.Connection, listener: psycopg.Connection) -> No
     assert next(listener.notifies(timeout=10)).payload == "after the warm-up"
 
 
+def refuse_warm_up(db: psycopg.Connection, table: str) -> None:
+    """The warm-up's rows refused by the database: a trigger on `table` raises for its request id."""
+    db.execute(
+        "CREATE FUNCTION test_refuse_warm_up() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.request_id = 'warm-up' THEN RAISE EXCEPTION 'no warm-up here'; END IF; RETURN NEW; END $$"
+    )
+    db.execute(
+        f"CREATE TRIGGER test_refuse_warm_up BEFORE INSERT ON {table}"
+        " FOR EACH ROW EXECUTE FUNCTION test_refuse_warm_up()"
+    )
+
+
+def warmed(settings: Settings, warm: Callable[[Pool], Awaitable[list[int]]]) -> list[int]:
+    """`warm` on a pool of the tests' settings; the backend pids it warmed."""
+
+    async def run() -> list[int]:
+        async with create_pool(settings) as pool:
+            return await warm(pool)
+
+    return asyncio.run(run())
+
+
 def listening(database_url: str) -> psycopg.Connection:
     listener = psycopg.connect(database_url, autocommit=True)
     listener.execute("LISTEN waypost_inbox")
@@ -50,15 +73,12 @@ def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified
 ) -> None:
     before = rows(db)
     with listening(database_url) as listener:
-
-        async def warm() -> list[int]:
-            async with create_pool(settings) as pool:
-                webhooks = GroupCommit(pool, settings.turn_window, settings.webhook_statements)
-                return await warmup.warm_up(pool, webhooks, 3)
-
-        warmed = asyncio.run(warm())
+        pids = warmed(
+            settings,
+            lambda pool: warmup.warm_up(pool, GroupCommit(pool, settings.turn_window, settings.webhook_statements), 3),
+        )
         # three connections, each a different backend, each ran the three webhooks (one alone, two in a group)
-        assert len(set(warmed)) == 3
+        assert len(set(pids)) == 3
         assert ids_used(db) == 3 * 3
         assert rows(db) == before
         nothing_notified(db, listener)
@@ -78,14 +98,7 @@ def test_a_warm_up_that_fails_never_stops_the_start(
     db: psycopg.Connection, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Refused by the database (here a trigger): the process starts, says so, and stores webhooks."""
-    db.execute(
-        "CREATE FUNCTION test_refuse_warm_up() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.request_id = 'warm-up' THEN RAISE EXCEPTION 'no warm-up here'; END IF; RETURN NEW; END $$"
-    )
-    db.execute(
-        "CREATE TRIGGER test_refuse_warm_up BEFORE INSERT ON webhook_events FOR EACH ROW"
-        " EXECUTE FUNCTION test_refuse_warm_up()"
-    )
+    refuse_warm_up(db, "webhook_events")
     with WebServer(settings) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         body = payloads.dumps(payloads.inbound(payloads.text_message("hello", wa_id="15550001111")))
         assert post_webhook(client, body).status_code == 200
@@ -99,13 +112,8 @@ def test_the_worker_runs_a_reply_on_each_connection_and_nothing_is_written_or_no
 ) -> None:
     before = rows(db)
     with listening(database_url) as listener:
-
-        async def warm() -> list[int]:
-            async with create_pool(settings) as pool:
-                return await worker_warmup.warm_up(pool, settings, 2)
-
-        warmed = asyncio.run(warm())
-        assert len(set(warmed)) == 2
+        pids = warmed(settings, lambda pool: worker_warmup.warm_up(pool, settings, 2))
+        assert len(set(pids)) == 2
         # on each: the turn's message and the reply's claim (its record and the rest write no new row)
         assert ids_used(db, "messages") == 2 * 2 and ids_used(db, "outbound_jobs") == 2
         assert rows(db) == before
@@ -121,19 +129,7 @@ def test_the_worker_warms_up_before_its_first_fetch(db: psycopg.Connection, star
 def test_a_worker_warm_up_that_fails_is_given_up(
     db: psycopg.Connection, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db.execute(
-        "CREATE FUNCTION test_refuse_warm_up() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        "IF NEW.request_id = 'warm-up' THEN RAISE EXCEPTION 'no warm-up here'; END IF; RETURN NEW; END $$"
-    )
-    db.execute(
-        "CREATE TRIGGER test_refuse_warm_up BEFORE INSERT ON outbound_jobs FOR EACH ROW"
-        " EXECUTE FUNCTION test_refuse_warm_up()"
-    )
-
-    async def warm() -> list[int]:
-        async with create_pool(settings) as pool:
-            return await worker_warmup.warm_up(pool, settings, 1)
-
-    assert asyncio.run(warm()) == []
+    refuse_warm_up(db, "outbound_jobs")
+    assert warmed(settings, lambda pool: worker_warmup.warm_up(pool, settings, 1)) == []
     [warning] = [r.getMessage() for r in caplog.records if r.name == "worker.warmup" and r.levelname == "WARNING"]
     assert "given up after 0 of 1" in warning and "no warm-up here" in warning

@@ -10,13 +10,15 @@ The `_sync` twins serve the synchronous CLI paths (`waypost status`, operators, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import logging
 import re
 import select
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, overload
 
 import psycopg
@@ -170,6 +172,36 @@ async def autocommit(pool: AsyncConnectionPool[C]) -> AsyncIterator[C]:
             # raised in the block is the one the caller must see
             if conn.info.transaction_status == TransactionStatus.IDLE:
                 await conn.set_autocommit(False)
+
+
+# A warm-up's bound: a locked table or a slow database delays a start by no more.
+WARM_UP_SECONDS = 10.0
+
+
+async def warm_up(
+    pool: AsyncConnectionPool[C], connections: int, run: Callable[[C], Awaitable[object]], log: logging.Logger
+) -> list[int]:
+    """`run` on `connections` of the pool's connections, each a different one, in a transaction rolled
+    back on each: a new PostgreSQL session compiles each PL/pgSQL function, plans its statements and
+    loads the catalog entries of each table the first time (webhook/warmup.py, worker/warmup.py). The
+    backend pids warmed. Never raises: a failure, or WARM_UP_SECONDS gone, is logged and the rest given
+    up; the connections it did not warm pay on their first real statements, as without it."""
+    started, warmed, held = time.perf_counter(), [], []
+    try:
+        async with asyncio.timeout(WARM_UP_SECONDS):
+            for _ in range(connections):
+                held.append(await pool.getconn())  # held until the end: the next one is another
+            for conn in held:
+                async with conn.transaction(force_rollback=True):
+                    await run(conn)
+                warmed.append(conn.info.backend_pid)
+    except Exception as exc:  # TimeoutError included: the start goes on, unwarmed
+        log.warning("warm-up of the database connections given up after %s of %s: %s", len(warmed), connections, exc)
+    finally:
+        for conn in held:
+            await pool.putconn(conn)
+    log.info("warmed %s database connections in %.0f ms", len(warmed), (time.perf_counter() - started) * 1000)
+    return warmed
 
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")

@@ -9,24 +9,23 @@ then two as a group: webhook/group_commit.py) on made-up webhooks of a message a
 any POST is, in a transaction that is rolled back. Nothing is written: a rolled-back transaction sends
 no NOTIFY, and leaves only sequence values used. The made-up phone number id ("0") is no business's,
 so no real contact's row is touched. A warm-up that fails or takes too long is logged and given up:
-it never stops the start, and the first webhooks on that connection pay for it as before.
+it never stops the start, and the first webhooks on that connection pay for it as before
+(waypost.db.warm_up).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 
 from waypost.db import DictPool
+from waypost.db import warm_up as warm_connections
 from webhook import fastpath, payload
 from webhook.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
 
-# The whole warm-up's bound: a locked table or a slow database delays the start by no more.
-WARM_UP_SECONDS = 10.0
 PHONE_NUMBER_ID = "0"  # no business's (Meta's ids are long numbers): the rows touched are the warm-up's own
 
 
@@ -66,20 +65,4 @@ def bodies() -> list[bytes]:
 async def warm_up(pool: DictPool, webhooks: GroupCommit, connections: int) -> list[int]:
     """Warm `connections` of the pool's connections, each a different one; the backend pids warmed."""
     events = [fastpath.event_of("warm-up", body, "not_checked", payload.parse(body))[0] for body in bodies()]
-    started, warmed = time.perf_counter(), []
-    held = []
-    try:
-        async with asyncio.timeout(WARM_UP_SECONDS):
-            for _ in range(connections):
-                held.append(await pool.getconn())  # held until the end: the next one is another
-            for conn in held:
-                async with conn.transaction(force_rollback=True):
-                    await webhooks.warm(conn, events)
-                warmed.append(conn.info.backend_pid)
-    except Exception as exc:  # TimeoutError included: the start goes on, unwarmed
-        logger.warning("warm-up of the database connections given up after %s of %s: %s", len(warmed), connections, exc)
-    finally:
-        for conn in held:
-            await pool.putconn(conn)
-    logger.info("warmed %s database connections in %.0f ms", len(warmed), (time.perf_counter() - started) * 1000)
-    return warmed
+    return await warm_connections(pool, connections, lambda conn: webhooks.warm(conn, events), logger)

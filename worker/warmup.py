@@ -5,28 +5,26 @@ Each of the pool's first connections runs a reply's statements on a made-up turn
 back: the turn's message stored (`ingest_inbound_message`), the fetch (on a queue no job is on), the
 run's start with its history (`reply_start`), the claim with the turn's close (`reply_close_and_claim`)
 and the send's record (`record_send`). Nothing is written and nothing is notified; the made-up phone
-number id ("0") is no business's. A warm-up that fails or takes more than WARM_UP_SECONDS is logged and
-given up: the worker starts anyway, and its first jobs on that connection pay for it as before.
+number id ("0") is no business's. A warm-up that fails or takes more than 10 s is logged and given up
+(waypost.db.warm_up): the worker starts anyway, and its first jobs on that connection pay for it as before.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
-import time
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from waypost.db import Pool, fetch_all, fetch_one, fetch_optional
+from waypost.db import warm_up as warm_connections
 from waypost.settings import Settings
 from worker import job_end, reply_start
 from worker.tasks import idempotency_key
 
 logger = logging.getLogger(__name__)
 
-WARM_UP_SECONDS = 10.0
 PHONE_NUMBER_ID = "0"  # no business's (Meta's ids are long numbers): the rows touched are the warm-up's own
 QUEUE = "waypost-warm-up"  # no job is ever deferred to it: the fetch takes nothing
 WAMID = "wamid.waypost-warm-up"
@@ -34,23 +32,7 @@ WAMID = "wamid.waypost-warm-up"
 
 async def warm_up(pool: Pool, settings: Settings, connections: int) -> list[int]:
     """Warm `connections` of the pool's connections, each a different one; the backend pids warmed."""
-    started, warmed = time.perf_counter(), []
-    held = []
-    try:
-        async with asyncio.timeout(WARM_UP_SECONDS):
-            for _ in range(connections):
-                held.append(await pool.getconn())  # held until the end: the next one is another
-            for conn in held:
-                async with conn.transaction(force_rollback=True):
-                    await _reply(conn, settings)
-                warmed.append(conn.info.backend_pid)
-    except Exception as exc:  # TimeoutError included: the worker starts, unwarmed
-        logger.warning("warm-up of the database connections given up after %s of %s: %s", len(warmed), connections, exc)
-    finally:
-        for conn in held:
-            await pool.putconn(conn)
-    logger.info("warmed %s database connections in %.0f ms", len(warmed), (time.perf_counter() - started) * 1000)
-    return warmed
+    return await warm_connections(pool, connections, lambda conn: _reply(conn, settings), logger)
 
 
 async def _reply(conn: Any, settings: Settings) -> None:
