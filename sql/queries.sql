@@ -76,6 +76,10 @@ UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s
 -- webhook_event_processed)
 UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s AND received_at > now() - interval '1 hour'
 
+-- warm_up_check_constraints --
+-- waypost.db.warm_up: the deferred constraints' checks, before the warm-up's rollback
+SET CONSTRAINTS ALL IMMEDIATE
+
 -- ingest_inbound_message --
 -- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v5)
 SELECT message_id, conversation_id, created, outbound_job_id, defer
@@ -403,8 +407,8 @@ SELECT f.id, f.status, f.task_name, f.priority, f.lock, f.queueing_lock, f.args,
        f.attempts, f.worker_id, b.backlog,
        -- a reply job is started here, committed with its fetch (worker/reply_start.py): NULL for the
        -- other tasks, for every task when `reply_task` is NULL, and when the outbound job's row is
-       -- locked or the start raised (waypost_try_start_reply_v1), and past the first `max_starts` (all of
-       -- them when `max_starts` is NULL)
+       -- locked or the start raised (waypost_try_start_reply_v1), and past the first `max_starts` (for
+       -- every one when `max_starts` is NULL, as without settings)
        CASE WHEN f.task_name = %(reply_task)s::text AND f.reply_rank <= %(max_starts)s::integer
             THEN waypost_try_start_reply_v1(f.args, %(key_prefix)s::text, %(count_ai_replies)s::boolean,
                                             %(history_limit)s::integer)

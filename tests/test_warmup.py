@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 
-from tests.conftest import WebServer, post_webhook
+from tests.conftest import WebServer, post_webhook, wait_until
 from waypost.db import Pool, create_pool
 from waypost.devtools import payloads
 from waypost.settings import Settings
@@ -51,6 +52,26 @@ def refuse_warm_up(db: psycopg.Connection, table: str) -> None:
     )
 
 
+def counting_calls(db: psycopg.Connection) -> None:
+    """The test database's sessions count their function calls (pg_stat_user_functions)."""
+    name = db.execute("SELECT current_database() AS name").fetchone()["name"]
+    db.execute(sql.SQL("ALTER DATABASE {} SET track_functions = 'all'").format(sql.Identifier(name)))
+
+
+def calls(db: psycopg.Connection, expected: dict[str, int]) -> None:
+    """Until the functions' call counts are `expected`: a session reports its counts when it ends, and
+    `warmed` closed its pool."""
+
+    def counted() -> bool:
+        db.execute("SELECT pg_stat_clear_snapshot()")
+        rows = db.execute(
+            "SELECT funcname, calls FROM pg_stat_user_functions WHERE funcname = ANY(%s)", [list(expected)]
+        ).fetchall()
+        return {row["funcname"]: row["calls"] for row in rows} == expected
+
+    wait_until(counted, what=f"the calls {expected}")
+
+
 def warmed(settings: Settings, warm: Callable[[Pool], Awaitable[list[int]]]) -> list[int]:
     """`warm` on a pool of the tests' settings; the backend pids it warmed."""
 
@@ -72,6 +93,7 @@ def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified
     db: psycopg.Connection, database_url: str, settings: Settings
 ) -> None:
     before = rows(db)
+    counting_calls(db)
     with listening(database_url) as listener:
         pids = warmed(
             settings,
@@ -80,6 +102,10 @@ def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified
         # three connections, each a different backend, each ran the three webhooks (one alone, two in a group)
         assert len(set(pids)) == 3
         assert ids_used(db) == 3 * 3
+        calls(
+            db,
+            {"waypost_store_webhook_v3": 3 * 3, "waypost_store_webhooks_v1": 3, "waypost_ingest_inbound_message_v5": 9},
+        )
         assert rows(db) == before
         nothing_notified(db, listener)
 
@@ -91,7 +117,8 @@ def test_the_web_process_warms_up_before_it_takes_requests(
     assert warmup_connections(settings) == 2  # the tests' pool opens 1, and the webhook statements are 2
     with WebServer(settings):
         assert ids_used(db) == 2 * 3
-    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == ["warmed 2 database connections"]
+    lines = [r.getMessage().split(" in ")[0] for r in caplog.records if r.name == "webhook.warmup"]
+    assert lines == ["warmed 2 database connections"]
 
 
 def test_a_warm_up_that_fails_never_stops_the_start(
@@ -111,9 +138,12 @@ def test_the_worker_runs_a_reply_on_each_connection_and_nothing_is_written_or_no
     db: psycopg.Connection, database_url: str, settings: Settings
 ) -> None:
     before = rows(db)
+    counting_calls(db)
     with listening(database_url) as listener:
         pids = warmed(settings, lambda pool: worker_warmup.warm_up(pool, settings, 2))
         assert len(set(pids)) == 2
+        each = ("waypost_fetch_jobs_v1", "waypost_start_reply_v2", "waypost_claim_send_v2", "waypost_record_send_v2")
+        calls(db, dict.fromkeys(each, 2))
         # on each: the turn's message and the reply's claim (its record and the rest write no new row)
         assert ids_used(db, "messages") == 2 * 2 and ids_used(db, "outbound_jobs") == 2
         assert rows(db) == before

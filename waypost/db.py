@@ -184,19 +184,23 @@ async def warm_up(
     """`run` on `connections` of the pool's connections, each a different one, in a transaction rolled
     back on each: a new PostgreSQL session compiles each PL/pgSQL function, plans its statements and
     loads the catalog entries of each table the first time (webhook/warmup.py, worker/warmup.py). The
-    backend pids warmed. Never raises: a failure, or WARM_UP_SECONDS gone, is logged and the rest given
-    up; the connections it did not warm pay on their first real statements, as without it."""
+    backend pids warmed. Never raises: a failure, or WARM_UP_SECONDS gone (and psycopg's cancel of the
+    statement then running, a few seconds at most), is logged and the rest given up; the connections it
+    did not warm pay on their first real statements, as without it. Connections the pool opens later
+    (growing under load, or replacing one after its max_lifetime, an hour) are not warmed."""
     started, warmed, held = time.perf_counter(), [], []
     try:
         async with asyncio.timeout(WARM_UP_SECONDS):
             for _ in range(connections):
-                held.append(await pool.getconn())  # held until the end: the next one is another
-            for conn in held:
+                conn = await pool.getconn()
+                held.append(conn)  # held until the end: the next one is another
                 async with conn.transaction(force_rollback=True):
                     await run(conn)
+                    # the deferred foreign keys' checks too, which a rollback never reaches
+                    await execute(conn, "warm_up_check_constraints")
                 warmed.append(conn.info.backend_pid)
     except Exception as exc:  # TimeoutError included: the start goes on, unwarmed
-        log.warning("warm-up of the database connections given up after %s of %s: %s", len(warmed), connections, exc)
+        log.warning("warm-up of the database connections given up after %s of %s: %r", len(warmed), connections, exc)
     finally:
         for conn in held:
             await pool.putconn(conn)

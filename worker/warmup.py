@@ -62,7 +62,10 @@ async def _reply(conn: Any, settings: Settings) -> None:
     await fetch_all(
         conn, "fetch_jobs_and_backlog", queues=[QUEUE], worker_id=None, limit=1, **reply_start.fetch_params(settings)
     )
-    await fetch_all(conn, "reply_start", outbound_job_id=turn["outbound_job_id"], **reply_start.start_params(settings))
+    if not await fetch_all(
+        conn, "reply_start", outbound_job_id=turn["outbound_job_id"], **reply_start.start_params(settings)
+    ):
+        raise RuntimeError("the made-up turn's start found no turn to start")
     claim = await fetch_optional(
         conn,
         "reply_close_and_claim",
@@ -80,7 +83,7 @@ async def _reply(conn: Any, settings: Settings) -> None:
     )
     if claim is None:
         raise RuntimeError("the made-up turn's claim found nothing to claim")
-    await fetch_one(
+    recorded = await fetch_one(
         conn,
         "record_send",
         message_id=claim["message_id"],
@@ -90,3 +93,5 @@ async def _reply(conn: Any, settings: Settings) -> None:
         read_message_id=turn["message_id"],
         **job_end.NO_JOB,
     )
+    if not recorded["recorded"]:
+        raise RuntimeError("the made-up reply's send was not recorded")
