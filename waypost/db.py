@@ -176,6 +176,9 @@ async def autocommit(pool: AsyncConnectionPool[C]) -> AsyncIterator[C]:
 
 # A warm-up's bound: a locked table or a slow database delays a start by no more.
 WARM_UP_SECONDS = 10.0
+# The phone number id of the warm-ups' made-up rows: no business's (Meta's ids are long numbers), so the
+# rows a warm-up touches are its own, never a real contact's.
+WARM_UP_PHONE_NUMBER_ID = "0"
 
 
 async def warm_up(

@@ -19,14 +19,12 @@ import json
 import logging
 import time
 
-from waypost.db import DictPool
+from waypost.db import WARM_UP_PHONE_NUMBER_ID, DictPool
 from waypost.db import warm_up as warm_connections
 from webhook import fastpath, payload
 from webhook.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
-
-PHONE_NUMBER_ID = "0"  # no business's (Meta's ids are long numbers): the rows touched are the warm-up's own
 
 
 def bodies() -> list[bytes]:
@@ -37,7 +35,7 @@ def bodies() -> list[bytes]:
         wa_id = f"1000000000{n}"
         value = {
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "0", "phone_number_id": PHONE_NUMBER_ID},
+            "metadata": {"display_phone_number": "0", "phone_number_id": WARM_UP_PHONE_NUMBER_ID},
             "contacts": [{"profile": {"name": "warm-up"}, "wa_id": wa_id}],
             "messages": [
                 {

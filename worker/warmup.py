@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from waypost.db import Pool, fetch_all, fetch_one, fetch_optional
+from waypost.db import WARM_UP_PHONE_NUMBER_ID, Pool, fetch_all, fetch_one, fetch_optional
 from waypost.db import warm_up as warm_connections
 from waypost.settings import Settings
 from worker import job_end, reply_start
@@ -25,7 +25,6 @@ from worker.tasks import idempotency_key
 
 logger = logging.getLogger(__name__)
 
-PHONE_NUMBER_ID = "0"  # no business's (Meta's ids are long numbers): the rows touched are the warm-up's own
 QUEUE = "waypost-warm-up"  # no job is ever deferred to it: the fetch takes nothing
 WAMID = "wamid.waypost-warm-up"
 
@@ -41,7 +40,7 @@ async def _reply(conn: Any, settings: Settings) -> None:
     turn = await fetch_one(
         conn,
         "ingest_inbound_message",
-        phone_number_id=PHONE_NUMBER_ID,
+        phone_number_id=WARM_UP_PHONE_NUMBER_ID,
         wa_id="10000000000",
         user_id=None,
         parent_user_id=None,
