@@ -5,6 +5,7 @@ Nothing is written and nothing is notified; a warm-up that fails never stops the
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -82,6 +83,32 @@ def warmed(settings: Settings, warm: Callable[[Pool], Awaitable[list[int]]]) -> 
     return asyncio.run(run())
 
 
+def grown(settings: Settings, warm: Callable[[Pool], Awaitable[list[int]]]) -> tuple[list[int], int]:
+    """`warm` on a pool of the tests' settings, then a connection the pool opens later (every one it
+    holds is taken): the pids warmed at start, and the new connection's pid."""
+
+    async def run() -> tuple[list[int], int]:
+        async with create_pool(settings) as pool:
+            pids = await warm(pool)
+            held = [await pool.getconn() for _ in range(pool.get_stats()["pool_size"])]
+            try:
+                async with pool.connection() as conn:
+                    await conn.execute("SELECT 1")  # handed out idle, and it works
+                    assert conn.info.backend_pid not in [c.info.backend_pid for c in held]
+                    return pids, conn.info.backend_pid
+            finally:
+                for conn in held:
+                    await pool.putconn(conn)
+
+    return asyncio.run(run())
+
+
+def web_warm_up(settings: Settings, connections: int) -> Callable[[Pool], Awaitable[list[int]]]:
+    return lambda pool: warmup.warm_up(
+        pool, GroupCommit(pool, settings.turn_window, settings.webhook_statements), connections
+    )
+
+
 def listening(database_url: str) -> psycopg.Connection:
     listener = psycopg.connect(database_url, autocommit=True)
     listener.execute("LISTEN waypost_inbox")
@@ -95,10 +122,7 @@ def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified
     before = rows(db)
     counting_calls(db)
     with listening(database_url) as listener:
-        pids = warmed(
-            settings,
-            lambda pool: warmup.warm_up(pool, GroupCommit(pool, settings.turn_window, settings.webhook_statements), 3),
-        )
+        pids = warmed(settings, web_warm_up(settings, 3))
         # three connections, each a different backend, each ran the three webhooks (one alone, two in a group)
         assert len(set(pids)) == 3
         assert ids_used(db) == 3 * 3
@@ -163,3 +187,89 @@ def test_a_worker_warm_up_that_fails_is_given_up(
     assert warmed(settings, lambda pool: worker_warmup.warm_up(pool, settings, 1)) == []
     [warning] = [r.getMessage() for r in caplog.records if r.name == "worker.warmup" and r.levelname == "WARNING"]
     assert "given up after 0 of 1" in warning and "no warm-up here" in warning
+
+
+def test_a_connection_opened_later_is_warmed_before_it_is_handed_out(
+    db: psycopg.Connection, database_url: str, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool growing (or replacing a connection past its max_lifetime) opens a cold session: it runs
+    the warm-up's statements first, rolled back as at start."""
+    caplog.set_level("INFO", logger="webhook.warmup")
+    before = rows(db)
+    counting_calls(db)
+    with listening(database_url) as listener:
+        pids, new = grown(settings, web_warm_up(settings, 1))
+        assert len(pids) == 1 and new not in pids
+        assert ids_used(db) == 2 * 3  # the three webhooks at start, and again on the new connection
+        calls(db, {"waypost_store_webhook_v3": 2 * 3, "waypost_store_webhooks_v1": 2})
+        assert rows(db) == before
+        nothing_notified(db, listener)
+    lines = [r.getMessage().split(" in ")[0] for r in caplog.records if r.name == "webhook.warmup"]
+    assert lines == ["warmed 1 database connections", f"warmed a new database connection (backend {new})"]
+
+
+def test_the_worker_warms_a_connection_opened_later(db: psycopg.Connection, settings: Settings) -> None:
+    counting_calls(db)
+    pids, new = grown(settings, lambda pool: worker_warmup.warm_up(pool, settings, 1))
+    assert len(pids) == 1 and new not in pids
+    calls(db, dict.fromkeys(("waypost_fetch_jobs_v1", "waypost_start_reply_v2", "waypost_record_send_v2"), 2))
+    assert ids_used(db, "messages") == 2 * 2
+
+
+def test_a_warm_up_that_failed_at_start_is_not_run_on_later_connections(
+    db: psycopg.Connection, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    refuse_warm_up(db, "webhook_events")
+    pids, _ = grown(settings, web_warm_up(settings, 1))
+    assert pids == [] and ids_used(db) == 1  # the start's one attempt, refused; none on the new connection
+    warnings = [r.getMessage() for r in caplog.records if r.name == "webhook.warmup" and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "given up after 0 of 1" in warnings[0]
+
+
+def test_a_later_connection_whose_warm_up_fails_is_handed_out_unwarmed(
+    db: psycopg.Connection, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused after the start (here a trigger added then): logged, and the connection serves."""
+
+    async def warm_then_refuse(pool: Pool) -> list[int]:
+        pids = await worker_warmup.warm_up(pool, settings, 1)
+        await asyncio.to_thread(refuse_warm_up, db, "outbound_jobs")
+        return pids
+
+    pids, new = grown(settings, warm_then_refuse)
+    assert len(pids) == 1 and new not in pids
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "worker.warmup" and r.levelname == "WARNING"]
+    assert "a new database connection given up" in warning and "no warm-up here" in warning
+
+
+def test_a_later_warm_up_waits_for_no_lock_for_long(
+    db: psycopg.Connection, database_url: str, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lock its rows need (here the journal's, as a migration holds it) makes a new connection's warm-up
+    give up after WARM_UP_LOCK_SECONDS, not its whole bound: the connection is handed out unwarmed."""
+    seen: list[str] = []
+
+    async def warm_then_lock(pool: Pool) -> list[int]:
+        pids = await warmup.warm_up(pool, GroupCommit(pool, settings.turn_window, settings.webhook_statements), 1)
+        await asyncio.to_thread(locker.execute, "LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
+        return pids
+
+    def waiting_warm_up() -> bool:
+        row = db.execute(
+            "SELECT application_name FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE '%store_webhook%'"
+        ).fetchone()
+        if row:
+            seen.append(row["application_name"])
+        return bool(row)
+
+    with psycopg.connect(database_url) as locker:
+        watcher = threading.Thread(target=lambda: wait_until(waiting_warm_up, what="the warm-up waiting at the lock"))
+        watcher.start()
+        pids, new = grown(settings, warm_then_lock)
+        watcher.join()
+        locker.rollback()
+    assert len(pids) == 1 and new not in pids
+    assert seen == ["waypost-warm-up"]  # what psql shows while it waits
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "webhook.warmup" and r.levelname == "WARNING"]
+    assert "a new database connection given up" in warning and "LockNotAvailable" in warning

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 
-from waypost.db import WARM_UP_PHONE_NUMBER_ID, DictPool
+from waypost.db import WARM_UP_PHONE_NUMBER_ID, Pool
 from waypost.db import warm_up as warm_connections
 from webhook import fastpath, payload
 from webhook.group_commit import GroupCommit
@@ -60,7 +60,7 @@ def bodies() -> list[bytes]:
     return [body.encode() for body in made]
 
 
-async def warm_up(pool: DictPool, webhooks: GroupCommit, connections: int) -> list[int]:
+async def warm_up(pool: Pool, webhooks: GroupCommit, connections: int) -> list[int]:
     """Warm `connections` of the pool's connections, each a different one; the backend pids warmed."""
     events = [fastpath.event_of("warm-up", body, "not_checked", payload.parse(body))[0] for body in bodies()]
     return await warm_connections(pool, connections, lambda conn: webhooks.warm(conn, events), logger)
