@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from procrastinate.worker import Worker
 from psycopg.rows import dict_row
 
 from tests.conftest import WebServer, WorkerProcess, post_webhook, running_worker, wait_for, wait_until
+from waypost import logs
 from waypost.devtools import embedded_pg, payloads
 from waypost.devtools.fake_graph import Behaviour, FakeGraph
 from waypost.schema import migrate
@@ -265,6 +267,45 @@ async def test_a_job_deferred_before_the_worker_listens_is_not_left_for_the_poll
             deferred = time.monotonic()
             await asyncio.wait_for(probe.ran.wait(), timeout=10)
     assert probe.started[job] - deferred < 5  # woken by its NOTIFY, not the 30-s poll
+
+
+async def test_a_stopping_worker_says_which_job_it_waits_for_with_the_jobs_ids(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """procrastinate's "Waiting for job to finish" line carries no job: the worker says it with the job."""
+    caplog.set_level(logging.INFO)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @app.task(name="slow")
+    async def slow(request_id: str) -> None:
+        started.set()
+        await release.wait()
+
+    def waiting_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "aiting for job to finish" in r.getMessage()]
+
+    class Release(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "aiting for job to finish" in record.getMessage():
+                release.set()  # the worker's stop waits for the job, which waits for this line
+
+    handler = Release()
+    logging.getLogger().addHandler(handler)
+    try:
+        async with app.open_async():
+            job_id = await slow.defer_async(request_id="stop-me")
+            async with running_worker(app, concurrency=1, poll=30) as worker:
+                await asyncio.wait_for(started.wait(), timeout=20)
+                worker.stop()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = waiting_lines()
+    for record in lines:
+        logs.ContextFilter().filter(record)  # what each handler of setup_logging does to it
+    assert [(r.getMessage().split(" (")[0], r.request_id, r.job_id) for r in lines] == [  # type: ignore[attr-defined]
+        (f"waiting for job to finish: slow[{job_id}](request_id='stop-me')", "stop-me", str(job_id))
+    ]
 
 
 async def test_a_worker_keeping_up_fetches_once_per_job(database_url: str) -> None:

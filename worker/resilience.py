@@ -94,6 +94,11 @@ class DatabaseWatch:
             self.down_since = None
 
 
+def _without_its_idless_shutdown_line(record: logging.LogRecord) -> bool:
+    """procrastinate's "Waiting for job to finish" (WaypostWorker._shutdown says it with the job)."""
+    return not (getattr(record, "action", None) == "ending_job" and getattr(record, "job", None) is None)
+
+
 class WaypostWorker(Worker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -204,6 +209,20 @@ class WaypostWorker(Worker):
                 self._new_job_event.set()
 
         job_task.add_done_callback(on_job_complete)
+
+    async def _shutdown(self, side_tasks: list[asyncio.Task[Any]]) -> None:
+        """procrastinate's, with its line for each job still running said with the job, so that it
+        carries the job's ids (procrastinate logs it with none: context=None)."""
+        now = time.time()
+        for context in self._running_jobs.values():
+            logger.info(
+                "waiting for job to finish: %s (started %.3f s ago)",
+                context.job.call_string,
+                now - context.start_timestamp,
+                extra={"job": context.job.log_context()},
+            )
+        self.logger.addFilter(_without_its_idless_shutdown_line)  # the same filter once, however often added
+        await super()._shutdown(side_tasks)
 
     def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
         side_tasks = [
