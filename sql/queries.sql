@@ -81,6 +81,10 @@ UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s AND received_at > 
 -- lock (another warm-up's rows, a migration), and psql shows it as the warm-up it is
 SELECT set_config('lock_timeout', %(lock_timeout)s, true), set_config('application_name', 'waypost-warm-up', true)
 
+-- warm_up_register_worker --
+-- worker/warmup.py: a made-up worker, for its made-up job to be taken and ended under (rolled back)
+SELECT worker_id FROM procrastinate_register_worker_v1()
+
 -- warm_up_check_constraints --
 -- waypost.db.warm_up: the deferred constraints' checks, before the warm-up's rollback
 SET CONSTRAINTS ALL IMMEDIATE

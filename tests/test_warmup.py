@@ -22,7 +22,28 @@ from webhook.app import warmup_connections
 from webhook.group_commit import GroupCommit
 from worker import warmup as worker_warmup
 
-TABLES = ("webhook_events", "conversations", "messages", "outbound_jobs", "procrastinate_jobs", "message_statuses")
+TABLES = (
+    "webhook_events",
+    "conversations",
+    "messages",
+    "outbound_jobs",
+    "procrastinate_jobs",
+    "procrastinate_events",
+    "procrastinate_workers",
+    "message_statuses",
+)
+# What the worker's warm-up runs on each connection: its made-up job deferred, taken (and the reply
+# started) by the fetch under a made-up worker, claimed, and ended by the send's record.
+WORKER_FUNCTIONS = (
+    "procrastinate_defer_jobs_v1",
+    "procrastinate_register_worker_v1",
+    "waypost_fetch_jobs_v1",
+    "waypost_try_start_reply_v1",
+    "waypost_start_reply_v2",
+    "waypost_claim_send_v2",
+    "waypost_record_send_v2",
+    "procrastinate_finish_job_v1",
+)
 
 
 def rows(db: psycopg.Connection) -> dict[str, int]:
@@ -166,10 +187,10 @@ def test_the_worker_runs_a_reply_on_each_connection_and_nothing_is_written_or_no
     with listening(database_url) as listener:
         pids = warmed(settings, lambda pool: worker_warmup.warm_up(pool, settings, 2))
         assert len(set(pids)) == 2
-        each = ("waypost_fetch_jobs_v1", "waypost_start_reply_v2", "waypost_claim_send_v2", "waypost_record_send_v2")
-        calls(db, dict.fromkeys(each, 2))
-        # on each: the turn's message and the reply's claim (its record and the rest write no new row)
+        calls(db, dict.fromkeys(WORKER_FUNCTIONS, 2))
+        # on each: the turn's message and the reply's claim, its job (the record and the rest write no new row)
         assert ids_used(db, "messages") == 2 * 2 and ids_used(db, "outbound_jobs") == 2
+        assert ids_used(db, "procrastinate_jobs") == 2
         assert rows(db) == before
         nothing_notified(db, listener)
 
@@ -212,7 +233,7 @@ def test_the_worker_warms_a_connection_opened_later(db: psycopg.Connection, sett
     counting_calls(db)
     pids, new = grown(settings, lambda pool: worker_warmup.warm_up(pool, settings, 1))
     assert len(pids) == 1 and new not in pids
-    calls(db, dict.fromkeys(("waypost_fetch_jobs_v1", "waypost_start_reply_v2", "waypost_record_send_v2"), 2))
+    calls(db, dict.fromkeys(WORKER_FUNCTIONS, 2))
     assert ids_used(db, "messages") == 2 * 2
 
 

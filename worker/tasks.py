@@ -71,14 +71,21 @@ async def _defer(conn: AsyncConnection[Any], task: str, queue: str, lock: str | 
 
 
 async def defer_reply(
-    conn: AsyncConnection[Any], *, outbound_job_id: int, conversation_id: int, request_id: str, link: bool = True
+    conn: AsyncConnection[Any],
+    *,
+    outbound_job_id: int,
+    conversation_id: int,
+    request_id: str,
+    link: bool = True,
+    queue: str = REPLY_QUEUE,
 ) -> int:
     """Queue the reply of an outbound job and link the job to it, in the caller's transaction (with
-    `link=False` the caller links it, in the one update it makes of the job's row)."""
+    `link=False` the caller links it, in the one update it makes of the job's row; `queue` is another
+    queue only for the worker's warm-up, whose job no worker takes)."""
     job_id = await _defer(
         conn,
         SEND_REPLY,
-        REPLY_QUEUE,
+        queue,
         conversation_lock(conversation_id),
         outbound_job_id=outbound_job_id,
         request_id=request_id,

@@ -2,11 +2,13 @@
 does (webhook/warmup.py, where the reason is measured).
 
 Each of the pool's first connections runs a reply's statements on a made-up turn, in a transaction rolled
-back: the turn's message stored (`ingest_inbound_message`), the fetch (on a queue no job is on), the
-run's start with its history (`reply_start`), the claim with the turn's close (`reply_close_and_claim`)
-and the send's record (`record_send`). Nothing is written and nothing is notified; the made-up phone
-number id ("0") is no business's. A warm-up that fails or takes more than 10 s is logged and given up
-(waypost.db.warm_up): the worker starts anyway, and its first jobs on that connection pay for it as before.
+back: the turn's message stored (`ingest_inbound_message`) and its reply job queued as the web process
+queues one, but on a queue of its own (`waypost-warm-up`, which no worker takes); the fetch taking that
+job under a made-up worker, with the run's start (`fetch_jobs_and_backlog`); the claim with the turn's
+close (`reply_close_and_claim`) and the send's record, which ends the job (`record_send`). Nothing is
+written and nothing is notified; the made-up phone number id ("0") is no business's. A warm-up that fails
+or takes more than 10 s is logged and given up (waypost.db.warm_up): the worker starts anyway, and its
+first jobs on that connection pay for it as before.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from waypost.db import WARM_UP_PHONE_NUMBER_ID, Pool, fetch_all, fetch_one, fetch_optional
+from waypost.db import WARM_UP_PHONE_NUMBER_ID, Pool, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.db import warm_up as warm_connections
 from waypost.settings import Settings
-from worker import job_end, reply_start
+from worker import job_end, reply_start, tasks
 from worker.tasks import idempotency_key
 
 logger = logging.getLogger(__name__)
 
-QUEUE = "waypost-warm-up"  # no job is ever deferred to it: the fetch takes nothing
+# No worker fetches from it: the only job ever on it is a warm-up's own, never committed.
+QUEUE = "waypost-warm-up"
 WAMID = "wamid.waypost-warm-up"
 
 
@@ -58,13 +61,18 @@ async def _reply(conn: Any, settings: Settings) -> None:
         quiet_seconds=0,
         max_wait_seconds=0,
     )
-    await fetch_all(
-        conn, "fetch_jobs_and_backlog", queues=[QUEUE], worker_id=None, limit=1, **reply_start.fetch_params(settings)
+    job_id = await tasks.defer_reply(
+        conn,
+        outbound_job_id=turn["outbound_job_id"],
+        conversation_id=turn["conversation_id"],
+        request_id="warm-up",
+        queue=QUEUE,
     )
-    if not await fetch_all(
-        conn, "reply_start", outbound_job_id=turn["outbound_job_id"], **reply_start.start_params(settings)
-    ):
-        raise RuntimeError("the made-up turn's start found no turn to start")
+    worker_id = await fetch_value(conn, "warm_up_register_worker")
+    params = reply_start.fetch_params(settings)
+    [taken] = await fetch_all(conn, "fetch_jobs_and_backlog", queues=[QUEUE], worker_id=worker_id, limit=1, **params)
+    if taken["id"] != job_id or not taken["reply_start"]:
+        raise RuntimeError("the fetch did not take and start the made-up turn's job")
     claim = await fetch_optional(
         conn,
         "reply_close_and_claim",
@@ -90,7 +98,7 @@ async def _reply(conn: Any, settings: Settings) -> None:
         sent_at=now,
         read_conversation_id=turn["conversation_id"],
         read_message_id=turn["message_id"],
-        **job_end.NO_JOB,
+        **job_end.JobEnd(job_id, worker_id, delete=False).params(),
     )
-    if not recorded["recorded"]:
-        raise RuntimeError("the made-up reply's send was not recorded")
+    if not (recorded["recorded"] and recorded["job_ended"]):
+        raise RuntimeError("the made-up reply's send was not recorded, or did not end its job")
