@@ -211,9 +211,7 @@ def test_a_changed_number_also_replaces_the_bsuid_meta_regenerated(client, db) -
     """Meta generates a new BSUID with a new number (system.user_id, beside system.previous_user_id):
     the next BSUID-only message from that person must find the same conversation."""
     post(client, message("before"), [contact()])
-    change = system_message(
-        "user_changed_number", wa_id="919999999999", user_id="IN.NEWBSUID", previous_user_id=BSUID
-    )
+    change = system_message("user_changed_number", wa_id="919999999999", user_id="IN.NEWBSUID", previous_user_id=BSUID)
     post(client, {**change, "from": PHONE}, [])  # no contacts[] on system messages
     after = message("after, by BSUID only", phone=None, bsuid="IN.NEWBSUID")
     post(client, after, [contact(phone=None, bsuid="IN.NEWBSUID")])

@@ -86,4 +86,3 @@ def test_no_function_is_defined_inside_a_migration() -> None:
     for path in MIGRATIONS_DIR.glob("0*.sql"):
         if "_procrastinate_" not in path.name:
             assert "CREATE OR REPLACE FUNCTION" not in path.read_text().upper(), path.name
-

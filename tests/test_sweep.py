@@ -123,9 +123,7 @@ def test_sweep_deletes_rows_past_retention(client, db) -> None:
     assert db.execute("SELECT count(*) AS n FROM webhook_events").fetchone()["n"] == 0
 
 
-def test_the_sweep_leaves_the_jobs_of_a_live_worker_alone(
-    settings, db, fake_graph: FakeGraph, start_worker
-) -> None:
+def test_the_sweep_leaves_the_jobs_of_a_live_worker_alone(settings, db, fake_graph: FakeGraph, start_worker) -> None:
     """A job that runs longer than WAYPOST_STALLED_WORKER_SECONDS under a worker that is alive is not
     stalled. With procrastinate's 10 s heartbeat and a 2 s threshold the sweep once took it back
     mid-run; the worker then could not record the job's end and retried that for ever."""

@@ -88,9 +88,7 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def event_of(
-    request_id: str, body: bytes, signature: Verdict, batch: Batch
-) -> tuple[Event, Order, list[StatusUpdate]]:
+def event_of(request_id: str, body: bytes, signature: Verdict, batch: Batch) -> tuple[Event, Order, list[StatusUpdate]]:
     """A plain batch as the webhook statements take it, its place in a group, and its statuses in the
     order of the statement's outcomes."""
     statuses = sorted(batch.statuses, key=lambda s: (s.wa_message_id, s.status))

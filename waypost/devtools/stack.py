@@ -51,9 +51,7 @@ class Child:
     def start(cls, name: str, argv: list[str], env: dict[str, str], *, verbose: bool = False) -> Child:
         # A session of its own: a terminal's Ctrl-C reaches only `waypost dev`, which stops the
         # children in order instead of racing them.
-        proc = subprocess.Popen(
-            argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         child = cls(name, proc, streaming=verbose)
         threading.Thread(target=child._pump, name=f"dev-{name}", daemon=True).start()
         return child
