@@ -147,9 +147,16 @@ def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified
         # three connections, each a different backend, each ran the three webhooks (one alone, two in a group)
         assert len(set(pids)) == 3
         assert ids_used(db) == 3 * 3
+        # each status's message first (an echo), so that each status is applied: found, and moved on
         calls(
             db,
-            {"waypost_store_webhook_v3": 3 * 3, "waypost_store_webhooks_v1": 3, "waypost_ingest_inbound_message_v5": 9},
+            {
+                "waypost_store_webhook_v3": 3 * 3,
+                "waypost_store_webhooks_v1": 3,
+                "waypost_ingest_inbound_message_v5": 9,
+                "waypost_ingest_echo_v2": 9,
+                "waypost_advance_message_status_v2": 9,
+            },
         )
         assert rows(db) == before
         nothing_notified(db, listener)

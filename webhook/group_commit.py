@@ -120,11 +120,11 @@ class GroupCommit:
             if not future.done():
                 future.set_result(row)
 
-    async def warm(self, conn: Any, events: list[Event]) -> None:
+    async def warm(self, conn: Any, events: list[Event]) -> list[Row]:
         """Both webhook statements on `conn`, in the caller's transaction (webhook/warmup.py): the
-        first event alone, the others as a group."""
-        await fetch_one(conn, "store_webhook", **events[0], **self._shared)
-        await _store_group(conn, events[1:], self._shared)
+        first event alone, the others as a group. Each event's row."""
+        first = await fetch_one(conn, "store_webhook", **events[0], **self._shared)
+        return [first, *await _store_group(conn, events[1:], self._shared)]
 
     async def _alone(self, event: Event) -> Row:
         return await self._attempts([event], lambda conn: fetch_one(conn, "store_webhook", **event, **self._shared))
