@@ -329,6 +329,8 @@ EXPECTED_FUNCTIONS: tuple[str, ...] = (
     "waypost_fetch_jobs_v1",
     # 0047_start_reply_in_fetch: the fetch starts each reply job it takes, in the same statement
     "waypost_try_start_reply_v1",
+    # 0048_message_row_check: messages' five CHECK constraints as one function, compiled once a session
+    "waypost_message_row_ok_v1",
     "procrastinate_defer_jobs_v1",
     "procrastinate_fetch_job_v2",
     "procrastinate_finish_job_v1",
