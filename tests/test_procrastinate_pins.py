@@ -24,6 +24,8 @@ PINNED = {
     "Worker._update_heartbeat": "a45b4b3b030e082771389dcaea574bd5c49fff793feeb4cf7171bb332f3ea309",
     "Worker._periodic_deferrer": "4d767ea4506842ec5da7e76c86ee9d9d206aa446925d6fd685d71b25124801d0",
     "Worker._persist_job_status": "821921c86130d1517f51144cd8cb839b7d9426dd98832bebe885b9efc0b5d005",
+    # its line for each job still running, said again with the job (WaypostWorker._shutdown)
+    "Worker._shutdown": "7e40cbd5efe3acf5e3df6643261ce7e753562747de0db0a7ee88c94373c6e0c7",
     # not overridden, but called by our copies with the arguments 3.10.0 expects
     "Worker._process_job": "55a67c0ff525add9696f7395a43e6e4bf3125b9b944ff877d11f84b59b7875f9",
     "Worker._handle_notification": "3f1ca288aafc6d8dcef39d66c908f7d8bb68ed47f62ba05ce205721c8a83b666",

@@ -71,21 +71,14 @@ async def _defer(conn: AsyncConnection[Any], task: str, queue: str, lock: str | 
 
 
 async def defer_reply(
-    conn: AsyncConnection[Any],
-    *,
-    outbound_job_id: int,
-    conversation_id: int,
-    request_id: str,
-    link: bool = True,
-    queue: str = REPLY_QUEUE,
+    conn: AsyncConnection[Any], *, outbound_job_id: int, conversation_id: int, request_id: str, link: bool = True
 ) -> int:
     """Queue the reply of an outbound job and link the job to it, in the caller's transaction (with
-    `link=False` the caller links it, in the one update it makes of the job's row; `queue` is another
-    queue only for the worker's warm-up, whose job no worker takes)."""
+    `link=False` the caller links it, in the one update it makes of the job's row)."""
     job_id = await _defer(
         conn,
         SEND_REPLY,
-        queue,
+        REPLY_QUEUE,
         conversation_lock(conversation_id),
         outbound_job_id=outbound_job_id,
         request_id=request_id,

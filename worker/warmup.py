@@ -2,8 +2,8 @@
 does (webhook/warmup.py, where the reason is measured).
 
 Each of the pool's first connections runs a reply's statements on a made-up turn, in a transaction rolled
-back: the turn's message stored (`ingest_inbound_message`) and its reply job queued as the web process
-queues one, but on a queue of its own (`waypost-warm-up`, which no worker takes); the fetch taking that
+back: the turn's message stored and its reply job queued in one statement, as the common webhook does,
+but on a queue of its own (`waypost-warm-up`, which no worker takes); the fetch taking that
 job under a made-up worker, with the run's start (`fetch_jobs_and_backlog`); the claim with the turn's
 close (`reply_close_and_claim`) and the send's record, which ends the job (`record_send`). Nothing is
 written and nothing is notified; the made-up phone number id ("0") is no business's. A warm-up that fails
@@ -22,8 +22,8 @@ from psycopg.types.json import Jsonb
 from waypost.db import WARM_UP_PHONE_NUMBER_ID, Pool, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.db import warm_up as warm_connections
 from waypost.settings import Settings
-from worker import job_end, reply_start, tasks
-from worker.tasks import idempotency_key
+from worker import job_end, reply_start
+from worker.tasks import SEND_REPLY, idempotency_key
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ async def _reply(conn: Any, settings: Settings) -> None:
     now = dt.datetime.now(dt.UTC)
     turn = await fetch_one(
         conn,
-        "ingest_inbound_message",
+        "warm_up_ingest_and_queue",
         phone_number_id=WARM_UP_PHONE_NUMBER_ID,
         wa_id="10000000000",
         user_id=None,
@@ -60,14 +60,10 @@ async def _reply(conn: Any, settings: Settings) -> None:
         request_id="warm-up",
         quiet_seconds=0,
         max_wait_seconds=0,
+        reply_task=SEND_REPLY,
+        reply_queue=QUEUE,
     )
-    job_id = await tasks.defer_reply(
-        conn,
-        outbound_job_id=turn["outbound_job_id"],
-        conversation_id=turn["conversation_id"],
-        request_id="warm-up",
-        queue=QUEUE,
-    )
+    job_id = turn["job_id"]
     worker_id = await fetch_value(conn, "warm_up_register_worker")
     params = reply_start.fetch_params(settings)
     [taken] = await fetch_all(conn, "fetch_jobs_and_backlog", queues=[QUEUE], worker_id=worker_id, limit=1, **params)
