@@ -3,6 +3,8 @@ waypost_message_row_ok_v1, refuses exactly the rows the five refused, and rolls 
 
 from __future__ import annotations
 
+import ast
+
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -13,22 +15,35 @@ from waypost.schema import migrate, verify, yoyo_url
 from waypost.sql import MIGRATIONS_DIR
 
 OURS = "0048_message_row_check"
-FIVE = (
-    "messages_author_check",
-    "messages_direction_check",
-    "messages_shape_check",
-    "messages_source_check",
-    "messages_status_check",
-)
-# The five as 0002 and 0016 wrote them: each refuses a row only when it is FALSE (NULL passes a CHECK).
-OLD = """
-    ((d IN ('inbound', 'outbound')) IS NOT FALSE)
-    AND ((a IN ('contact', 'ai', 'operator')) IS NOT FALSE)
-    AND ((s IN ('received', 'sending', 'unknown', 'sent', 'delivered', 'read', 'played', 'failed')) IS NOT FALSE)
-    AND ((src IN ('phone_app')) IS NOT FALSE)
-    AND (((d = 'inbound' AND a = 'contact' AND w IS NOT NULL AND k IS NULL AND s = 'received')
-          OR (d = 'outbound' AND a IN ('ai', 'operator') AND k IS NOT NULL AND s <> 'received')) IS NOT FALSE)
-"""
+
+
+def migration_constants() -> dict[str, object]:
+    """The migration's module-level literals (a yoyo migration imports only under yoyo)."""
+    tree = ast.parse((MIGRATIONS_DIR / f"{OURS}.py").read_text())
+    return {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id in ("ROW_CHECK", "OLD_CHECKS")
+    }
+
+
+CONSTANTS = migration_constants()
+ROW_CHECK = str(CONSTANTS["ROW_CHECK"])
+OLD_CHECKS = dict(CONSTANTS["OLD_CHECKS"])  # type: ignore[call-overload]
+FIVE = sorted(OLD_CHECKS)
+# The five, each as a CHECK counts it: only FALSE refuses a row (NULL passes).
+OLD = " AND ".join(f"(({check}) IS NOT FALSE)" for check in OLD_CHECKS.values())
+
+
+def definitions(url: str) -> dict[str, str]:
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as db:
+        rows = db.execute(
+            "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
+            " WHERE conrelid = 'messages'::regclass AND contype = 'c'"
+        ).fetchall()
+    return {row["conname"]: row["definition"] for row in rows}
 
 
 def checks(db: psycopg.Connection) -> list[str]:
@@ -45,18 +60,17 @@ def test_the_function_refuses_exactly_what_the_five_refused(db: psycopg.Connecti
     differ = db.execute(
         f"""
         WITH v AS (
-            SELECT d, a, s, src, w, k
-              FROM unnest(ARRAY['inbound', 'outbound', 'other', NULL]) d,
-                   unnest(ARRAY['contact', 'ai', 'operator', 'other', NULL]) a,
+            SELECT direction, author, status, source, wa_message_id, idempotency_key
+              FROM unnest(ARRAY['inbound', 'outbound', 'other', NULL]) direction,
+                   unnest(ARRAY['contact', 'ai', 'operator', 'other', NULL]) author,
                    unnest(ARRAY['received', 'sending', 'unknown', 'sent', 'delivered', 'read', 'played',
-                                'failed', 'other', NULL]) s,
-                   unnest(ARRAY['phone_app', 'other', NULL]) src,
-                   unnest(ARRAY['wamid.x', NULL]) w,
-                   unnest(ARRAY['key', NULL]) k
+                                'failed', 'other', NULL]) status,
+                   unnest(ARRAY['phone_app', 'other', NULL]) source,
+                   unnest(ARRAY['wamid.x', NULL]) wa_message_id,
+                   unnest(ARRAY['key', NULL]) idempotency_key
         )
         SELECT count(*) AS combinations,
-               count(*) FILTER (WHERE ({OLD}) IS DISTINCT FROM
-                   (waypost_message_row_ok_v1(d, a, s, src, w IS NOT NULL, k IS NOT NULL) IS NOT FALSE)) AS differ,
+               count(*) FILTER (WHERE ({OLD}) IS DISTINCT FROM (({ROW_CHECK}) IS NOT FALSE)) AS differ,
                count(*) FILTER (WHERE NOT ({OLD})) AS refused
           FROM v
         """
@@ -86,15 +100,21 @@ def test_messages_carry_the_one_check_and_it_refuses_a_bad_row(db: psycopg.Conne
 
 
 def test_the_migration_rolls_back_to_the_five_and_applies_again(pg) -> None:
+    """The five it adds back are the five 0002 and 0016 wrote (a database that never had 0048)."""
+    never = pg.create_database("message_checks_never")
     url = pg.create_database("message_row_check", template=TEMPLATE)
     migrations = read_migrations(str(MIGRATIONS_DIR))
+    with get_backend(yoyo_url(never)) as backend, backend.lock():
+        backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id != OURS)))
     with get_backend(yoyo_url(url)) as backend, backend.lock():
         backend.rollback_migrations(backend.to_rollback(migrations.filter(lambda m: m.id == OURS)))
+    assert definitions(url) == definitions(never) and sorted(definitions(url)) == FIVE
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as db:
-        assert checks(db) == list(FIVE)
+        assert checks(db) == FIVE  # each validated
         assert db.execute("SELECT to_regproc('waypost_message_row_ok_v1') AS f").fetchone()["f"] is None
     assert migrate(url) == [OURS]
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as db:
         assert checks(db) == ["messages_row_check"]
     assert verify(url).ok
     pg.drop_database("message_row_check")
+    pg.drop_database("message_checks_never")

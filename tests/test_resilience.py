@@ -285,21 +285,24 @@ async def test_a_stopping_worker_says_which_job_it_waits_for_with_the_jobs_ids(
     def waiting_lines() -> list[logging.LogRecord]:
         return [r for r in caplog.records if "aiting for job to finish" in r.getMessage()]
 
-    class Release(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "aiting for job to finish" in record.getMessage():
-                release.set()  # the worker's stop waits for the job, which waits for this line
+    theirs: list[logging.LogRecord] = []
 
-    handler = Release()
-    logging.getLogger().addHandler(handler)
-    try:
-        async with app.open_async():
-            job_id = await slow.defer_async(request_id="stop-me")
-            async with running_worker(app, concurrency=1, poll=30) as worker:
-                await asyncio.wait_for(started.wait(), timeout=20)
-                worker.stop()
-    finally:
-        logging.getLogger().removeHandler(handler)
+    def release_at_theirs(record: logging.LogRecord) -> bool:
+        """Before the worker's filter: procrastinate's own line is written, and then left out."""
+        if record.getMessage().startswith("Waiting for job to finish"):
+            theirs.append(record)
+            release.set()  # the worker's stop waits for the job, which waits for this line
+        return True
+
+    async with app.open_async():
+        job_id = await slow.defer_async(request_id="stop-me")
+        async with running_worker(app, concurrency=1, poll=30) as worker:
+            worker.logger.addFilter(release_at_theirs)
+            await asyncio.wait_for(started.wait(), timeout=20)
+            worker.stop()
+        # stopped: the block's end waited for the job
+        worker.logger.removeFilter(release_at_theirs)
+    assert len(theirs) == 1  # procrastinate wrote it, the job still running
     lines = waiting_lines()
     for record in lines:
         logs.ContextFilter().filter(record)  # what each handler of setup_logging does to it

@@ -5,6 +5,7 @@ Nothing is written and nothing is notified; a warm-up that fails never stops the
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -99,24 +100,37 @@ def warmed(settings: Settings, warm: Callable[[Pool], Awaitable[list[int]]]) -> 
 
     async def run() -> list[int]:
         async with create_pool(settings) as pool:
+            await pool.wait(timeout=20)  # its connections open: none opens while it warms
             return await warm(pool)
 
     return asyncio.run(run())
 
 
-def grown(settings: Settings, warm: Callable[[Pool], Awaitable[list[int]]]) -> tuple[list[int], int]:
-    """`warm` on a pool of the tests' settings, then a connection the pool opens later (every one it
-    holds is taken): the pids warmed at start, and the new connection's pid."""
+def later(
+    settings: Settings, warm: Callable[[Pool], Awaitable[list[int]]], between: Callable[[], object] | None = None
+) -> tuple[list[int], int]:
+    """`warm` on a pool of the tests' settings, at start (its first connection open), then `between`, then
+    one connection more, opened with nobody waiting for it (a replacement past max_lifetime, say): the pids
+    warmed at start, and the new connection's pid, taken once it is in the pool."""
 
     async def run() -> tuple[list[int], int]:
         async with create_pool(settings) as pool:
+            await pool.wait(timeout=20)
             pids = await warm(pool)
-            held = [await pool.getconn() for _ in range(pool.get_stats()["pool_size"])]
+            if between is not None:
+                await asyncio.to_thread(between)
+            size = pool.get_stats()["pool_size"]
+            held = [await pool.getconn() for _ in range(size)]
+            there = {conn.info.backend_pid for conn in held}
+            for conn in held:
+                await pool.putconn(conn)
+            await pool.resize(size + 1, max(pool.max_size, size + 1))
+            await pool.wait(timeout=20)  # the new one is in the pool, warmed or not
+            held = [await pool.getconn() for _ in range(size + 1)]
             try:
-                async with pool.connection() as conn:
-                    await conn.execute("SELECT 1")  # handed out idle, and it works
-                    assert conn.info.backend_pid not in [c.info.backend_pid for c in held]
-                    return pids, conn.info.backend_pid
+                [new] = [conn for conn in held if conn.info.backend_pid not in there]
+                await new.execute("SELECT 1")  # handed out idle, and it works
+                return pids, new.info.backend_pid
             finally:
                 for conn in held:
                     await pool.putconn(conn)
@@ -183,7 +197,10 @@ def test_a_warm_up_that_fails_never_stops_the_start(
         assert post_webhook(client, body).status_code == 200
     assert db.execute("SELECT count(*) AS n FROM messages").fetchone()["n"] == 1
     warnings = [r.getMessage() for r in caplog.records if r.name == "webhook.warmup" and r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "given up after 0 of 2" in warnings[0] and "no warm-up here" in warnings[0]
+    [start] = [w for w in warnings if "of the database connections" in w]
+    assert "given up after 0 of 2" in start and "no warm-up here" in start
+    # a connection still opening when the warm-up began tries on its own, refused as well
+    assert all("a new database connection given up" in w for w in warnings if w != start)
 
 
 def test_the_worker_runs_a_reply_on_each_connection_and_nothing_is_written_or_notified(
@@ -204,9 +221,10 @@ def test_the_worker_runs_a_reply_on_each_connection_and_nothing_is_written_or_no
 
 def test_the_worker_warms_up_before_its_first_fetch(db: psycopg.Connection, start_worker) -> None:
     worker = start_worker()  # ready: listening, so past the warm-up
-    assert ids_used(db, "messages") == 2  # the tests' pool opens one connection
     log = worker.log_path.read_text()
-    assert "warmed 1 database connections" in log
+    # the pool's first connection, and the one it opened while the worker waited for that (waypost.db.Pool.open)
+    [warm] = re.findall(r"warmed (\d+) database connections", log)
+    assert ids_used(db, "messages") == 2 * int(warm) and int(warm) in (1, 2)
     assert "Deferred" not in log  # the made-up job, never committed, is never said to be queued
 
 
@@ -222,13 +240,13 @@ def test_a_worker_warm_up_that_fails_is_given_up(
 def test_a_connection_opened_later_is_warmed_before_it_is_handed_out(
     db: psycopg.Connection, database_url: str, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The pool growing (or replacing a connection past its max_lifetime) opens a cold session: it runs
-    the warm-up's statements first, rolled back as at start."""
+    """A connection the pool opens later (growing, or replacing one past its max_lifetime) is a cold
+    session: it runs the warm-up's statements first, rolled back as at start."""
     caplog.set_level("INFO", logger="webhook.warmup")
     before = rows(db)
     counting_calls(db)
     with listening(database_url) as listener:
-        pids, new = grown(settings, web_warm_up(settings, 1))
+        pids, new = later(settings, web_warm_up(settings, 1))
         assert len(pids) == 1 and new not in pids
         assert ids_used(db) == 2 * 3  # the three webhooks at start, and again on the new connection
         calls(db, {"waypost_store_webhook_v3": 2 * 3, "waypost_store_webhooks_v1": 2})
@@ -238,9 +256,33 @@ def test_a_connection_opened_later_is_warmed_before_it_is_handed_out(
     assert lines == ["warmed 1 database connections", f"warmed a new database connection (backend {new})"]
 
 
+def test_a_connection_opened_for_a_waiting_request_is_handed_to_it_at_once_cold(
+    db: psycopg.Connection, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Waiting for a warm-up would cost the request more than the cold statements do."""
+    caplog.set_level("INFO", logger="webhook.warmup")
+
+    async def run() -> tuple[list[int], int]:
+        async with create_pool(settings) as pool:
+            await pool.wait(timeout=20)
+            pids = await web_warm_up(settings, 1)(pool)
+            held = [await pool.getconn() for _ in range(pool.get_stats()["pool_size"])]
+            try:
+                async with pool.connection() as conn:  # none is free: the pool opens one for this request
+                    await conn.execute("SELECT 1")
+                    return pids, conn.info.backend_pid
+            finally:
+                for conn in held:
+                    await pool.putconn(conn)
+
+    pids, new = asyncio.run(run())
+    assert new not in pids and ids_used(db) == len(pids) * 3  # the start's warm-ups only
+    assert not [r for r in caplog.records if "a new database connection" in r.getMessage()]
+
+
 def test_the_worker_warms_a_connection_opened_later(db: psycopg.Connection, settings: Settings) -> None:
     counting_calls(db)
-    pids, new = grown(settings, lambda pool: worker_warmup.warm_up(pool, settings, 1))
+    pids, new = later(settings, lambda pool: worker_warmup.warm_up(pool, settings, 1))
     assert len(pids) == 1 and new not in pids
     calls(db, dict.fromkeys(WORKER_FUNCTIONS, 2))
     assert ids_used(db, "messages") == 2 * 2
@@ -250,7 +292,7 @@ def test_a_warm_up_that_failed_at_start_is_not_run_on_later_connections(
     db: psycopg.Connection, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     refuse_warm_up(db, "webhook_events")
-    pids, _ = grown(settings, web_warm_up(settings, 1))
+    pids, _ = later(settings, web_warm_up(settings, 1))
     assert pids == [] and ids_used(db) == 1  # the start's one attempt, refused; none on the new connection
     warnings = [r.getMessage() for r in caplog.records if r.name == "webhook.warmup" and r.levelname == "WARNING"]
     assert len(warnings) == 1 and "given up after 0 of 1" in warnings[0]
@@ -260,13 +302,11 @@ def test_a_later_connection_whose_warm_up_fails_is_handed_out_unwarmed(
     db: psycopg.Connection, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Refused after the start (here a trigger added then): logged, and the connection serves."""
-
-    async def warm_then_refuse(pool: Pool) -> list[int]:
-        pids = await worker_warmup.warm_up(pool, settings, 1)
-        await asyncio.to_thread(refuse_warm_up, db, "outbound_jobs")
-        return pids
-
-    pids, new = grown(settings, warm_then_refuse)
+    pids, new = later(
+        settings,
+        lambda pool: worker_warmup.warm_up(pool, settings, 1),
+        between=lambda: refuse_warm_up(db, "outbound_jobs"),
+    )
     assert len(pids) == 1 and new not in pids
     [warning] = [r.getMessage() for r in caplog.records if r.name == "worker.warmup" and r.levelname == "WARNING"]
     assert "a new database connection given up" in warning and "no warm-up here" in warning
@@ -279,11 +319,6 @@ def test_a_later_warm_up_waits_for_no_lock_for_long(
     give up after WARM_UP_LOCK_SECONDS, not its whole bound: the connection is handed out unwarmed."""
     seen: list[str] = []
 
-    async def warm_then_lock(pool: Pool) -> list[int]:
-        pids = await warmup.warm_up(pool, GroupCommit(pool, settings.turn_window, settings.webhook_statements), 1)
-        await asyncio.to_thread(locker.execute, "LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE")
-        return pids
-
     def waiting_warm_up() -> bool:
         row = db.execute(
             "SELECT application_name FROM pg_stat_activity"
@@ -295,8 +330,11 @@ def test_a_later_warm_up_waits_for_no_lock_for_long(
 
     with psycopg.connect(database_url) as locker:
         watcher = threading.Thread(target=lambda: wait_until(waiting_warm_up, what="the warm-up waiting at the lock"))
-        watcher.start()
-        pids, new = grown(settings, warm_then_lock)
+        pids, new = later(
+            settings,
+            web_warm_up(settings, 1),
+            between=lambda: (locker.execute("LOCK TABLE webhook_events IN ACCESS EXCLUSIVE MODE"), watcher.start()),
+        )
         watcher.join()
         locker.rollback()
     assert len(pids) == 1 and new not in pids

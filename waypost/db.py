@@ -10,10 +10,8 @@ The `_sync` twins serve the synchronous CLI paths (`waypost status`, operators, 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
-import logging
 import re
 import select
 import time
@@ -95,41 +93,20 @@ class Pool(AsyncConnectionPool[DictConnection]):
 
     # when each connection came back: only one back within QUIET_SECONDS skips the check
     _returned: weakref.WeakKeyDictionary[DictConnection, float]
-    # what each connection opened from now on runs before it is handed out (warm_new_connections)
-    _warming: tuple[Callable[[DictConnection], Awaitable[object]], logging.Logger] | None
+    # awaited on each connection the pool opens, before it is handed out (waypost.warmup sets it)
+    on_connect: Callable[[DictConnection], Awaitable[None]] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if "configure" in kwargs:
-            raise TypeError("Pool configures its own connections (warm_up)")
-        super().__init__(*args, configure=self._warm_new, **kwargs)
+            raise TypeError("Pool configures its own connections: set on_connect")
+        super().__init__(*args, configure=self._configure_new, **kwargs)
         self._returned = weakref.WeakKeyDictionary()
-        self._warming = None
+        self.on_connect = None
 
-    def warm_new_connections(self, run: Callable[[DictConnection], Awaitable[object]], log: logging.Logger) -> None:
-        """From now on each connection the pool opens runs `run` as warm_up runs it, before it is
-        handed out."""
-        self._warming = (run, log)
-
-    async def _warm_new(self, conn: DictConnection) -> None:
-        """psycopg_pool's `configure`: a connection opened after the start's warm-up (the pool growing
-        under load, or replacing one past its max_lifetime) is warmed before anyone gets it, so that no
-        request or job pays for a cold session. Never raises: a failure is logged, and the connection
-        is handed out unwarmed (or, left broken, discarded by the pool and opened again)."""
-        if self._warming is None:
-            return
-        run, log = self._warming
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(WARM_UP_SECONDS):
-                await _warm(conn, run)
-        except Exception as exc:
-            log.warning("warm-up of a new database connection given up: %r", exc)
-            return
-        log.info(
-            "warmed a new database connection (backend %s) in %.0f ms",
-            conn.info.backend_pid,
-            (time.perf_counter() - started) * 1000,
-        )
+    async def _configure_new(self, conn: DictConnection) -> None:
+        """psycopg_pool's `configure`."""
+        if self.on_connect is not None:
+            await self.on_connect(conn)
 
     async def putconn(self, conn: DictConnection) -> None:
         self._returned[conn] = time.monotonic()
@@ -203,54 +180,6 @@ async def autocommit(pool: AsyncConnectionPool[C]) -> AsyncIterator[C]:
             # raised in the block is the one the caller must see
             if conn.info.transaction_status == TransactionStatus.IDLE:
                 await conn.set_autocommit(False)
-
-
-# A warm-up's bound: a locked table or a slow database delays a start by no more.
-WARM_UP_SECONDS = 10.0
-# The longest a warm-up's statement waits for a lock: a new connection held back by a lock it does not need
-# would keep a request from a connection it could have had.
-WARM_UP_LOCK_SECONDS = 1.0
-# The phone number id of the warm-ups' made-up rows: no business's (Meta's ids are long numbers), so the
-# rows a warm-up touches are its own, never a real contact's.
-WARM_UP_PHONE_NUMBER_ID = "0"
-
-
-async def warm_up(
-    pool: Pool, connections: int, run: Callable[[DictConnection], Awaitable[object]], log: logging.Logger
-) -> list[int]:
-    """`run` on `connections` of the pool's connections, each a different one, in a transaction rolled
-    back on each: a new PostgreSQL session compiles each PL/pgSQL function, plans its statements and
-    loads the catalog entries of each table the first time (webhook/warmup.py, worker/warmup.py). The
-    backend pids warmed. Never raises: a failure, or WARM_UP_SECONDS gone (and psycopg's cancel of the
-    statement then running, a few seconds at most), is logged and the rest given up; the connections it
-    did not warm pay on their first real statements, as without it. When all were warmed, every
-    connection the pool opens later runs `run` too before it is handed out (Pool._warm_new); a warm-up
-    that failed at start is not tried again on them."""
-    started, warmed, held = time.perf_counter(), [], []
-    try:
-        async with asyncio.timeout(WARM_UP_SECONDS):
-            for _ in range(connections):
-                conn = await pool.getconn()
-                held.append(conn)  # held until the end: the next one is another
-                await _warm(conn, run)
-                warmed.append(conn.info.backend_pid)
-    except Exception as exc:  # TimeoutError included: the start goes on, unwarmed
-        log.warning("warm-up of the database connections given up after %s of %s: %r", len(warmed), connections, exc)
-    finally:
-        for conn in held:
-            await pool.putconn(conn)
-    log.info("warmed %s database connections in %.0f ms", len(warmed), (time.perf_counter() - started) * 1000)
-    if len(warmed) == connections:
-        pool.warm_new_connections(run, log)
-    return warmed
-
-
-async def _warm(conn: DictConnection, run: Callable[[DictConnection], Awaitable[object]]) -> None:
-    async with conn.transaction(force_rollback=True):
-        await execute(conn, "warm_up_begin", lock_timeout=f"{WARM_UP_LOCK_SECONDS * 1000:.0f}ms")
-        await run(conn)
-        # the deferred foreign keys' checks too, which a rollback never reaches
-        await execute(conn, "warm_up_check_constraints")
 
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")

@@ -12,7 +12,7 @@ so no real contact's row is touched. Each status is about a made-up message sent
 echo, stored first as the general path stores one), so that a status's whole way is taken: the message
 found, its status moved on. A warm-up that fails or takes too long is logged and given up:
 it never stops the start, and the first webhooks on that connection pay for it as before
-(waypost.db.warm_up).
+(waypost.warmup).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import time
 
 from psycopg.types.json import Jsonb
 
-from waypost.db import WARM_UP_PHONE_NUMBER_ID, DictConnection, Pool, fetch_one
-from waypost.db import warm_up as warm_connections
+from waypost.db import DictConnection, Pool, fetch_one
+from waypost.warmup import WARM_UP_PHONE_NUMBER_ID
+from waypost.warmup import warm_up as warm_connections
 from webhook import fastpath, payload
 from webhook.group_commit import Event, GroupCommit
 

@@ -7,7 +7,7 @@ but on a queue of its own (`waypost-warm-up`, which no worker takes); the fetch 
 job under a made-up worker, with the run's start (`fetch_jobs_and_backlog`); the claim with the turn's
 close (`reply_close_and_claim`) and the send's record, which ends the job (`record_send`). Nothing is
 written and nothing is notified; the made-up phone number id ("0") is no business's. A warm-up that fails
-or takes more than 10 s is logged and given up (waypost.db.warm_up): the worker starts anyway, and its
+or takes more than 10 s is logged and given up (waypost.warmup): the worker starts anyway, and its
 first jobs on that connection pay for it as before.
 """
 
@@ -19,9 +19,10 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from waypost.db import WARM_UP_PHONE_NUMBER_ID, Pool, fetch_all, fetch_one, fetch_optional, fetch_value
-from waypost.db import warm_up as warm_connections
+from waypost.db import Pool, fetch_all, fetch_one, fetch_optional, fetch_value
 from waypost.settings import Settings
+from waypost.warmup import WARM_UP_PHONE_NUMBER_ID
+from waypost.warmup import warm_up as warm_connections
 from worker import job_end, reply_start
 from worker.tasks import SEND_REPLY, idempotency_key
 
