@@ -77,7 +77,7 @@ UPDATE webhook_events SET processed_at = clock_timestamp(), error = %(error)s
 UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s AND received_at > now() - interval '1 hour'
 
 -- warm_up_begin --
--- waypost.db.warm_up, first in its transaction (both undone at its rollback): it never waits long on a
+-- waypost/warmup.py, first in its transaction (both undone at its rollback): it never waits long on a
 -- lock (another warm-up's rows, a migration), and psql shows it as the warm-up it is
 SELECT set_config('lock_timeout', %(lock_timeout)s, true), set_config('application_name', 'waypost-warm-up', true)
 
@@ -98,7 +98,7 @@ SELECT message_id, conversation_id, created, outbound_job_id, job_id
 SELECT worker_id FROM procrastinate_register_worker_v1()
 
 -- warm_up_check_constraints --
--- waypost.db.warm_up: the deferred constraints' checks, before the warm-up's rollback
+-- waypost/warmup.py: the deferred constraints' checks, before the warm-up's rollback
 SET CONSTRAINTS ALL IMMEDIATE
 
 -- ingest_inbound_message --

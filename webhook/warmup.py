@@ -3,16 +3,16 @@
 A PostgreSQL session compiles each PL/pgSQL function, plans each of its statements and loads the
 catalog entries of each table and index the first time it meets them. On a fresh stack the first
 message POSTs took 22, 17 and 16 ms, then 6-7 ms (one per new connection); under mixed traffic the
-first 2-3 s of a fresh stack held the most slow acknowledgements of a run. So at start-up, before the
-first request, each of the pool's first connections runs both webhook statements (one webhook alone,
-then two as a group: webhook/group_commit.py) on made-up webhooks of a message and a status, parsed as
-any POST is, in a transaction that is rolled back. Nothing is written: a rolled-back transaction sends
-no NOTIFY, and leaves only sequence values used. The made-up phone number id ("0") is no business's,
-so no real contact's row is touched. Each status is about a made-up message sent from the phone app (an
-echo, stored first as the general path stores one), so that a status's whole way is taken: the message
-found, its status moved on. A warm-up that fails or takes too long is logged and given up:
-it never stops the start, and the first webhooks on that connection pay for it as before
-(waypost.warmup).
+first 2-3 s of a fresh stack held the most slow acknowledgements of a run. So before the first request,
+and on each connection the pool opens later (waypost/warmup.py), each connection runs both webhook
+statements (one webhook alone, then two as a group: webhook/group_commit.py) on made-up webhooks of a
+message and a status, parsed as any POST is, in a transaction that is rolled back. Nothing is written:
+a rolled-back transaction sends no NOTIFY, and leaves only sequence values used. The made-up phone
+number id ("0") is no business's, so no real contact's row is touched. Each status is about a made-up
+message sent from the phone app (an echo, stored first as the general path stores one), so that a
+status's whole way is taken: the message found, its status moved on. A warm-up that fails or takes too
+long is logged and given up: it never stops the start, and the first webhooks on that connection pay
+for it as before.
 """
 
 from __future__ import annotations

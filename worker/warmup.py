@@ -1,14 +1,14 @@
 """A worker warms its pool's connections before it fetches its first job (issue 17), as the web process
 does (webhook/warmup.py, where the reason is measured).
 
-Each of the pool's first connections runs a reply's statements on a made-up turn, in a transaction rolled
-back: the turn's message stored and its reply job queued in one statement, as the common webhook does,
-but on a queue of its own (`waypost-warm-up`, which no worker takes); the fetch taking that
-job under a made-up worker, with the run's start (`fetch_jobs_and_backlog`); the claim with the turn's
-close (`reply_close_and_claim`) and the send's record, which ends the job (`record_send`). Nothing is
-written and nothing is notified; the made-up phone number id ("0") is no business's. A warm-up that fails
-or takes more than 10 s is logged and given up (waypost.warmup): the worker starts anyway, and its
-first jobs on that connection pay for it as before.
+Each connection of the pool (at start, and as the pool opens it: waypost/warmup.py) runs a reply's
+statements on a made-up turn, in a transaction rolled back: the turn's message stored and its reply job
+queued in one statement, as the common webhook does, but on a queue of its own (`waypost-warm-up`, which
+no worker takes); the fetch taking that job under a made-up worker, with the run's start
+(`fetch_jobs_and_backlog`); the claim with the turn's close (`reply_close_and_claim`) and the send's
+record, which ends the job (`record_send`). Nothing is written and nothing is notified; the made-up
+phone number id ("0") is no business's. A warm-up that fails or takes more than 10 s is logged and given
+up: the worker starts anyway, and its first jobs on that connection pay for it as before.
 """
 
 from __future__ import annotations
