@@ -184,7 +184,9 @@ def test_the_web_process_warms_up_before_it_takes_requests(
     with WebServer(settings):
         assert ids_used(db) == 2 * 3
     lines = [r.getMessage().split(" in ")[0] for r in caplog.records if r.name == "webhook.warmup"]
-    assert lines == ["warmed 2 database connections"]
+    # a connection still opening when the warm-up began warms itself, and says so, before the start's line
+    assert lines[-1] == "warmed 2 database connections"
+    assert all(line.startswith("warmed a new database connection") for line in lines[:-1])
 
 
 def test_a_warm_up_that_fails_never_stops_the_start(
