@@ -5,9 +5,10 @@ Nothing is written and nothing is notified; a warm-up that fails never stops the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import psycopg
@@ -144,19 +145,24 @@ def web_warm_up(settings: Settings, connections: int) -> Callable[[Pool], Awaita
     )
 
 
-def listening(database_url: str) -> psycopg.Connection:
-    listener = psycopg.connect(database_url, autocommit=True)
-    listener.execute("LISTEN waypost_inbox")
-    listener.execute("LISTEN procrastinate_any_queue_v1")
-    return listener
+@contextlib.contextmanager
+def leaving_nothing(db: psycopg.Connection, database_url: str) -> Iterator[None]:
+    """The block's warm-ups, their functions' calls counted (`calls`): they leave no row, and notify nothing
+    (the first notification to arrive after them is the test's own)."""
+    before = rows(db)
+    counting_calls(db)
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN waypost_inbox")
+        listener.execute("LISTEN procrastinate_any_queue_v1")
+        yield
+        assert rows(db) == before
+        nothing_notified(db, listener)
 
 
 def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified(
     db: psycopg.Connection, database_url: str, settings: Settings
 ) -> None:
-    before = rows(db)
-    counting_calls(db)
-    with listening(database_url) as listener:
+    with leaving_nothing(db, database_url):
         pids = warmed(settings, web_warm_up(settings, 3))
         # three connections, each a different backend, each ran the three webhooks (one alone, two in a group)
         assert len(set(pids)) == 3
@@ -172,8 +178,6 @@ def test_each_connection_runs_both_statements_and_nothing_is_written_or_notified
                 "waypost_advance_message_status_v2": 9,
             },
         )
-        assert rows(db) == before
-        nothing_notified(db, listener)
 
 
 def test_the_web_process_warms_up_before_it_takes_requests(
@@ -208,17 +212,13 @@ def test_a_warm_up_that_fails_never_stops_the_start(
 def test_the_worker_runs_a_reply_on_each_connection_and_nothing_is_written_or_notified(
     db: psycopg.Connection, database_url: str, settings: Settings
 ) -> None:
-    before = rows(db)
-    counting_calls(db)
-    with listening(database_url) as listener:
+    with leaving_nothing(db, database_url):
         pids = warmed(settings, lambda pool: worker_warmup.warm_up(pool, settings, 2))
         assert len(set(pids)) == 2
         calls(db, dict.fromkeys(WORKER_FUNCTIONS, 2))
         # on each: the turn's message and the reply's claim, its job (the record and the rest write no new row)
         assert ids_used(db, "messages") == 2 * 2 and ids_used(db, "outbound_jobs") == 2
         assert ids_used(db, "procrastinate_jobs") == 2
-        assert rows(db) == before
-        nothing_notified(db, listener)
 
 
 def test_the_worker_warms_up_before_its_first_fetch(db: psycopg.Connection, start_worker) -> None:
@@ -245,15 +245,11 @@ def test_a_connection_opened_later_is_warmed_before_it_is_handed_out(
     """A connection the pool opens later (growing, or replacing one past its max_lifetime) is a cold
     session: it runs the warm-up's statements first, rolled back as at start."""
     caplog.set_level("INFO", logger="webhook.warmup")
-    before = rows(db)
-    counting_calls(db)
-    with listening(database_url) as listener:
+    with leaving_nothing(db, database_url):
         pids, new = later(settings, web_warm_up(settings, 1))
         assert len(pids) == 1 and new not in pids
         assert ids_used(db) == 2 * 3  # the three webhooks at start, and again on the new connection
         calls(db, {"waypost_store_webhook_v3": 2 * 3, "waypost_store_webhooks_v1": 2})
-        assert rows(db) == before
-        nothing_notified(db, listener)
     lines = [r.getMessage().split(" in ")[0] for r in caplog.records if r.name == "webhook.warmup"]
     assert lines == ["warmed 1 database connections", f"warmed a new database connection (backend {new})"]
 
