@@ -393,10 +393,12 @@ SELECT event_id, new_messages, duplicate_messages, job_ids, outbound_job_ids, st
 
 -- store_webhooks --
 -- Several webhooks of the common kind stored in one statement and one commit, each as store_webhook
--- stores one (see waypost_store_webhooks_v1; webhook/group_commit.py)
+-- stores one (see waypost_store_webhooks_v1; webhook/group_commit.py). The arrays go in binary (`%(name)b`):
+-- psycopg writes a text array of JSON bodies by escaping each quote with a regular expression, about
+-- ten times the CPU (0.2 ms a webhook).
 SELECT event_number, event_id, new_messages, duplicate_messages, job_ids, outbound_job_ids, status_outcomes
   FROM waypost_store_webhooks_v1(
-      %(request_ids)s, %(bodies)s, %(body_sha256s)s, %(signatures)s, %(messages)s::jsonb[], %(statuses)s::jsonb[],
+      %(request_ids)b, %(bodies)b, %(body_sha256s)b, %(signatures)b, %(messages)b::jsonb[], %(statuses)b::jsonb[],
       make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
       %(reply_task)s, %(reply_queue)s)
  ORDER BY event_number

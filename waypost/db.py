@@ -182,7 +182,7 @@ async def autocommit(pool: AsyncConnectionPool[C]) -> AsyncIterator[C]:
                 await conn.set_autocommit(False)
 
 
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_PLACEHOLDER = re.compile(r"%\((\w+)\)[sbt]")  # psycopg's any, binary and text formats
 
 
 @functools.cache
