@@ -185,3 +185,33 @@ def test_a_redirect_is_not_followed_so_the_token_stays_where_it_was_sent(setting
     failure, requests = run(settings, elsewhere)
     assert len(requests) == 1  # not sent again, with its Authorization header, where the 307 points
     assert isinstance(failure, SendFailed) and failure.kind == "permanent" and "HTTP 307" in str(failure)
+
+
+def test_a_cookie_meta_sets_is_neither_kept_nor_sent_back(settings: Settings) -> None:
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while not reader.at_eof():  # both requests, on one kept-alive connection or two
+                try:
+                    head, _ = await read_request(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                received.append(head)
+                body = json.dumps({"messages": [{"id": "wamid.OUT"}], "success": True}).encode()
+                answer(writer, 200, body, b"set-cookie: tracking=abc; Path=/\r\n")
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        # a host name: a cookie jar refuses every cookie from an IP address anyway
+        graph = GraphClient(settings.model_copy(update={"whatsapp_api_base": f"http://localhost:{port}"}))
+        try:
+            assert await send_text(graph) == "wamid.OUT"
+            await graph.mark_read(phone_number_id="111", message_id="wamid.IN", typing=False)
+        finally:
+            await graph.aclose()
+            server.close()
+
+    asyncio.run(scenario())
+    assert len(received) == 2
+    assert all(b"\r\ncookie:" not in head.lower() for head in received)
