@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+
 import httpx
+import pytest
 
 from tests.conftest import ServerThread
 from waypost.devtools.fake_graph import FakeGraph
+from waypost.devtools.processes import poll
 
 SEND = "/v25.0/100000000000001/messages"
 
@@ -64,3 +69,25 @@ def test_the_log_of_sends_reads_from_an_offset_over_the_benchmarks_client() -> N
     assert [r["wa_message_id"] for r in everything] == [r.wa_message_id for r in fake.requests]
     assert after_two == everything[2:] and len(everything) == 3
     assert refused == 400
+
+
+def test_a_status_the_web_process_cannot_take_is_one_warning_not_a_task_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the web process is away
+        probe.bind(("127.0.0.1", 0))
+        away = f"http://127.0.0.1:{probe.getsockname()[1]}/api/webhooks/whatsapp"
+    fake = FakeGraph(access_token="t", app_secret="s", webhook_url=away, auto_statuses=("sent", "delivered"))
+    caplog.set_level(logging.WARNING)
+    with ServerThread(fake.app) as server, httpx.Client(base_url=server.url) as http:
+        sent = http.post(
+            SEND,
+            headers={"Authorization": "Bearer t"},
+            json={"messaging_product": "whatsapp", "to": "1555", "type": "text", "text": {"body": "hi"}},
+        ).json()
+        wamid = sent["messages"][0]["id"]
+        poll(lambda: not fake._tasks, timeout=10, what="the fake's status task did not end")
+    lines = [r for r in caplog.records if r.name == "waypost.devtools.fake_graph"]
+    assert [r.getMessage().split(":")[0] for r in lines] == ["fake Graph API"]
+    assert f"sent status of {wamid} not delivered" in lines[0].getMessage()
+    assert not [r for r in caplog.records if r.name == "asyncio"]  # no "Task exception was never retrieved"
