@@ -80,29 +80,51 @@
     });
   }
 
+  // Resolves to how long the server took (ms): the request until its body is in.
   async function refresh(el) {
+    const began = performance.now();
     const response = await fetch(el.dataset.liveSrc, { credentials: "same-origin", headers: { Accept: "text/html" } });
     if (response.status === 401 || response.redirected) return location.reload();
-    if (!response.ok) return;
+    if (!response.ok) return performance.now() - began;
     const html = await response.text();
+    const took = performance.now() - began;
     if (pressEnded) await Promise.race([pressEnded, new Promise((resolve) => setTimeout(resolve, PRESS_WAIT_MS))]);
     const edits = typedInto(el);
     el.innerHTML = html;
     restore(el, edits);
     localTimes(el);
     afterRefresh(el);
+    return took;
   }
 
   // Refresh at once; changes arriving meanwhile (a webhook with many messages, a reply and its
-  // statuses) coalesce into one more refresh when this one ends.
-  function schedule(el) {
-    const state = pending.get(el);
-    if (state) { state.dirty = true; return; }
-    pending.set(el, { dirty: false });
-    refresh(el).catch(() => {}).finally(() => {
-      const { dirty } = pending.get(el);
+  // statuses) coalesce into one more refresh when this one ends. Live changes keep the server busy
+  // with a region at most a tenth of the time: the next refresh waits until ten times the last one's
+  // fetch has passed since it began. A busy number changes hundreds of rows a second, and back-to-back
+  // list renders took a third of the web process (issue 17); a quiet number's change still shows at
+  // once, and so does the effect of the operator's own action (`now`).
+  const BUSY_SHARE = 10;
+  const notBefore = new Map();
+  function schedule(el, now = false) {
+    const entry = pending.get(el);
+    if (entry) {
+      entry.dirty = true;
+      entry.now ||= now;
+      if (now && entry.timer !== null) { clearTimeout(entry.timer); start(el, entry); }
+      return;
+    }
+    const fresh = { dirty: false, now: false, timer: null };
+    pending.set(el, fresh);
+    const wait = now ? 0 : (notBefore.get(el) ?? 0) - performance.now();
+    if (wait > 0) fresh.timer = setTimeout(() => start(el, fresh), wait);
+    else start(el, fresh);
+  }
+  function start(el, entry) {
+    Object.assign(entry, { dirty: false, now: false, timer: null }); // this refresh covers every change so far
+    const began = performance.now();
+    refresh(el).then((took) => notBefore.set(el, began + BUSY_SHARE * (took ?? 0))).catch(() => {}).finally(() => {
       pending.delete(el);
-      if (dirty) schedule(el);
+      if (entry.dirty) schedule(el, entry.now);
     });
   }
 
@@ -138,7 +160,7 @@
       regions().forEach((el) => { if (matches(el, change)) schedule(el); });
     });
     // Sent on every (re)connection and after a server-side gap: refetch everything.
-    source.addEventListener("resync", () => regions().forEach(schedule));
+    source.addEventListener("resync", () => regions().forEach((el) => schedule(el)));
     source.addEventListener("error", () => {
       if (status) status.dataset.state = "reconnecting";
       // The browser retries by itself unless the stream was refused (closed); then start again.
@@ -170,7 +192,7 @@
       await api(button.dataset.action, button.dataset.body ? JSON.parse(button.dataset.body) : {});
       flash("");
       if (button.dataset.then) return location.assign(button.dataset.then);
-      regions().forEach(schedule);
+      regions().forEach((el) => schedule(el, true));
     } catch (err) {
       flash(err.message);
     } finally {
@@ -195,7 +217,7 @@
       form.reset();
       if (form.elements.client_key) form.elements.client_key.value = newKey();
       if (form.elements.reply_to) replyTo(null);
-      regions().forEach(schedule);
+      regions().forEach((el) => schedule(el, true));
     } catch (err) {
       flash(err.message);
     } finally {
@@ -260,7 +282,7 @@
       await api(form.dataset.templateApi, body);
       flash("");
       resetTemplates(form);
-      regions().forEach(schedule);
+      regions().forEach((el) => schedule(el, true));
     } catch (err) {
       flash(err.message);  // the values stay, to be corrected
     } finally {
