@@ -53,6 +53,8 @@ def report(name: str, lines: list[str], record: bool = True) -> None:
 SECRET = "bench-secret"
 WEBHOOK = "/api/webhooks/whatsapp"
 ACCESS_TOKEN = "bench-token"
+# the inbox on, for the benchmarks that open it in a browser (bench.inbox_live, bench.mixed --inbox-page)
+INBOX_SESSION_SECRET = "bench-session-secret-0123456789abcdef"
 
 
 @contextlib.contextmanager
@@ -148,6 +150,8 @@ def _part(command: str) -> str:
         return "worker"
     if "cli serve" in command:
         return "web"
+    if "playwright" in command:  # the driver of bench.mixed --inbox-page's Chromium, with its processes
+        return "browser"
     return "floor" if "durable_floor" in command else "fake graph"
 
 

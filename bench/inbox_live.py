@@ -17,9 +17,9 @@ import statistics
 import time
 
 import httpx
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from bench.common import machine, percentile, report, signed_post, stack
+from bench.common import INBOX_SESSION_SECRET, Stack, machine, percentile, report, signed_post, stack
 from waypost.devtools import payloads
 from waypost.devtools.browser import CHROMIUM_FLAGS, chromium_path
 from waypost.operators import add_operator
@@ -36,6 +36,20 @@ WATCH = """() => {
 }"""
 
 
+def open_inbox(playwright: Playwright, running: Stack) -> tuple[Browser, Page]:
+    """An operator signed in to /inbox in headless Chromium, its live feed connected (the stack runs
+    with WAYPOST_SESSION_SECRET=INBOX_SESSION_SECRET)."""
+    add_operator(running.database_url, "bench@example.com", PASSWORD)
+    browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+    page = browser.new_page(base_url=running.web)
+    page.goto("/inbox/login")
+    page.fill("input[name=email]", "bench@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live-status[data-state=live]")
+    return browser, page
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=100)
@@ -43,16 +57,8 @@ def main() -> None:
     args = parser.parse_args()
 
     posted: dict[str, float] = {}
-    secret = "bench-session-secret-0123456789abcdef"
-    with stack(WAYPOST_SESSION_SECRET=secret) as running, sync_playwright() as playwright:
-        add_operator(running.database_url, "bench@example.com", PASSWORD)
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        page = browser.new_page(base_url=running.web)
-        page.goto("/inbox/login")
-        page.fill("input[name=email]", "bench@example.com")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_selector("#live-status[data-state=live]")
+    with stack(WAYPOST_SESSION_SECRET=INBOX_SESSION_SECRET) as running, sync_playwright() as playwright:
+        browser, page = open_inbox(playwright, running)
         page.evaluate(WATCH)
         with httpx.Client(base_url=running.web, timeout=30) as client:
             for i in range(args.messages):

@@ -23,17 +23,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
 import os
 import statistics
 import time
+import urllib.parse
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
-from bench.common import SECRET, WEBHOOK, Stack, cpu_seconds, machine, percentile, report, stack, wait_drained
+from bench.common import (
+    INBOX_SESSION_SECRET,
+    SECRET,
+    WEBHOOK,
+    Stack,
+    cpu_seconds,
+    machine,
+    percentile,
+    report,
+    stack,
+    wait_drained,
+)
 from bench.figures import HIGHER, LOWER, DriverCost, Figures
 from bench.http import Client
 from waypost.devtools import payloads
@@ -127,7 +141,7 @@ class MixedRun:
     def waypost_cpu_ms(self) -> float:
         """Web, worker and PostgreSQL, or with --floor the floor's processes and PostgreSQL: not the fake
         Graph API (Meta's stand-in)."""
-        left_out = {"fake graph", "web", "worker"} if self.served() == "floor" else {"fake graph"}
+        left_out = {"fake graph", "browser", "web", "worker"} if self.served() == "floor" else {"fake graph", "browser"}
         return sum(ms for part, ms in self.cpu_per_message().items() if part not in left_out)
 
     def figures(self, label: str = "") -> Figures:
@@ -222,9 +236,12 @@ async def drive(running: Stack, rate: float, seconds: float, grace: float = 60.0
     )
 
 
-def mixed(running: Stack, rate: float, seconds: float) -> MixedRun:
+def mixed(running: Stack, rate: float, seconds: float, page: InboxPage | None = None) -> MixedRun:
     before = cpu_seconds(running.database_url)
-    result = asyncio.run(drive(running, rate, seconds))
+    if page is None:
+        result = asyncio.run(drive(running, rate, seconds))
+    else:
+        result = page.while_open(lambda: asyncio.run(drive(running, rate, seconds)))
     draining = time.monotonic()
     wait_drained(running)
     # the cores over the driven span and the drain (not the bodies' making, before the clock starts)
@@ -241,19 +258,64 @@ def mixed(running: Stack, rate: float, seconds: float) -> MixedRun:
     return result
 
 
-def search(running: Stack, rate: float, multiples: list[float], seconds: float) -> tuple[list[str], float]:
+def search(
+    running: Stack, rate: float, multiples: list[float], seconds: float, page: InboxPage | None = None
+) -> tuple[list[str], float]:
     """Each multiple of `rate` in turn, for `seconds`; stops at the first not held. The highest held."""
     lines, best = [], 0.0
     for multiple in multiples:
-        result = mixed(running, rate * multiple, seconds)
+        result = mixed(running, rate * multiple, seconds, page)
         held = result.held()
         lines.append(f"{multiple:g}x ({'held' if held else 'NOT held'}) " + result.lines()[0])
         lines += result.lines()[1:]
+        if page is not None:
+            lines.append(page.line())
         if not held:
             break
         best = multiple
     lines.append(f"highest multiple of {rate:g} messages/s + {3 * rate:g} statuses/s held: {best:g}x")
     return lines, best
+
+
+@dataclasses.dataclass
+class InboxPage:
+    """One operator's /inbox open in headless Chromium while the traffic runs (--inbox-page): what
+    watching a busy number costs. The browser stands for the operator's own computer but shares these
+    cores: its CPU is counted apart ("browser"), not as Waypost's."""
+
+    page: Any
+    fetches: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def while_open(self, run: Callable[[], MixedRun]) -> MixedRun:
+        """`run` (the driver) in a thread, while this thread lets the page work (Playwright's sync API
+        delivers its events only while it is called)."""
+        self.fetches.clear()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            driving = pool.submit(run)
+            while not driving.done():
+                self.page.wait_for_timeout(100)
+            return driving.result()
+
+    def line(self) -> str:
+        counted = ", ".join(f"{path} {n}" for path, n in self.fetches.most_common())
+        return f"  the inbox page open meanwhile fetched: {counted or 'nothing'}"
+
+
+@contextlib.contextmanager
+def inbox_page(running: Stack) -> Iterator[InboxPage]:
+    # imported here: Playwright and Chromium only for this option
+    from playwright.sync_api import sync_playwright
+
+    from bench.inbox_live import open_inbox
+
+    with sync_playwright() as playwright:
+        browser, page = open_inbox(playwright, running)
+        watched = InboxPage(page)
+        page.on("request", lambda request: watched.fetches.update([urllib.parse.urlsplit(request.url).path]))
+        try:
+            yield watched
+        finally:
+            browser.close()
 
 
 def parse_multiples(text: str) -> list[float]:
@@ -274,10 +336,17 @@ def main() -> None:
         action="store_true",
         help="drive bench/durable_floor.py instead of Waypost: could any durable design hold this rate here",
     )
+    parser.add_argument(
+        "--inbox-page",
+        action="store_true",
+        help="an operator's /inbox open in headless Chromium throughout (what watching a busy number costs)",
+    )
     parser.add_argument("--no-record", action="store_true", help="print only (a dev run)")
     args = parser.parse_args()
 
     what = f"{args.workers} worker(s), {args.web_processes} web process(es)"
+    if args.inbox_page:
+        what += ", an operator's /inbox open in headless Chromium"
     if args.floor:
         what = "the durable floor (bench/durable_floor.py), not Waypost"
     figures, lines = Figures(), [machine(what)]
@@ -285,18 +354,22 @@ def main() -> None:
         with contextlib.ExitStack() as scope:
             # the floor needs the stack's PostgreSQL and fake Graph API only: Waypost's web process idles
             workers, web_processes = (0, 1) if args.floor else (args.workers, args.web_processes)
-            running = scope.enter_context(stack(workers=workers, web_processes=web_processes))
+            inbox = {"WAYPOST_SESSION_SECRET": INBOX_SESSION_SECRET} if args.inbox_page else {}
+            running = scope.enter_context(stack(workers=workers, web_processes=web_processes, **inbox))
+            page = scope.enter_context(inbox_page(running)) if args.inbox_page else None
             if args.floor:
                 # imported here: the floor shares pywa's bot (the bench extra), a run of Waypost does not
                 from bench import durable_floor
 
                 floor = scope.enter_context(durable_floor.serving(running))
                 running = dataclasses.replace(running, web=floor, open_query="bench_floor_open")
-            result = mixed(running, args.rate, args.seconds)
+            result = mixed(running, args.rate, args.seconds, page)
             lines += result.lines()
+            if page is not None:
+                lines.append(page.line())
             figures.merge(result.figures())
             if args.search:
-                search_lines, best = search(running, args.rate, args.search, args.search_seconds)
+                search_lines, best = search(running, args.rate, args.search, args.search_seconds, page)
                 lines += search_lines
                 figures.add("mixed highest multiple held", best, "x", HIGHER)
     report("mixed", [*lines, "medians:", *figures.lines()], record=not args.no_record)
