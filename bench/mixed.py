@@ -289,6 +289,7 @@ class InboxPage:
     def while_open(self, run: Callable[[], MixedRun]) -> MixedRun:
         """`run` (the driver) in a thread, while this thread lets the page work (Playwright's sync API
         delivers its events only while it is called)."""
+        self.page.wait_for_timeout(1)  # what the page fetched before (the last run's drain) is delivered
         self.fetches.clear()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             driving = pool.submit(run)
@@ -297,6 +298,7 @@ class InboxPage:
             return driving.result()
 
     def line(self) -> str:
+        self.page.wait_for_timeout(1)  # and what it fetched during the drain
         counted = ", ".join(f"{path} {n}" for path, n in self.fetches.most_common())
         return f"  the inbox page open meanwhile fetched: {counted or 'nothing'}"
 
@@ -343,6 +345,8 @@ def main() -> None:
     )
     parser.add_argument("--no-record", action="store_true", help="print only (a dev run)")
     args = parser.parse_args()
+    if args.floor and args.inbox_page:
+        parser.error("--inbox-page watches Waypost's inbox: not with --floor")
 
     what = f"{args.workers} worker(s), {args.web_processes} web process(es)"
     if args.inbox_page:

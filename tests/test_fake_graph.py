@@ -86,8 +86,12 @@ def test_a_status_the_web_process_cannot_take_is_one_warning_not_a_task_tracebac
             json={"messaging_product": "whatsapp", "to": "1555", "type": "text", "text": {"body": "hi"}},
         ).json()
         wamid = sent["messages"][0]["id"]
-        poll(lambda: not fake._tasks, timeout=10, what="the fake's status task did not end")
-    lines = [r for r in caplog.records if r.name == "waypost.devtools.fake_graph"]
+
+        def said() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.name == "waypost.devtools.fake_graph"]
+
+        poll(said, timeout=10, what="the fake said nothing of the status it could not deliver")
+    lines = said()
     assert [r.getMessage().split(":")[0] for r in lines] == ["fake Graph API"]
     assert f"sent status of {wamid} not delivered" in lines[0].getMessage()
     assert not [r for r in caplog.records if r.name == "asyncio"]  # no "Task exception was never retrieved"

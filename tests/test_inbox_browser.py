@@ -4,7 +4,6 @@ conversation arrive live, reply, see the ticks move, pause the AI, snooze a noti
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import struct
 import time
 import zlib
@@ -403,34 +402,3 @@ def test_the_list_shows_who_owns_each_conversation_and_a_handover_goes_back_in_o
     page.goto("/inbox")
     expect(row["Ben Ode"]).to_have_text("AI")
     assert [line for line in console if "Content Security Policy" in line] == []
-
-
-def test_a_busy_number_refreshes_the_list_at_most_a_tenth_of_the_time(
-    page: Page, client: httpx.Client, db: psycopg.Connection
-) -> None:
-    post_inbound(client, "the conversation whose name keeps changing")
-    expect(page.locator("li.conversation", has_text="Sheena Nelson")).to_be_visible()
-    fetches: list[tuple[float, float]] = []  # each list refresh: when it began, how long its fetch took (ms)
-    page.on(
-        "requestfinished",
-        lambda request: (
-            fetches.append((request.timing["startTime"], request.timing["responseEnd"]))
-            if "/inbox/fragments/conversations" in request.url
-            else None
-        ),
-    )
-    # A busy number: the conversation changes about every 5 ms for 2 s, each change announced live.
-    deadline = time.monotonic() + 2.0
-    n = 0
-    while time.monotonic() < deadline:
-        n += 1
-        db.execute("UPDATE conversations SET contact_name = %s WHERE wa_id = '16505551234'", (f"Name {n}",))
-        page.wait_for_timeout(5)  # lets Playwright deliver the page's events meanwhile
-    # the last change shows, once the wait after the last refresh is over
-    expect(page.locator("li.conversation", has_text=f"Name {n}")).to_be_visible()
-    during = sorted(fetches)
-    assert len(during) >= 2, during
-    # each refresh waited ten times the fetch of the one before (half of that, for the clocks' differences)
-    for (began, took), (next_began, _) in itertools.pairwise(during):
-        assert next_began - began >= 5 * took, (during, n)
-    assert len(during) < n / 10  # hundreds of changes, a few refreshes

@@ -100,10 +100,12 @@
   // Refresh at once; changes arriving meanwhile (a webhook with many messages, a reply and its
   // statuses) coalesce into one more refresh when this one ends. Live changes keep the server busy
   // with a region at most a tenth of the time: the next refresh waits until ten times the last one's
-  // fetch has passed since it began. A busy number changes hundreds of rows a second, and back-to-back
-  // list renders took a third of the web process (issue 17); a quiet number's change still shows at
-  // once, and so does the effect of the operator's own action (`now`).
+  // fetch has passed since it began (a second at most, so one slow fetch does not hold the next change
+  // long). A busy number changes hundreds of rows a second, and back-to-back list renders took a third
+  // of the web process (issue 17); a quiet number's change still shows at once, and so does the effect
+  // of the operator's own action (`now`).
   const BUSY_SHARE = 10;
+  const MAX_WAIT_MS = 1000;
   const notBefore = new Map();
   function schedule(el, now = false) {
     const entry = pending.get(el);
@@ -122,7 +124,10 @@
   function start(el, entry) {
     Object.assign(entry, { dirty: false, now: false, timer: null }); // this refresh covers every change so far
     const began = performance.now();
-    refresh(el).then((took) => notBefore.set(el, began + BUSY_SHARE * (took ?? 0))).catch(() => {}).finally(() => {
+    let took = null;
+    refresh(el).then((fetched) => { took = fetched; }).catch(() => {}).finally(() => {
+      // a failed or reloading refresh is paced by how long it took, too (a flapping server)
+      notBefore.set(el, began + Math.min(BUSY_SHARE * (took ?? performance.now() - began), MAX_WAIT_MS));
       pending.delete(el);
       if (entry.dirty) schedule(el, entry.now);
     });
