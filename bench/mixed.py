@@ -1,6 +1,7 @@
 """Mixed traffic: inbound messages, each answered, plus the status webhooks of the replies sent.
 
-    .venv/bin/python -m bench.mixed [--seconds 60] [--rate 80] [--runs 3] [--search 1,1.5,2,3,4] [--floor] [--no-record]
+    .venv/bin/python -m bench.mixed [--seconds 60] [--rate 80] [--runs 3] [--search 1,1.5,2,3,4] [--floor]
+        [--inbox-page] [--no-record]
 
 Starts the stack (bench.common.stack) and drives, from this process, open loop (each latency counted
 from the request's scheduled time):
