@@ -81,18 +81,6 @@ UPDATE webhook_events SET error = %(error)s WHERE id = %(id)s AND received_at > 
 -- lock (another warm-up's rows, a migration), and psql shows it as the warm-up it is
 SELECT set_config('lock_timeout', %(lock_timeout)s, true), set_config('application_name', 'waypost-warm-up', true)
 
--- warm_up_ingest_and_queue --
--- worker/warmup.py: ingest_inbound_message with the reply queued in the same statement, as the common
--- webhook queues one (waypost_ingest_inbound_message_v5 given a task and a queue), here on the warm-up's
--- own queue; not through procrastinate's Python defer, which logs a job that is never committed
-SELECT message_id, conversation_id, created, outbound_job_id, job_id
-  FROM waypost_ingest_inbound_message_v5(
-      %(phone_number_id)s, %(wa_id)s, %(user_id)s, %(parent_user_id)s, %(username)s, %(contact_name)s,
-      %(new_wa_id)s, %(new_user_id)s, %(wa_message_id)s, %(type)s, %(body)s, %(payload)s,
-      %(contact_sent_at)s, %(needs_reply)s, %(request_id)s,
-      make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
-      %(reply_task)s, %(reply_queue)s)
-
 -- warm_up_register_worker --
 -- worker/warmup.py: a made-up worker, for its made-up job to be taken and ended under (rolled back)
 SELECT worker_id FROM procrastinate_register_worker_v1()
@@ -102,13 +90,17 @@ SELECT worker_id FROM procrastinate_register_worker_v1()
 SET CONSTRAINTS ALL IMMEDIATE
 
 -- ingest_inbound_message --
--- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v5)
-SELECT message_id, conversation_id, created, outbound_job_id, defer
+-- Insert-or-ignore one inbound message, in its turn (see waypost_ingest_inbound_message_v5). With
+-- reply_task and reply_queue NULL (the general path, webhook/ingest.py) the caller defers the reply job
+-- when `defer` says so; given them (worker/warmup.py), the statement queues it itself, as the common
+-- webhook does, and returns its job_id
+SELECT message_id, conversation_id, created, outbound_job_id, defer, job_id
   FROM waypost_ingest_inbound_message_v5(
       %(phone_number_id)s, %(wa_id)s, %(user_id)s, %(parent_user_id)s, %(username)s, %(contact_name)s,
       %(new_wa_id)s, %(new_user_id)s, %(wa_message_id)s, %(type)s, %(body)s, %(payload)s,
       %(contact_sent_at)s, %(needs_reply)s, %(request_id)s,
-      make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s), NULL, NULL)
+      make_interval(secs => %(quiet_seconds)s), make_interval(secs => %(max_wait_seconds)s),
+      %(reply_task)s, %(reply_queue)s)
 
 -- apply_message_status --
 -- Record and apply one status webhook item, its pricing included (see waypost_apply_message_status_v4)

@@ -206,6 +206,8 @@ def ingest(conn: psycopg.Connection, text: str, quiet: float = WINDOW) -> dict[s
         "request_id": "r",
         "quiet_seconds": quiet,
         "max_wait_seconds": MAX_WAIT,
+        "reply_task": None,
+        "reply_queue": None,
     }
     row = conn.execute(query("ingest_inbound_message"), params).fetchone()
     assert row is not None

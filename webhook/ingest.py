@@ -266,6 +266,8 @@ async def _ingest_message(
         request_id=request_id,
         quiet_seconds=window[0],
         max_wait_seconds=window[1],
+        reply_task=None,  # the reply job, if any, deferred below through procrastinate (`defer`)
+        reply_queue=None,
     )
     if not row["created"]:
         result.duplicate_messages += 1

@@ -43,7 +43,7 @@ async def _reply(conn: Any, settings: Settings) -> None:
     now = dt.datetime.now(dt.UTC)
     turn = await fetch_one(
         conn,
-        "warm_up_ingest_and_queue",
+        "ingest_inbound_message",
         phone_number_id=WARM_UP_PHONE_NUMBER_ID,
         wa_id="10000000000",
         user_id=None,
