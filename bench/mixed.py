@@ -51,6 +51,7 @@ from bench.common import (
 )
 from bench.figures import HIGHER, LOWER, DriverCost, Figures
 from bench.http import Client
+from bench.waits import WaitSampler
 from waypost.devtools import payloads
 
 ACK_GOAL_MS = 50.0
@@ -344,6 +345,11 @@ def main() -> None:
         action="store_true",
         help="an operator's /inbox open in headless Chromium throughout (what watching a busy number costs)",
     )
+    parser.add_argument(
+        "--waits",
+        action="store_true",
+        help="sample where PostgreSQL's busy backends wait during each run (bench/waits.py)",
+    )
     parser.add_argument("--no-record", action="store_true", help="print only (a dev run)")
     args = parser.parse_args()
     if args.floor and args.inbox_page:
@@ -368,8 +374,12 @@ def main() -> None:
 
                 floor = scope.enter_context(durable_floor.serving(running))
                 running = dataclasses.replace(running, web=floor, open_query="bench_floor_open")
+            waits = scope.enter_context(WaitSampler(running.database_url)) if args.waits else None
             result = mixed(running, args.rate, args.seconds, page)
             lines += result.lines()
+            if waits is not None:
+                waits.stop()  # the run and its drain only, not the search
+                lines.append(waits.line())
             if page is not None:
                 lines.append(page.line())
             figures.merge(result.figures())

@@ -213,3 +213,11 @@ SELECT waypost_resolve_conversation_v2('bench', %(wa_id)s, %(user_id)s, NULL, NU
 -- bench_analyze_conversations --
 -- What autovacuum does about a minute after a young table's first rows (bench.contact_lookup)
 ANALYZE conversations
+
+-- bench_active_waits --
+-- bench/waits.py: the client backends running a statement now (but this one), by what each waits on
+-- ('running': on a CPU, or waiting for one)
+SELECT coalesce(wait_event_type || ':' || wait_event, 'running') AS state, count(*) AS backends
+  FROM pg_stat_activity
+ WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+ GROUP BY 1

@@ -1,0 +1,42 @@
+"""bench/waits.py: the sampler of where PostgreSQL's busy backends wait (`bench.mixed --waits`), against
+a real PostgreSQL: a statement held behind another transaction's lock is counted as waiting for it."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from bench.waits import WaitSampler
+from tests.conftest import wait_until
+
+
+def test_a_statement_waiting_for_a_lock_is_counted_as_such(database_url: str) -> None:
+    with psycopg.connect(database_url) as holder, psycopg.connect(database_url, autocommit=True) as waiter:
+        holder.execute("CREATE TABLE bench_waits_probe (id int)")
+        holder.commit()
+        holder.execute("LOCK TABLE bench_waits_probe IN ACCESS EXCLUSIVE MODE")
+        blocked = threading.Thread(target=lambda: waiter.execute("SELECT count(*) FROM bench_waits_probe"))
+        blocked.start()
+        try:
+            with WaitSampler(database_url, interval=0.001) as waits:
+                wait_until(lambda: waits.samples >= 50 and waits.mean(), what="50 samples with the waiter in them")
+        finally:
+            holder.rollback()  # the waiter goes on
+            blocked.join(timeout=30)
+    mean = waits.mean()
+    # the waiter is the only statement running besides the sampler's own, which is left out
+    assert 0.5 < mean["Lock:relation"] <= 1.0, mean
+    assert "running" not in mean or mean["running"] < 0.5, mean
+    line = waits.line()
+    assert "Lock:relation" in line and f"mean over {waits.samples} samples" in line
+
+
+def test_the_sampler_raises_what_stopped_it() -> None:
+    waits = WaitSampler("postgresql://nobody@127.0.0.1:1/none")
+    waits.__enter__()
+    wait_until(lambda: waits.error is not None, what="the connection refused")
+    with pytest.raises(psycopg.OperationalError):
+        waits.stop()
+    assert waits.line().endswith("none")
