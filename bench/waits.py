@@ -1,12 +1,12 @@
 """Where PostgreSQL's busy backends wait during a run (`python -m bench.mixed --waits`).
 
-A thread of the driver reads pg_stat_activity every few milliseconds and counts each client backend
-running a statement by its wait event. The mean number of backends in each state over the run says what
-the statements of the run queue on: a core ("running": on a CPU or waiting for one), the WAL flush of a
-commit (IO:WalSync; LWLock:WALWrite while another backend's flush runs), or NOTIFY's commit lock
-(Lock:object: every transaction that sent a NOTIFY takes it, cluster-wide, before its commit record and
-holds it until after that record's flush, so such commits are flushed one at a time: README
-"Benchmarks", the ceiling of one PostgreSQL). Sampling costs the driver one query each time, and
+A thread of the driver reads pg_stat_activity every few milliseconds and counts each client backend of
+the stack's database running a statement by its wait event. The mean number of backends in each state
+over the run says what the statements of the run queue on: a core ("running": on a CPU or waiting for
+one), the WAL flush of a commit (IO:WalSync; LWLock:WALWrite while another backend's flush runs), or
+NOTIFY's commit lock (Lock:object: every transaction that sent a NOTIFY takes it, cluster-wide, before
+its commit record and holds it until after that record's flush, so such commits are flushed one at a
+time: README, "One PostgreSQL's ceiling"). Sampling costs the driver one query each time, and
 PostgreSQL about a tenth of a millisecond: the printed line says how many were taken.
 """
 
