@@ -1,7 +1,7 @@
 """Mixed traffic: inbound messages, each answered, plus the status webhooks of the replies sent.
 
     .venv/bin/python -m bench.mixed [--seconds 60] [--rate 80] [--runs 3] [--search 1,1.5,2,3,4] [--floor]
-        [--inbox-page] [--no-record]
+        [--inbox-page] [--waits] [--no-record]
 
 Starts the stack (bench.common.stack) and drives, from this process, open loop (each latency counted
 from the request's scheduled time):
@@ -14,7 +14,8 @@ from the request's scheduled time):
 Prints POST ack median/p99 by kind, replies sent (exactly once each), webhook -> reply median/p99,
 against the goals (ack p99 < 50 ms, webhook -> reply p99 < 250 ms), the driver's own CPU, each part of
 the stack's CPU per inbound message (its reply and statuses included) with the cores busy, and with
---search the highest multiple of the rate held (shorter runs, one stack). With --floor the same traffic
+--search the highest multiple of the rate held (shorter runs, one stack); with --waits, where PostgreSQL's
+busy backends waited (bench/waits.py). With --floor the same traffic
 goes to bench/durable_floor.py instead (its statuses one statement each, like Waypost's): what any design
 that commits each webhook before its 200 holds on this machine.
 """

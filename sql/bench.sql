@@ -215,7 +215,7 @@ SELECT waypost_resolve_conversation_v2('bench', %(wa_id)s, %(user_id)s, NULL, NU
 ANALYZE conversations
 
 -- bench_active_waits --
--- bench/waits.py: the client backends of this database running a statement now (but this one), by what
+-- bench/waits.py: the client backends of this database running a statement now (except this one), by what
 -- each waits on ('running': on a CPU, or waiting for one)
 SELECT coalesce(wait_event_type || ':' || wait_event, 'running') AS state, count(*) AS backends
   FROM pg_stat_activity
