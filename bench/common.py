@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: ports, percentiles, readiness, and the results files."""
+"""Helpers shared by the benchmarks: ports, percentiles, readiness, the results files, and a thread that
+samples PostgreSQL while a run goes on."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 import psutil  # type: ignore[import-untyped]  # no stubs installed; a test dependency (pyproject)
@@ -24,6 +28,44 @@ from waypost.devtools.processes import poll, stop_processes, workers_listening
 from waypost.schema import migrate
 
 RESULTS_DIR = Path(__file__).parent / "results"
+
+
+class Sampler:
+    """A thread that calls `take(conn)` every `interval` seconds, on a connection of its own to
+    `database_url`, from `with` until the block ends (or `stop()`). What stopped it early is kept in
+    `error`: the run it sits beside keeps its figures."""
+
+    def __init__(self, database_url: str, interval: float, connect_timeout: int = 10) -> None:
+        self._url = database_url
+        self._interval = interval
+        self._connect_timeout = connect_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self.error: Exception | None = None
+
+    def take(self, conn: psycopg.Connection[Any]) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Sampling ends (it may end before the block does; a second call does nothing)."""
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            with connect_sync(self._url, autocommit=True, connect_timeout=self._connect_timeout) as conn:
+                while not self._stop.is_set():
+                    self.take(conn)
+                    self._stop.wait(self._interval)
+        except Exception as exc:
+            self.error = exc
 
 
 def percentile(samples: list[float], q: float) -> float:

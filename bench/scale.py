@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import threading
 import time
+from typing import Any
+
+import psycopg
 
 from bench import mixed
-from bench.common import WEBHOOK, Stack, graph_sends, machine, report, stack, wait_drained
+from bench.common import WEBHOOK, Sampler, Stack, graph_sends, machine, report, stack, wait_drained
 from bench.figures import HIGHER, LOWER, Figures
 from bench.http import Client
 from waypost.db import connect_sync, fetch_one_sync
@@ -27,30 +29,17 @@ from waypost.devtools import payloads
 CONFIGS = ((1, 1), (2, 1), (1, 2), (2, 2))  # (web processes, workers)
 
 
-class ConnectionPeak:
+class ConnectionPeak(Sampler):
     """The most client connections to the stack's database seen while the block runs (every 100 ms)."""
 
     def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
+        super().__init__(database_url, interval=0.1)
         self.peak = self.max_connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _sample(self) -> None:
-        with connect_sync(self.database_url, autocommit=True) as conn:
-            while not self._stop.is_set():
-                row = fetch_one_sync(conn, "bench_connections")
-                self.peak = max(self.peak, int(row["connections"]))
-                self.max_connections = int(row["max_connections"])
-                self._stop.wait(0.1)
-
-    def __enter__(self) -> ConnectionPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def take(self, conn: psycopg.Connection[Any]) -> None:
+        row = fetch_one_sync(conn, "bench_connections")
+        self.peak = max(self.peak, int(row["connections"]))
+        self.max_connections = int(row["max_connections"])
 
 
 def sustained(running: Stack, count: int) -> tuple[float, float]:
@@ -91,6 +80,8 @@ def configuration(web: int, workers: int, rate: float, seconds: float, load: int
         with ConnectionPeak(running.database_url) as connections:
             result = mixed.mixed(running, rate, seconds)
             replies_per_s, _ = sustained(running, load)
+    if connections.error is not None:  # said, as the thread's own traceback said it before
+        print(f"peak PostgreSQL connections not measured{label}: {connections.error!r}", file=sys.stderr)
     found.merge(result.figures(label))
     found.add(f"sustained replies/s{label}", replies_per_s, "/s", HIGHER)
     found.add(f"peak PostgreSQL connections{label}", connections.peak, "", LOWER)

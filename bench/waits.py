@@ -16,10 +16,12 @@ so on its line; the run's other figures stand.
 from __future__ import annotations
 
 import collections
-import threading
-from types import TracebackType
+from typing import Any
 
-from waypost.db import connect_sync, fetch_all_sync
+import psycopg
+
+from bench.common import Sampler
+from waypost.db import fetch_all_sync
 
 # What a state means, for the printed line
 MEANINGS = {
@@ -32,42 +34,19 @@ MEANINGS = {
 }
 
 
-class WaitSampler:
+class WaitSampler(Sampler):
     """`with WaitSampler(url) as waits:` samples until the block ends (or `waits.stop()`); then `waits.mean()`
     and `waits.line()`. What stopped the sampling early is kept in `error` and shown by `line()`."""
 
     def __init__(self, database_url: str, interval: float = 0.005, connect_timeout: int = 10) -> None:
-        self._url = database_url
-        self._interval = interval
-        self._connect_timeout = connect_timeout
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="bench-waits", daemon=True)
+        super().__init__(database_url, interval, connect_timeout)
         self._backends: collections.Counter[str] = collections.Counter()
         self.samples = 0
-        self.error: Exception | None = None
 
-    def __enter__(self) -> WaitSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Sampling ends (it may end before the block does; a second call does nothing)."""
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        try:
-            with connect_sync(self._url, autocommit=True, connect_timeout=self._connect_timeout) as conn:
-                while not self._stop.is_set():
-                    for row in fetch_all_sync(conn, "bench_active_waits"):
-                        self._backends[row["state"]] += row["backends"]
-                    self.samples += 1
-                    self._stop.wait(self._interval)
-        except Exception as exc:  # shown on the line: a failed sampler does not cost the run its figures
-            self.error = exc
+    def take(self, conn: psycopg.Connection[Any]) -> None:
+        for row in fetch_all_sync(conn, "bench_active_waits"):
+            self._backends[row["state"]] += row["backends"]
+        self.samples += 1
 
     def mean(self) -> dict[str, float]:
         """The mean number of backends in each state, the most first."""
